@@ -1,0 +1,46 @@
+# Two commands do everything:  `make reproduce`  and  `make test`.
+# Each creates/updates the local virtual environment .venv on its own.
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+# torch is installed first, pinned, so no other package can pull an unpinned (multi-GB CUDA) build.
+# On a GPU machine use e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+STAMP      := $(VENV)/.mhe-installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv test reproduce notebooks strip lab benchmark clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $@
+
+venv: $(STAMP)
+
+## make test: the whole test suite, notebooks included (in smoke mode).
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+## make reproduce: run the notebook sequence on the embedded defaults and (re)write figures/.
+reproduce: $(STAMP)
+	$(BIN)/python -m mhe.notebooks reproduce
+
+## make lab: open the tutorials in JupyterLab.
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+## make strip: strip outputs from the notebooks before committing.
+strip: $(STAMP)
+	$(BIN)/python -m mhe.notebooks strip notebooks/*.ipynb
+
+## make benchmark: speed and memory figures (printed).
+benchmark: $(STAMP)
+	$(BIN)/python -m mhe.benchmarks
+
+clean:
+	rm -rf build .pytest_cache

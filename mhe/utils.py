@@ -1,0 +1,83 @@
+"""Small shared utilities: seeding, device choice, project paths and atomic file writes."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device(preference: str | None = None) -> torch.device:
+    """``preference`` if given ("cpu", "cuda", "cuda:1", ...), else CUDA when present, else CPU."""
+    if preference:
+        device = torch.device(preference)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {preference!r} was asked for but CUDA is not available here; "
+                "use --device cpu (or leave it out to pick automatically)."
+            )
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def data_dir() -> Path:
+    """Where real assets, shipped checkpoints and generated stand-ins live (``$MHE_DATA`` overrides)."""
+    return Path(os.environ.get("MHE_DATA", REPO_ROOT / "data"))
+
+
+def figures_dir() -> Path:
+    """Where figures are written (``$MHE_FIGURES_DIR`` overrides; tests point it at a temp folder)."""
+    path = Path(os.environ.get("MHE_FIGURES_DIR", REPO_ROOT / "figures"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary file and an atomic rename (no torn checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
