@@ -40,7 +40,7 @@ strip: $(STAMP)
 
 ## make benchmark: speed and memory figures (printed).
 benchmark: $(STAMP)
-	$(BIN)/python -m mhe.benchmarks
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf build .pytest_cache
