@@ -48,6 +48,7 @@ def run_notebook(
         parameters=parameters or {},
         cwd=str(path.parent),
         kernel_name="python3",
+        language="python",
         progress_bar=False,
         execution_timeout=timeout,
         log_output=False,
