@@ -1,0 +1,269 @@
+"""Multi-hypothesis pose metrics as the MHEntropy hand evaluation defines them.
+
+With S hypotheses per image, 3D joints root-relative in millimetres and 2D joints in pixels:
+*BH-MPJPE* is the mean per-joint 3D error of the best hypothesis (all joints, root included),
+*PA-MPJPE* the same after a similarity (Procrustes) alignment of each hypothesis, *AH* the mean
+visible-joint 2D error of the **worst** hypothesis, *PJD* the per-joint diversity
+(per-axis standard deviation over hypotheses, geometric mean over the D axes, times sqrt(D)),
+reported on the visible joints in 2D and the occluded joints in 3D, and *RD* the ratio of the two
+dataset means. The root is left out of the visible/occluded sets and an image with an empty set is
+skipped in that set's mean (Chen, Yang, Yao, "MHEntropy", ICCV 2023; PAPER.md). Everything runs in
+float64 on the inputs' device; :func:`evaluate_per_image` gives the per-image values that
+:func:`evaluate` averages, and :func:`per_joint_table` the per-joint breakdown as a DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ah",
+    "best_hypothesis",
+    "evaluate",
+    "evaluate_per_image",
+    "joint_errors",
+    "masked_joint_mean",
+    "mpjpe",
+    "pa_mpjpe",
+    "per_joint_table",
+    "pjd",
+    "similarity_align",
+    "visibility_sets",
+]
+
+_CHUNK = 256  # images per chunk in the Procrustes step, bounds memory at large B x S
+
+
+def joint_errors(pred: Tensor, gt: Tensor) -> Tensor:
+    """Euclidean distance per joint: pred (..., J, D), gt broadcastable to it -> (..., J)."""
+    return torch.linalg.vector_norm(pred - gt, dim=-1)
+
+
+def mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean per-joint position error of every hypothesis: pred (B, S, J, D), gt (B, J, D) -> (B, S)."""
+    return joint_errors(pred, gt.unsqueeze(1)).mean(-1)
+
+
+def masked_joint_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of values (B, [S,] J) over the joints where mask (B, J) is True -> (B, [S]).
+
+    An image with no joint in the mask gets NaN, so that a later ``nanmean`` skips it (the official
+    skip rule) instead of counting it as zero.
+    """
+    if values.dim() == 3:
+        mask = mask.unsqueeze(1)
+    mask = mask.to(values.dtype)
+    count = mask.sum(-1)
+    total = (values * mask).sum(-1)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+
+
+def pjd(points: Tensor) -> Tensor:
+    """Per-joint diversity of hypotheses: points (B, S, J, D) -> (B, J).
+
+    For each joint: the standard deviation over the S hypotheses along each axis (Bessel-corrected,
+    as ``torch.std``), multiplied over the D axes, raised to 1/D and scaled by sqrt(D) -- the radius
+    of the equal-volume ball, in the units of the input. With S = 1 the diversity is 0.
+    """
+    if points.dim() != 4:
+        raise ValueError(f"pjd expects points (B, S, J, D), got shape {tuple(points.shape)}")
+    B, S, J, D = points.shape
+    if S < 2:
+        return points.new_zeros(B, J)
+    std = points.std(dim=1, correction=1)  # (B, J, D)
+    return std.prod(-1).pow(1.0 / D) * D**0.5
+
+
+def visibility_sets(visible: Tensor, root: int) -> tuple[Tensor, Tensor]:
+    """Split visible (B, J) bool into the (visible, occluded) sets of the diversity metrics.
+
+    Both exclude the root joint: the model's 3D is root-relative, so the root carries no diversity.
+    """
+    keep = torch.ones_like(visible)
+    keep[:, root] = False
+    return visible & keep, ~visible & keep
+
+
+def ah(pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int) -> tuple[Tensor, Tensor]:
+    """Accuracy of all hypotheses: pred_uv (B, S, J, 2), gt_uv (B, J, 2), visible (B, J) -> ((B,), (B,)).
+
+    Returns (worst, mean): per image, the mean 2D error over visible non-root joints of the worst
+    hypothesis and the same averaged over hypotheses; NaN for images with no visible joint.
+    """
+    vis, _ = visibility_sets(visible, root)
+    per_hyp = masked_joint_mean(joint_errors(pred_uv, gt_uv.unsqueeze(1)), vis)  # (B, S)
+    return per_hyp.max(dim=1).values, per_hyp.mean(dim=1)
+
+
+def similarity_align(pred: Tensor, gt: Tensor) -> Tensor:
+    """Align pred (..., J, 3) to gt (broadcastable) by the best scale, rotation and translation.
+
+    The closed-form least-squares similarity (Umeyama): centre both, SVD of the cross-covariance,
+    a reflection guard on the smallest singular direction, scale = trace(Sigma D) / ||pred_c||^2.
+    Returns the aligned pred, same shape.
+    """
+    gt = gt.expand_as(pred)
+    mu_p, mu_g = pred.mean(-2, keepdim=True), gt.mean(-2, keepdim=True)
+    p, g = pred - mu_p, gt - mu_g
+    cov = p.transpose(-1, -2) @ g  # (..., 3, 3), maps pred frame to gt frame
+    U, sigma, Vh = torch.linalg.svd(cov)
+    # det(V U^T) < 0 means the optimum is a reflection: flip the weakest direction instead.
+    sign = torch.sign(torch.linalg.det(Vh.transpose(-1, -2) @ U.transpose(-1, -2)))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(sigma)
+    d[..., -1] = sign
+    R = Vh.transpose(-1, -2) @ (d.unsqueeze(-1) * U.transpose(-1, -2))
+    var_p = p.square().sum((-1, -2))
+    scale = (sigma * d).sum(-1) / var_p.clamp_min(torch.finfo(pred.dtype).tiny)
+    return scale[..., None, None] * (p @ R.transpose(-1, -2)) + mu_g
+
+
+def pa_mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
+    """MPJPE after similarity alignment of each hypothesis: pred (B, S, J, 3), gt (B, J, 3) -> (B, S)."""
+    out = []
+    for start in range(0, pred.shape[0], _CHUNK):
+        p, g = pred[start : start + _CHUNK], gt[start : start + _CHUNK].unsqueeze(1)
+        out.append(joint_errors(similarity_align(p, g), g).mean(-1))
+    return torch.cat(out)
+
+
+def best_hypothesis(pred_xyz: Tensor, gt_xyz: Tensor) -> Tensor:
+    """Index of the best hypothesis by MPJPE: pred_xyz (B, S, J, 3), gt_xyz (B, J, 3) -> (B,) long."""
+    return mpjpe(pred_xyz, gt_xyz).argmin(dim=1)
+
+
+def _validate(
+    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+) -> None:
+    named = {"pred_xyz": pred_xyz, "gt_xyz": gt_xyz, "pred_uv": pred_uv, "gt_uv": gt_uv, "visible": visible}
+    for name, t in named.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if pred_xyz.dim() != 4 or pred_xyz.shape[-1] != 3:
+        raise ValueError(f"pred_xyz must be (B, S, J, 3), got {tuple(pred_xyz.shape)}")
+    B, S, J, _ = pred_xyz.shape
+    expected = {"gt_xyz": (B, J, 3), "pred_uv": (B, S, J, 2), "gt_uv": (B, J, 2), "visible": (B, J)}
+    for name, shape in expected.items():
+        if tuple(named[name].shape) != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} to match pred_xyz (B={B}, S={S}, J={J}), "
+                f"got {tuple(named[name].shape)}"
+            )
+    if visible.dtype != torch.bool:
+        raise TypeError(f"visible must be a bool tensor, got {visible.dtype}; pass visible.bool() or visible > 0.5")
+    if not isinstance(root, int) or not 0 <= root < J:
+        raise ValueError(f"root must be a joint index in [0, {J}), got {root!r}")
+    for name in ("pred_xyz", "gt_xyz", "pred_uv", "gt_uv"):
+        if not torch.isfinite(named[name]).all():
+            raise ValueError(f"{name} contains NaN or inf; metrics need finite coordinates")
+
+
+def evaluate_per_image(
+    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+) -> dict[str, Tensor]:
+    """Every metric per image: inputs as in :func:`evaluate`; returns name -> (B,) float64.
+
+    Values are NaN where the image is skipped (no visible / occluded non-root joint).
+    """
+    _validate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
+    pred_xyz, gt_xyz = pred_xyz.double(), gt_xyz.double()
+    pred_uv, gt_uv = pred_uv.double(), gt_uv.double()
+    vis, occ = visibility_sets(visible, root)
+    err3d = mpjpe(pred_xyz, gt_xyz)  # (B, S)
+    ah_worst, ah_mean = ah(pred_uv, gt_uv, visible, root)
+    pjd2d, pjd3d = pjd(pred_uv), pjd(pred_xyz)  # (B, J)
+    return {
+        "mpjpe_bh": err3d.min(dim=1).values,
+        "pa_mpjpe_bh": pa_mpjpe(pred_xyz, gt_xyz).min(dim=1).values,
+        "mpjpe_mean": err3d.mean(dim=1),
+        "ah": ah_worst,
+        "ah_mean": ah_mean,
+        "pjd_2d_vis": masked_joint_mean(pjd2d, vis),
+        "pjd_3d_occ": masked_joint_mean(pjd3d, occ),
+        "pjd_2d_occ": masked_joint_mean(pjd2d, occ),
+        "pjd_3d_vis": masked_joint_mean(pjd3d, vis),
+    }
+
+
+def evaluate(
+    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+) -> dict[str, float]:
+    """The paper's hand metrics over a set of images.
+
+    Args:
+        pred_xyz: (B, S, J, 3) hypotheses, root-relative, millimetres.
+        gt_xyz: (B, J, 3) ground truth, root-relative, millimetres.
+        pred_uv: (B, S, J, 2) projected hypotheses, pixels.
+        gt_uv: (B, J, 2) ground-truth 2D keypoints, pixels.
+        visible: (B, J) bool visibility of each ground-truth joint.
+        root: index of the root joint (left out of the visible/occluded sets; 4 for hands).
+
+    Returns:
+        ``mpjpe_bh``, ``pa_mpjpe_bh``, ``mpjpe_mean`` (mm), ``ah``, ``ah_mean`` (px),
+        ``pjd_2d_vis`` (px), ``pjd_3d_occ`` (mm), ``rd`` = pjd_2d_vis / pjd_3d_occ, the two
+        complementary diversities ``pjd_2d_occ``, ``pjd_3d_vis``, and the image counts
+        ``n_images``, ``n_images_vis``, ``n_images_occ`` behind the set-restricted means.
+        A mean over zero images is NaN, and so is RD when pjd_3d_occ is 0 or NaN.
+    """
+    per_image = evaluate_per_image(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
+    out = {name: float(values.nanmean()) if (~values.isnan()).any() else float("nan")
+           for name, values in per_image.items()}
+    occ_pjd = out["pjd_3d_occ"]
+    out["rd"] = out["pjd_2d_vis"] / occ_pjd if occ_pjd > 0 else float("nan")
+    vis, occ = visibility_sets(visible, root)
+    out["n_images"] = float(visible.shape[0])
+    out["n_images_vis"] = float(vis.any(-1).sum())
+    out["n_images_occ"] = float(occ.any(-1).sum())
+    return out
+
+
+def per_joint_table(
+    pred_xyz: Tensor,
+    gt_xyz: Tensor,
+    pred_uv: Tensor,
+    gt_uv: Tensor,
+    visible: Tensor,
+    root: int,
+    joint_names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Diversity and error per joint and visibility, for plots (inputs as in :func:`evaluate`).
+
+    One row per (joint, visibility) pair that occurs, with columns ``joint`` (index), ``name``,
+    ``visibility`` ("visible" / "occluded"), ``is_root``, ``n_images``, ``pjd_2d`` (px),
+    ``pjd_3d`` (mm), ``err_2d_mean`` (px, mean over hypotheses), ``err_3d_mean`` (mm, mean over
+    hypotheses) and ``err_3d_bh`` (mm, the hypothesis that is best for the whole hand); each value is
+    the mean over the images where the joint has that visibility.
+    """
+    _validate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
+    B, S, J, _ = pred_xyz.shape
+    if joint_names is None:
+        joint_names = [str(j) for j in range(J)]
+    if len(joint_names) != J:
+        raise ValueError(f"joint_names has {len(joint_names)} entries but the inputs have J={J} joints")
+    pred_xyz, gt_xyz = pred_xyz.double(), gt_xyz.double()
+    pred_uv, gt_uv = pred_uv.double(), gt_uv.double()
+    err3d = joint_errors(pred_xyz, gt_xyz.unsqueeze(1))  # (B, S, J)
+    best = err3d.mean(-1).argmin(dim=1)
+    columns = {
+        "pjd_2d": pjd(pred_uv),
+        "pjd_3d": pjd(pred_xyz),
+        "err_2d_mean": joint_errors(pred_uv, gt_uv.unsqueeze(1)).mean(1),
+        "err_3d_mean": err3d.mean(1),
+        "err_3d_bh": err3d[torch.arange(B, device=err3d.device), best],
+    }
+    rows = []
+    for label, mask in (("visible", visible), ("occluded", ~visible)):
+        count = mask.sum(0)  # (J,)
+        means = {k: (v * mask).sum(0) / count.clamp_min(1) for k, v in columns.items()}
+        for j in range(J):
+            if count[j] == 0:
+                continue
+            row = {"joint": j, "name": joint_names[j], "visibility": label, "is_root": j == root,
+                   "n_images": int(count[j])}
+            row.update({k: float(v[j]) for k, v in means.items()})
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,233 @@
+"""mhe.metrics against hand-computed cases, an independent Procrustes (scipy), invariances and skip rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from mhe import metrics
+
+
+def tiny_case():
+    """B=1, S=2, J=3, root 0; joint j of hypothesis 0 sits at (j+1)·a, of hypothesis 1 at -2(j+1)·a."""
+    a3 = torch.tensor([1.0, 2.0, 2.0])  # |a3| = 3
+    a2 = torch.tensor([3.0, 4.0])  # |a2| = 5
+    scale = torch.arange(1, 4, dtype=torch.float64)[:, None]
+    pred_xyz = torch.stack([scale * a3, -2 * scale * a3])[None]  # (1, 2, 3, 3)
+    pred_uv = torch.stack([scale * a2, torch.zeros(3, 2, dtype=torch.float64)])[None]  # (1, 2, 3, 2)
+    gt_xyz = torch.zeros(1, 3, 3)
+    gt_uv = torch.zeros(1, 3, 2)
+    visible = torch.tensor([[True, True, False]])
+    return pred_xyz, gt_xyz, pred_uv, gt_uv, visible
+
+
+def test_hand_computed_tiny_case():
+    out = metrics.evaluate(*tiny_case(), root=0)
+    # 3D errors: hyp 0 -> 3(j+1), mean 6; hyp 1 -> 6(j+1), mean 12.
+    assert out["mpjpe_bh"] == pytest.approx(6.0)
+    assert out["mpjpe_mean"] == pytest.approx(9.0)
+    # Visible non-root set = {1}: hyp 0 error 2·5 = 10, hyp 1 error 0.
+    assert out["ah"] == pytest.approx(10.0)
+    assert out["ah_mean"] == pytest.approx(5.0)
+    # 2D PJD of joint 1: per-axis std of two values = |difference|/sqrt(2).
+    sx, sy = 6 / math.sqrt(2), 8 / math.sqrt(2)
+    pjd2 = math.sqrt(sx * sy) * math.sqrt(2)
+    assert out["pjd_2d_vis"] == pytest.approx(pjd2)
+    # 3D PJD of joint 2 (occluded): differences 9·a3 = (9, 18, 18).
+    s = [9 / math.sqrt(2), 18 / math.sqrt(2), 18 / math.sqrt(2)]
+    pjd3 = (s[0] * s[1] * s[2]) ** (1 / 3) * math.sqrt(3)
+    assert out["pjd_3d_occ"] == pytest.approx(pjd3)
+    assert out["rd"] == pytest.approx(pjd2 / pjd3)
+    # The complementary sets: joint 1 in 3D (differences 6·a3), joint 2 in 2D (differences 3·a2).
+    assert out["pjd_3d_vis"] == pytest.approx((6 * 12 * 12 / 2**1.5) ** (1 / 3) * math.sqrt(3))
+    assert out["pjd_2d_occ"] == pytest.approx(math.sqrt(9 * 12 / 2) * math.sqrt(2))
+    assert (out["n_images"], out["n_images_vis"], out["n_images_occ"]) == (1.0, 1.0, 1.0)
+
+
+def test_root_is_excluded_from_visibility_sets():
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = tiny_case()
+    # With root 1 the visible set is empty (only joints 0 and 1 are visible): AH and 2D-vis PJD are skipped.
+    out = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, torch.tensor([[False, True, False]]), root=1)
+    assert math.isnan(out["ah"]) and math.isnan(out["pjd_2d_vis"]) and math.isnan(out["rd"])
+    assert out["n_images_vis"] == 0.0
+    # With root 2 the occluded set is empty.
+    out = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=2)
+    assert math.isnan(out["pjd_3d_occ"]) and math.isnan(out["rd"])
+    # The root does count in BH (all joints).
+    assert out["mpjpe_bh"] == pytest.approx(6.0)
+
+
+def test_skip_rule_averages_only_images_with_a_nonempty_set():
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = tiny_case()
+    # Second image: the same hypotheses twice as large, all joints visible -> no occluded joint.
+    pred_xyz2 = torch.cat([pred_xyz, 2 * pred_xyz])
+    pred_uv2 = torch.cat([pred_uv, 2 * pred_uv])
+    vis2 = torch.cat([visible, torch.ones_like(visible)])
+    out = metrics.evaluate(pred_xyz2, gt_xyz.repeat(2, 1, 1), pred_uv2, gt_uv.repeat(2, 1, 1), vis2, root=0)
+    single = metrics.evaluate(*tiny_case(), root=0)
+    assert out["pjd_3d_occ"] == pytest.approx(single["pjd_3d_occ"])  # image 2 skipped, not counted as 0
+    assert out["n_images_occ"] == 1.0 and out["n_images_vis"] == 2.0
+    # AH in image 2: visible {1, 2}, hyp 0 errors 2·10 and 3·10 -> 25; mean over images (10 + 25) / 2.
+    assert out["ah"] == pytest.approx(17.5)
+    assert out["mpjpe_bh"] == pytest.approx((6 + 12) / 2)
+
+
+def test_single_hypothesis_has_zero_diversity():
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = tiny_case()
+    out = metrics.evaluate(pred_xyz[:, :1], gt_xyz, pred_uv[:, :1], gt_uv, visible, root=0)
+    assert out["pjd_2d_vis"] == 0.0 and out["pjd_3d_occ"] == 0.0
+    assert math.isnan(out["rd"])
+    assert out["ah"] == out["ah_mean"] == pytest.approx(10.0)
+
+
+def test_pjd_matches_numpy_bessel_std():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 7, 5, 3, generator=g, dtype=torch.float64)
+    ref = np.prod(np.std(x.numpy(), axis=1, ddof=1), axis=-1) ** (1 / 3) * np.sqrt(3)
+    np.testing.assert_allclose(metrics.pjd(x).numpy(), ref, rtol=1e-12)
+
+
+def random_case(seed: int, B: int = 3, S: int = 5, J: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64  # float32 shifts would round before the metrics' float64 step
+    pred_xyz = torch.randn(B, S, J, 3, generator=g, dtype=f64) * 20
+    gt_xyz = torch.randn(B, J, 3, generator=g, dtype=f64) * 20
+    pred_uv = torch.randn(B, S, J, 2, generator=g, dtype=f64) * 10
+    gt_uv = torch.randn(B, J, 2, generator=g, dtype=f64) * 10
+    visible = torch.rand(B, J, generator=g) < 0.5
+    visible[:, 1], visible[:, 2] = True, False  # every image has both sets
+    return pred_xyz, gt_xyz, pred_uv, gt_uv, visible
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_permuting_hypotheses_changes_nothing(seed):
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
+    perm = torch.randperm(pred_xyz.shape[1], generator=torch.Generator().manual_seed(seed + 1))
+    a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
+    b = metrics.evaluate(pred_xyz[:, perm], gt_xyz, pred_uv[:, perm], gt_uv, visible, root=0)
+    for key in a:
+        assert a[key] == pytest.approx(b[key], rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0))
+def test_diversity_ignores_common_shifts_and_scales_linearly(seed, scale):
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
+    g = torch.Generator().manual_seed(seed + 2)
+    shift3 = torch.randn(3, 1, 6, 3, generator=g, dtype=torch.float64) * 50
+    shift2 = torch.randn(3, 1, 6, 2, generator=g, dtype=torch.float64) * 50
+    a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
+    b = metrics.evaluate(pred_xyz + shift3, gt_xyz, pred_uv + shift2, gt_uv, visible, root=0)
+    c = metrics.evaluate(pred_xyz * scale, gt_xyz, pred_uv * scale, gt_uv, visible, root=0)
+    for key in ("pjd_2d_vis", "pjd_3d_occ", "pjd_2d_occ", "pjd_3d_vis", "rd"):
+        assert b[key] == pytest.approx(a[key], rel=1e-9)
+    for key in ("pjd_2d_vis", "pjd_3d_occ"):
+        assert c[key] == pytest.approx(a[key] * scale, rel=1e-9)
+    assert c["rd"] == pytest.approx(a["rd"], rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_orderings_between_metrics(seed):
+    out = metrics.evaluate(*random_case(seed), root=0)
+    assert out["mpjpe_bh"] <= out["mpjpe_mean"] + 1e-9
+    assert out["ah"] >= out["ah_mean"] - 1e-9
+    assert out["pa_mpjpe_bh"] >= 0.0
+    assert all(out[k] >= 0 for k in ("pjd_2d_vis", "pjd_3d_occ"))
+
+
+def test_best_of_n_equals_a_brute_force_loop():
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(3, B=4, S=6, J=5)
+    out = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
+    bh, worst = [], []
+    for b in range(4):
+        errs = [np.mean([np.linalg.norm(pred_xyz[b, s, j] - gt_xyz[b, j]) for j in range(5)]) for s in range(6)]
+        bh.append(min(errs))
+        vis = [j for j in range(1, 5) if visible[b, j]]
+        worst.append(max(np.mean([np.linalg.norm(pred_uv[b, s, j] - gt_uv[b, j]) for j in vis]) for s in range(6)))
+    assert out["mpjpe_bh"] == pytest.approx(np.mean(bh), rel=1e-6)
+    assert out["ah"] == pytest.approx(np.mean(worst), rel=1e-6)
+
+
+def test_similarity_align_matches_scipy_kabsch():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        gt = rng.normal(size=(21, 3))
+        pred = rng.normal(size=(21, 3)) + 0.5 * gt
+        p, g = pred - pred.mean(0), gt - gt.mean(0)
+        R = Rotation.align_vectors(g, p)[0].as_matrix()  # minimises sum |g - R p|^2
+        s = np.sum(g * (p @ R.T)) / np.sum(p * p)
+        ref = s * p @ R.T + gt.mean(0)
+        got = metrics.similarity_align(torch.from_numpy(pred), torch.from_numpy(gt)).numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-9)
+
+
+def test_pa_mpjpe_is_zero_for_a_similar_pose_and_handles_reflections():
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(2, 21, 3, generator=g, dtype=torch.float64)
+    R = torch.from_numpy(Rotation.random(2, random_state=1).as_matrix())
+    pred = (2.5 * gt @ R.transpose(-1, -2) + torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)).unsqueeze(1)
+    assert metrics.pa_mpjpe(pred, gt).abs().max() < 1e-9
+    # A mirrored pose cannot be aligned by a rotation: the error must stay clearly positive.
+    mirrored = gt * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    assert metrics.pa_mpjpe(mirrored.unsqueeze(1), gt).min() > 0.1
+
+
+def test_per_joint_table_on_the_tiny_case():
+    table = metrics.per_joint_table(*tiny_case(), root=0, joint_names=["root", "a", "b"])
+    assert list(table["visibility"]) == ["visible", "visible", "occluded"]
+    row = table.set_index("name").loc["b"]
+    assert row["pjd_3d"] == pytest.approx((9 * 18 * 18 / 2**1.5) ** (1 / 3) * math.sqrt(3))
+    assert row["err_3d_mean"] == pytest.approx((9 + 18) / 2)
+    assert row["err_3d_bh"] == pytest.approx(9.0)  # hypothesis 0 is best for the whole hand
+    assert row["err_2d_mean"] == pytest.approx(15 / 2)
+    assert bool(table.set_index("name").loc["root", "is_root"])
+    assert table["n_images"].tolist() == [1, 1, 1]
+
+
+def test_per_joint_table_rejects_wrong_names():
+    with pytest.raises(ValueError, match="joint_names has 2 entries"):
+        metrics.per_joint_table(*tiny_case(), root=0, joint_names=["a", "b"])
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda a: {**a, "pred_xyz": a["pred_xyz"][0]}, ValueError, "pred_xyz must be"),
+        (lambda a: {**a, "gt_xyz": a["gt_xyz"][:, :2]}, ValueError, "gt_xyz must have shape"),
+        (lambda a: {**a, "pred_uv": a["pred_uv"][:, :1]}, ValueError, "pred_uv must have shape"),
+        (lambda a: {**a, "gt_uv": a["gt_uv"][..., :1]}, ValueError, "gt_uv must have shape"),
+        (lambda a: {**a, "visible": a["visible"].float()}, TypeError, "visible must be a bool"),
+        (lambda a: {**a, "visible": a["visible"][:, :2]}, ValueError, "visible must have shape"),
+        (lambda a: {**a, "root": 3}, ValueError, "root must be a joint index"),
+        (lambda a: {**a, "root": -1}, ValueError, "root must be a joint index"),
+        (lambda a: {**a, "pred_uv": a["pred_uv"] * float("nan")}, ValueError, "pred_uv contains NaN"),
+        (lambda a: {**a, "gt_xyz": a["gt_xyz"].numpy()}, TypeError, "gt_xyz must be a torch.Tensor"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(change, error, match):
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = tiny_case()
+    args = dict(pred_xyz=pred_xyz, gt_xyz=gt_xyz, pred_uv=pred_uv, gt_uv=gt_uv, visible=visible, root=0)
+    with pytest.raises(error, match=match):
+        metrics.evaluate(**change(args))
+
+
+def test_pjd_rejects_wrong_rank():
+    with pytest.raises(ValueError, match="pjd expects points"):
+        metrics.pjd(torch.zeros(2, 3, 3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    args = random_case(5)
+    cpu = metrics.evaluate(*args, root=0)
+    gpu = metrics.evaluate(*(a.cuda() for a in args), root=0)
+    for key in cpu:
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-6)
