@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from mhe.geometry import procrustes_align
+
 __all__ = [
     "ah",
     "best_hypothesis",
@@ -31,11 +33,10 @@ __all__ = [
     "pa_mpjpe",
     "per_joint_table",
     "pjd",
-    "similarity_align",
     "visibility_sets",
 ]
 
-_CHUNK = 256  # images per chunk in the Procrustes step, bounds memory at large B x S
+_CHUNK = 256  # images per Procrustes call: bounds the (chunk, S, 3, 3) temporaries at large B x S
 
 
 def joint_errors(pred: Tensor, gt: Tensor) -> Tensor:
@@ -99,35 +100,15 @@ def ah(pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int) -> tuple[Tens
     return per_hyp.max(dim=1).values, per_hyp.mean(dim=1)
 
 
-def similarity_align(pred: Tensor, gt: Tensor) -> Tensor:
-    """Align pred (..., J, 3) to gt (broadcastable) by the best scale, rotation and translation.
-
-    The closed-form least-squares similarity (Umeyama): centre both, SVD of the cross-covariance,
-    a reflection guard on the smallest singular direction, scale = trace(Sigma D) / ||pred_c||^2.
-    Returns the aligned pred, same shape.
-    """
-    gt = gt.expand_as(pred)
-    mu_p, mu_g = pred.mean(-2, keepdim=True), gt.mean(-2, keepdim=True)
-    p, g = pred - mu_p, gt - mu_g
-    cov = p.transpose(-1, -2) @ g  # (..., 3, 3), maps pred frame to gt frame
-    U, sigma, Vh = torch.linalg.svd(cov)
-    # det(V U^T) < 0 means the optimum is a reflection: flip the weakest direction instead.
-    sign = torch.sign(torch.linalg.det(Vh.transpose(-1, -2) @ U.transpose(-1, -2)))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    d = torch.ones_like(sigma)
-    d[..., -1] = sign
-    R = Vh.transpose(-1, -2) @ (d.unsqueeze(-1) * U.transpose(-1, -2))
-    var_p = p.square().sum((-1, -2))
-    scale = (sigma * d).sum(-1) / var_p.clamp_min(torch.finfo(pred.dtype).tiny)
-    return scale[..., None, None] * (p @ R.transpose(-1, -2)) + mu_g
-
-
 def pa_mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
-    """MPJPE after similarity alignment of each hypothesis: pred (B, S, J, 3), gt (B, J, 3) -> (B, S)."""
+    """MPJPE after similarity alignment of each hypothesis: pred (B, S, J, 3), gt (B, J, 3) -> (B, S).
+
+    Each hypothesis gets its own scale, rotation and translation (:func:`mhe.geometry.procrustes_align`).
+    """
     out = []
     for start in range(0, pred.shape[0], _CHUNK):
         p, g = pred[start : start + _CHUNK], gt[start : start + _CHUNK].unsqueeze(1)
-        out.append(joint_errors(similarity_align(p, g), g).mean(-1))
+        out.append(joint_errors(procrustes_align(p, g), g).mean(-1))
     return torch.cat(out)
 
 
