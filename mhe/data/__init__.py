@@ -1,0 +1,30 @@
+"""Hand data: synthetic occluded hands (license-free, generated on the fly) and HO3D v3 (raw layout).
+
+Both datasets return the same item dictionary (``obs``, ``visible``, ``keypoints_2d_px``,
+``joints_3d``, ``scale``, ``joints_3d_mm``, pose/shape/camera ground truth, optionally ``image``), so
+models, objectives and :mod:`mhe.metrics` treat them alike and PyTorch's default collate batches them.
+Submodules are imported on first use: reading HO3D does not load a body model.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "HO3D": "mhe.data.ho3d",
+    "EVAL_SEQUENCES": "mhe.data.ho3d",
+    "write_fake_ho3d": "mhe.data.ho3d",
+    "SyntheticHands": "mhe.data.synthetic",
+    "occlusion_stats": "mhe.data.synthetic",
+    "KEYPOINT_NAMES": "mhe.data.synthetic",
+    "FINGER_OF_KEYPOINT": "mhe.data.synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mhe.data' has no attribute {name!r}")
