@@ -115,7 +115,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mhe_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": _to_cpu(optimizer.state_dict()) if optimizer is not None else None,
         "step": int(step),

@@ -166,9 +166,13 @@ class ExperimentConfig:
     seed: int = 0
     # "cpu", "cuda", "cuda:1", ...; None picks CUDA when present, else CPU.
     device: str | None = None
+    # encoder, flow and head sizes.
     model: ModelConfig = field(default_factory=ModelConfig)
+    # dataset and split sizes.
     data: DataConfig = field(default_factory=DataConfig)
+    # objective name and term weights.
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    # optimisation, validation, logging, checkpoints.
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def out_path(self) -> Path:
