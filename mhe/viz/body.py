@@ -1,0 +1,240 @@
+"""Drawing hands and bodies: skeletons and meshes in matplotlib (2D and 3D) and plotly.
+
+Inputs are arrays or tensors in the camera convention of :mod:`mhe.geometry` (OpenCV: x right, y down,
+z forward). 3D matplotlib axes show ``(x, z, -y)`` so that "up" on screen is up in the image and the
+depth axis recedes; 2D axes invert y like an image. Every function returns a figure (or draws into a
+given axis) and never calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
+
+from mhe.body.keypoints import FINGER_OF_KEYPOINT, HAND_PARENTS
+
+__all__ = [
+    "FINGER_COLORS",
+    "hand_colors",
+    "draw_skeleton_2d",
+    "draw_skeleton_3d",
+    "draw_mesh_3d",
+    "plot_hand_views",
+    "plot_poses_2d_3d",
+    "plotly_mesh",
+]
+
+FINGER_COLORS = {
+    "wrist": "#444444",
+    "thumb": "#e41a1c",
+    "index": "#ff7f00",
+    "middle": "#4daf4a",
+    "ring": "#377eb8",
+    "pinky": "#984ea3",
+}
+
+
+def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def hand_colors() -> list[str]:
+    """One colour per hand keypoint (21), by finger."""
+    return [FINGER_COLORS[f] for f in FINGER_OF_KEYPOINT]
+
+
+def _display(xyz: np.ndarray) -> np.ndarray:
+    """Camera frame (x right, y down, z forward) -> plot frame (x, depth, up)."""
+    return np.stack([xyz[..., 0], xyz[..., 2], -xyz[..., 1]], axis=-1)
+
+
+def _equal_3d(ax: Any, pts: np.ndarray, pad: float = 0.05) -> None:
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad) + 1e-9
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        setter(c - half, c + half)
+    ax.set_box_aspect((1, 1, 1))
+
+
+def draw_skeleton_2d(
+    ax: Any,
+    uv: Any,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    colors: Sequence[str] | None = None,
+    visible: Any = None,
+    linestyle: str = "-",
+    alpha: float = 1.0,
+    label: str | None = None,
+    markersize: float = 18,
+) -> None:
+    """Draw 2D keypoints ``uv (J, 2)`` and their bones into ``ax``; occluded points (``visible (J,)``
+    False) are drawn hollow. Image convention: y grows downwards."""
+    uv = _np(uv)
+    colors = list(colors) if colors is not None else (hand_colors() if len(uv) == 21 else ["#333333"] * len(uv))
+    vis = np.ones(len(uv), bool) if visible is None else _np(visible).astype(bool)
+    for j, p in enumerate(parents):
+        if p >= 0:
+            ax.plot(uv[[p, j], 0], uv[[p, j], 1], linestyle, color=colors[j], lw=2, alpha=alpha)
+    ax.scatter(uv[vis, 0], uv[vis, 1], c=[colors[j] for j in np.flatnonzero(vis)], s=markersize,
+               alpha=alpha, zorder=3, label=label)
+    if (~vis).any():
+        ax.scatter(uv[~vis, 0], uv[~vis, 1], facecolors="white", edgecolors=[colors[j] for j in np.flatnonzero(~vis)],
+                   s=markersize, alpha=alpha, zorder=3, linewidths=1.5)
+    if not ax.yaxis_inverted():
+        ax.invert_yaxis()
+    ax.set_aspect("equal")
+
+
+def draw_skeleton_3d(
+    ax: Any,
+    joints: Any,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    colors: Sequence[str] | None = None,
+    alpha: float = 1.0,
+    linewidth: float = 2.5,
+) -> None:
+    """Draw 3D joints ``joints (J, 3)`` (camera frame) and their bones into a 3D axis."""
+    xyz = _display(_np(joints))
+    colors = list(colors) if colors is not None else (hand_colors() if len(xyz) == 21 else ["#333333"] * len(xyz))
+    segs = [(xyz[p], xyz[j]) for j, p in enumerate(parents) if p >= 0]
+    seg_colors = [colors[j] for j, p in enumerate(parents) if p >= 0]
+    ax.add_collection3d(Line3DCollection(segs, colors=seg_colors, linewidths=linewidth, alpha=alpha))
+    ax.scatter(*xyz.T, c=colors, s=12, alpha=alpha, depthshade=False)
+
+
+def draw_mesh_3d(
+    ax: Any,
+    vertices: Any,
+    faces: Any,
+    color: str = "#e8c4a8",
+    alpha: float = 1.0,
+    light: Sequence[float] = (0.3, -1.0, -0.6),
+) -> None:
+    """Draw a triangle mesh ``vertices (V, 3)`` (camera frame), ``faces (F, 3)`` with Lambert shading."""
+    v = _display(_np(vertices))
+    f = np.asarray(faces, dtype=np.int64)
+    tris = v[f]
+    normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+    light_dir = _display(np.asarray(light, dtype=np.float64))
+    light_dir = light_dir / np.linalg.norm(light_dir)
+    shade = 0.35 + 0.65 * np.abs(normals @ light_dir)  # two-sided: winding does not matter here
+    base = np.array(plt.matplotlib.colors.to_rgb(color))
+    facecolors = np.clip(base[None] * shade[:, None], 0, 1)
+    coll = Poly3DCollection(tris, facecolors=facecolors, edgecolors="none", alpha=alpha)
+    ax.add_collection3d(coll)
+
+
+def plot_hand_views(
+    joints: Any,
+    vertices: Any = None,
+    faces: Any = None,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    views: Sequence[tuple[float, float]] = ((20, -60), (80, -90)),
+    title: str | None = None,
+    mesh_alpha: float = 0.35,
+    size: float = 3.6,
+) -> Figure:
+    """One row of 3D views of a posed model: mesh (if given) with its skeleton on top.
+
+    ``joints (J, 3)``, ``vertices (V, 3)``, ``faces (F, 3)``; ``views`` are (elevation, azimuth) pairs.
+    """
+    fig = plt.figure(figsize=(size * len(views), size))
+    pts = _display(_np(vertices if vertices is not None else joints))
+    for k, (elev, azim) in enumerate(views):
+        ax = fig.add_subplot(1, len(views), k + 1, projection="3d")
+        if vertices is not None:
+            draw_mesh_3d(ax, vertices, faces, alpha=mesh_alpha)
+        draw_skeleton_3d(ax, joints, parents)
+        _equal_3d(ax, pts)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_xlabel("x")
+        ax.set_ylabel("depth z")
+        ax.set_zlabel("up (-y)")
+        ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_poses_2d_3d(
+    uvs: Sequence[Any],
+    joints3d: Sequence[Any],
+    labels: Sequence[str],
+    visible: Any = None,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    styles: Sequence[str] = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a"),
+    view: tuple[float, float] = (15, -75),
+    title: str | None = None,
+) -> Figure:
+    """Several poses side by side: their 2D keypoints overlaid in one panel, one 3D panel each.
+
+    ``uvs``: list of ``(J, 2)`` projections; ``joints3d``: list of ``(J, 3)`` camera-frame joints; one
+    colour per pose. ``visible (J,)`` marks occluded keypoints hollow in 2D.
+    """
+    n = len(uvs)
+    fig = plt.figure(figsize=(3.8 * (n + 1), 3.8))
+    ax2 = fig.add_subplot(1, n + 1, 1)
+    for k, (uv, lab) in enumerate(zip(uvs, labels)):
+        c = styles[k % len(styles)]
+        draw_skeleton_2d(ax2, uv, parents, colors=[c] * len(_np(uv)), visible=visible, alpha=0.8,
+                         linestyle="-" if k == 0 else "--", label=lab)
+    ax2.legend(fontsize=7, loc="best")
+    ax2.set_title("2D projections (overlaid)", fontsize=9)
+    allpts = np.concatenate([_display(_np(j)) for j in joints3d])
+    for k, (j3, lab) in enumerate(zip(joints3d, labels)):
+        ax = fig.add_subplot(1, n + 1, k + 2, projection="3d")
+        c = styles[k % len(styles)]
+        draw_skeleton_3d(ax, j3, parents, colors=[c] * len(_np(j3)))
+        _equal_3d(ax, allpts)
+        ax.view_init(elev=view[0], azim=view[1])
+        ax.set_title(f"3D: {lab}", fontsize=9)
+        ax.set_xlabel("x")
+        ax.set_ylabel("depth z")
+        ax.set_zlabel("up (-y)")
+        ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plotly_mesh(
+    vertices: Any,
+    faces: Any,
+    joints: Any = None,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    title: str | None = None,
+    color: str = "#e8c4a8",
+) -> Any:
+    """Interactive plotly figure: the mesh ``vertices (V, 3)``, ``faces (F, 3)`` and optionally the
+    skeleton ``joints (J, 3)``, shown in the same (x, depth, up) frame as the matplotlib views."""
+    import plotly.graph_objects as go
+
+    v = _display(_np(vertices))
+    f = np.asarray(faces, dtype=np.int64)
+    data = [go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], color=color,
+                      opacity=0.6, flatshading=False, name="mesh",
+                      lighting=dict(ambient=0.5, diffuse=0.7, specular=0.1))]
+    if joints is not None:
+        xyz = _display(_np(joints))
+        colors = hand_colors() if len(xyz) == 21 else ["#333333"] * len(xyz)
+        xs, ys, zs = [], [], []
+        for j, p in enumerate(parents):
+            if p >= 0:
+                xs += [xyz[p, 0], xyz[j, 0], None]
+                ys += [xyz[p, 1], xyz[j, 1], None]
+                zs += [xyz[p, 2], xyz[j, 2], None]
+        data.append(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", line=dict(color="#333333", width=5),
+                                 name="bones"))
+        data.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers",
+                                 marker=dict(size=4, color=colors), name="joints"))
+    fig = go.Figure(data=data)
+    fig.update_layout(title=title, scene=dict(aspectmode="data", xaxis_title="x", yaxis_title="depth z",
+                                              zaxis_title="up (-y)"), margin=dict(l=0, r=0, t=40, b=0))
+    return fig
