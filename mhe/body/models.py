@@ -133,7 +133,9 @@ def _handedness(data: dict[str, np.ndarray]) -> str:
     Forward = wrist -> middle MCP, thumb side = pinky MCP -> index MCP, palm side = where the middle
     fingertip moves under ``hands_mean`` (fingers curl towards the palm). A mirror image flips the sign.
     """
-    J = np.asarray(data["J_regressor"]) @ np.asarray(data["v_template"])
+    jreg = data["J_regressor"]
+    jreg = jreg.toarray() if hasattr(jreg, "toarray") else np.asarray(jreg)
+    J = jreg @ np.asarray(data["v_template"])
     forward = J[4] - J[0]
     thumb_side = J[1] - J[7]
     bone = J[5] - J[4]
