@@ -1,0 +1,252 @@
+"""mhe.data.synthetic: reproducibility, the camera, priors, and visibility against exact ray casting."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mhe.body import HAND_BONE, HAND_ROOT, load_mano
+from mhe.data.synthetic import (
+    BETA_BOX,
+    PCA_BOX,
+    HandKinematics,
+    SyntheticHands,
+    consistent_alternative,
+    occlusion_stats,
+)
+from mhe.geometry import project_orthographic
+
+
+@pytest.fixture(scope="module")
+def mano():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_mano()
+
+
+@pytest.fixture(scope="module")
+def test_items(mano):
+    ds = SyntheticHands("test", size=24, mano=mano)
+    return ds, [ds[i] for i in range(len(ds))]
+
+
+def test_items_are_a_function_of_split_seed_and_index(mano):
+    a = SyntheticHands("test", size=5, mano=mano)[3]
+    b = SyntheticHands("test", size=50, mano=mano, cache=True)[3]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(a["params"], SyntheticHands("val", size=5, mano=mano)[3]["params"])
+    assert not torch.equal(a["params"], SyntheticHands("test", size=5, seed=1, mano=mano)[3]["params"])
+    assert torch.equal(SyntheticHands("test", size=5, mano=mano)[-2]["params"], SyntheticHands("test", size=5, mano=mano)[3]["params"])
+
+
+def test_camera_reproduces_the_observation_from_mano(mano, test_items):
+    _, items = test_items
+    for item in items[:8]:
+        with torch.no_grad():
+            out = mano(item["global_orient"][None], item["params"][None], item["betas"][None])
+        joints = out.joints[0]
+        rel = joints - joints[HAND_ROOT]
+        cam = item["camera"]
+        obs = project_orthographic(rel, cam[0], cam[1:])
+        torch.testing.assert_close(obs, item["obs"], atol=1e-6, rtol=0)
+        bone = (joints[HAND_BONE[1]] - joints[HAND_BONE[0]]).norm()
+        torch.testing.assert_close(item["scale"], bone)
+        torch.testing.assert_close(item["joints_3d"] * bone, rel, atol=1e-6, rtol=0)
+        torch.testing.assert_close(item["joints_3d_mm"], rel * 1000, atol=1e-3, rtol=0)
+        torch.testing.assert_close(item["keypoints_2d_px"], (item["obs"] + 1) * 128, atol=1e-4, rtol=0)
+
+
+def test_ground_truth_stays_inside_the_priors_and_fills_the_crop(test_items):
+    ds, items = test_items
+    params = torch.stack([it["params"] for it in items])
+    betas = torch.stack([it["betas"] for it in items])
+    assert params.abs().max() <= PCA_BOX and betas.abs().max() <= BETA_BOX
+    assert torch.stack([it["global_orient"] for it in items]).norm(dim=-1).max() <= np.pi + 1e-6
+    comps = ds.kin.to_components(ds.kin.to_axis_angle(params.double()))
+    lim = ds.kin.limits
+    slack = 0.1  # the PCA box is applied after the limits; both hold up to a small residual
+    assert (comps[..., 0] >= lim[:, 0] - slack).all() and (comps[..., 0] <= lim[:, 1] + slack).all()
+    assert (comps[..., 1].abs() <= lim[:, 2] + slack).all() and (comps[..., 2].abs() <= lim[:, 3] + slack).all()
+    extent = torch.stack([it["obs"].abs().max() for it in items])
+    assert extent.min() > 0.4 and extent.max() < 1.2
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_flexion_curls_fingers_towards_the_palm(side):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_mano(side=side)
+    kin = HandKinematics(model)
+    J = kin.rest
+    # Independent palm side: where the fingertips go under the model's own relaxed mean pose.
+    with torch.no_grad():
+        relaxed = model(torch.zeros(1, 3), torch.zeros(1, 45), torch.zeros(1, 10)).joints[0].double()
+    for mcp, tip in ((1, 17), (4, 18), (10, 19), (7, 20)):
+        c = torch.zeros(15, 3, dtype=torch.float64)
+        c[mcp - 1, 0] = 0.8
+        params = kin.to_params(kin.from_components(c))
+        with torch.no_grad():
+            bent = model(torch.zeros(1, 3), params[None].float(), torch.zeros(1, 10)).joints[0].double()
+        move, curl = bent[tip] - J[tip], relaxed[tip] - J[tip]
+        assert torch.dot(move, curl) > 0, f"{side} hand: flexing MCP {mcp} moves tip {tip} away from the palm"
+        assert move.norm() > 0.02
+
+
+def test_object_occlusion_matches_ray_marching(test_items):
+    from mhe.data.render import Occluder
+
+    _, items = test_items
+    checked = 0
+    for item in items:
+        if item["occluder"][13:].abs().sum() == 0:
+            continue
+        occ = Occluder.from_vector(item["occluder"].double())
+        rel = (item["joints_3d"] * item["scale"]).double().numpy()
+        for j in range(21):
+            zs = np.linspace(rel[j, 2] - 0.5, rel[j, 2], 5001)  # towards the camera from the joint
+            q = (np.stack([np.full_like(zs, rel[j, 0]), np.full_like(zs, rel[j, 1]), zs], -1) - occ.centre.numpy())
+            q = q @ occ.rotation.numpy()
+            h = occ.half_size.numpy()
+            if occ.kind == "sphere":
+                inside = np.linalg.norm(q, axis=-1) <= h[0]
+            elif occ.kind == "box":
+                inside = (np.abs(q) <= h).all(-1)
+            else:
+                inside = (np.abs(q[:, 0]) <= h[0]) & (np.hypot(q[:, 1], q[:, 2]) <= h[1])
+            assert bool(inside.any()) == bool(item["object_occluded"][j]), f"joint {j}"
+            checked += 1
+    assert checked >= 100
+
+
+def exact_front_depth(xy: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Nearest mesh depth along +z through each point xy (N, 2): 2D point-in-triangle per face."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    out = np.full(len(xy), np.inf)
+    for n, p in enumerate(xy):
+        v0, v1, v2 = b[:, :2] - a[:, :2], c[:, :2] - a[:, :2], p - a[:, :2]
+        det = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
+        ok = np.abs(det) > 1e-14
+        l1 = np.where(ok, (v2[:, 0] * v1[:, 1] - v2[:, 1] * v1[:, 0]) / np.where(ok, det, 1), -1)
+        l2 = np.where(ok, (v0[:, 0] * v2[:, 1] - v0[:, 1] * v2[:, 0]) / np.where(ok, det, 1), -1)
+        hit = ok & (l1 >= 0) & (l2 >= 0) & (l1 + l2 <= 1)
+        if hit.any():
+            z = (1 - l1 - l2) * a[:, 2] + l1 * b[:, 2] + l2 * c[:, 2]
+            out[n] = z[hit].min()
+    return out
+
+
+def test_self_occlusion_agrees_with_exact_ray_casting(mano, test_items):
+    ds, items = test_items
+    faces = np.asarray(mano.faces)
+    agree = total = 0
+    for item in items[:12]:
+        with torch.no_grad():
+            out = mano(item["global_orient"][None], item["params"][None], item["betas"][None])
+        root = out.joints[0, HAND_ROOT]
+        verts = (out.vertices[0] - root).double().numpy()
+        rel = (out.joints[0] - root).double().numpy()
+        front = exact_front_depth(rel[:, :2], verts, faces)
+        exact = front < rel[:, 2] - ds.self_tolerance
+        agree += int((exact == item["self_occluded"].numpy()).sum())
+        total += 21
+    # The dataset tests at the pixel the joint falls in (64 px): only silhouette edges may differ.
+    assert agree / total > 0.93
+
+
+def test_visibility_combines_the_causes(test_items):
+    _, items = test_items
+    for it in items:
+        expected = ~(it["object_occluded"] | it["self_occluded"] | it["outside"])
+        assert torch.equal(it["visible"], expected)
+        assert torch.equal(it["outside"], (it["obs"].abs() > 1).any(-1))
+
+
+def test_occlusion_fraction_is_controllable(mano):
+    fractions = {}
+    for occlusion in (0.0, 0.15, 0.5):
+        ds = SyntheticHands("val", size=30, occlusion=occlusion, mano=mano)
+        obj = torch.stack([ds[i]["object_occluded"] for i in range(len(ds))]).float()
+        fractions[occlusion] = obj[:, [j for j in range(21) if j != HAND_ROOT]].mean().item()
+    assert fractions[0.0] == 0.0
+    assert abs(fractions[0.15] - 0.15) < 0.07 and abs(fractions[0.5] - 0.5) < 0.1
+
+
+def test_images_and_default_collate(mano):
+    ds = SyntheticHands("train", size=4, images=True, image_size=48, occluder_kind="box", mano=mano)
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 3, 48, 48) and batch["image"].dtype == torch.float32
+    assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+    assert batch["obs"].shape == (4, 21, 2) and batch["visible"].dtype == torch.bool
+    assert batch["params"].shape == (4, 45) and batch["scale"].shape == (4,)
+    kinds = batch["occluder"][:, 0]
+    sized = batch["occluder"][:, 13:].abs().sum(-1) > 0
+    assert (kinds[sized] == 1).all()  # "box"
+    # The hand is drawn: a good share of pixels differ from the corner (background) colour.
+    img = batch["image"][0]
+    differs = (img - img[:, :1, :1]).abs().sum(0) > 0.05
+    assert differs.float().mean() > 0.1
+
+
+def test_occlusion_stats_counts_items(test_items):
+    ds, items = test_items
+    table = occlusion_stats(ds, max_items=10)
+    manual = 1 - torch.stack([it["visible"] for it in items[:10]]).double().mean(0)
+    np.testing.assert_allclose(table["occluded"].to_numpy(), manual.numpy())
+    assert table.index[HAND_ROOT] == "middle_mcp" and table.loc["thumb_tip", "finger"] == "thumb"
+    per_finger = occlusion_stats(ds, max_items=10, by="finger")
+    assert per_finger.loc["thumb", "occluded"] == pytest.approx(table[table["finger"] == "thumb"]["occluded"].mean())
+    with pytest.raises(ValueError, match="by must be"):
+        occlusion_stats(ds, by="hand")
+
+
+def test_consistent_alternative_keeps_every_visible_keypoint(test_items):
+    ds, items = test_items
+    found = 0
+    for i, item in enumerate(items):
+        alt = consistent_alternative(ds, i, seed=1)
+        if alt is None:
+            continue
+        found += 1
+        vis = item["visible"]
+        torch.testing.assert_close(alt["obs"][vis], item["obs"][vis], atol=2e-5, rtol=0)
+        moved = (alt["joints_3d"] - item["joints_3d"]).norm(dim=-1)
+        assert moved[~vis].max() > 0.3  # at least a third of a bone length somewhere hidden
+    assert found >= 3
+
+
+def test_consistent_alternative_none_without_hidden_chain(mano):
+    class AllVisible(SyntheticHands):
+        def __getitem__(self, index):
+            return {**super().__getitem__(index), "visible": torch.ones(21, dtype=torch.bool)}
+
+    assert consistent_alternative(AllVisible("test", size=2, mano=mano), 0) is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"split": "dev"}, "split must be one of"),
+        ({"occlusion": 1.5}, "occlusion is a fraction"),
+        ({"size": 0}, "size must be a positive"),
+        ({"occluder_kind": "cone"}, "occluder_kind must be one of"),
+        ({"image_size": 8}, "image_size must be between"),
+    ],
+)
+def test_bad_arguments(mano, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticHands(**{"mano": mano, **kwargs})
+
+
+def test_index_out_of_range_and_model_without_pca(mano):
+    with pytest.raises(IndexError, match="out of range"):
+        SyntheticHands("test", size=3, mano=mano)[3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axis_angle_model = load_mano(use_pca=False)
+    with pytest.raises(ValueError, match="45-component PCA"):
+        SyntheticHands("test", size=3, mano=axis_angle_model)
