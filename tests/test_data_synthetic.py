@@ -250,3 +250,13 @@ def test_index_out_of_range_and_model_without_pca(mano):
         axis_angle_model = load_mano(use_pca=False)
     with pytest.raises(ValueError, match="45-component PCA"):
         SyntheticHands("test", size=3, mano=axis_angle_model)
+
+
+def test_package_exports_are_lazy_and_complete():
+    import mhe.data
+
+    assert mhe.data.SyntheticHands is SyntheticHands and mhe.data.occlusion_stats is occlusion_stats
+    for name in mhe.data.__all__:
+        assert getattr(mhe.data, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mhe.data.nope

@@ -3,7 +3,8 @@
 Both datasets return the same item dictionary (``obs``, ``visible``, ``keypoints_2d_px``,
 ``joints_3d``, ``scale``, ``joints_3d_mm``, pose/shape/camera ground truth, optionally ``image``), so
 models, objectives and :mod:`mhe.metrics` treat them alike and PyTorch's default collate batches them.
-Submodules are imported on first use: reading HO3D does not load a body model.
+Submodules are imported on first use: reading HO3D does not load a body model. Keypoint names and
+fingers are :data:`mhe.body.HAND_KEYPOINTS` and :data:`mhe.body.FINGER_OF_KEYPOINT`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ _EXPORTS = {
     "write_fake_ho3d": "mhe.data.ho3d",
     "SyntheticHands": "mhe.data.synthetic",
     "occlusion_stats": "mhe.data.synthetic",
-    "KEYPOINT_NAMES": "mhe.data.synthetic",
-    "FINGER_OF_KEYPOINT": "mhe.data.synthetic",
+    "consistent_alternative": "mhe.data.synthetic",
+    "Occluder": "mhe.data.render",
 }
 
 __all__ = sorted(_EXPORTS)

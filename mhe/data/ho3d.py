@@ -28,6 +28,8 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
+from mhe.body import HAND_BONE, HAND_ROOT
+
 __all__ = [
     "DEPTH_SCALE",
     "EVAL_SEQUENCES",
@@ -49,7 +51,8 @@ __all__ = [
 EVAL_SEQUENCES = ("ABF14", "MC5", "SB14", "ShSu13")
 DEPTH_SCALE = 0.00012498664727900177  # metres per unit of R + 256 G in HO3D's depth PNGs
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
-_ROOT, _BONE = 4, (4, 5)  # middle MCP; middle MCP -> PIP (HO3D's handJoints3D order = the package's)
+# HO3D's handJoints3D order is the package's keypoint order, so no index map is needed.
+_ROOT, _BONE = HAND_ROOT, HAND_BONE
 
 
 # --- file decoding --------------------------------------------------------------------------
