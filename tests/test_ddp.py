@@ -17,6 +17,7 @@ from mhe.train import Trainer
 from mhe.utils import seed_everything
 
 WORLD = 2
+pytestmark = pytest.mark.xdist_group("ddp")  # one worker runs the spawned processes once
 
 
 def _free_port() -> int:

@@ -1,0 +1,170 @@
+"""Training throughput (items/s) and peak memory for a registered experiment.
+
+    python benchmarks/bench_train.py [--config hand_mhentropy] [key=value ...] [--steps 20] [--device cuda]
+
+Builds the experiment that ``data.dataset`` names (``mhe.train.build_experiment``), then times
+``Trainer.train_step`` (forward with S hypotheses, backward, clipping, Adam) on batches prepared in
+advance, so data loading is measured separately. When no builder for the dataset can be imported, a
+stand-in experiment (an MLP Gaussian over D = 45 on 21 keypoints) is timed instead, and the output says
+so. Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA, the process's peak RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mhe.config import ObjectiveConfig, load_config  # noqa: E402
+from mhe.train import Experiment, Trainer, build_experiment  # noqa: E402
+from mhe.utils import seed_everything  # noqa: E402
+
+
+class _StandInData(Dataset):
+    """Random 2D keypoints with visibility, the shapes of the hand benchmark: obs (21, 2), visible (21,)."""
+
+    def __init__(self, size: int, k: int = 21) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.obs = torch.rand(size, k, 2, generator=g) * 2 - 1
+        self.visible = torch.rand(size, k, generator=g) > 0.4
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"obs": self.obs[i], "visible": self.visible[i]}
+
+
+class _StandInModel(nn.Module):
+    """q(θ | obs) = N(μ, diag σ²) over D = 45 from an MLP on (obs · visible, visible)."""
+
+    def __init__(self, k: int = 21, d: int = 45, hidden: int = 512) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * k, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2 * d))
+        self.readout = nn.Linear(d, 2 * k)
+
+    def forward(self, batch: dict, num_samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        vis = batch["visible"].float()
+        mu, log_s = self.net(torch.cat([(batch["obs"] * vis[..., None]).flatten(1), vis], 1)).chunk(2, -1)
+        eps = torch.randn(mu.shape[0], num_samples, mu.shape[1], device=mu.device)
+        theta = mu[:, None] + log_s.exp()[:, None] * eps
+        log_q = (-0.5 * eps**2 - log_s[:, None] - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return theta, log_q, self.readout(theta).view(*theta.shape[:2], -1, 2)
+
+
+def _standin_objective(model: _StandInModel, batch: dict, num_samples: int = 10) -> tuple:
+    # the MHEntropy shape of loss: Laplace reconstruction on visible keypoints + entropy
+    _, log_q, pred = model(batch, num_samples)
+    rec = ((pred - batch["obs"][:, None]).abs().sum(-1) * batch["visible"][:, None]).sum(-1).mean() / 0.03
+    loss = rec + log_q.mean()
+    return loss, {"reconstruction": rec.item()}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="hand_mhentropy", help="YAML or packaged config name")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=10, help="hypotheses S per item")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = [*args.overrides, f"train.batch_size={args.batch_size}", f"train.num_samples={args.samples}",
+                 "train.progress=false"]
+    if args.device:
+        overrides.append(f"device={args.device}")
+    cfg = load_config(args.config, overrides)
+    n_items = args.batch_size * (args.steps + args.warmup)
+    cfg.data.train_size = n_items  # just enough items: generating more would only time the data
+    seed_everything(cfg.seed)
+    objective = None
+    try:
+        exp = build_experiment(cfg)
+        what = f"experiment {cfg.data.dataset!r} ({cfg.model.encoder} encoder, objective {cfg.objective.name})"
+    except (ImportError, ValueError) as e:  # no builder yet, or one whose dependencies have not landed
+        print(f"[bench] cannot build {cfg.data.dataset!r} ({type(e).__name__}: {e}); timing a stand-in instead")
+        exp = Experiment(_StandInModel(), _StandInData(n_items))
+        objective = _standin_objective
+        cfg.objective = ObjectiveConfig(name="stand-in", b=None)
+        what = "stand-in MLP Gaussian (D = 45, K = 21)"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.train.out_dir = tmp
+        trainer = Trainer(exp.model, exp.train_set, cfg, objective=objective)
+        device = trainer.device
+        start = time.perf_counter()
+        loader = iter(trainer.train_loader(0))
+        batches = [next(loader) for _ in range(args.steps + args.warmup)]
+        load_s = time.perf_counter() - start
+
+        for batch in batches[: args.warmup]:
+            trainer.train_step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        rss_before = _rss_mb()
+        start = time.perf_counter()
+        for batch in batches[args.warmup:]:
+            trainer.train_step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_s = (time.perf_counter() - start) / args.steps
+
+    items_s = args.batch_size / step_s
+    result = {
+        "what": what,
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "num_samples": args.samples,
+        "step_ms": 1000 * step_s,
+        "items_per_s": items_s,
+        "hypotheses_per_s": items_s * args.samples,
+        "data_items_per_s": len(batches) * args.batch_size / load_s,
+        "parameters": sum(p.numel() for p in exp.model.parameters()),
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        # ru_maxrss is the process's high-water mark in KiB on Linux
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["rss_before_timing_mb"] = rss_before
+    print(f"[bench] {what} on {result['device']}, {result['threads']} thread(s), Python {platform.python_version()}")
+    print(f"[bench] batch {args.batch_size}, S = {args.samples}: {result['step_ms']:.1f} ms/step, "
+          f"{items_s:.1f} items/s ({result['hypotheses_per_s']:.0f} hypotheses/s); "
+          f"data {result['data_items_per_s']:.0f} items/s")
+    if "peak_cuda_mb" in result:
+        print(f"[bench] peak CUDA memory {result['peak_cuda_mb']:.1f} MiB")
+    else:
+        print(f"[bench] peak RSS {result['peak_rss_mb']:.0f} MiB (before timing {rss_before:.0f} MiB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
