@@ -197,6 +197,9 @@ def test_occlusion_stats_counts_items(test_items):
     table = occlusion_stats(ds, max_items=10)
     manual = 1 - torch.stack([it["visible"] for it in items[:10]]).double().mean(0)
     np.testing.assert_allclose(table["occluded"].to_numpy(), manual.numpy())
+    exclusive = table["object"] + table["self_only"] + table["outside_only"]
+    np.testing.assert_allclose(exclusive.to_numpy(), table["occluded"].to_numpy())
+    assert (table["self_only"] <= table["self"]).all()
     assert table.index[HAND_ROOT] == "middle_mcp" and table.loc["thumb_tip", "finger"] == "thumb"
     per_finger = occlusion_stats(ds, max_items=10, by="finger")
     assert per_finger.loc["thumb", "occluded"] == pytest.approx(table[table["finger"] == "thumb"]["occluded"].mean())

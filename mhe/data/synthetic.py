@@ -360,29 +360,30 @@ def occlusion_stats(dataset: Dataset, max_items: int | None = None, by: str = "j
     """Fraction of items in which each keypoint (``by="joint"``) or finger (``by="finger"``) is occluded.
 
     Columns: ``occluded`` (any cause), ``object``, ``self``, ``outside`` (each cause on its own; they
-    overlap), ``n_items``; indexed by keypoint name (with its ``finger``) or by finger. Works for any
-    dataset whose items have ``visible`` (and, for the causes, the synthetic cause masks).
+    overlap), the exclusive ``self_only`` (not also behind the object) and ``outside_only`` (neither),
+    so that object + self_only + outside_only = occluded, and ``n_items``; indexed by keypoint name
+    (with its ``finger``) or by finger. Works for any dataset whose items have ``visible`` (HO3D
+    included: without the synthetic cause masks only ``occluded`` is non-zero).
     """
     if by not in ("joint", "finger"):
         raise ValueError(f"by must be 'joint' or 'finger', got {by!r}")
     n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
     if n == 0:
         raise ValueError("occlusion_stats needs a non-empty dataset")
-    sums = {k: torch.zeros(21, dtype=torch.float64) for k in ("occluded", "object", "self", "outside")}
+    keys = ("occluded", "object", "self", "outside", "self_only", "outside_only")
+    sums = {k: torch.zeros(21, dtype=torch.float64) for k in keys}
+    no = torch.zeros(21, dtype=torch.bool)
     for i in range(n):
         item = dataset[i]
-        sums["occluded"] += (~item["visible"]).double()
-        for key, name in (("object", "object_occluded"), ("self", "self_occluded"), ("outside", "outside")):
-            if name in item:
-                sums[key] += item[name].double()
+        obj, slf, out = (item.get(k, no) for k in ("object_occluded", "self_occluded", "outside"))
+        for key, mask in zip(keys, (~item["visible"], obj, slf, out, slf & ~obj, out & ~obj & ~slf)):
+            sums[key] += mask.double()
     frame = pd.DataFrame({k: (v / n).numpy() for k, v in sums.items()})
     frame.insert(0, "finger", list(FINGER_OF_KEYPOINT))
     frame.index = pd.Index(list(HAND_KEYPOINTS), name="keypoint")
     frame["n_items"] = n
     if by == "finger":
-        frame = frame.groupby("finger", sort=False).agg(
-            {"occluded": "mean", "object": "mean", "self": "mean", "outside": "mean", "n_items": "first"}
-        )
+        frame = frame.groupby("finger", sort=False).agg({**{k: "mean" for k in keys}, "n_items": "first"})
     return frame
 
 
