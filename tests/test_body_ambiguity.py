@@ -66,14 +66,21 @@ def test_ambiguity_errors(hand):
     with pytest.raises(ValueError, match="target"):
         fit_pose(lambda p: torch.zeros(21, 3, dtype=F64), torch.zeros(45, dtype=F64), [0], torch.zeros(2, 3), [1])
     with pytest.raises(ValueError, match="unknown finger"):
-        vary_fingers(torch.zeros(45), ["toe"], 2)
+        vary_fingers(hand, torch.zeros(45), ["toe"], 2)
+    with pytest.raises(ValueError, match="use_pca=False"):
+        vary_fingers(pca, torch.zeros(45), ["ring"], 2)
 
 
 def test_vary_fingers_changes_only_the_named_fingers(hand):
     g = torch.Generator().manual_seed(1)
-    poses = vary_fingers(torch.zeros(45, dtype=F64), ["ring", "pinky"], 4, generator=g)
+    poses = vary_fingers(hand, torch.zeros(45, dtype=F64), ["ring", "pinky"], 4, low=0.3, high=0.9, generator=g)
     assert poses.shape == (4, 45)
     joints = hand(torch.zeros(4, 3, dtype=F64), poses).joints
+    # every changed joint's total rotation (mean + pose) is a flexion of 0.3 to 0.9 rad about its axis
+    total = (poses + hand.pose_mean[3:]).view(4, 15, 3)[:, [9, 10, 11, 6, 7, 8]]
+    angle = total.norm(dim=-1)
+    assert ((angle >= 0.3 - 1e-9) & (angle <= 0.9 + 1e-9)).all()
+    torch.testing.assert_close(total / angle[..., None], hand.flex_axes[[9, 10, 11, 6, 7, 8]].expand(4, -1, -1))
     moved = set(FINGER_CHAINS["ring"][1:] + FINGER_CHAINS["pinky"][1:])
     fixed = [j for j in range(21) if j not in moved]
     torch.testing.assert_close(joints[:, fixed], joints[:1, fixed].expand(4, -1, -1))

@@ -134,25 +134,33 @@ def depth_flip_finger(
 
 
 def vary_fingers(
+    model: torch.nn.Module,
     hand_pose: Tensor,
     fingers: Sequence[str],
     num: int,
-    scale: float = 0.7,
+    low: float = -0.2,
+    high: float = 1.4,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``num`` copies of the axis-angle ``hand_pose (45,)`` in which each joint of ``fingers`` is turned by
-    a random rotation vector with independent ``N(0, scale^2)`` entries (radians).
+    """``num`` copies of the axis-angle ``hand_pose (45,)`` in which every joint of ``fingers`` is set to a
+    random flexion: an angle uniform in ``[low, high]`` rad about that joint's flexion axis
+    (``model.flex_axes``, the direction of MANO's mean rotation, which is mostly flexion).
 
-    Returns ``(num, 45)``. Only the named fingers change, so the keypoints of every other finger, and
-    their 2D projections, are identical across the copies.
+    ``model`` is the axis-angle hand the pose is meant for (its ``hands_mean`` offset is accounted for).
+    Returns ``(num, 45)``. Only the named fingers change, so the keypoints of every other finger and
+    their 2D projections are identical across the copies.
     """
+    if getattr(model, "use_pca", False):
+        raise ValueError("vary_fingers needs an axis-angle hand: load_mano(use_pca=False)")
     for f in fingers:
         if f not in FINGER_CHAINS:
             raise ValueError(f"unknown finger {f!r}; choose from {list(FINGER_CHAINS)}")
     out = hand_pose.detach().reshape(1, 45).repeat(num, 1)
+    axes = model.flex_axes.to(out)
+    mean = model.pose_mean[3:].to(out).view(15, 3)
     for f in fingers:
         for j in FINGER_CHAINS[f][:3]:
-            sl = slice(3 * (j - 1), 3 * j)
-            noise = torch.randn(num, 3, generator=generator, dtype=hand_pose.dtype).to(hand_pose.device)
-            out[:, sl] = out[:, sl] + scale * noise
+            angle = low + (high - low) * torch.rand(num, 1, generator=generator, dtype=out.dtype).to(out.device)
+            # the model adds its mean pose: subtract it so the total rotation is angle * axis
+            out[:, 3 * (j - 1) : 3 * j] = angle * axes[j - 1] - mean[j - 1]
     return out

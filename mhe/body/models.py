@@ -200,7 +200,8 @@ class HandModel(smplx.MANO):
     """smplx's MANO with the package's conventions; build it with :func:`load_mano`.
 
     Attributes: ``faces (F, 3)`` int64 array, ``is_standin``, ``num_pose_params`` (P), ``side``,
-    ``parents (16,)``, ``tip_vertex_ids (5,)``, ``source`` (:class:`ModelFileInfo`).
+    ``parents (16,)``, ``tip_vertex_ids (5,)``, ``flex_axes (15, 3)`` (unit axes of the mean pose's joint
+    rotations, i.e. each joint's main flexion axis), ``source`` (:class:`ModelFileInfo`).
     """
 
     def __init__(self, data: dict[str, np.ndarray], info: ModelFileInfo, side: str, use_pca: bool,
@@ -223,6 +224,10 @@ class HandModel(smplx.MANO):
         self.num_pose_params = num_pca_comps if use_pca else 45
         self.tips = tips
         self.register_buffer("tip_vertex_ids", torch.tensor(TIP_VERTEX_IDS[tips], dtype=torch.long))
+        # Unit axis of each joint's mean rotation: MANO's mean pose is a relaxed curl, so this is the
+        # joint's main flexion axis (used to build plausible finger poses in mhe.body.ambiguity).
+        mean = torch.tensor(np.asarray(data["hands_mean"], dtype=np.float64).reshape(15, 3))
+        self.register_buffer("flex_axes", torch.nn.functional.normalize(mean, dim=-1).to(dtype))
 
     def forward(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,
                 transl: Tensor | None = None) -> HandOutput:

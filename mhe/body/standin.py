@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # Bump when the generated geometry changes: cached files with another version are regenerated.
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2
 
 MANO_NUM_VERTS, MANO_NUM_FACES = 778, 1538
 SMPL_NUM_VERTS, SMPL_NUM_FACES = 6890, 13776
@@ -303,22 +303,22 @@ def _hand_pca(J: np.ndarray, lines: dict[str, np.ndarray]) -> tuple[np.ndarray, 
     mcp = {f: _FINGER_JOINTS[f][0] for f in fingers4}
     synergies = [  # (direction, largest joint angle in rad at |coefficient| = 2)
         (vec(FLEX, {**each((1, 1, 1, 1)), 13: 0.5, 14: 0.6, 15: 0.7}), 0.8),  # fist
-        (vec(FLEX, each((-1, -0.35, 0.35, 1))), 0.6),  # ulnar gradient (pinky side closes first)
+        (vec(FLEX, each((-1, -0.35, 0.35, 1))), 0.5),  # ulnar gradient (pinky side closes first)
         (vec(FLEX, {j: (1.0 if k == 0 else -0.6) for f in fingers4
-                    for k, j in enumerate(_FINGER_JOINTS[f])}), 0.6),  # hook vs table-top
-        (vec(FLEX, {13: 1.0, 14: 0.8, 15: 0.7}), 0.8),  # thumb flexion across the palm
-        (vec(ABD, {mcp["index"]: -1, mcp["middle"]: -0.3, mcp["ring"]: 0.35, mcp["pinky"]: 1}), 0.3),
-        (vec(FLEX, each((1, -1 / 3, -1 / 3, -1 / 3))), 0.5),  # index on its own (pointing)
-        (vec(ABD, {13: 1.0, 14: 0.3}), 0.5),  # thumb abduction
+                    for k, j in enumerate(_FINGER_JOINTS[f])}), 0.5),  # hook vs table-top
+        (vec(FLEX, {13: 1.0, 14: 0.8, 15: 0.7}), 0.7),  # thumb flexion across the palm
+        (vec(ABD, {mcp["index"]: -1, mcp["middle"]: -0.3, mcp["ring"]: 0.35, mcp["pinky"]: 1}), 0.25),
+        (vec(FLEX, each((1, -1 / 3, -1 / 3, -1 / 3))), 0.4),  # index on its own (pointing)
+        (vec(ABD, {13: 1.0, 14: 0.3}), 0.35),  # thumb abduction
         (vec(FLEX, {j: (0.0 if k == 0 else 1.0 if k == 1 else -1.0) for f in fingers4
-                    for k, j in enumerate(_FINGER_JOINTS[f])}), 0.4),  # PIP vs DIP
-        (vec(FLEX, each((0, 1, -1, 0))), 0.4),  # middle vs ring
-        (vec(FLEX, {13: -1.0, 15: 1.0}), 0.4),  # thumb tip vs base
+                    for k, j in enumerate(_FINGER_JOINTS[f])}), 0.3),  # PIP vs DIP
+        (vec(FLEX, each((0, 1, -1, 0))), 0.3),  # middle vs ring
+        (vec(FLEX, {13: -1.0, 15: 1.0}), 0.3),  # thumb tip vs base
     ]  # fmt: skip
     candidates = list(synergies)
-    candidates += [(vec(FLEX, {j: 1.0}), 0.3) for j in range(1, 16)]
-    candidates += [(vec(ABD, {j: 1.0}), 0.15 if j in (1, 4, 7, 10, 13, 14) else 0.05) for j in range(1, 16)]
-    candidates += [(vec(TWIST, {j: 1.0}), 0.08 if j in (1, 4, 7, 10, 13, 14) else 0.04) for j in range(1, 16)]
+    candidates += [(vec(FLEX, {j: 1.0}), 0.2) for j in range(1, 16)]
+    candidates += [(vec(ABD, {j: 1.0}), 0.1 if j in (1, 4, 7, 10, 13, 14) else 0.04) for j in range(1, 16)]
+    candidates += [(vec(TWIST, {j: 1.0}), 0.06 if j in (1, 4, 7, 10, 13, 14) else 0.03) for j in range(1, 16)]
     basis, peaks = [], []
     for v, peak in candidates:  # Gram-Schmidt, dropping directions already spanned
         for b in basis:

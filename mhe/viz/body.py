@@ -25,6 +25,7 @@ __all__ = [
     "draw_mesh_3d",
     "plot_hand_views",
     "plot_poses_2d_3d",
+    "plot_mesh_grid",
     "plotly_mesh",
 ]
 
@@ -163,6 +164,41 @@ def plot_hand_views(
     return fig
 
 
+def plot_mesh_grid(
+    vertices: Sequence[Any],
+    faces: Any,
+    joints: Sequence[Any] | None = None,
+    parents: Sequence[int] = tuple(HAND_PARENTS),
+    titles: Sequence[str] | None = None,
+    view: tuple[float, float] = (10, -80),
+    ncols: int = 3,
+    mesh_alpha: float = 0.9,
+    size: float = 3.2,
+) -> Figure:
+    """A grid of posed meshes, one 3D panel each: ``vertices`` a list of ``(V, 3)``, ``faces (F, 3)``,
+    optional ``joints`` a list of ``(J, 3)`` drawn on top, all on one common scale."""
+    n = len(vertices)
+    nrows = (n + ncols - 1) // ncols
+    fig = plt.figure(figsize=(size * min(n, ncols), size * nrows))
+    allpts = np.concatenate([_display(_np(v)) for v in vertices])
+    lo, hi = allpts.min(0), allpts.max(0)
+    half = (hi - lo).max() / 2 * 1.05
+    for k, v in enumerate(vertices):
+        ax = fig.add_subplot(nrows, min(n, ncols), k + 1, projection="3d")
+        draw_mesh_3d(ax, v, faces, alpha=mesh_alpha)
+        if joints is not None:
+            draw_skeleton_3d(ax, joints[k], parents, linewidth=1.5)
+        c = _display(_np(v)).mean(0)
+        for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
+            setter(ck - half, ck + half)
+        ax.set_box_aspect((1, 1, 1))
+        ax.view_init(elev=view[0], azim=view[1])
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=9)
+    return fig
+
+
 def plot_poses_2d_3d(
     uvs: Sequence[Any],
     joints3d: Sequence[Any],
@@ -172,11 +208,16 @@ def plot_poses_2d_3d(
     styles: Sequence[str] = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a"),
     view: tuple[float, float] = (15, -75),
     title: str | None = None,
+    meshes: Sequence[Any] | None = None,
+    faces: Any = None,
+    crop: float | None = None,
 ) -> Figure:
     """Several poses side by side: their 2D keypoints overlaid in one panel, one 3D panel each.
 
     ``uvs``: list of ``(J, 2)`` projections; ``joints3d``: list of ``(J, 3)`` camera-frame joints; one
-    colour per pose. ``visible (J,)`` marks occluded keypoints hollow in 2D.
+    colour per pose. ``visible (J,)`` marks occluded keypoints hollow in 2D. ``meshes`` (list of
+    ``(V, 3)``) with ``faces (F, 3)`` are drawn translucently under the 3D skeletons; ``crop`` (pixels)
+    frames the 2D panel as a ``crop x crop`` image.
     """
     n = len(uvs)
     fig = plt.figure(figsize=(3.8 * (n + 1), 3.8))
@@ -187,10 +228,15 @@ def plot_poses_2d_3d(
                          linestyle="-" if k == 0 else "--", label=lab)
     ax2.legend(fontsize=7, loc="best")
     ax2.set_title("2D projections (overlaid)", fontsize=9)
+    if crop is not None:
+        ax2.set_xlim(0, crop)
+        ax2.set_ylim(crop, 0)
     allpts = np.concatenate([_display(_np(j)) for j in joints3d])
     for k, (j3, lab) in enumerate(zip(joints3d, labels)):
         ax = fig.add_subplot(1, n + 1, k + 2, projection="3d")
         c = styles[k % len(styles)]
+        if meshes is not None:
+            draw_mesh_3d(ax, meshes[k], faces, alpha=0.25)
         draw_skeleton_3d(ax, j3, parents, colors=[c] * len(_np(j3)))
         _equal_3d(ax, allpts)
         ax.view_init(elev=view[0], azim=view[1])
