@@ -1,0 +1,77 @@
+"""Forward and forward+backward timings of the body models at B = 512 (stand-ins unless real files exist).
+
+Run: ``python benchmarks/bench_body.py [--batch 512] [--device cpu|cuda] [--threads N]``. Prints the
+median over repeats, in milliseconds, for MANO with 45 PCA coefficients, MANO in axis-angle, and SMPL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+from mhe.body import load_mano, load_smpl
+from mhe.utils import default_device, seed_everything
+
+
+def _time(fn, repeats: int, device: torch.device) -> float:
+    for _ in range(2):  # warm-up (allocator, lazy init)
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = default_device(args.device)
+    seed_everything(0)
+    B = args.batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the stand-in notice
+        models = {
+            "MANO PCA-45": load_mano().to(device),
+            "MANO axis-angle": load_mano(use_pca=False).to(device),
+            "SMPL": load_smpl().to(device),
+        }
+    print(f"device {device}, threads {torch.get_num_threads()}, B = {B}, "
+          f"stand-in: {all(m.is_standin for m in models.values())}")
+    for name, model in models.items():
+        width = 69 if name == "SMPL" else model.num_pose_params
+        go = (0.5 * torch.randn(B, 3, device=device)).requires_grad_(True)
+        pose = (0.5 * torch.randn(B, width, device=device)).requires_grad_(True)
+        betas = (0.1 * torch.randn(B, 10, device=device)).requires_grad_(True)
+
+        def forward():
+            with torch.no_grad():
+                model(go, pose, betas)
+
+        def forward_backward():
+            out = model(go, pose, betas)
+            (out.joints.square().sum() + out.vertices.square().sum()).backward()
+
+        reps = max(2, args.repeats // 2) if name == "SMPL" else args.repeats
+        fwd = _time(forward, reps, device)
+        fb = _time(forward_backward, reps, device)
+        print(f"{name:16s} forward {fwd:8.1f} ms   forward+backward {fb:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
