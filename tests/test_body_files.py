@@ -161,6 +161,25 @@ def test_standin_cache_is_generated_once_and_refreshed_when_stale(tmp_path, monk
         ensure_standin("flame", "right")
 
 
+def test_read_only_data_folder_falls_back_to_temp(tmp_path, monkeypatch):
+    from mhe.body import standin
+
+    monkeypatch.setenv("MHE_DATA", str(tmp_path / "readonly"))
+    monkeypatch.setattr(standin.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    real_write = standin.atomic_write_bytes
+
+    def refuse(path, data):
+        if "readonly" in str(path):
+            raise PermissionError(f"read-only: {path}")
+        return real_write(path, data)
+
+    monkeypatch.setattr(standin, "atomic_write_bytes", refuse)
+    path = ensure_standin("mano", "right")
+    assert path == tmp_path / "tmp" / "mhe_standin" / "mano" / "MANO_RIGHT.pkl"
+    assert ensure_standin("mano", "right") == path  # found in the fallback cache next time
+    assert read_model_file(path)["v_template"].shape == (778, 3)
+
+
 def test_concurrent_generation_leaves_a_whole_file(tmp_path, monkeypatch):
     monkeypatch.setenv("MHE_DATA", str(tmp_path))
     errors = []

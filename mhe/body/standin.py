@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -589,27 +590,35 @@ def standin_dir() -> Path:
     return data_dir() / "body_models" / "standin"
 
 
+def _cached(path: Path, tag: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="latin1").get(STANDIN_KEY) == tag
+    except Exception:  # a foreign or broken cache file is simply regenerated
+        return False
+
+
 def ensure_standin(kind: str, variant: str) -> Path:
     """Path of the cached stand-in (``kind`` "mano" with side, or "smpl" with gender), generated if missing
-    or from another :data:`STANDIN_VERSION`. Written atomically, so concurrent test workers are safe."""
+    or from another :data:`STANDIN_VERSION`. Written atomically, so concurrent test workers are safe;
+    when the data folder is read-only the cache goes to the system temp folder instead."""
     if kind == "mano":
-        path = standin_dir() / "mano" / f"MANO_{variant.upper()}.pkl"
+        rel = Path("mano") / f"MANO_{variant.upper()}.pkl"
     elif kind == "smpl":
-        path = standin_dir() / "smpl" / f"SMPL_{variant.upper()}.pkl"
+        rel = Path("smpl") / f"SMPL_{variant.upper()}.pkl"
     else:
         raise ValueError(f"kind must be 'mano' or 'smpl', got {kind!r}")
     tag = f"{kind}-{variant} v{STANDIN_VERSION}"
-    if path.is_file():
-        try:
-            with open(path, "rb") as fh:
-                cached = pickle.load(fh, encoding="latin1")
-            if cached.get(STANDIN_KEY) == tag:
-                return path
-        except Exception:  # a foreign or broken cache file is simply regenerated
-            pass
+    primary, fallback = standin_dir() / rel, Path(tempfile.gettempdir()) / "mhe_standin" / rel
+    for path in (primary, fallback):
+        if _cached(path, tag):
+            return path
     data = build_standin_mano(variant) if kind == "mano" else build_standin_smpl(variant)
     buf = io.BytesIO()
     pickle.dump(data, buf, protocol=4)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
+    try:
+        return atomic_write_bytes(primary, buf.getvalue())
+    except OSError:
+        return atomic_write_bytes(fallback, buf.getvalue())
