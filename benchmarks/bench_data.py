@@ -1,0 +1,77 @@
+"""Data and metrics speed: synthetic hands per second (with and without images), their occlusion per
+finger, HO3D items per second on the generated fake folder, and mhe.metrics.evaluate at
+B = 1000 images, S = 200 hypotheses, J = 21 joints. Prints measured numbers."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import torch
+
+from mhe import metrics
+from mhe.body import HAND_ROOT, load_mano
+from mhe.data import HO3D, SyntheticHands, occlusion_stats, write_fake_ho3d
+
+
+def rate(dataset, n: int) -> float:
+    dataset[0]  # warm-up (allocations, caches)
+    start = time.perf_counter()
+    for i in range(1, n + 1):
+        dataset[i % len(dataset)]
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=100, help="items timed per configuration")
+    parser.add_argument("--stats-items", type=int, default=1000, help="items behind the occlusion table")
+    # Items are many small tensor ops: intra-op threads only add overhead; parallelise with
+    # DataLoader workers instead (each runs one thread).
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mano = load_mano()
+    print(f"torch threads: {args.threads}; MANO: {'stand-in' if mano.is_standin else 'real'}")
+
+    for images, size in ((False, 64), (True, 64), (True, 128)):
+        ds = SyntheticHands("train", size=10_000, images=images, image_size=size, mano=mano)
+        label = f"images {size}px" if images else "no images"
+        print(f"SyntheticHands ({label}): {rate(ds, args.items):.0f} items/s")
+
+    ds = SyntheticHands("test", size=args.stats_items, mano=mano)
+    per_finger = occlusion_stats(ds, by="finger")
+    print(f"\nOcclusion over {args.stats_items} test items (occlusion=0.3): fraction of joints hidden")
+    print(per_finger[["occluded", "object", "self", "outside"]].round(3).to_string())
+    joints = occlusion_stats(ds)
+    non_root = joints.drop(index=joints.index[HAND_ROOT])
+    print(f"all non-root joints: {non_root['occluded'].mean():.3f} occluded, "
+          f"{non_root['object'].mean():.3f} by the object")
+
+    with tempfile.TemporaryDirectory() as root:
+        write_fake_ho3d(root, frames_per_sequence=4)
+        for images in (False, True):
+            ho3d = HO3D(root, split="all", images=images)
+            print(f"HO3D fake 320x240 frames (images={images}): {rate(ho3d, args.items // 4):.0f} items/s")
+
+    B, S, J = 1000, 200, 21
+    g = torch.Generator().manual_seed(0)
+    pred_xyz, gt_xyz = torch.randn(B, S, J, 3, generator=g) * 20, torch.randn(B, J, 3, generator=g) * 20
+    pred_uv, gt_uv = torch.randn(B, S, J, 2, generator=g) * 10, torch.randn(B, J, 2, generator=g) * 10
+    visible = torch.rand(B, J, generator=g) < 0.6
+    metrics.evaluate(pred_xyz[:10], gt_xyz[:10], pred_uv[:10], gt_uv[:10], visible[:10], HAND_ROOT)
+    start = time.perf_counter()
+    metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, HAND_ROOT)
+    total = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics.pa_mpjpe(pred_xyz.double(), gt_xyz.double())
+    pa = time.perf_counter() - start
+    print(f"\nmetrics.evaluate B={B} S={S} J={J}: {total:.2f} s (of which PA-MPJPE {pa:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
