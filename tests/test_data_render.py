@@ -65,7 +65,8 @@ def test_axis_parallel_rays_through_box_and_cylinder():
     np.testing.assert_allclose(box.entry_depth(xy).numpy(), [-0.3, math.inf])
     # A cylinder whose axis is the viewing direction: a disc of radius r seen end-on.
     R = torch.from_numpy(Rotation.from_euler("y", 90, degrees=True).as_matrix())  # local x -> camera -z
-    cyl = Occluder("cylinder", torch.zeros(3, dtype=torch.float64), R, torch.tensor([0.5, 0.2, 0.2], dtype=torch.float64))
+    half = torch.tensor([0.5, 0.2, 0.2], dtype=torch.float64)
+    cyl = Occluder("cylinder", torch.zeros(3, dtype=torch.float64), R, half)
     xy = torch.tensor([[0.1, 0.1], [0.2, 0.2]], dtype=torch.float64)
     np.testing.assert_allclose(cyl.entry_depth(xy).numpy(), [-0.5, math.inf], atol=1e-12)
 

@@ -82,7 +82,8 @@ class HandKinematics:
         device = mano.shapedirs.device
         flat = (-self.mean @ self.pinv).to(dtype=dtype, device=device)  # all local rotations zero
         with torch.no_grad():
-            out = mano(torch.zeros(1, 3, dtype=dtype, device=device), flat[None], torch.zeros(1, 10, dtype=dtype, device=device))
+            zeros = torch.zeros(1, 13, dtype=dtype, device=device)
+            out = mano(zeros[:, :3], flat[None], zeros[:, 3:])
         J = out.joints[0].detach().cpu().double()
         self.rest = J
         forward, thumb_side = J[4] - J[0], J[1] - J[7]

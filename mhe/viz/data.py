@@ -31,7 +31,9 @@ FINGER_COLORS = {"wrist": "#555555", "thumb": "#e6550d", "index": "#31a354", "mi
 _CAUSE_COLORS = {"object": "#8c6d31", "self_only": "#bd9e39", "outside_only": "#e7cb94"}
 
 
-def _skeleton(ax: Any, xy: np.ndarray, color: str = "white", lw: float = 0.8, alpha: float = 0.9, ls: str = "-") -> None:
+def _skeleton(
+    ax: Any, xy: np.ndarray, color: str = "white", lw: float = 0.8, alpha: float = 0.9, ls: str = "-"
+) -> None:
     for k, p in enumerate(HAND_PARENTS):
         if p >= 0:
             ax.plot(xy[[k, p], 0], xy[[k, p], 1], ls=ls, color=color, lw=lw, alpha=alpha)
