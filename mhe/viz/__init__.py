@@ -38,6 +38,7 @@ def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
         return path
     if hasattr(fig, "write_html"):
         path = out / f"{name}.html"
-        fig.write_html(path, include_plotlyjs="directory", full_html=True  # offline: plotly.min.js beside it)
+        # offline: plotly.min.js is written once beside the html files
+        fig.write_html(path, include_plotlyjs="directory", full_html=True)
         return path
     raise TypeError(f"save_figure expects a matplotlib or plotly figure, got {type(fig).__name__}")
