@@ -205,7 +205,6 @@ def test_shape_space_changes_size_consistently(hand):
 
 def test_body_landmarks_are_anatomical(body):
     rest = body(torch.zeros(1, 3, dtype=F64), torch.zeros(1, 69, dtype=F64)).joints[0]
-    names = M.__dict__  # noqa: F841 - keep the import used
     from mhe.body import SMPL_JOINT_NAMES as N
 
     at = {n: rest[i] for i, n in enumerate(N)}
