@@ -8,6 +8,7 @@ the same trainer code runs everywhere. Only rank 0 logs and writes checkpoints.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +78,12 @@ def init_distributed(device: str | None = None) -> DistInfo:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group if one is active."""
+    """Leave the process group if one is active (all ranks call it together at the end)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        # DDP modules left in reference cycles still hold the group; collect them first, or gloo's
+        # threads are torn down at interpreter exit and the process aborts
+        gc.collect()
         dist.destroy_process_group()
 
 
