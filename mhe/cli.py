@@ -16,7 +16,6 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 from mhe.checkpoint import CheckpointMismatchError
 from mhe.config import ConfigError
