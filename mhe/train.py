@@ -778,7 +778,9 @@ def evaluate_checkpoint(
         data = Subset(data, range(max_items))
     loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=False)
     with isolated_rng(cfg.seed), torch.no_grad():
-        metrics = _call_supported(exp.evaluate_fn, model, DeviceLoader(loader, dev), num_samples=num_samples, temperature=temperature)
+        metrics = _call_supported(
+            exp.evaluate_fn, model, DeviceLoader(loader, dev), num_samples=num_samples, temperature=temperature
+        )
     return {
         "checkpoint": str(path),
         "dataset": cfg.data.dataset,

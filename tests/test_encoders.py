@@ -99,7 +99,8 @@ def test_cnn_encoder_shape_error_names_the_setting():
 def test_encoders_follow_the_input_device():
     # the meta device stands in for CUDA: nothing may be created on a fixed device
     kp = KeypointEncoder(num_keypoints=4, context_dim=3, hidden=(5,)).to("meta")
-    assert kp(torch.zeros(2, 4, 2, device="meta"), torch.ones(2, 4, dtype=torch.bool, device="meta")).device.type == "meta"
+    out = kp(torch.zeros(2, 4, 2, device="meta"), torch.ones(2, 4, dtype=torch.bool, device="meta"))
+    assert out.device.type == "meta"
     cnn = CNNEncoder(image_size=8, context_dim=3, channels=(8,)).to("meta")
     assert cnn(torch.zeros(2, 3, 8, 8, device="meta")).shape == (2, 3)
 

@@ -316,7 +316,8 @@ def test_registry_and_whole_runs(tmp_path):
     model, train_set, val_set, evaluate_fn = build_experiment(cfg)
     assert len(train_set) == 40 and len(val_set) == 16 and evaluate_fn is dummy.evaluate
     cfg.data.dataset = "nothing-here"
-    with pytest.raises(ConfigError, match="no experiment builder for data.dataset='nothing-here'; known datasets: .*dummy-gaussian"):
+    message = "no experiment builder for data.dataset='nothing-here'; known datasets: .*dummy-gaussian"
+    with pytest.raises(ConfigError, match=message):
         build_experiment(cfg)
 
     cfg = dummy.small_config(tmp_path, epochs=2)
