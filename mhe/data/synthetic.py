@@ -17,7 +17,9 @@ Items are generated on the fly, deterministically from (split, seed, index), opt
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from torch.utils.data import Dataset
 from mhe.body import FINGER_OF_KEYPOINT, HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_mano
 from mhe.data.render import OCCLUDER_KINDS, Occluder, rasterize, render_crop
 from mhe.geometry import crop_to_pixels, project_orthographic
+from mhe.utils import atomic_torch_save
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_SIZES = {"train": 20000, "val": 1000, "test": 1000}
+# Bump when the generator changes what an item holds: disk caches of older items are then ignored.
+GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 PCA_BOX = 2.0  # the paper's PCA prior is flat for |x| <= 2
 BETA_BOX = 0.03  # ... and for |beta| <= 0.03
@@ -221,6 +226,9 @@ class SyntheticHands(Dataset):
         image_size: 64 to 128 is plenty for the small image encoders.
         mano: a model from :func:`mhe.body.load_mano` (default: load_mano(), the real MANO if present).
         cache: keep generated items in memory.
+        cache_dir: generate the whole split once and keep it in ``cache_dir`` as one file (keyed by
+            every argument, the generator version and the body model's checksum); later datasets
+            with the same arguments load it instead of generating. Implies ``cache``.
         occluder_kind: force "sphere", "box" or "cylinder" (default: random per item).
         self_tolerance: metres a joint may lie behind the hand's own front surface and still count
             as visible (joints sit inside fingers ~1 cm deep, inside the palm ~1.5 cm).
@@ -245,6 +253,7 @@ class SyntheticHands(Dataset):
         cache: bool = False,
         occluder_kind: str | None = None,
         self_tolerance: float = 0.02,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         if split not in _SPLIT_CODE:
             raise ValueError(f"split must be one of {tuple(_SPLIT_CODE)}, got {split!r}")
@@ -264,7 +273,32 @@ class SyntheticHands(Dataset):
         self.mano = load_mano() if mano is None else mano
         self.kin = _kinematics(self.mano)
         self.faces = torch.as_tensor(np.asarray(self.mano.faces), dtype=torch.long)
-        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache else None
+        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache or cache_dir else None
+        self._stacked: dict[str, Tensor] | None = None
+        if cache_dir is not None:
+            self._stacked = self._load_or_generate(Path(cache_dir))
+
+    def cache_key(self) -> str:
+        """A file name that changes with anything that changes the items."""
+        source = getattr(self.mano, "source", None)
+        model = getattr(source, "md5", "unknown")[:12]
+        side = getattr(self.mano, "side", "right")
+        parts = [self.split, f"s{self.seed}", f"n{self.size}", f"o{self.occlusion:g}",
+                 f"img{self.image_size}" if self.images else "noimg", f"k{self.occluder_kind or 'any'}",
+                 f"t{self.self_tolerance:g}", side, model, f"v{GENERATOR_VERSION}"]
+        return "synthetic_hands_" + "_".join(parts) + ".pt"
+
+    def _load_or_generate(self, directory: Path) -> dict[str, Tensor]:
+        path = directory / self.cache_key()
+        if path.exists():
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a foreign or damaged file: regenerate it
+                pass
+        items = [self.generate(i) for i in range(self.size)]
+        stacked = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+        atomic_torch_save(stacked, path)
+        return stacked
 
     def __len__(self) -> int:
         return self.size
@@ -277,6 +311,8 @@ class SyntheticHands(Dataset):
         if not -self.size <= index < self.size:
             raise IndexError(f"index {index} out of range for a {self.split} split of {self.size} items")
         index %= self.size
+        if self._stacked is not None:
+            return {k: v[index] for k, v in self._stacked.items()}
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         item = self.generate(index)
