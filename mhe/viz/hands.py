@@ -1,0 +1,165 @@
+"""Figures of trained hand models: hypotheses overlaid in 2D and in depth, per-joint diversity by
+visibility, and accuracy against diversity across objectives.
+
+Every function takes plain tensors / DataFrames (what :func:`mhe.models.hand.collect_predictions`
+and :func:`mhe.metrics.per_joint_table` return) and returns a matplotlib figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mhe.body import HAND_PARENTS
+from mhe.viz import OBJECTIVE_COLORS, OCCLUDED_COLOR, VISIBLE_COLOR
+from mhe.viz.body import draw_skeleton_2d
+
+LABELS = {
+    "mhentropy": "MHEntropy",
+    "no_entropy": "no entropy",
+    "nll": "NLL (ProHMR-style)",
+    "min_of_n": "min-of-N",
+    "deterministic": "deterministic",
+}
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _bones(ax: Any, pts: np.ndarray, color: str, alpha: float, lw: float = 1.0) -> None:
+    for j, p in enumerate(HAND_PARENTS):
+        if p >= 0:
+            ax.plot(pts[[p, j], 0], pts[[p, j], 1], color=color, alpha=alpha, lw=lw, solid_capstyle="round")
+
+
+def plot_hypotheses(
+    predictions: Mapping[str, Mapping[str, Any]],
+    gt_uv: Any,
+    gt_xyz: Any,
+    visible: Any,
+    num_show: int = 20,
+    title: str | None = None,
+) -> Figure:
+    """One input, every objective: a row per objective with the hypotheses overlaid in the image
+    (left) and seen from the side, depth horizontal (right).
+
+    Args:
+        predictions: ``{objective: {"uv": (S, 21, 2) px, "xyz": (S, 21, 3) mm root-relative}}``.
+        gt_uv: (21, 2) ground-truth keypoints in px; gt_xyz: (21, 3) in mm; visible: (21,) bool.
+        num_show: at most this many hypotheses drawn per panel.
+
+    Visible ground-truth joints are filled, occluded ones hollow; hypotheses are thin lines in the
+    objective's colour. Agreement on visible joints and spread on occluded ones is what MHEntropy aims for.
+    """
+    gt_uv, gt_xyz, vis = _np(gt_uv), _np(gt_xyz), _np(visible).astype(bool)
+    names = list(predictions)
+    fig, axes = plt.subplots(len(names), 2, figsize=(7.2, 3.3 * len(names)), squeeze=False)
+    side_gt = np.stack([gt_xyz[:, 2], gt_xyz[:, 1]], -1)
+    for row, name in enumerate(names):
+        uv, xyz = _np(predictions[name]["uv"])[:num_show], _np(predictions[name]["xyz"])[:num_show]
+        color = OBJECTIVE_COLORS.get(name, "#555555")
+        ax_img, ax_side = axes[row]
+        for s in range(len(uv)):
+            _bones(ax_img, uv[s], color, alpha=0.35)
+            _bones(ax_side, np.stack([xyz[s, :, 2], xyz[s, :, 1]], -1), color, alpha=0.35)
+        draw_skeleton_2d(ax_img, gt_uv, visible=vis, colors=["#222222"] * 21, alpha=0.9, markersize=14)
+        _bones(ax_side, side_gt, "#222222", alpha=0.9, lw=1.6)
+        ax_side.scatter(side_gt[vis, 0], side_gt[vis, 1], s=14, c=VISIBLE_COLOR, zorder=3)
+        ax_side.scatter(side_gt[~vis, 0], side_gt[~vis, 1], s=14, facecolors="white",
+                        edgecolors=OCCLUDED_COLOR, zorder=3)
+        if not ax_side.yaxis_inverted():
+            ax_side.invert_yaxis()
+        ax_side.set_aspect("equal")
+        ax_img.set_ylabel(LABELS.get(name, name), color=color, fontsize=11, fontweight="bold")
+        if row == 0:
+            ax_img.set_title("image plane (px)")
+            ax_side.set_title("side view: depth → (mm)")
+        for ax in (ax_img, ax_side):
+            ax.tick_params(labelsize=7)
+    axes[-1, 1].set_xlabel("depth z (mm, root-relative)")
+    fig.suptitle(title or f"{min(num_show, len(uv))} hypotheses per objective; black = ground truth "
+                 "(hollow = occluded)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def diversity_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate :func:`mhe.metrics.per_joint_table` outputs, one per objective, without the root."""
+    frames = [t.assign(objective=name) for name, t in tables.items()]
+    df = pd.concat(frames, ignore_index=True)
+    return df[~df["is_root"]]
+
+
+def plot_per_joint_diversity(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Per-joint diversity by visibility for each objective.
+
+    Left: PJD 3D (mm) of visible vs occluded joints (mean over joints); middle: PJD 2D (px) likewise;
+    right: PJD 3D of occluded joints, joint by joint. A good multi-hypothesis model is diverse where
+    the joint is occluded and consistent where it is seen.
+    """
+    import seaborn as sns
+
+    df = diversity_frame(tables)
+    order = list(tables)
+    palette = {"visible": VISIBLE_COLOR, "occluded": OCCLUDED_COLOR}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    for ax, col, unit in ((axes[0], "pjd_3d", "mm"), (axes[1], "pjd_2d", "px")):
+        sns.barplot(df, x="objective", y=col, hue="visibility", order=order, palette=palette,
+                    hue_order=["visible", "occluded"], errorbar=None, ax=ax)
+        ax.set_xticks(range(len(order)), [LABELS.get(o, o) for o in order], rotation=25, ha="right")
+        ax.set_xlabel("")
+        ax.set_ylabel(f"{col.replace('pjd_', 'PJD ').upper()} ({unit})")
+    axes[0].set_title("3D diversity by visibility")
+    axes[1].set_title("2D diversity by visibility")
+    occ = df[df["visibility"] == "occluded"]
+    for name in order:
+        part = occ[occ["objective"] == name].sort_values("joint")
+        axes[2].plot(part["joint"], part["pjd_3d"], "o-", ms=3, color=OBJECTIVE_COLORS.get(name, "#555"),
+                     label=LABELS.get(name, name))
+    names = occ.drop_duplicates("joint").sort_values("joint")
+    axes[2].set_xticks(names["joint"], names["name"], rotation=70, fontsize=7)
+    axes[2].set_ylabel("PJD 3D of occluded joint (mm)")
+    axes[2].set_title("occluded joints, one by one")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_diversity(metrics: pd.DataFrame) -> Figure:
+    """Accuracy against diversity, one point per objective (rows of ``metrics`` indexed by objective,
+    columns from :func:`mhe.metrics.evaluate`).
+
+    Left: best-hypothesis 3D error vs 3D diversity of occluded joints (down-right is better: diverse
+    *and* one hypothesis close to the truth). Right: worst-hypothesis 2D error on visible joints (AH) vs
+    2D diversity of visible joints (down-left is better: every hypothesis explains what is seen).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    panels = ((axes[0], "pjd_3d_occ", "mpjpe_bh", "PJD 3D occluded (mm)", "BH-MPJPE (mm)"),
+              (axes[1], "pjd_2d_vis", "ah", "PJD 2D visible (px)", "AH: worst hypothesis, visible (px)"))
+    for ax, x, y, xl, yl in panels:
+        for name, row in metrics.iterrows():
+            color = OBJECTIVE_COLORS.get(str(name), "#555")
+            ax.scatter(row[x], row[y], s=80, color=color, edgecolor="black", zorder=3)
+            ax.annotate(LABELS.get(str(name), str(name)), (row[x], row[y]), textcoords="offset points",
+                        xytext=(6, 5), fontsize=9, color=color)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("accurate and diverse where occluded")
+    axes[1].set_title("consistent where visible")
+    fig.tight_layout()
+    return fig
+
+
+def metrics_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paper's table: one row per objective, columns BH-MPJPE, PA-MPJPE, AH, PJD 2D-vis, PJD 3D-occ, RD."""
+    columns = columns or ["mpjpe_bh", "pa_mpjpe_bh", "mpjpe_mean", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd"]
+    df = pd.DataFrame({name: {c: r[c] for c in columns} for name, r in results.items()}).T
+    df.index.name = "objective"
+    return df

@@ -1,0 +1,157 @@
+"""The multi-hypothesis hand model: decoding against the dataset's own generation, parameterisations
+against each other, gradients, priors by hand, evaluation, load-or-train and the disk cache."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from mhe.config import ModelConfig
+from mhe.data import SyntheticHands
+from mhe.models.hand import (
+    MultiHypothesisHand,
+    collect_predictions,
+    evaluate_hands,
+    export_checkpoint,
+    load_model,
+    load_or_train,
+)
+from mhe.objectives import OBJECTIVES
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+SMALL = dict(context_dim=32, encoder_hidden=(32,), flow_transforms=2, flow_hidden=(32,), head_hidden=32)
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    ds = SyntheticHands("val", size=6, seed=3, occlusion=0.4, cache_dir=tmp_path_factory.mktemp("cache"))
+    return ds, default_collate([ds[i] for i in range(len(ds))])
+
+
+def _gt_head(batch):
+    cam = batch["camera"]
+    return {"global_orient": batch["global_orient"], "betas": batch["betas"],
+            "log_scale": cam[:, 0], "trans": cam[:, 1:3]}
+
+
+def test_decoding_ground_truth_reproduces_the_dataset(items):
+    _, batch = items
+    model = MultiHypothesisHand(ModelConfig(**SMALL))
+    B = batch["obs"].shape[0]
+    hyp = model.decode(batch["params"][:, None], torch.zeros(B, 1), _gt_head(batch))
+    assert hyp.pred_obs.shape == (B, 1, 21, 2)
+    torch.testing.assert_close(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(hyp.extras["joints_3d"][:, 0], batch["joints_3d"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("repr_", ["axis_angle", "6d"])
+def test_other_pose_parameterisations_decode_to_the_same_hand(items, repr_):
+    _, batch = items
+    pca = MultiHypothesisHand(ModelConfig(**SMALL))
+    other = MultiHypothesisHand(ModelConfig(**SMALL, pose_repr=repr_))
+    B = batch["obs"].shape[0]
+    theta = other.params_from_pca(batch["params"])
+    assert theta.shape == (B, 45 if repr_ == "axis_angle" else 90)
+    a = pca.decode(batch["params"][:, None], torch.zeros(B, 1), _gt_head(batch))
+    b = other.decode(theta[:, None], torch.zeros(B, 1), _gt_head(batch))
+    torch.testing.assert_close(a.pred_obs, b.pred_obs, atol=1e-4, rtol=0)
+
+
+def test_priors_by_hand():
+    model = MultiHypothesisHand(ModelConfig(**SMALL))
+    theta = torch.zeros(1, 2, 45)
+    theta[0, 1, 0] = 3.0  # |x|/2 - 1 = 0.5 -> -50 · 0.25
+    head = {"global_orient": torch.tensor([[0.0, 0.0, 2 * math.pi]]),  # ‖x‖/π - 1 = 1 -> -5
+            "betas": torch.full((1, 10), 0.06)}  # 10 · (0.06/0.03 - 1)² · 50 = 500
+    expected = torch.tensor([[-5.0 - 500.0, -12.5 - 5.0 - 500.0]])
+    torch.testing.assert_close(model.log_prior(theta, head), expected)
+
+
+def test_six_d_prior_penalises_only_non_orthonormal_columns():
+    model = MultiHypothesisHand(ModelConfig(**SMALL, pose_repr="6d"))
+    eye = torch.tensor([1.0, 0, 0, 0, 1, 0]).repeat(15)[None, None]
+    head = {"global_orient": torch.zeros(1, 3), "betas": torch.zeros(1, 10)}
+    assert model.log_prior(eye, head).item() == pytest.approx(0.0, abs=1e-6)
+    stretched = eye.clone()
+    stretched[..., 0] = 2.0  # first column of joint 0 has length 2 -> -50 · 1
+    assert model.log_prior(stretched, head).item() == pytest.approx(-50.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mhentropy", "nll", "min_of_n", "deterministic"])
+def test_gradients_reach_what_each_objective_trains(items, name):
+    _, batch = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL))
+    kwargs = {"num_samples": 3} if name in ("mhentropy", "min_of_n") else {}
+    loss, terms = OBJECTIVES[name](model, batch, **kwargs)
+    loss.backward()
+    assert math.isfinite(terms["loss"])
+    groups = {"encoder": model.encoder, "flow": model.flow, "head": model.head}
+    for group, module in groups.items():
+        if name == "nll" and group == "head":
+            continue  # NLL without keypoint terms trains only encoder + flow
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads), f"{name}: a {group} parameter got no gradient"
+        assert any(g.abs().sum() > 0 for g in grads), f"{name}: {group} gradients are all zero"
+
+
+def test_state_dict_carries_no_body_model():
+    model = MultiHypothesisHand(ModelConfig(**SMALL))
+    assert not [k for k in model.state_dict() if k.startswith("mano.")]
+
+
+def test_evaluation_metrics_and_deterministic_mode(items):
+    ds, _ = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL), init_camera=tuple(ds[0]["camera"].tolist()))
+    loader = DataLoader(ds, batch_size=4)
+    m = evaluate_hands(model, loader, num_samples=5, temperature=0.8)
+    for key in ("mpjpe_bh", "pa_mpjpe_bh", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd"):
+        assert math.isfinite(m[key]), key
+    assert m["mpjpe_bh"] <= m["mpjpe_mean"] + 1e-9
+    det = evaluate_hands(model, loader, mode_only=True)
+    assert det["pjd_2d_vis"] == 0 and det["pjd_3d_occ"] == 0
+    p = collect_predictions(model, loader, num_samples=3, max_items=5)
+    assert p["pred_xyz"].shape == (5, 3, 21, 3) and p["pred_uv"].shape == (5, 3, 21, 2)
+
+
+def test_load_or_train_trains_exports_and_reloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("MHE_DATA", str(tmp_path / "data"))
+    overrides = ["train.steps=2", "data.train_size=8", "data.val_size=4", "train.batch_size=4",
+                 "train.eval_every=0", "train.progress=false",
+                 *(f"model.{k}={list(v) if isinstance(v, tuple) else v}" for k, v in SMALL.items())]
+    model, cfg = load_or_train("mhentropy", overrides=overrides, directory=tmp_path / "ckpt")
+    assert cfg.train.steps == 2
+    run = tmp_path / "ckpt" / "runs" / "mhentropy" / "last.pt"
+    assert run.exists()
+    shipped = export_checkpoint(run, tmp_path / "hand_mhentropy.pt")
+    again, _ = load_model(shipped)
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert torch.load(shipped, weights_only=True)["optimizer"] is None
+    with pytest.raises(ValueError, match="objective must be one of"):
+        load_or_train("best_guess")
+
+
+def test_disk_cache_returns_the_same_items_without_regenerating(tmp_path, monkeypatch):
+    fresh = SyntheticHands("test", size=3, seed=1)
+    expected = [fresh[i] for i in range(3)]
+    SyntheticHands("test", size=3, seed=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+    def boom(self, index):
+        raise AssertionError("the cached split was regenerated")
+
+    monkeypatch.setattr(SyntheticHands, "generate", boom)
+    cached = SyntheticHands("test", size=3, seed=1, cache_dir=tmp_path)
+    for i in range(3):
+        for key, value in expected[i].items():
+            assert torch.equal(cached[i][key], value), key
+    # a different argument is a different file, never a stale hit
+    with pytest.raises(AssertionError, match="regenerated"):
+        SyntheticHands("test", size=3, seed=2, cache_dir=tmp_path)
