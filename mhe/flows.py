@@ -43,6 +43,9 @@ class ConditionalFlow(nn.Module):
         bound: the splines act on ``[-bound, bound]`` and are the identity outside
             (``"nsf_coupling"`` only).
         activation: activation of the hyper-networks.
+        identity_init: shrink the last layer of every hyper-network (×1e-3) so that each
+            coupling starts as (almost) the identity and q starts as N(0, I): a symmetric start
+            that does not favour one mode (zero parameters give the identity for both kinds).
 
     The default mirrors the official hand flow: RealNVP, 12 couplings (6 × 2 masks), hidden 512-512.
     The base is a standard normal; ``temperature`` T samples z ~ N(0, T²) instead.
@@ -58,6 +61,7 @@ class ConditionalFlow(nn.Module):
         bins: int = 8,
         bound: float = 5.0,
         activation: type[nn.Module] = nn.ReLU,
+        identity_init: bool = True,
     ) -> None:
         super().__init__()
         if features < 1:
@@ -89,6 +93,17 @@ class ConditionalFlow(nn.Module):
                 univariate=partial(MonotonicRQSTransform, bound=bound),
                 shapes=[(bins,), (bins,), (bins - 1,)],
             )
+        if identity_init:
+            with torch.no_grad():
+                for layer in self.flow.transform.transforms:
+                    # D = 1 has no coupling: zuko uses an element-wise transform whose
+                    # parameters are a hyper-network of the context or free tensors.
+                    if hasattr(layer, "hyper"):
+                        layer.hyper[-1].weight.mul_(1e-3)
+                        layer.hyper[-1].bias.mul_(1e-3)
+                    else:
+                        for p in layer.phi:
+                            p.mul_(1e-3)
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -128,6 +143,7 @@ class ConditionalFlow(nn.Module):
         num_samples: int,
         temperature: float = 1.0,
         batch_size: int | None = None,
+        antithetic: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """S reparameterised samples per context row and their log-density, in one pass.
 
@@ -136,6 +152,9 @@ class ConditionalFlow(nn.Module):
             num_samples: S.
             temperature: T >= 0; the base noise is z ~ N(0, T²). T = 0 gives the mode S times.
             batch_size: B for an unconditional flow.
+            antithetic: draw the base noise in pairs (z, -z) (S even gives S/2 pairs): each
+                sample is still distributed as q, and Monte Carlo averages over symmetric
+                features of q lose the variance of the pair difference (antithetic variates).
 
         Returns:
             x (B, S, D) and log_q (B, S), the log-density of x under the *untempered* flow.
@@ -147,8 +166,11 @@ class ConditionalFlow(nn.Module):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         dist, batch = self._distribution(context, batch_size)
         # z has shape (S, B, D): zuko puts sample dims first, the context's batch last.
-        shape = (num_samples,) if context is not None else (num_samples, batch)
+        draws = (num_samples + 1) // 2 if antithetic else num_samples
+        shape = (draws,) if context is not None else (draws, batch)
         z = dist.base.rsample(shape) * temperature
+        if antithetic:
+            z = torch.cat([z, -z])[:num_samples]
         # Change of variables: log q(x) = log N(z; 0, I) - log|det ∂x/∂z| with x = f⁻¹(z).
         x, ladj = dist.transform.inv.call_and_ladj(z)
         log_q = dist.base.log_prob(z) - ladj
@@ -196,3 +218,44 @@ class ConditionalFlow(nn.Module):
 
     def extra_repr(self) -> str:
         return f"features={self.features}, context={self.context}, kind={self.kind!r}"
+
+
+def fit_nll(
+    flow: ConditionalFlow,
+    x: Tensor,
+    context: Tensor | None = None,
+    steps: int = 500,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Maximum likelihood: minimise -log q(x | c) over minibatches of the pairs (x, context).
+
+    Args:
+        flow: the flow to train (in place).
+        x: (N, D) data; context: (N, C) or None for an unconditional flow.
+        steps, batch_size, lr: Adam with a cosine-decayed learning rate.
+        generator: draws the minibatch indices (seed it for reproducibility).
+
+    Returns:
+        the loss of every step.
+    """
+    if x.dim() != 2 or x.shape[-1] != flow.features:
+        raise ValueError(f"x must have shape (N, {flow.features}), got {tuple(x.shape)}")
+    if context is not None and context.shape[0] != x.shape[0]:
+        raise ValueError(f"context has {context.shape[0]} rows but x has {x.shape[0]}")
+    optimiser = torch.optim.Adam(flow.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    history = []
+    flow.train()
+    for _ in range(steps):
+        idx = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), generator=generator)
+        idx = idx.to(x.device)
+        loss = -flow.log_prob(x[idx], None if context is None else context[idx]).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        history.append(loss.item())
+    flow.eval()
+    return history
