@@ -1,0 +1,251 @@
+"""Figures for the toy notebooks: 2D densities, the two-link arm and its four modes, the
+objective ablation (the paper's toy figure), coverage bars, and flow diagnostics (warped grids,
+tempered samples, log q of samples). Every function takes tensors or tables and returns a
+matplotlib figure; nothing is shown or saved here (see :func:`mhe.viz.save_figure`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from mhe.viz import OBJECTIVE_COLORS  # noqa: E402
+
+_GT = OBJECTIVE_COLORS["ground_truth"]
+MODE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")  # one per exact arm solution
+
+
+def _color(name: str) -> str:
+    for key, value in OBJECTIVE_COLORS.items():
+        if name.startswith(key):
+            return value
+    return "#555555"
+
+
+def plot_densities(
+    densities: Mapping[str, Tensor],
+    extent: float,
+    points: Mapping[str, Tensor] | None = None,
+    ncols: int | None = None,
+    depth: float = 8.0,
+) -> Figure:
+    """One panel per density on the square [-extent, extent]².
+
+    Args:
+        densities: title -> log-density on a grid (G, G), indexed [x, y] (``indexing="ij"``);
+            each panel shows log p - max log p clipped at ``-depth`` (log scale, so that both
+            sharp and broad densities stay visible).
+        extent: half-width of the grid square.
+        points: optional title -> (N, 2) points drawn on the panel of the same title (e.g. the
+            training samples of an NLL fit).
+        ncols: panels per row (default: all in one row).
+    """
+    names = list(densities)
+    ncols = ncols or len(names)
+    nrows = math.ceil(len(names) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        log_p = densities[name].detach().float().cpu()
+        image = (log_p - log_p.max()).clamp(min=-depth).T.numpy()  # imshow wants [y, x]
+        ax.imshow(image, origin="lower", extent=(-extent, extent, -extent, extent), cmap="magma",
+                  vmin=-depth, vmax=0)
+        if points and name in points:
+            pts = points[name].detach().cpu().numpy()
+            ax.scatter(pts[:, 0], pts[:, 1], s=7, c="#4fc3f7", edgecolors="none")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _draw_arms(ax, keypoints: np.ndarray, color: str, alpha: float, lw: float = 1.2) -> None:
+    """keypoints (N, 2, 2): root -> elbow -> tip polylines."""
+    for kp in keypoints:
+        xs = [0.0, kp[0, 0], kp[1, 0]]
+        ys = [0.0, kp[0, 1], kp[1, 1]]
+        ax.plot(xs, ys, color=color, alpha=alpha, lw=lw, solid_capstyle="round")
+
+
+def _arm_axes(ax, heights: np.ndarray) -> None:
+    for h, style in zip(heights, ("--", ":")):
+        ax.axhline(h, color="#999999", ls=style, lw=0.8)
+    ax.plot([0], [0], "ks", ms=4)
+    ax.set_xlim(-2.1, 2.1)
+    ax.set_ylim(-2.1, 2.1)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _angle_axes(ax, half_width: tuple[float, float]) -> None:
+    hw1, hw2 = half_width
+    ax.add_patch(Rectangle((-hw1, -hw2), 2 * hw1, 2 * hw2, fill=False, ec="#999999", ls="--", lw=0.8))
+    ax.set_xlim(-hw1 - 0.6, hw1 + 0.6)
+    ax.set_ylim(-hw2 - 0.6, hw2 + 0.6)
+    ax.set_xlabel("α1")
+
+
+def plot_arm_solutions(keypoints: Tensor, heights: Tensor) -> Figure:
+    """The four exact solutions of one observation, each in its own colour.
+
+    Args:
+        keypoints: (4, 2, 2) elbow and tip of each solution (from ``TwoLinkArm.keypoints``).
+        heights: (2,) the observed elbow and tip heights (dashed and dotted lines).
+    """
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    kp = keypoints.detach().cpu().numpy()
+    for i, color in enumerate(MODE_COLORS):
+        _draw_arms(ax, kp[i : i + 1], color, 1.0, lw=2.5)
+        ax.annotate(str(i), kp[i, 1], color=color, fontsize=10, xytext=(4, 4), textcoords="offset points")
+    _arm_axes(ax, heights.detach().cpu().numpy())
+    ax.set_title("four exact solutions\n(dashed: elbow height, dotted: tip height)", fontsize=9)
+    return fig
+
+
+def plot_arm_ablation(
+    samples: Mapping[str, Tensor],
+    keypoints: Mapping[str, Tensor],
+    modes: Tensor,
+    heights: Tensor,
+    half_width: tuple[float, float] = (math.pi / 2, math.pi),
+    max_arms: int = 80,
+) -> Figure:
+    """The paper's toy figure: per objective, arm overlays (top) and (α1, α2) samples (bottom).
+
+    Args:
+        samples: objective name -> (S, 2) sampled angles for one observation.
+        keypoints: objective name -> (S, 2, 2) the samples' elbow and tip positions.
+        modes: (4, 2) the exact solutions (stars; the first column draws them as arms).
+        heights: (2,) the observation.
+        half_width: prior box half-widths (dashed rectangle).
+        max_arms: at most this many arms are drawn per panel.
+    """
+    names = list(samples)
+    ncols = len(names) + 1
+    fig, axes = plt.subplots(2, ncols, figsize=(2.4 * ncols, 5.0), squeeze=False)
+    h = heights.detach().cpu().numpy()
+    m = modes.detach().cpu().numpy()
+    from mhe.toy import TwoLinkArm  # the figure draws exact solutions with the same arm
+
+    mode_kp = TwoLinkArm().keypoints(modes.detach().cpu()).numpy()
+    for i, color in enumerate(MODE_COLORS):
+        _draw_arms(axes[0, 0], mode_kp[i : i + 1], color, 1.0, lw=2.2)
+    _arm_axes(axes[0, 0], h)
+    axes[0, 0].set_title("exact modes", fontsize=9)
+    axes[1, 0].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=160, edgecolors="k", lw=0.5)
+    _angle_axes(axes[1, 0], half_width)
+    axes[1, 0].set_ylabel("α2")
+    for col, name in enumerate(names, start=1):
+        color = _color(name)
+        s = samples[name].detach().cpu().numpy()
+        kp = keypoints[name].detach().cpu().numpy()[:max_arms]
+        _draw_arms(axes[0, col], kp, color, alpha=max(0.06, min(0.5, 8.0 / len(kp))))
+        _arm_axes(axes[0, col], h)
+        axes[0, col].set_title(name.replace("_", " "), fontsize=9)
+        axes[1, col].scatter(s[:, 0], s[:, 1], s=4, c=color, alpha=0.5, edgecolors="none")
+        axes[1, col].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=110, edgecolors="k", lw=0.5)
+        _angle_axes(axes[1, col], half_width)
+        axes[1, col].set_yticklabels([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_mode_masses(table, band: tuple[float, float] = (0.15, 0.35)) -> Figure:
+    """Grouped bars of the mean mass on each exact mode, one group per objective.
+
+    Args:
+        table: a pandas DataFrame indexed by objective with columns ``mass_0`` … ``mass_3`` (as
+            from :func:`mhe.toy.arm_coverage`); other columns are ignored.
+        band: the shaded target band for each mode's mass.
+    """
+    cols = [c for c in table.columns if str(c).startswith("mass_") and str(c)[5:].isdigit()]
+    names = list(table.index)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 3.2))
+    ax.axhspan(*band, color="#dddddd", zorder=0, label=f"target {band[0]:.2f}–{band[1]:.2f}")
+    width = 0.8 / len(cols)
+    x = np.arange(len(names))
+    for i, col in enumerate(cols):
+        ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[col].to_numpy(), width,
+               color=MODE_COLORS[i % len(MODE_COLORS)], label=f"mode {col[5:]}")
+    ax.set_xticks(x, [str(n).replace("_", "\n") for n in names], fontsize=8)
+    ax.set_ylabel("mean mass within radius")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_warped_grid(before: Tensor, after: Tensor, title: str = "") -> Figure:
+    """A grid of lines (L, P, 2) before and after a transformation, side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
+    for ax, lines, name in zip(axes, (before, after), ("x", "y = f(x)")):
+        arr = lines.detach().cpu().numpy()
+        for line in arr:
+            ax.plot(line[:, 0], line[:, 1], color="#3b6ea5", lw=0.8)
+        for line in arr.transpose(1, 0, 2):
+            ax.plot(line[:, 0], line[:, 1], color="#c0504d", lw=0.8)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sample_panels(
+    panels: Mapping[str, Tensor],
+    colors: Mapping[str, Tensor] | None = None,
+    lim: float | None = None,
+    cmap: str = "viridis",
+    colorbar_label: str = "",
+) -> Figure:
+    """Scatter (N, 2) samples in one panel each; optional per-point values (N,) give the colour.
+
+    Used for samples per context, per temperature, and coloured by log q.
+    """
+    names = list(panels)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.9), squeeze=False)
+    scatter = None
+    if colors:
+        values = torch.cat([colors[n].detach().flatten().cpu() for n in names if n in colors])
+        vmin, vmax = np.quantile(values.numpy(), [0.02, 0.98])
+    for ax, name in zip(axes[0], names):
+        pts = panels[name].detach().cpu().numpy()
+        if colors and name in colors:
+            scatter = ax.scatter(pts[:, 0], pts[:, 1], s=3, c=colors[name].detach().cpu().numpy(),
+                                 cmap=cmap, vmin=vmin, vmax=vmax, edgecolors="none")
+        else:
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, c="#3b6ea5", alpha=0.5, edgecolors="none")
+        ax.set_title(name, fontsize=9)
+        ax.set_aspect("equal")
+        if lim is not None:
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+    fig.tight_layout()
+    if scatter is not None:
+        fig.colorbar(scatter, ax=list(axes[0]), shrink=0.85, label=colorbar_label)
+    return fig
+
+
+def plot_histograms(values: Mapping[str, Tensor], xlabel: str, bins: int = 40) -> Figure:
+    """Overlaid histograms (densities) of 1D values, one per entry."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    for name, v in values.items():
+        ax.hist(v.detach().flatten().cpu().numpy(), bins=bins, density=True, histtype="step", lw=1.5, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
