@@ -36,7 +36,7 @@ def ring_log_density(x: Tensor, modes: int = 8, radius: float = 2.0, sigma: floa
     return torch.logsumexp(-sq / (2 * sigma**2), dim=-1)
 
 
-def moons_log_density(x: Tensor, sigma: float = 0.15) -> Tensor:
+def moons_log_density(x: Tensor, sigma: float = 0.1) -> Tensor:
     """Unnormalised log-density of two interleaved half-circles (Gaussian in the distance to each
     arc, radius 1): x (..., 2) -> (...)."""
     logs = []

@@ -37,7 +37,7 @@ def plot_densities(
     extent: float,
     points: Mapping[str, Tensor] | None = None,
     ncols: int | None = None,
-    depth: float = 8.0,
+    depth: float = 6.0,
 ) -> Figure:
     """One panel per density on the square [-extent, extent]².
 
@@ -108,7 +108,7 @@ def plot_arm_solutions(keypoints: Tensor, heights: Tensor) -> Figure:
     fig, ax = plt.subplots(figsize=(3.6, 3.6))
     kp = keypoints.detach().cpu().numpy()
     for i, color in enumerate(MODE_COLORS):
-        _draw_arms(ax, kp[i : i + 1], color, 1.0, lw=2.5)
+        _draw_arms(ax, kp[i : i + 1], color, 0.8, lw=2.0)
         ax.annotate(str(i), kp[i, 1], color=color, fontsize=10, xytext=(4, 4), textcoords="offset points")
     _arm_axes(ax, heights.detach().cpu().numpy())
     ax.set_title("four exact solutions\n(dashed: elbow height, dotted: tip height)", fontsize=9)
@@ -188,16 +188,19 @@ def plot_mode_masses(table, band: tuple[float, float] = (0.15, 0.35)) -> Figure:
     return fig
 
 
-def plot_warped_grid(before: Tensor, after: Tensor, title: str = "") -> Figure:
-    """A grid of lines (L, P, 2) before and after a transformation, side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
-    for ax, lines, name in zip(axes, (before, after), ("x", "y = f(x)")):
-        arr = lines.detach().cpu().numpy()
-        for line in arr:
-            ax.plot(line[:, 0], line[:, 1], color="#3b6ea5", lw=0.8)
-        for line in arr.transpose(1, 0, 2):
-            ax.plot(line[:, 0], line[:, 1], color="#c0504d", lw=0.8)
-        ax.set_aspect("equal")
+def plot_warped_grid(before: Tensor, after: Tensor, title: str = "", stride: int = 4) -> Figure:
+    """A square grid of points (N, N, 2) before and after a transformation, side by side.
+
+    Every ``stride``-th line of each family is drawn (blue: constant first index, red: constant
+    second index), at the full resolution of the other index.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.4))
+    for ax, grid, name in zip(axes, (before, after), ("x", "y = f(x)")):
+        arr = grid.detach().cpu().numpy()
+        for i in range(0, arr.shape[0], stride):
+            ax.plot(arr[i, :, 0], arr[i, :, 1], color="#3b6ea5", lw=0.8)
+            ax.plot(arr[:, i, 0], arr[:, i, 1], color="#c0504d", lw=0.8)
+        ax.set_aspect("equal", adjustable="datalim")
         ax.set_title(name, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
