@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from mhe.flows import ConditionalFlow
+from mhe.flows import ConditionalFlow, fit_nll
 
 KINDS = ["realnvp", "nsf_coupling"]
 
@@ -212,3 +212,47 @@ def test_call_errors():
         uncond.rsample_and_log_prob(torch.randn(4, 3), 2)
     with pytest.raises(ValueError, match="batch_size"):
         uncond.rsample_and_log_prob(None, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_identity_init_starts_at_the_standard_normal(kind):
+    flow = ConditionalFlow(3, 2, transforms=4, hidden=(16, 16), kind=kind)
+    x, context = torch.randn(6, 3), torch.randn(6, 2)
+    standard = -0.5 * x.square().sum(-1) - 1.5 * math.log(2 * math.pi)
+    assert torch.allclose(flow.log_prob(x, context), standard, atol=1e-2)
+    far = ConditionalFlow(3, 2, transforms=4, hidden=(16, 16), kind=kind, identity_init=False)
+    assert not torch.allclose(far.log_prob(x, context), standard, atol=1e-2)
+
+
+@pytest.mark.parametrize("num_samples", [6, 7])
+def test_antithetic_samples_come_in_mirrored_pairs(num_samples):
+    flow = _small(2, 3, "nsf_coupling").double()
+    context = torch.randn(4, 3, dtype=torch.float64)
+    x, log_q = flow.rsample_and_log_prob(context, num_samples, antithetic=True)
+    assert x.shape == (4, num_samples, 2)
+    assert torch.allclose(log_q, flow.log_prob(x, context), atol=1e-8)
+    with torch.no_grad():
+        z = torch.stack([flow.flow(context[b]).transform(x[b]) for b in range(4)])
+    half = (num_samples + 1) // 2
+    pairs = num_samples - half
+    assert torch.allclose(z[:, half:], -z[:, :pairs], atol=1e-6)
+
+
+def test_fit_nll_recovers_the_gaussian_maximum_likelihood_estimate():
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(4000, 2, generator=generator) * torch.tensor([0.5, 2.0]) + torch.tensor([1.0, -3.0])
+    flow = ConditionalFlow(2, 0, transforms=2, hidden=(16,), kind="realnvp")
+    history = fit_nll(flow, data, steps=400, batch_size=512, lr=1e-2, generator=generator)
+    assert len(history) == 400 and history[-1] < history[0]
+    x = flow.sample(None, 8000, batch_size=1)[0]
+    # the MLE of a Gaussian family is the sample mean and std (the flow contains it)
+    assert torch.allclose(x.mean(0), data.mean(0), atol=0.1)
+    assert torch.allclose(x.std(0), data.std(0), rtol=0.1)
+
+
+def test_fit_nll_errors():
+    flow = ConditionalFlow(2, 1, transforms=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 2\)"):
+        fit_nll(flow, torch.randn(10, 3), torch.randn(10, 1))
+    with pytest.raises(ValueError, match="context has 9 rows"):
+        fit_nll(flow, torch.randn(10, 2), torch.randn(9, 1))
