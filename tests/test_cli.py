@@ -113,8 +113,10 @@ def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
     assert main(["--plugin", "my_plugin", "info"]) == 0
     out = capsys.readouterr().out
     assert "plugin-exp" in out.split("experiments (data.dataset):")[1].splitlines()[0]
-    for expected in ("torch ", "zuko", "devices:", "body models:", "MANO_RIGHT", "packaged configs: hand_mhentropy"):
+    for expected in ("torch ", "zuko", "devices:", "body models:", "MANO_RIGHT", "packaged configs: "):
         assert expected in out
+    configs = out.split("packaged configs: ")[1].splitlines()[0].split(", ")
+    assert {f"hand_{n}" for n in ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")} <= set(configs)
     from mhe.train import EXPERIMENTS
 
     del EXPERIMENTS["plugin-exp"]
