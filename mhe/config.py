@@ -58,6 +58,9 @@ class ModelConfig:
     num_pca_comps: int = 45
     # hidden width of the deterministic head (global rotation, shape, camera) (official: 512).
     head_hidden: int = 128
+    # how the head outputs the global rotation: axis-angle (official) or the continuous 6D representation
+    # (no discontinuity at 180°, much easier to regress for uniformly random rotations).
+    head_rotation: Literal["axis_angle", "6d"] = "axis_angle"
 
 
 @dataclass
@@ -126,6 +129,9 @@ class TrainConfig:
     batch_size: int = 64
     # Adam learning rate (official: 2e-4).
     lr: float = 2e-4
+    # learning-rate schedule over the run: "constant", or "cosine" decay from lr to 0 (a pure function of
+    # the step, so resuming is exact).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     # Adam weight decay.
     weight_decay: float = 0.0
     # clip the global gradient norm to this value; None or 0 disables clipping (official: 1.0).

@@ -483,6 +483,13 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------------
 
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based) under ``train.lr_schedule``."""
+        t = self.cfg.train
+        if t.lr_schedule == "cosine":
+            return t.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+        return t.lr
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One optimizer step on ``batch``; returns the loss, the objective's terms and the gradient norm."""
         self.model.train()
@@ -508,6 +515,8 @@ class Trainer:
         # clip_grad_norm_ with an infinite bound measures the norm and scales by exactly 1
         clip = self.cfg.train.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(self.global_step)
         self.optimizer.step()
         out = {"loss": float(loss.detach())}
         out.update({k: float(v) for k, v in terms.items()})

@@ -38,7 +38,8 @@ from mhe.objectives import Hypotheses, ball_prior, box_prior
 from mhe.utils import data_dir
 
 CROP_PIXELS = 256  # metrics report 2D errors in pixels of a 256 × 256 crop, as the paper
-HEAD_OUTPUTS = 16  # global rotation 3 + β 10 + log-scale 1 + translation 2 (the official head)
+HEAD_OUTPUTS = 13  # β 10 + log-scale 1 + translation 2, after the global rotation (3 axis-angle or 6D)
+ROTATION_DIMS = {"axis_angle": 3, "6d": 6}
 
 # The official priors (log of unnormalised densities; PAPER.md): a soft box on the PCA
 # coefficients, a soft ball on the global rotation, a tight soft box on β.
@@ -94,12 +95,15 @@ class MultiHypothesisHand(nn.Module):
         self.flow = ConditionalFlow(
             self.pose_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
         )
+        if cfg.head_rotation not in ROTATION_DIMS:
+            raise ValueError(f"model.head_rotation must be 'axis_angle' or '6d', got {cfg.head_rotation!r}")
+        self.rot_dim = ROTATION_DIMS[cfg.head_rotation]
         self.head = nn.Sequential(
             nn.Linear(cfg.context_dim, cfg.head_hidden),
             nn.ReLU(),
             nn.Linear(cfg.head_hidden, cfg.head_hidden),
             nn.ReLU(),
-            nn.Linear(cfg.head_hidden, HEAD_OUTPUTS),
+            nn.Linear(cfg.head_hidden, self.rot_dim + HEAD_OUTPUTS),
         )
         # Start at the mean shape, no rotation and the given camera: the last layer's weights are
         # small so the head begins near its bias.
@@ -107,7 +111,9 @@ class MultiHypothesisHand(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         with torch.no_grad():
             last.bias.zero_()
-            last.bias[13:16] = torch.tensor(init_camera, dtype=last.bias.dtype)
+            if cfg.head_rotation == "6d":
+                last.bias[0:6] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+            last.bias[-3:] = torch.tensor(init_camera, dtype=last.bias.dtype)
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -121,14 +127,12 @@ class MultiHypothesisHand(nn.Module):
         return encode(self.encoder, batch)
 
     def deterministic_head(self, ctx: Tensor) -> dict[str, Tensor]:
-        """``ctx (B, C)`` → global_orient (B, 3), betas (B, 10), log_scale (B,), trans (B, 2)."""
+        """``ctx (B, C)`` → global_orient (B, 3) axis-angle, betas (B, 10), log_scale (B,), trans (B, 2)."""
         out = self.head(ctx)
-        return {
-            "global_orient": out[:, 0:3],
-            "betas": out[:, 3:13],
-            "log_scale": out[:, 13],
-            "trans": out[:, 14:16],
-        }
+        rot, rest = out[:, : self.rot_dim], out[:, self.rot_dim :]
+        if self.rot_dim == 6:
+            rot = matrix_to_axis_angle(rot6d_to_matrix(rot))
+        return {"global_orient": rot, "betas": rest[:, 0:10], "log_scale": rest[:, 10], "trans": rest[:, 11:13]}
 
     def pose_to_mano(self, theta: Tensor) -> Tensor:
         """Flow variable ``θ (..., D)`` → MANO's ``hand_pose`` input (PCA coefficients or axis-angle)."""
