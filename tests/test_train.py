@@ -358,3 +358,28 @@ def test_evaluate_checkpoint_refuses_a_mismatched_builder(tmp_path):
             evaluate_checkpoint(res.checkpoint, dataset="other")
     finally:
         del EXPERIMENTS["other"]
+
+
+def test_cosine_schedule_closed_form_logged_and_resume_exact(tmp_path):
+    steps = 12
+    straight = make_trainer(dummy.small_config(tmp_path / "a", steps=steps, lr_schedule="cosine"))
+    for k, expected in ((0, 1e-2), (steps // 2, 0.5e-2), (steps, 0.0), (3, 1e-2 * 0.5 * (1 + math.cos(math.pi / 4)))):
+        assert straight.learning_rate(k) == pytest.approx(expected, abs=1e-12)
+    straight.fit()
+    logged = [float(r["lr"]) for r in read_csv(straight.out_dir / "train_log.csv")]
+    assert logged == pytest.approx([straight.learning_rate(k) for k in range(steps)])
+
+    calls = {"n": 0}
+
+    def crashing(model, batch, **kw):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt("killed")
+        return dummy.reverse_kl(model, batch, **kw)
+
+    cfg = dummy.small_config(tmp_path / "b", steps=steps, lr_schedule="cosine", checkpoint_every=5)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(cfg, objective=crashing).fit()
+    resumed = make_trainer(cfg, model_seed=7)
+    resumed.fit(resume=True)
+    assert torch.equal(dummy.flat_params(resumed.model), dummy.flat_params(straight.model))
