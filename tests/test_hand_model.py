@@ -141,7 +141,9 @@ def test_load_or_train_trains_exports_and_reloads(tmp_path, monkeypatch):
 def test_disk_cache_returns_the_same_items_without_regenerating(tmp_path, monkeypatch):
     fresh = SyntheticHands("test", size=3, seed=1)
     expected = [fresh[i] for i in range(3)]
-    SyntheticHands("test", size=3, seed=1, cache_dir=tmp_path)
+    lazy = SyntheticHands("test", size=3, seed=1, cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*.pt")), "building a dataset must not generate the split yet"
+    lazy[0]
     assert len(list(tmp_path.glob("*.pt"))) == 1
 
     def boom(self, index):
@@ -154,4 +156,28 @@ def test_disk_cache_returns_the_same_items_without_regenerating(tmp_path, monkey
             assert torch.equal(cached[i][key], value), key
     # a different argument is a different file, never a stale hit
     with pytest.raises(AssertionError, match="regenerated"):
-        SyntheticHands("test", size=3, seed=2, cache_dir=tmp_path)
+        SyntheticHands("test", size=3, seed=2, cache_dir=tmp_path)[0]
+
+
+@pytest.mark.parametrize("name", ["mhentropy", "deterministic"])
+def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
+    import json
+
+    from mhe.cli import main
+    from mhe.models.hand import checkpoint_dir
+
+    path = checkpoint_dir() / f"hand_{name}.pt"
+    if not path.exists():
+        pytest.fail(f"{path} is not shipped; train it with `mhe train --config hand_{name}` and export it")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", str(path), "--samples", "4", "--max-items", "6",
+                 "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    m = result["metrics"]
+    assert result["items"] == 6 and result["num_samples"] == 4
+    # a trained model explains the visible keypoints far better than chance in a 256 px crop
+    assert 0 < m["ah"] < 80 and 0 < m["mpjpe_bh"] < 80
+    if name == "deterministic":
+        assert m["pjd_3d_occ"] == 0
+    else:
+        assert m["pjd_3d_occ"] > 0.5

@@ -274,9 +274,9 @@ class SyntheticHands(Dataset):
         self.kin = _kinematics(self.mano)
         self.faces = torch.as_tensor(np.asarray(self.mano.faces), dtype=torch.long)
         self._cache: dict[int, dict[str, Tensor]] | None = {} if cache or cache_dir else None
+        # The disk cache is read (or written) on first access, so building a dataset stays cheap.
         self._stacked: dict[str, Tensor] | None = None
-        if cache_dir is not None:
-            self._stacked = self._load_or_generate(Path(cache_dir))
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
 
     def cache_key(self) -> str:
         """A file name that changes with anything that changes the items."""
@@ -311,6 +311,8 @@ class SyntheticHands(Dataset):
         if not -self.size <= index < self.size:
             raise IndexError(f"index {index} out of range for a {self.split} split of {self.size} items")
         index %= self.size
+        if self._cache_dir is not None and self._stacked is None:
+            self._stacked = self._load_or_generate(self._cache_dir)
         if self._stacked is not None:
             return {k: v[index] for k, v in self._stacked.items()}
         if self._cache is not None and index in self._cache:

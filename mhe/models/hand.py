@@ -306,7 +306,9 @@ def build_model(cfg: ExperimentConfig, train_set=None) -> MultiHypothesisHand:
     """The model for ``cfg``, its camera bias initialised from the training set's mean camera."""
     init = (0.0, 0.0, 0.0)
     if train_set is not None and len(train_set) > 0:
-        items = [train_set[i]["camera"] for i in range(min(16, len(train_set)))]
+        # A few freshly generated items suffice (and do not trigger generating a whole cached split).
+        get = getattr(train_set, "generate", train_set.__getitem__)
+        items = [get(i)["camera"] for i in range(min(16, len(train_set)))]
         init = tuple(float(x) for x in torch.stack(items).mean(0))
     return MultiHypothesisHand(cfg.model, init_camera=init)
 
@@ -360,6 +362,8 @@ _register()
 # -- shipped checkpoints: load or train ------------------------------------------------------------
 
 HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
+# Other shipped models: the same objective with another flow parameterisation.
+HAND_VARIANTS = ("mhentropy_aa",)
 
 
 def checkpoint_dir() -> Path:
@@ -403,7 +407,7 @@ def load_or_train(
     device: str | None = None,
     progress: bool = True,
 ) -> tuple[MultiHypothesisHand, ExperimentConfig]:
-    """The hand model trained with ``objective`` (one of :data:`HAND_OBJECTIVES`).
+    """The hand model trained with ``objective`` (one of :data:`HAND_OBJECTIVES` or :data:`HAND_VARIANTS`).
 
     Loads ``<directory>/hand_<objective>.pt`` (default :func:`checkpoint_dir`) when it exists;
     otherwise trains the packaged config ``hand_<objective>`` with a progress bar and keeps the result
@@ -414,8 +418,8 @@ def load_or_train(
     from mhe.config import load_config
     from mhe.train import train_experiment
 
-    if objective not in HAND_OBJECTIVES:
-        raise ValueError(f"objective must be one of {HAND_OBJECTIVES}, got {objective!r}")
+    if objective not in HAND_OBJECTIVES + HAND_VARIANTS:
+        raise ValueError(f"objective must be one of {HAND_OBJECTIVES + HAND_VARIANTS}, got {objective!r}")
     directory = Path(directory) if directory is not None else checkpoint_dir()
     path = directory / f"hand_{objective}.pt"
     if path.exists() and not smoke and not overrides:

@@ -14,6 +14,7 @@ from mhe.utils import figures_dir
 # Colours used consistently across notebooks: one per objective.
 OBJECTIVE_COLORS = {
     "mhentropy": "#1b9e77",
+    "mhentropy_aa": "#1f78b4",
     "no_entropy": "#d95f02",
     "no_reconstruction": "#7570b3",
     "no_prior": "#e7298a",

@@ -21,6 +21,7 @@ from mhe.viz.body import draw_skeleton_2d
 
 LABELS = {
     "mhentropy": "MHEntropy",
+    "mhentropy_aa": "MHEntropy (axis-angle flow)",
     "no_entropy": "no entropy",
     "nll": "NLL (ProHMR-style)",
     "min_of_n": "min-of-N",
