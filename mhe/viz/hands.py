@@ -86,7 +86,7 @@ def plot_hypotheses(
     axes[-1, 1].set_xlabel("depth z (mm, root-relative)")
     fig.suptitle(title or f"{min(num_show, len(uv))} hypotheses per objective; black = ground truth "
                  "(hollow = occluded)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / len(names)))
     return fig
 
 
