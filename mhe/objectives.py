@@ -146,6 +146,18 @@ def _l1_3d(hyp: Hypotheses, batch: dict) -> Tensor:
     return (hyp.extras["joints_3d"] - batch["joints_3d"].unsqueeze(1)).abs().mean()
 
 
+def _with_3d(
+    loss: Tensor, terms: dict[str, float], hyp: Hypotheses, batch: dict, w_3d: float
+) -> tuple[Tensor, dict[str, float]]:
+    """Add the optional 3D L1 term (``w_3d > 0``) and log the total as ``terms["loss"]``."""
+    if w_3d > 0:
+        l1 = _l1_3d(hyp, batch)
+        loss = loss + w_3d * l1
+        terms["l1_3d"] = l1.item()
+    terms["loss"] = loss.item()
+    return loss, terms
+
+
 # -- objectives ---------------------------------------------------------------------------------
 
 
@@ -176,12 +188,7 @@ def mhentropy(
     rec, prior, log_q = -loglik.mean(), -hyp.log_prior.mean(), hyp.log_q.mean()
     loss = w_rec * rec + w_prior * prior + w_ent * log_q
     terms = {"reconstruction": rec.item(), "prior": prior.item(), "entropy": -log_q.item()}
-    if w_3d > 0:
-        l1 = _l1_3d(hyp, batch)
-        loss = loss + w_3d * l1
-        terms["l1_3d"] = l1.item()
-    terms["loss"] = loss.item()
-    return loss, terms
+    return _with_3d(loss, terms, hyp, batch, w_3d)
 
 
 def nll(
@@ -232,12 +239,7 @@ def min_of_n(
     prior = -hyp.log_prior.mean()
     loss = w_rec * rec + w_prior * prior
     terms = {"reconstruction": rec.item(), "prior": prior.item()}
-    if w_3d > 0:
-        l1 = _l1_3d(hyp, batch)
-        loss = loss + w_3d * l1
-        terms["l1_3d"] = l1.item()
-    terms["loss"] = loss.item()
-    return loss, terms
+    return _with_3d(loss, terms, hyp, batch, w_3d)
 
 
 def deterministic(
@@ -258,12 +260,7 @@ def deterministic(
     prior = -hyp.log_prior.mean()
     loss = w_rec * rec + w_prior * prior
     terms = {"reconstruction": rec.item(), "prior": prior.item()}
-    if w_3d > 0:
-        l1 = _l1_3d(hyp, batch)
-        loss = loss + w_3d * l1
-        terms["l1_3d"] = l1.item()
-    terms["loss"] = loss.item()
-    return loss, terms
+    return _with_3d(loss, terms, hyp, batch, w_3d)
 
 
 Objective = Callable[..., tuple[Tensor, dict[str, float]]]
