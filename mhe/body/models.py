@@ -173,6 +173,13 @@ def _check_batch(name: str, x: Tensor | None, width: int, lead: torch.Size | Non
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}{hint}")
 
 
+def _flat_inputs(lead: torch.Size, dtype: torch.dtype, **inputs: tuple[Tensor | None, int]) -> dict:
+    """Reshape each ``(*lead, width)`` input to ``(N, width)`` in the model's dtype (None stays None):
+    smplx takes one flat batch dimension."""
+    n = int(np.prod(lead)) if len(lead) else 1
+    return {k: None if x is None else x.reshape(n, w).to(dtype) for k, (x, w) in inputs.items()}
+
+
 @dataclass
 class HandOutput:
     """MANO forward result: ``vertices (B, 778, 3)``, ``joints (B, 21, 3)`` (package keypoint order),
@@ -241,14 +248,11 @@ class HandModel(smplx.MANO):
         _check_batch("hand_pose", hand_pose, self.num_pose_params, lead, hint)
         _check_batch("betas", betas, self.num_betas, lead, "")
         _check_batch("transl", transl, 3, lead, "")
-        dtype = self.shapedirs.dtype
-        n = int(np.prod(lead)) if len(lead) else 1
-        flat = lambda x, w: None if x is None else x.reshape(n, w).to(dtype)  # noqa: E731
         if betas is None:
             betas = global_orient.new_zeros((*lead, self.num_betas))
-        out = super().forward(betas=flat(betas, self.num_betas), global_orient=flat(global_orient, 3),
-                              hand_pose=flat(hand_pose, self.num_pose_params), transl=flat(transl, 3),
-                              return_full_pose=True)
+        out = super().forward(return_full_pose=True, **_flat_inputs(
+            lead, self.shapedirs.dtype, betas=(betas, self.num_betas), global_orient=(global_orient, 3),
+            hand_pose=(hand_pose, self.num_pose_params), transl=(transl, 3)))
         joints = torch.cat([out.joints, out.vertices[:, self.tip_vertex_ids]], dim=1)
         return HandOutput(
             vertices=out.vertices.reshape(*lead, -1, 3),
@@ -288,13 +292,11 @@ class BodyModel(smplx.SMPL):
         _check_batch("body_pose", body_pose, 69, lead, " (23 joints x 3 axis-angle values)")
         _check_batch("betas", betas, self.num_betas, lead, "")
         _check_batch("transl", transl, 3, lead, "")
-        dtype = self.shapedirs.dtype
-        n = int(np.prod(lead)) if len(lead) else 1
-        flat = lambda x, w: None if x is None else x.reshape(n, w).to(dtype)  # noqa: E731
         if betas is None:
             betas = global_orient.new_zeros((*lead, self.num_betas))
-        out = super().forward(betas=flat(betas, self.num_betas), global_orient=flat(global_orient, 3),
-                              body_pose=flat(body_pose, 69), transl=flat(transl, 3), return_full_pose=True)
+        out = super().forward(return_full_pose=True, **_flat_inputs(
+            lead, self.shapedirs.dtype, betas=(betas, self.num_betas), global_orient=(global_orient, 3),
+            body_pose=(body_pose, 69), transl=(transl, 3)))
         return BodyOutput(
             vertices=out.vertices.reshape(*lead, -1, 3),
             joints=out.joints.reshape(*lead, -1, 3),

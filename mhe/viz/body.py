@@ -55,6 +55,14 @@ def _display(xyz: np.ndarray) -> np.ndarray:
     return np.stack([xyz[..., 0], xyz[..., 2], -xyz[..., 1]], axis=-1)
 
 
+def _label_3d(ax: Any) -> None:
+    """Axis names of the plot frame that :func:`_display` maps the camera frame to."""
+    ax.set_xlabel("x")
+    ax.set_ylabel("depth z")
+    ax.set_zlabel("up (-y)")
+    ax.tick_params(labelsize=6)
+
+
 def _equal_3d(ax: Any, pts: np.ndarray, pad: float = 0.05) -> None:
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad) + 1e-9
@@ -155,10 +163,7 @@ def plot_hand_views(
         draw_skeleton_3d(ax, joints, parents)
         _equal_3d(ax, pts)
         ax.view_init(elev=elev, azim=azim)
-        ax.set_xlabel("x")
-        ax.set_ylabel("depth z")
-        ax.set_zlabel("up (-y)")
-        ax.tick_params(labelsize=6)
+        _label_3d(ax)
     if title:
         fig.suptitle(title)
     return fig
@@ -241,10 +246,7 @@ def plot_poses_2d_3d(
         _equal_3d(ax, allpts)
         ax.view_init(elev=view[0], azim=view[1])
         ax.set_title(f"3D: {lab}", fontsize=9)
-        ax.set_xlabel("x")
-        ax.set_ylabel("depth z")
-        ax.set_zlabel("up (-y)")
-        ax.tick_params(labelsize=6)
+        _label_3d(ax)
     if title:
         fig.suptitle(title)
     return fig
