@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mhe.config import config_diff
-from mhe.utils import atomic_torch_save
+from mhe.utils import atomic_torch_save, data_dir
 
 FORMAT = "mhe-checkpoint"
 FORMAT_VERSION = 1
@@ -137,6 +137,29 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def checkpoint_dir() -> Path:
+    """Where the small shipped checkpoints live: ``<data>/checkpoints`` (see :func:`mhe.utils.data_dir`)."""
+    return data_dir() / "checkpoints"
+
+
+def resolve_checkpoint_path(source: str | os.PathLike) -> Path:
+    """A checkpoint file from a path, or from a shipped checkpoint's name (``"hand_mhentropy_aa"``).
+
+    Raises ``FileNotFoundError`` naming both places looked in and the shipped names available.
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    shipped = checkpoint_dir() / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    raise FileNotFoundError(
+        f"no checkpoint {str(source)!r}: it is neither a file nor a shipped checkpoint in {checkpoint_dir()} "
+        f"(shipped: {', '.join(names) or 'none'})"
+    )
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint",
                         description="Rebuild a checkpoint's experiment and report its evaluation metrics.")
-    ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt)")
+    ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt), or a shipped one's name "
+                    "(hand_mhentropy, hand_nll, ...)")
     ev.add_argument("--data", help="dataset to evaluate on (default: the one it was trained on), "
                     "e.g. synthetic-hands or ho3d")
     ev.add_argument("--root", help="dataset folder (for real data such as HO3D v3)")

@@ -32,12 +32,13 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The multi-hypothesis model: encoder → context → conditional flow over the pose + deterministic head."""
 
-    # which encoder turns a batch into the context: "mlp" on 2D keypoints + visibility (the CPU default),
-    # "cnn" on small image crops, "resnet" (torchvision) on image crops (official: ResNet-50).
-    encoder: Literal["mlp", "cnn", "resnet"] = "mlp"
+    # which encoder turns a batch into the context: "mlp" on 2D keypoints + visibility, "resmlp" a residual
+    # MLP on position- and size-normalised visible keypoints, "cnn" on small image crops, "resnet"
+    # (torchvision) on image crops (official: ResNet-50).
+    encoder: Literal["mlp", "resmlp", "cnn", "resnet"] = "mlp"
     # context features C produced by the encoder (official: 512).
     context_dim: int = 128
-    # hidden widths of the keypoint MLP encoder.
+    # hidden widths of the keypoint MLP encoder ("resmlp": the first is the width, the count the blocks).
     encoder_hidden: tuple[int, ...] = (256, 256)
     # channels of the small CNN encoder's stride-2 stages (one stage per entry).
     cnn_channels: tuple[int, ...] = (32, 64, 128, 128)
@@ -160,6 +161,10 @@ class TrainConfig:
     find_unused_parameters: bool = True
     # show a tqdm progress bar (rank 0 only).
     progress: bool = True
+    # start a fresh run from this checkpoint's model weights (fine-tuning; the optimizer, step count and
+    # schedule start anew). A path, or the name of a shipped checkpoint such as "hand_mhentropy_aa".
+    # Ignored when resuming: a resumed run continues from its own last.pt.
+    init_from: str | None = None
 
 
 @dataclass

@@ -37,6 +37,7 @@ from mhe.checkpoint import (
     check_resume_config,
     load_checkpoint,
     load_model_state,
+    resolve_checkpoint_path,
     restore_rng_state,
     save_checkpoint,
 )
@@ -593,6 +594,19 @@ class Trainer:
             )
             seed_everything(self.cfg.seed + self.dist.rank + 7919 * self.global_step)
 
+    def init_weights(self, source: str | os.PathLike) -> Path:
+        """Copy the model weights of a checkpoint (a path or a shipped checkpoint's name) into the model.
+
+        The architecture must match (a clear :class:`~mhe.checkpoint.CheckpointMismatchError` names the
+        tensors that differ); the optimizer, step count and learning-rate schedule are not taken over.
+        """
+        path = resolve_checkpoint_path(source)
+        ckpt = load_checkpoint(path, map_location="cpu")
+        load_model_state(self.model, ckpt, source=str(path))
+        if self.dist.is_main and self.cfg.train.progress:
+            print(f"[mhe] initialised the model from {path} (step {ckpt.get('step')})", flush=True)
+        return path
+
     # -- the loop -------------------------------------------------------------------------------
 
     def fit(self, resume: bool | str | os.PathLike = False, overwrite: bool = False) -> TrainResult:
@@ -624,6 +638,8 @@ class Trainer:
         else:
             self.global_step = self.epoch = self.batch_in_epoch = 0
             self.history = []
+            if t.init_from:
+                self.init_weights(t.init_from)
             # the training stream starts from the seed whatever model construction consumed
             seed_everything(self.cfg.seed + self.dist.rank)
             if self.dist.is_main:
@@ -751,6 +767,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Rebuild a checkpoint's experiment (optionally on another dataset / root) and evaluate it.
 
+    ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``).
+
     Returns ``{"checkpoint", "dataset", "root", "num_samples", "temperature", "step", "items", "metrics"}``
     with ``metrics`` from the experiment's ``evaluate_fn`` on its validation split.
     """
@@ -760,6 +778,7 @@ def evaluate_checkpoint(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    path = resolve_checkpoint_path(path)
     ckpt = load_checkpoint(path)
     try:
         cfg = config_from_dict(ckpt["config"])

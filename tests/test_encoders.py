@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from mhe.config import ModelConfig
 from mhe.models import CNNEncoder, KeypointEncoder, ResNetEncoder, build_encoder, encode
-from mhe.models.encoders import IMAGENET_MEAN, IMAGENET_STD
+from mhe.models.encoders import IMAGENET_MEAN, IMAGENET_STD, ResidualKeypointEncoder
 
 
 def _all_params_get_gradient(module: nn.Module, out: torch.Tensor) -> None:
@@ -20,16 +21,21 @@ def _all_params_get_gradient(module: nn.Module, out: torch.Tensor) -> None:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_keypoint_encoder_shapes_and_gradients():
-    enc = KeypointEncoder(num_keypoints=21, context_dim=16, hidden=(32,))
+KEYPOINT_ENCODERS = [KeypointEncoder, ResidualKeypointEncoder]
+
+
+@pytest.mark.parametrize("cls", KEYPOINT_ENCODERS)
+def test_keypoint_encoder_shapes_and_gradients(cls):
+    enc = cls(num_keypoints=21, context_dim=16, hidden=(32,))
     obs, vis = torch.randn(5, 21, 2), torch.rand(5, 21) > 0.3
     out = enc(obs, vis)
     assert out.shape == (5, 16)
     _all_params_get_gradient(enc, out)
 
 
-def test_keypoint_encoder_ignores_occluded_coordinates():
-    enc = KeypointEncoder(num_keypoints=6, context_dim=8, hidden=(16, 16))
+@pytest.mark.parametrize("cls", KEYPOINT_ENCODERS)
+def test_keypoint_encoder_ignores_occluded_coordinates(cls):
+    enc = cls(num_keypoints=6, context_dim=8, hidden=(16, 16))
     obs = torch.randn(4, 6, 2)
     vis = torch.tensor([[1, 1, 0, 1, 0, 1]] * 4, dtype=torch.bool)
     base = enc(obs, vis)
@@ -176,6 +182,24 @@ def test_real_torchvision_resnet18():
     assert enc(torch.rand(1, 3, 64, 64)).shape == (1, 5)
 
 
+def test_residual_encoder_normalises_the_visible_keypoints():
+    enc = ResidualKeypointEncoder(num_keypoints=3, context_dim=4, hidden=(8, 8))
+    seen = {}
+    enc.net[0].register_forward_pre_hook(lambda mod, args: seen.update(x=args[0].detach().clone()))
+    # visible: (0, 0), (2, 0); occluded: (9, 9). Centre (1, 0); RMS distance from it 1.
+    obs = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [9.0, 9.0]]])
+    vis = torch.tensor([[True, True, False]])
+    enc(obs, vis)
+    expected = torch.tensor([[-1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]])
+    assert torch.allclose(seen["x"], expected)
+    # moving and scaling the hand changes only the centre and log-spread features
+    enc(obs * 3.0 + torch.tensor([0.5, -0.25]), vis)
+    assert torch.allclose(seen["x"][:, :9], expected[:, :9])
+    assert torch.allclose(seen["x"][:, 9:], torch.tensor([[3.5, -0.25, math.log(3.0)]]))
+    # a fully occluded item stays finite
+    assert enc(obs, torch.zeros(1, 3, dtype=torch.bool)).isfinite().all()
+
+
 def test_build_encoder_follows_the_config():
     cfg = ModelConfig(encoder="mlp", context_dim=9, encoder_hidden=(11,))
     enc = build_encoder(cfg, num_keypoints=5)
@@ -184,6 +208,9 @@ def test_build_encoder_follows_the_config():
     cnn = build_encoder(ModelConfig(encoder="cnn", image_size=16, context_dim=4, cnn_channels=(8, 8)))
     assert isinstance(cnn, CNNEncoder) and cnn.input_keys == ("image",)
     assert cnn(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
+    res = build_encoder(ModelConfig(encoder="resmlp", context_dim=9, encoder_hidden=(12, 12, 12)), num_keypoints=5)
+    assert isinstance(res, ResidualKeypointEncoder) and res.input_keys == ("obs", "visible")
+    assert sum(isinstance(m, nn.LayerNorm) for m in res.modules()) == 4  # 3 blocks + the final norm
     bad = ModelConfig()
     bad.encoder = "vit"  # bypasses the config's own check
     with pytest.raises(ValueError, match="unknown model.encoder='vit'"):

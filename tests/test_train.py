@@ -383,3 +383,30 @@ def test_cosine_schedule_closed_form_logged_and_resume_exact(tmp_path):
     resumed = make_trainer(cfg, model_seed=7)
     resumed.fit(resume=True)
     assert torch.equal(dummy.flat_params(resumed.model), dummy.flat_params(straight.model))
+
+
+def test_init_from_copies_the_weights_and_starts_a_fresh_schedule(tmp_path):
+    first = make_trainer(dummy.small_config(tmp_path / "first", steps=10)).fit()
+    source = make_trainer(dummy.small_config(tmp_path / "ref", steps=10))
+    source.fit()
+    # a tiny learning rate: one step cannot move the copied weights measurably
+    cfg = dummy.small_config(tmp_path / "tuned", steps=1, lr=1e-12, init_from=str(first.checkpoint))
+    tuned = make_trainer(cfg, model_seed=7)
+    res = tuned.fit()
+    assert res.step == 1  # the step count starts from zero, not from the source's 10
+    assert torch.allclose(dummy.flat_params(tuned.model), dummy.flat_params(source.model), atol=1e-9)
+    untouched = make_trainer(dummy.small_config(tmp_path / "plain", steps=1, lr=1e-12), model_seed=7)
+    untouched.fit()
+    assert not torch.allclose(dummy.flat_params(untouched.model), dummy.flat_params(source.model), atol=1e-3)
+
+
+def test_init_from_errors_name_the_problem(tmp_path):
+    first = make_trainer(dummy.small_config(tmp_path / "first", steps=2)).fit()
+    ckpt = load_checkpoint(first.checkpoint)
+    ckpt["model"] = {f"renamed.{k}": v for k, v in ckpt["model"].items()}
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointMismatchError, match="missing in"):
+        make_trainer(dummy.small_config(tmp_path / "a", steps=1, init_from=str(bad))).fit()
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped checkpoint"):
+        make_trainer(dummy.small_config(tmp_path / "b", steps=1, init_from="no_such_model")).fit()

@@ -3,7 +3,8 @@
 The multi-hypothesis model conditions its flow and deterministic head on this context; which encoder
 is used is a config choice (``model.encoder``), not a code fork. :class:`KeypointEncoder` is an MLP on
 visible 2D keypoints and the visibility mask (occluded coordinates zeroed, so they carry no
-information), in the spirit of ProHMR's skeleton model and the CPU default. :class:`CNNEncoder` is a
+information), in the spirit of ProHMR's skeleton model; :class:`ResidualKeypointEncoder` (``resmlp``)
+normalises the visible keypoints for position and size and runs a residual MLP on them. :class:`CNNEncoder` is a
 small convolutional network on rendered crops. :class:`ResNetEncoder` wraps a torchvision ResNet
 (the official MHEntropy backbone is ResNet-50) and needs the optional ``vision`` extra. Each encoder
 names the batch keys it reads in ``input_keys``; :func:`encode` feeds them from a batch dict.
@@ -73,6 +74,73 @@ class KeypointEncoder(nn.Module):
             raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
         mask = visible.to(obs.dtype)
         x = torch.cat([(obs * mask[..., None]).flatten(1), mask], dim=1)
+        return self.net(x)
+
+
+class _ResidualBlock(nn.Module):
+    """Pre-norm residual MLP block: ``x + W2 · GELU(W1 · LayerNorm(x))``."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm(x))))
+
+
+class ResidualKeypointEncoder(KeypointEncoder):
+    """Residual MLP on *normalised* visible keypoints: ``obs (B, K, 2), visible (B, K) -> context (B, C)``.
+
+    The visible keypoints are centred on their mean and divided by their RMS spread, so the network
+    sees the hand's shape independently of where and how large it is in the crop; the centre and the
+    log spread are appended as four extra features, from which the head reads the camera. A linear
+    stem is followed by pre-norm residual blocks (LayerNorm → Linear → GELU → Linear) and a final
+    LayerNorm + Linear. As in :class:`KeypointEncoder`, occluded coordinates never reach the network.
+
+    Args:
+        num_keypoints: K (21 for hands).
+        context_dim: C.
+        hidden: the first entry is the block width, the number of entries the number of blocks.
+        obs_dim: coordinates per keypoint.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int = 21,
+        context_dim: int = 128,
+        hidden: Sequence[int] = (256, 256),
+        obs_dim: int = 2,
+    ) -> None:
+        super().__init__(num_keypoints, context_dim, hidden, obs_dim)
+        if not hidden:
+            raise ValueError("the residual keypoint encoder needs at least one hidden width (model.encoder_hidden)")
+        width = hidden[0]
+        in_dim = num_keypoints * (obs_dim + 1) + obs_dim + 1
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, width),
+            *[_ResidualBlock(width) for _ in hidden],
+            nn.LayerNorm(width),
+            nn.Linear(width, context_dim),
+        )
+
+    def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
+        """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
+        k, d = self.num_keypoints, self.obs_dim
+        if obs.dim() != 3 or obs.shape[1:] != (k, d):
+            raise ValueError(f"obs must have shape (B, {k}, {d}), got {tuple(obs.shape)}")
+        if visible.shape != obs.shape[:2]:
+            raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
+        mask = visible.to(obs.dtype)[..., None]
+        count = mask.sum(1).clamp_min(1.0)  # (B, 1); an all-occluded item gets centre 0, spread 1e-3
+        masked = obs * mask  # occluded coordinates are zeroed before anything else reads them
+        centre = masked.sum(1) / count
+        offset = (masked - centre[:, None]) * mask
+        spread = (offset.square().sum((1, 2)) / count[:, 0]).sqrt().clamp_min(1e-3)
+        x = torch.cat(
+            [(offset / spread[:, None, None]).flatten(1), mask.flatten(1), centre, spread.log()[:, None]], dim=1
+        )
         return self.net(x)
 
 
@@ -198,11 +266,13 @@ def build_encoder(cfg: Any, num_keypoints: int = 21, obs_dim: int = 2) -> nn.Mod
     kind = cfg.encoder
     if kind == "mlp":
         return KeypointEncoder(num_keypoints, cfg.context_dim, tuple(cfg.encoder_hidden), obs_dim)
+    if kind == "resmlp":
+        return ResidualKeypointEncoder(num_keypoints, cfg.context_dim, tuple(cfg.encoder_hidden), obs_dim)
     if kind == "cnn":
         return CNNEncoder(cfg.image_size, cfg.context_dim, tuple(cfg.cnn_channels))
     if kind == "resnet":
         return ResNetEncoder(cfg.context_dim, cfg.resnet_depth, cfg.pretrained)
-    raise ValueError(f"unknown model.encoder={kind!r}; choose 'mlp', 'cnn' or 'resnet'")
+    raise ValueError(f"unknown model.encoder={kind!r}; choose 'mlp', 'resmlp', 'cnn' or 'resnet'")
 
 
 def encode(encoder: nn.Module, batch: dict[str, Tensor]) -> Tensor:

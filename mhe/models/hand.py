@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mhe.body import HAND_BONE, HAND_ROOT, load_mano
+from mhe.checkpoint import checkpoint_dir
 from mhe.config import ExperimentConfig, ModelConfig
 from mhe.flows import ConditionalFlow
 from mhe.geometry import (
@@ -364,11 +365,6 @@ _register()
 HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
 # Other shipped models: the same objective with another flow parameterisation.
 HAND_VARIANTS = ("mhentropy_aa",)
-
-
-def checkpoint_dir() -> Path:
-    """Where the small shipped hand checkpoints live: ``<data>/checkpoints``."""
-    return data_dir() / "checkpoints"
 
 
 def load_model(path, device: str | None = None) -> tuple[MultiHypothesisHand, ExperimentConfig]:
