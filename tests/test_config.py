@@ -101,7 +101,7 @@ def test_later_override_wins_and_file_is_overridden(tmp_path):
         ("train.lr=abc", "train.lr: expected a number"),
         ("train.epochs=1.5", "train.epochs: expected an integer"),
         ("train.progress=1", "train.progress: expected true or false"),
-        ("model.encoder=vit", "model.encoder: 'vit' is not one of 'mlp', 'cnn', 'resnet'"),
+        ("model.encoder=vit", "model.encoder: 'vit' is not one of 'mlp', 'resmlp', 'cnn', 'resnet'"),
         ("model.resnet_depth=101", "model.resnet_depth: 101 is not one of 18, 34, 50"),
         ("model.flow_hidden=64", "model.flow_hidden: expected a list"),
         ("train=3", "train: expected a mapping"),
