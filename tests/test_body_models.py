@@ -82,6 +82,31 @@ def _bones(joints, parents):
     return (joints[..., child, :] - joints[..., par, :]).norm(dim=-1)
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("use_pca", [True, False])
+def test_keypoints_only_path_equals_the_full_smplx_forward(side, use_pca):
+    # the fast path re-derives LBS for 16 joints + 5 tips; smplx's full mesh forward is the reference
+    m = load_mano(side=side, use_pca=use_pca, flat_hand_mean=False).double()
+    g = torch.Generator().manual_seed(4)
+    n = 7
+    go = torch.randn(n, 3, generator=g, dtype=torch.double)
+    hp = 0.7 * torch.randn(n, m.num_pose_params, generator=g, dtype=torch.double)
+    betas = torch.randn(n, 10, generator=g, dtype=torch.double)
+    transl = torch.randn(n, 3, generator=g, dtype=torch.double)
+    full = m(global_orient=go, hand_pose=hp, betas=betas, transl=transl).joints
+    torch.testing.assert_close(m.keypoints(go, hp, betas, transl), full, atol=1e-10, rtol=0)
+    # leading batch dims, default betas, and gradients agree too
+    hp = hp.reshape(n, 1, -1).expand(n, 2, -1).clone().requires_grad_()
+    go2 = go[:, None].expand(n, 2, 3)
+    fast = m.keypoints(go2, hp)
+    assert fast.shape == (n, 2, 21, 3)
+    (grad_fast,) = torch.autograd.grad(fast.square().sum(), hp)
+    (grad_full,) = torch.autograd.grad(m(global_orient=go2, hand_pose=hp).joints.square().sum(), hp)
+    torch.testing.assert_close(grad_fast, grad_full, atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="hand_pose must have shape"):
+        m.keypoints(go, hp[:, 0, :5])
+
+
 def test_bone_lengths_preserved_under_random_poses(hand, body):
     rest = hand(torch.zeros(1, 3, dtype=F64), torch.zeros(1, 45, dtype=F64))
     posed = hand(_rand(16, 3, scale=2.0), _rand(16, 45, scale=1.5), transl=_rand(16, 3))

@@ -49,6 +49,19 @@ def test_decoding_ground_truth_reproduces_the_dataset(items):
     torch.testing.assert_close(hyp.extras["joints_3d"][:, 0], batch["joints_3d"], atol=1e-5, rtol=0)
 
 
+def test_vertices_of_hypotheses_match_their_keypoints(items):
+    _, batch = items
+    model = MultiHypothesisHand(ModelConfig(**SMALL))
+    with torch.no_grad():
+        hyp = model.hypotheses(batch, num_samples=3)
+        verts = model.vertices(hyp)
+    B = batch["obs"].shape[0]
+    assert verts.shape == (B, 3, 778, 3)
+    # the fingertip keypoints are mesh vertices: both paths must put them at the same place
+    tips = verts[:, :, model.mano.tip_vertex_ids]
+    torch.testing.assert_close(tips, hyp.extras["joints_metric"][:, :, 16:], atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("repr_", ["axis_angle", "6d"])
 def test_other_pose_parameterisations_decode_to_the_same_hand(items, repr_):
     _, batch = items

@@ -261,6 +261,53 @@ class HandModel(smplx.MANO):
             betas=out.betas.reshape(*lead, -1),
         )
 
+    def keypoints(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,
+                  transl: Tensor | None = None) -> Tensor:
+        """The 21 keypoints of :meth:`forward` without the 778-vertex mesh: ``(B, 21, 3)``.
+
+        Training needs only the keypoints of every hypothesis, and the mesh (pose blend shapes and
+        skinning of all 778 vertices) is most of MANO's cost. The same linear blend skinning is
+        restricted to what the keypoints depend on: joint locations are linear in β (the regressor
+        applied to the shape blend shapes, folded into one ``(16, 3, 10)`` tensor), and only the five
+        fingertip vertices are pose-corrected and skinned. The rotations and the kinematic chain are
+        smplx's own (``batch_rodrigues``, ``batch_rigid_transform``). Equal to
+        ``forward(...).joints`` up to float rounding (tested); inputs as in :meth:`forward`.
+        """
+        _check_batch("global_orient", global_orient, 3, None, "")
+        lead = global_orient.shape[:-1]
+        _check_batch("hand_pose", hand_pose, self.num_pose_params, lead, "")
+        _check_batch("betas", betas, self.num_betas, lead, "")
+        _check_batch("transl", transl, 3, lead, "")
+        if betas is None:
+            betas = global_orient.new_zeros((*lead, self.num_betas))
+        flat = _flat_inputs(lead, self.shapedirs.dtype, betas=(betas, self.num_betas),
+                            global_orient=(global_orient, 3), hand_pose=(hand_pose, self.num_pose_params),
+                            transl=(transl, 3))
+        pose = flat["hand_pose"] @ self.hand_components if self.use_pca else flat["hand_pose"]
+        full_pose = torch.cat([flat["global_orient"], pose], dim=1) + self.pose_mean
+        n, tips = full_pose.shape[0], self.tip_vertex_ids
+        rot = smplx.lbs.batch_rodrigues(full_pose.reshape(-1, 3)).reshape(n, -1, 3, 3)
+        shape = flat["betas"]
+        # rest-pose joints and fingertips of this shape (shape blend shapes, then the joint regressor)
+        reg = self.J_regressor
+        j_rest = reg @ self.v_template + torch.einsum("jv,vck,nk->njc", reg, self.shapedirs[..., : shape.shape[1]],
+                                                      shape)
+        tip_rest = self.v_template[tips] + torch.einsum("vck,nk->nvc", self.shapedirs[tips, :, : shape.shape[1]],
+                                                        shape)
+        # pose blend shapes of the fingertips only: posedirs is (135, V·3)
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        pose_feature = (rot[:, 1:] - eye).reshape(n, -1)
+        tip_dirs = self.posedirs.reshape(self.posedirs.shape[0], -1, 3)[:, tips].reshape(self.posedirs.shape[0], -1)
+        tip_posed = tip_rest + (pose_feature @ tip_dirs).reshape(n, -1, 3)
+        joints, rel = smplx.lbs.batch_rigid_transform(rot, j_rest, self.parents, dtype=rot.dtype)
+        # skin the fingertips with their blend weights over the joints' transforms
+        skin = torch.einsum("vj,njab->nvab", self.lbs_weights[tips], rel)
+        tip_world = (skin[..., :3, :3] @ tip_posed[..., None])[..., 0] + skin[..., :3, 3]
+        out = torch.cat([joints, tip_world], dim=1)
+        if flat["transl"] is not None:
+            out = out + flat["transl"][:, None]
+        return out.reshape(*lead, 21, 3)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}\nSide: {self.side}\nSource: {self.source.describe()}"
 

@@ -4,7 +4,7 @@
 (45 MANO PCA coefficients by default, as the official code; axis-angle or 6D as options); a
 deterministic head ``c → (global rotation (3), β (10), log-scale (1), translation (2))``; MANO
 (:mod:`mhe.body`) and the orthographic camera (:mod:`mhe.geometry`) turn every hypothesis into
-3D joints, vertices and 2D keypoints. The model implements the protocol of
+3D joints (and meshes on request) and 2D keypoints. The model implements the protocol of
 :mod:`mhe.objectives` (``hypotheses`` / ``mode`` / ``log_prob``), so the same objective
 functions that train the toy arm train it.
 
@@ -173,17 +173,17 @@ class MultiHypothesisHand(nn.Module):
 
         ``pred_obs (B, S, 21, 2)`` are crop coordinates in [-1, 1]; extras hold ``joints_3d``
         (B, S, 21, 3) root-relative and divided by the predicted middle MCP→PIP bone (unitless, as the
-        dataset's), ``joints_metric`` (B, S, 21, 3) root-relative in metres, ``vertices`` (B, S, 778, 3)
-        and the head's outputs.
+        dataset's), ``joints_metric`` (B, S, 21, 3) root-relative in metres, and the head's outputs.
+        Only the keypoints are computed (:meth:`mhe.body.HandModel.keypoints`, about 10× cheaper than
+        the mesh); :meth:`vertices` gives the meshes of chosen hypotheses.
         """
         B, S, _ = theta.shape
         expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
-        out = self.mano(
+        joints = self.mano.keypoints(
             global_orient=expand(head["global_orient"]),
             hand_pose=self.pose_to_mano(theta),
             betas=expand(head["betas"]),
-        )
-        joints = out.joints.to(theta.dtype)
+        ).to(theta.dtype)
         root = joints[..., HAND_ROOT : HAND_ROOT + 1, :]
         rel = joints - root
         bone = torch.linalg.vector_norm(joints[..., HAND_BONE[1], :] - joints[..., HAND_BONE[0], :], dim=-1)
@@ -196,10 +196,22 @@ class MultiHypothesisHand(nn.Module):
             extras={
                 "joints_3d": rel / bone.clamp_min(1e-8)[..., None, None],
                 "joints_metric": rel,
-                "vertices": out.vertices.to(theta.dtype) - root,
                 **head,
             },
         )
+
+    def vertices(self, hyp: Hypotheses) -> Tensor:
+        """The MANO meshes of hypotheses from :meth:`hypotheses` / :meth:`mode`: ``(B, S, 778, 3)`` in
+        metres, relative to the same root joint as ``hyp.extras["joints_metric"]``."""
+        B, S, _ = hyp.params.shape
+        expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
+        out = self.mano(
+            global_orient=expand(hyp.extras["global_orient"]),
+            hand_pose=self.pose_to_mano(hyp.params),
+            betas=expand(hyp.extras["betas"]),
+        )
+        root = out.joints[..., HAND_ROOT : HAND_ROOT + 1, :]
+        return (out.vertices - root).to(hyp.params.dtype)
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
