@@ -56,18 +56,18 @@ _METRIC_FORMAT = (("mpjpe_bh", "BH-MPJPE", "mm"), ("ah", "AH", "px"), ("pjd_2d_v
                   ("pjd_3d_occ", "PJD 3D-occ", "mm"), ("rd", "RD", ""))  # fmt: skip
 # Trace names of the item figure, in order: the widget updates these traces in place.
 ITEM_TRACES = (
-    "hypotheses 3D (bones to visible joints)",
-    "hypotheses 3D (bones to occluded joints)",
-    "hypotheses 3D (occluded joints)",
-    "ground truth 3D (bones)",
-    "ground truth 3D (joints)",
-    "hypotheses 2D (visible joints)",
-    "hypotheses 2D (occluded joints)",
-    "ground truth 2D (bones)",
+    "hypotheses on visible joints",  # 3D bones to visible joints; legend entry of its group
+    "hypotheses on occluded joints",  # 3D bones to occluded joints; legend entry of its group
+    "hypotheses: occluded joints (3D)",
+    "ground truth",  # 3D bones; legend entry of its group
+    "ground truth: joints (3D)",
+    "hypotheses: visible keypoints (2D)",
+    "hypotheses: occluded keypoints (2D)",
+    "ground truth: bones (2D)",
     "observed keypoints (visible)",
-    "occluded keypoints (ground truth)",
-    "PJD 2D of visible joints (px)",
-    "PJD 3D of occluded joints (mm)",
+    "hidden keypoints (never observed)",
+    "PJD 2D of a visible joint (px)",
+    "PJD 3D of an occluded joint (mm)",
 )
 
 
@@ -114,12 +114,6 @@ def metrics_text(metrics: Mapping[str, float], sep: str = " · ") -> str:
 
 def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().double().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float64)
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha:.3f})"
 
 
 def _segments(points: np.ndarray, bones: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -180,53 +174,53 @@ def hypotheses_figure(
     bones_occ = [(p, j) for p, j in bones if not vis[j]]
     # Fainter lines the more hypotheses overlap, so that where they agree still reads as one dark line.
     alpha = float(np.clip(3.0 / max(S, 1) ** 0.5, 0.06, 0.7))
-    hyp_line, occ_line = _rgba(color, alpha), _rgba(OCCLUDED_COLOR, alpha)
 
     fig = make_subplots(rows=1, cols=3, column_widths=[0.4, 0.34, 0.26], horizontal_spacing=0.06,
                         specs=[[{"type": "scene"}, {"type": "xy"}, {"type": "xy"}]],
                         subplot_titles=("3D hypotheses (mm)", f"crop ({crop_pixels} px)",
                                         "per-joint diversity"))
-    seg_v, seg_o, seg_gt = _segments(xyz, bones_vis), _segments(xyz, bones_occ), _segments(gxyz[None], bones)
-    occ_pts = xyz[:, ~vis].reshape(-1, 3)
     names = iter(ITEM_TRACES)
-    line3d = lambda seg, c, w: go.Scatter3d(  # noqa: E731
-        x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines", line=dict(color=c, width=w), name=next(names),
-        hoverinfo="skip")
-    fig.add_trace(line3d(seg_v, hyp_line, 2), row=1, col=1)
-    fig.add_trace(line3d(seg_o, occ_line, 2), row=1, col=1)
-    fig.add_trace(go.Scatter3d(x=occ_pts[:, 0], y=occ_pts[:, 1], z=occ_pts[:, 2], mode="markers",
-                               marker=dict(size=1.6, color=occ_line), name=next(names), hoverinfo="skip"),
-                  row=1, col=1)
-    fig.add_trace(line3d(seg_gt, GT_COLOR, 5), row=1, col=1)
-    fig.add_trace(go.Scatter3d(x=gxyz[:, 0], y=gxyz[:, 1], z=gxyz[:, 2], mode="markers", name=next(names),
-                               marker=dict(size=3.5, color=[VISIBLE_COLOR if v else OCCLUDED_COLOR for v in vis],
-                                           line=dict(color=GT_COLOR, width=1)),
-                               text=list(joint_names), hovertemplate="%{text}<extra>ground truth</extra>"),
-                  row=1, col=1)
+
+    def add(trace: Any, col: int, group: str, legend: bool = False) -> None:
+        # One legend entry per group: the 3D and 2D views of the same thing toggle together.
+        fig.add_trace(trace.update(name=next(names), legendgroup=group, showlegend=legend), row=1, col=col)
+
+    def lines3d(seg: np.ndarray, c: str, width: float, opacity: float) -> Any:
+        return go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines", opacity=opacity,
+                            line=dict(color=c, width=width), hoverinfo="skip")
+
+    occ_pts = xyz[:, ~vis].reshape(-1, 3)
+    add(lines3d(_segments(xyz, bones_vis), color, 2, alpha), 1, "hyp_vis", True)
+    add(lines3d(_segments(xyz, bones_occ), OCCLUDED_COLOR, 2, alpha), 1, "hyp_occ", True)
+    add(go.Scatter3d(x=occ_pts[:, 0], y=occ_pts[:, 1], z=occ_pts[:, 2], mode="markers", opacity=alpha,
+                     marker=dict(size=1.6, color=OCCLUDED_COLOR), hoverinfo="skip"), 1, "hyp_occ")
+    add(lines3d(_segments(gxyz[None], bones), GT_COLOR, 5, 1.0), 1, "truth", True)
+    add(go.Scatter3d(x=gxyz[:, 0], y=gxyz[:, 1], z=gxyz[:, 2], mode="markers",
+                     marker=dict(size=2.5, color=[VISIBLE_COLOR if v else OCCLUDED_COLOR for v in vis]),
+                     text=list(joint_names), hovertemplate="%{text}<extra>ground truth</extra>"), 1, "truth")
 
     hv, ho = uv[:, vis].reshape(-1, 2), uv[:, ~vis].reshape(-1, 2)
     small = dict(size=3, opacity=float(np.clip(alpha * 1.5, 0.1, 0.8)))
-    fig.add_trace(go.Scatter(x=hv[:, 0], y=hv[:, 1], mode="markers", name=next(names), hoverinfo="skip",
-                             marker=dict(color=color, **small)), row=1, col=2)
-    fig.add_trace(go.Scatter(x=ho[:, 0], y=ho[:, 1], mode="markers", name=next(names), hoverinfo="skip",
-                             marker=dict(color=OCCLUDED_COLOR, **small)), row=1, col=2)
+    add(go.Scatter(x=hv[:, 0], y=hv[:, 1], mode="markers", hoverinfo="skip", marker=dict(color=color, **small)),
+        2, "hyp_vis")
+    add(go.Scatter(x=ho[:, 0], y=ho[:, 1], mode="markers", hoverinfo="skip",
+                   marker=dict(color=OCCLUDED_COLOR, **small)), 2, "hyp_occ")
     gseg = _segments(guv[None], bones)
-    fig.add_trace(go.Scatter(x=gseg[:, 0], y=gseg[:, 1], mode="lines", name=next(names), hoverinfo="skip",
-                             line=dict(color=GT_COLOR, width=1.2)), row=1, col=2)
+    add(go.Scatter(x=gseg[:, 0], y=gseg[:, 1], mode="lines", hoverinfo="skip", line=dict(color=GT_COLOR, width=1.2)),
+        2, "truth")
     label = np.array(joint_names, dtype=object)
-    fig.add_trace(go.Scatter(x=guv[vis, 0], y=guv[vis, 1], mode="markers", name=next(names),
-                             marker=dict(size=8, color=VISIBLE_COLOR, line=dict(color="white", width=1)),
-                             text=label[vis], hovertemplate="%{text}<extra>observed</extra>"), row=1, col=2)
-    fig.add_trace(go.Scatter(x=guv[~vis, 0], y=guv[~vis, 1], mode="markers", name=next(names),
-                             marker=dict(size=8, color=OCCLUDED_COLOR, symbol="x-thin-open", line=dict(width=2)),
-                             text=label[~vis], hovertemplate="%{text}<extra>occluded</extra>"), row=1, col=2)
+    add(go.Scatter(x=guv[vis, 0], y=guv[vis, 1], mode="markers", text=label[vis],
+                   marker=dict(size=8, color=VISIBLE_COLOR, line=dict(color="white", width=1)),
+                   hovertemplate="%{text}<extra>observed</extra>"), 2, "observed", True)
+    add(go.Scatter(x=guv[~vis, 0], y=guv[~vis, 1], mode="markers", text=label[~vis],
+                   marker=dict(size=8, color=OCCLUDED_COLOR, symbol="x-thin-open", line=dict(width=2)),
+                   hovertemplate="%{text}<extra>occluded</extra>"), 2, "hidden", True)
 
     div = _np(joint_diversity(torch.as_tensor(xyz), torch.as_tensor(uv), torch.as_tensor(vis)))
     keep = np.arange(J) != root
-    for mask, unit, c in ((vis, "px", VISIBLE_COLOR), (~vis, "mm", OCCLUDED_COLOR)):
-        fig.add_trace(go.Bar(x=np.where(mask, div, np.nan)[keep], y=label[keep], orientation="h", name=next(names),
-                             marker_color=c, hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>"),
-                      row=1, col=3)
+    for mask, unit, c, group in ((vis, "px", VISIBLE_COLOR, "pjd_vis"), (~vis, "mm", OCCLUDED_COLOR, "pjd_occ")):
+        add(go.Bar(x=np.where(mask, div, np.nan)[keep], y=label[keep], orientation="h", marker_color=c,
+                   hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>"), 3, group, True)
 
     ranges = _cube(np.concatenate([xyz.reshape(-1, 3), gxyz]))
     axis = lambda t, r: dict(title=t, range=r, backgroundcolor="#f7f7f7")  # noqa: E731
@@ -234,7 +228,7 @@ def hypotheses_figure(
         scene=dict(xaxis=axis("x (mm)", ranges[0]), yaxis=axis("y (mm, down)", ranges[1]),
                    zaxis=axis("z depth (mm)", ranges[2]), aspectmode="cube",
                    # Seen from in front of the image plane, image "down" (+y) pointing down on screen.
-                   camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.7, y=-0.6, z=-1.6))),
+                   camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.9, y=-0.8, z=-2.0))),
         barmode="overlay", height=560, width=1400, title=dict(text=title, x=0.5, font=dict(size=14)),
         legend=dict(orientation="h", y=-0.12, font=dict(size=10)), margin=dict(l=10, r=10, t=90, b=10),
         template="plotly_white",
@@ -245,7 +239,7 @@ def hypotheses_figure(
                      constrain="domain", row=1, col=2)
     fig.add_shape(type="rect", x0=0, y0=0, x1=crop_pixels, y1=crop_pixels, line=dict(color="#999999", width=1),
                   row=1, col=2)
-    fig.update_xaxes(title="PJD (px on visible, mm on occluded)", row=1, col=3)
+    fig.update_xaxes(title="PJD (px on visible, mm on occluded)", rangemode="tozero", row=1, col=3)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=3)
     return fig
 
@@ -307,22 +301,21 @@ def plot_temperature_sweep(frame: pd.DataFrame, reference: float | None = 0.8) -
         ax.set_xlabel("temperature T")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     fig.suptitle("sampling temperature T: the base noise is z ~ N(0, T²); dashed: the official evaluation's T",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
 def figure_widget_available() -> bool:
     """Whether ``plotly.graph_objects.FigureWidget`` works here (plotly >= 6 needs ``anywidget``)."""
-    import plotly.graph_objects as go
+    import importlib.util
 
-    try:
-        go.FigureWidget()
-    except ImportError:
-        return False
-    return True
+    import plotly
+
+    return int(plotly.__version__.split(".")[0]) < 6 or importlib.util.find_spec("anywidget") is not None
 
 
 def _mimebundle(fig: Any) -> dict[str, Any]:
