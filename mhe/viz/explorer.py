@@ -554,7 +554,14 @@ class HypothesisExplorer:
 
     def widget(self, index: int = 0, objective: str | None = None, num_hypotheses: int = 50,
                dataset_items: int = 0, use_figure_widget: bool | None = None) -> ExplorerWidget:
-        """The interactive explorer: see :class:`ExplorerWidget`."""
+        """The interactive explorer (:class:`ExplorerWidget`; display it, or its ``box``, in a notebook).
+
+        Args:
+            index, objective: what it opens on (default: item 0 of the first objective).
+            num_hypotheses: how many of the S hypotheses it draws at first (a slider changes it).
+            dataset_items: when > 0, also the accuracy-vs-diversity scatter of that many items, clickable.
+            use_figure_widget: force (True) or avoid (False) plotly's FigureWidget; default when available.
+        """
         return ExplorerWidget(self, index, objective, num_hypotheses, dataset_items, use_figure_widget)
 
 
