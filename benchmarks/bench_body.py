@@ -71,6 +71,20 @@ def main() -> None:
         fwd = _time(forward, reps, device)
         fb = _time(forward_backward, reps, device)
         print(f"{name:16s} forward {fwd:8.1f} ms   forward+backward {fb:8.1f} ms")
+        if hasattr(model, "keypoints"):
+            # the keypoints-only path the hand model trains with (no 778-vertex mesh)
+
+            def kp_forward():
+                with torch.no_grad():
+                    model.keypoints(go, pose, betas)
+
+            def kp_forward_backward():
+                model.keypoints(go, pose, betas).square().sum().backward()
+
+            kfwd = _time(kp_forward, reps, device)
+            kfb = _time(kp_forward_backward, reps, device)
+            print(f"{name + ' kp':16s} forward {kfwd:8.1f} ms   forward+backward {kfb:8.1f} ms   "
+                  f"(keypoints only: {fb / kfb:.1f}x faster with backward)")
 
 
 if __name__ == "__main__":

@@ -403,6 +403,8 @@ def export_checkpoint(src, dst) -> Path:
     state = load_checkpoint(src)
     state["optimizer"] = None
     state["rng"] = state["rng"][:1]
+    # the run folder was local to the machine that trained it; a fresh run of this config uses the default
+    state["config"]["train"]["out_dir"] = "runs/{name}"
     return atomic_torch_save(state, dst)
 
 
