@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, default_collate
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.models.hand import (
+    HAND_OBJECTIVES,
+    HAND_VARIANTS,
     MultiHypothesisHand,
     collect_predictions,
     evaluate_hands,
@@ -196,3 +198,33 @@ def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
         assert m["pjd_3d_occ"] == 0
     else:
         assert m["pjd_3d_occ"] > 0.5
+
+
+# settings that do not change what a run computes
+_RUN_ONLY = {("train", "progress"), ("train", "out_dir"), ("", "device")}
+
+
+@pytest.mark.parametrize("name", HAND_OBJECTIVES + HAND_VARIANTS)
+def test_shipped_checkpoints_come_from_the_packaged_configs(name):
+    from mhe.checkpoint import checkpoint_dir
+    from mhe.config import config_to_dict, load_config
+
+    ckpt = torch.load(checkpoint_dir() / f"hand_{name}.pt", weights_only=True)
+    want = config_to_dict(load_config(f"hand_{name}"))
+    got = ckpt["config"]
+
+    def flat(d):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update({(k, kk): vv for kk, vv in v.items()})
+            else:
+                out[("", k)] = v
+        return out
+
+    a, b = flat(got), flat(want)
+    differ = sorted(f"{s}.{k}: shipped {a.get((s, k))!r} vs config {b.get((s, k))!r}"
+                    for (s, k) in set(a) | set(b) if (s, k) not in _RUN_ONLY and a.get((s, k)) != b.get((s, k)))
+    assert not differ, (f"data/checkpoints/hand_{name}.pt is stale; retrain it with `mhe train --config hand_{name}` "
+                        f"and export it: {differ}")
+    assert ckpt["step"] == want["train"]["steps"]

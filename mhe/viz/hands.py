@@ -145,10 +145,19 @@ def plot_accuracy_vs_diversity(metrics: pd.DataFrame) -> Figure:
               (axes[1], "pjd_2d_vis", "ah", "PJD 2D visible (px)", "AH: worst hypothesis, visible (px)"))
     for ax, x, y, xl, yl in panels:
         for name, row in metrics.iterrows():
-            color = OBJECTIVE_COLORS.get(str(name), "#555")
-            ax.scatter(row[x], row[y], s=80, color=color, edgecolor="black", zorder=3)
+            ax.scatter(row[x], row[y], s=80, color=OBJECTIVE_COLORS.get(str(name), "#555"), edgecolor="black",
+                       zorder=3)
+        # labels of points that nearly coincide (in axis fractions) are stacked downwards, not overprinted
+        ax.margins(x=0.08, y=0.14)  # room for labels shifted above the top point or below the lowest
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        placed: list[tuple[float, float]] = []
+        for name, row in metrics.iterrows():
+            u, v = (row[x] - x0) / (x1 - x0 or 1.0), (row[y] - y0) / (y1 - y0 or 1.0)
+            near = [pv for pu, pv in placed if abs(u - pu) < 0.25 and abs(v - pv) < 0.06]
+            shift = 12 * (sum(pv <= v for pv in near) - sum(pv > v for pv in near))  # away from the others
+            placed.append((u, v))
             ax.annotate(LABELS.get(str(name), str(name)), (row[x], row[y]), textcoords="offset points",
-                        xytext=(6, 5), fontsize=9, color=color)
+                        xytext=(6, 5 + shift), fontsize=9, color=OBJECTIVE_COLORS.get(str(name), "#555"))
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)
