@@ -65,13 +65,16 @@ class KeypointEncoder(nn.Module):
         self.context_dim = context_dim
         self.net = _mlp([num_keypoints * (obs_dim + 1), *hidden, context_dim])
 
-    def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
-        """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
+    def _check_inputs(self, obs: Tensor, visible: Tensor) -> None:
         k, d = self.num_keypoints, self.obs_dim
         if obs.dim() != 3 or obs.shape[1:] != (k, d):
             raise ValueError(f"obs must have shape (B, {k}, {d}), got {tuple(obs.shape)}")
         if visible.shape != obs.shape[:2]:
             raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
+
+    def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
+        """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
+        self._check_inputs(obs, visible)
         mask = visible.to(obs.dtype)
         x = torch.cat([(obs * mask[..., None]).flatten(1), mask], dim=1)
         return self.net(x)
@@ -127,11 +130,7 @@ class ResidualKeypointEncoder(KeypointEncoder):
 
     def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
         """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
-        k, d = self.num_keypoints, self.obs_dim
-        if obs.dim() != 3 or obs.shape[1:] != (k, d):
-            raise ValueError(f"obs must have shape (B, {k}, {d}), got {tuple(obs.shape)}")
-        if visible.shape != obs.shape[:2]:
-            raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
+        self._check_inputs(obs, visible)
         mask = visible.to(obs.dtype)[..., None]
         count = mask.sum(1).clamp_min(1.0)  # (B, 1); an all-occluded item gets centre 0, spread 1e-3
         masked = obs * mask  # occluded coordinates are zeroed before anything else reads them
