@@ -179,11 +179,7 @@ class MultiHypothesisHand(nn.Module):
         """
         B, S, _ = theta.shape
         expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
-        joints = self.mano.keypoints(
-            global_orient=expand(head["global_orient"]),
-            hand_pose=self.pose_to_mano(theta),
-            betas=expand(head["betas"]),
-        ).to(theta.dtype)
+        joints = self.mano.keypoints(**self._mano_inputs(theta, head)).to(theta.dtype)
         root = joints[..., HAND_ROOT : HAND_ROOT + 1, :]
         rel = joints - root
         bone = torch.linalg.vector_norm(joints[..., HAND_BONE[1], :] - joints[..., HAND_BONE[0], :], dim=-1)
@@ -200,16 +196,19 @@ class MultiHypothesisHand(nn.Module):
             },
         )
 
+    def _mano_inputs(self, theta: Tensor, head: dict[str, Tensor]) -> dict[str, Tensor]:
+        """MANO's inputs for ``θ (B, S, D)``: the head's per-item rotation and shape repeated over S."""
+        B, S, _ = theta.shape
+        return {
+            "global_orient": head["global_orient"][:, None].expand(B, S, 3),
+            "hand_pose": self.pose_to_mano(theta),
+            "betas": head["betas"][:, None].expand(B, S, head["betas"].shape[-1]),
+        }
+
     def vertices(self, hyp: Hypotheses) -> Tensor:
         """The MANO meshes of hypotheses from :meth:`hypotheses` / :meth:`mode`: ``(B, S, 778, 3)`` in
         metres, relative to the same root joint as ``hyp.extras["joints_metric"]``."""
-        B, S, _ = hyp.params.shape
-        expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
-        out = self.mano(
-            global_orient=expand(hyp.extras["global_orient"]),
-            hand_pose=self.pose_to_mano(hyp.params),
-            betas=expand(hyp.extras["betas"]),
-        )
+        out = self.mano(**self._mano_inputs(hyp.params, hyp.extras))
         root = out.joints[..., HAND_ROOT : HAND_ROOT + 1, :]
         return (out.vertices - root).to(hyp.params.dtype)
 
