@@ -227,3 +227,27 @@ def test_encode_reads_the_named_keys():
         encode(CNNEncoder(image_size=8, channels=(8,)), {"obs": batch["obs"]})
     with pytest.raises(TypeError, match="no input_keys"):
         encode(nn.Linear(2, 2), batch)
+
+
+@pytest.mark.parametrize("cls", [KeypointEncoder, ResidualKeypointEncoder])
+def test_keypoint_encoder_input_errors_and_nan_at_occluded_joints(cls):
+    """A NaN at an occluded keypoint never reaches the network (selected, not multiplied); a NaN at a
+    visible one, a soft mask or a wrong shape is a clear error."""
+    enc = cls(num_keypoints=6, context_dim=8, hidden=(16, 16))
+    obs = torch.randn(3, 6, 2)
+    vis = torch.tensor([[1, 1, 0, 1, 0, 1]] * 3, dtype=torch.bool)
+    base = enc(obs, vis)
+    poisoned = obs.clone()
+    poisoned[:, 2] = float("nan")
+    poisoned[:, 4, 0] = float("inf")
+    assert torch.equal(enc(poisoned, vis), base)
+    bad = obs.clone()
+    bad[1, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite value at a visible keypoint \(item 1, keypoint 3"):
+        enc(bad, vis)
+    with pytest.raises(ValueError, match="bool mask"):
+        enc(obs, vis.float() * 0.7)
+    with pytest.raises(ValueError, match=r"obs must have shape \(B, 6, 2\)"):
+        enc(obs[:, :5], vis)
+    with pytest.raises(ValueError, match="visible must have shape"):
+        enc(obs, vis[:, :5])

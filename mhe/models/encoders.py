@@ -65,18 +65,43 @@ class KeypointEncoder(nn.Module):
         self.context_dim = context_dim
         self.net = _mlp([num_keypoints * (obs_dim + 1), *hidden, context_dim])
 
-    def _check_inputs(self, obs: Tensor, visible: Tensor) -> None:
+    def _check_inputs(self, obs: Tensor, visible: Tensor) -> Tensor:
+        """Check shapes and values; return ``visible`` as a bool mask ``(B, K)``."""
         k, d = self.num_keypoints, self.obs_dim
         if obs.dim() != 3 or obs.shape[1:] != (k, d):
             raise ValueError(f"obs must have shape (B, {k}, {d}), got {tuple(obs.shape)}")
         if visible.shape != obs.shape[:2]:
             raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
+        if obs.device.type == "meta":  # shape-only tracing: no values to check
+            return visible.bool()
+        if visible.dtype != torch.bool:
+            if visible.is_complex() or not ((visible == 0) | (visible == 1)).all():
+                raise ValueError(
+                    f"visible must be a bool mask (or hold only 0 and 1), got dtype {visible.dtype} with other "
+                    "values; threshold it first, e.g. visible > 0.5"
+                )
+            visible = visible.bool()
+        bad = visible & ~torch.isfinite(obs).all(-1)
+        if bad.any():
+            item, joint = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"obs holds a non-finite value at a visible keypoint (item {item}, keypoint {joint}; "
+                f"{int(bad.sum())} in all); mark such keypoints as not visible or fix the input"
+            )
+        return visible
+
+    @staticmethod
+    def _select(obs: Tensor, visible: Tensor) -> Tensor:
+        """``obs`` with occluded coordinates replaced by 0 (selected, not multiplied: a NaN there never leaks)."""
+        return torch.where(visible[..., None], obs, obs.new_zeros(()))
 
     def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
-        """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
-        self._check_inputs(obs, visible)
+        """``obs (B, K, 2)``, ``visible (B, K)`` bool (or only 0 and 1) -> context ``(B, C)``.
+
+        Occluded coordinates never reach the network: they may hold anything, NaN included."""
+        visible = self._check_inputs(obs, visible)
         mask = visible.to(obs.dtype)
-        x = torch.cat([(obs * mask[..., None]).flatten(1), mask], dim=1)
+        x = torch.cat([self._select(obs, visible).flatten(1), mask], dim=1)
         return self.net(x)
 
 
@@ -129,11 +154,11 @@ class ResidualKeypointEncoder(KeypointEncoder):
         )
 
     def forward(self, obs: Tensor, visible: Tensor) -> Tensor:
-        """``obs (B, K, 2)``, ``visible (B, K)`` bool or {0, 1} -> context ``(B, C)``."""
-        self._check_inputs(obs, visible)
+        """``obs (B, K, 2)``, ``visible (B, K)`` bool (or only 0 and 1) -> context ``(B, C)``."""
+        visible = self._check_inputs(obs, visible)
         mask = visible.to(obs.dtype)[..., None]
         count = mask.sum(1).clamp_min(1.0)  # (B, 1); an all-occluded item gets centre 0, spread 1e-3
-        masked = obs * mask  # occluded coordinates are zeroed before anything else reads them
+        masked = self._select(obs, visible)  # occluded coordinates are dropped before anything reads them
         centre = masked.sum(1) / count
         offset = (masked - centre[:, None]) * mask
         spread = (offset.square().sum((1, 2)) / count[:, 0]).sqrt().clamp_min(1e-3)
