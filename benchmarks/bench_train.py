@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py [--config hand_mhentropy] [key=value ...] [--steps 20] [--device cuda]
 
-Builds the experiment that ``data.dataset`` names (``mhe.train.build_experiment``), then times
+Builds the experiment that ``data.dataset`` names (``mhe.experiments.build_experiment``), then times
 ``Trainer.train_step`` (forward with S hypotheses, backward, clipping, Adam) on batches prepared in
 advance, so data loading is measured separately. When no builder for the dataset can be imported, a
 stand-in experiment (an MLP Gaussian over D = 45 on 21 keypoints) is timed instead, and the output says
@@ -27,8 +27,10 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mhe.config import ObjectiveConfig, load_config  # noqa: E402
-from mhe.train import Experiment, Trainer, build_experiment  # noqa: E402
+from mhe.config import ObjectiveConfig  # noqa: E402
+from mhe.config_io import load_config  # noqa: E402
+from mhe.experiments import Experiment, build_experiment  # noqa: E402
+from mhe.train import Trainer  # noqa: E402
 from mhe.utils import seed_everything  # noqa: E402
 
 

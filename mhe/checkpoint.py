@@ -11,15 +11,15 @@ Loading into a model whose architecture differs, or resuming with a config that 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from mhe.config import config_diff
+from mhe.config_io import config_diff
+from mhe.errors import CheckpointMismatchError
+from mhe.rng import capture_rng_state, restore_rng_state  # noqa: F401  (RNG states are part of a checkpoint)
 from mhe.utils import atomic_torch_save, data_dir
 
 FORMAT = "mhe-checkpoint"
@@ -32,6 +32,7 @@ RESUME_SAFE_KEYS = (
     "train.steps",
     "train.log_every",
     "train.checkpoint_every",
+    "train.checkpoint_minutes",
     "train.eval_every",
     "train.eval_samples",
     "train.eval_temperature",
@@ -43,47 +44,6 @@ RESUME_SAFE_KEYS = (
 )
 
 
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint does not fit the model or config it is being loaded into."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# random number generators as weights_only-safe data
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The state of every RNG this process uses, as tensors and primitives."""
-    np_state = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        # NumPy's MT19937 key (624 uint32) as a tensor; int64 holds uint32 exactly
-        "numpy": {
-            "key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put every RNG back to ``state`` (from :func:`capture_rng_state`)."""
-    torch.set_rng_state(state["torch"].cpu())
-    npk = state["numpy"]
-    np.random.set_state(
-        ("MT19937", npk["key"].numpy().astype(np.uint32), npk["pos"], npk["has_gauss"], npk["cached_gaussian"])
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,9 +99,15 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
 def checkpoint_dir() -> Path:
-    """Where the small shipped checkpoints live: ``<data>/checkpoints`` (see :func:`mhe.utils.data_dir`)."""
-    return data_dir() / "checkpoints"
+    """Where the small shipped checkpoints live: ``mhe/checkpoints`` inside the package (so a plain
+    ``pip install`` has them too), or ``$MHE_DATA/checkpoints`` when ``$MHE_DATA`` is set."""
+    if os.environ.get("MHE_DATA"):
+        return data_dir() / "checkpoints"
+    return SHIPPED_DIR
 
 
 def resolve_checkpoint_path(source: str | os.PathLike) -> Path:
@@ -170,13 +136,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"checkpoint {str(path)!r} does not exist; train one with `mhe train --config ...` "
             "(checkpoints are written to <train.out_dir>/last.pt)"
         )
+    if path.is_dir():
+        raise CheckpointMismatchError(f"{path} is a folder, not a checkpoint file; pass <folder>/last.pt")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointMismatchError(
+            f"{path} is an empty file (0 bytes), not a checkpoint; delete it, and resume from or evaluate "
+            "another checkpoint (a run's newest is <train.out_dir>/last.pt)"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated / foreign files
+        # torch's own message may advise weights_only=False, which would execute code in the file: not shown
         raise CheckpointMismatchError(
-            f"{path} could not be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}); "
-            "is it a complete file written by mhe?"
-        ) from e
+            f"{path} could not be read as a checkpoint ({type(e).__name__}; {size:,} bytes): it is truncated, "
+            "damaged, or not a file written by mhe. Use another checkpoint (a run keeps its newest in "
+            "<train.out_dir>/last.pt); mhe never unpickles arbitrary objects from checkpoints"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointMismatchError(
             f"{path} is not an mhe checkpoint (no 'format': '{FORMAT}' entry); "
@@ -190,7 +166,65 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     missing = [k for k in ("model", "config", "step", "epoch", "batch_in_epoch", "rng") if k not in state]
     if missing:
         raise CheckpointMismatchError(f"{path} lacks the entries {missing}; it is incomplete")
+    bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointMismatchError(
+            f"{path} holds non-finite weights (NaN or inf) in {_short(sorted(bad))}; the run it comes from "
+            "diverged. Resume from an earlier checkpoint or retrain with a lower train.lr"
+        )
     return state
+
+
+def checkpoint_config(state: dict[str, Any], source: str = "checkpoint") -> Any:
+    """The :class:`~mhe.config.ExperimentConfig` a checkpoint was trained with.
+
+    Keys added to the schema after the checkpoint was written take their defaults, except
+    ``model.deterministic``, which older checkpoints recorded only as ``objective.name == "deterministic"``.
+    """
+    from mhe.config import ConfigError
+    from mhe.config_io import config_from_dict
+
+    data = state["config"]
+    try:
+        if data.get("objective", {}).get("name") == "deterministic" and "deterministic" not in data.get("model", {}):
+            data = {**data, "model": {**data.get("model", {}), "deterministic": True}}
+        return config_from_dict(data)
+    except (ConfigError, AttributeError) as e:
+        raise CheckpointMismatchError(f"{source}: its config does not fit this version of mhe ({e})") from None
+
+
+def check_model_config(saved: dict[str, Any], current: dict[str, Any], source: str = "checkpoint") -> None:
+    """Refuse weights trained for another model: any difference in the ``model`` section is an error.
+
+    ``saved`` / ``current`` are plain experiment configs (:func:`mhe.config_io.config_to_dict`). The
+    message names each differing key (``model.pose_repr: 'pca' -> 'axis_angle'``): loading PCA weights
+    into an axis-angle flow would run, since the shapes agree, and give wrong hands.
+    """
+    from mhe.config import ModelConfig
+    from mhe.config_io import config_to_dict
+
+    defaults = config_to_dict(ModelConfig())
+    a = {**defaults, **saved.get("model", {})}
+    b = {**defaults, **current.get("model", {})}
+    if "deterministic" not in saved.get("model", {}):  # older checkpoints: the objective said it
+        a["deterministic"] = saved.get("objective", {}).get("name") == "deterministic"
+    diff = config_diff(a, b, "model")
+    if diff:
+        raise CheckpointMismatchError(
+            f"the {source} was trained for another model: {'; '.join(diff)}. Use a checkpoint of the same "
+            "model config, or set train.init_partial=true to copy only the tensors whose names and shapes match"
+        )
+
+
+def load_matching_state(model: nn.Module, checkpoint: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Copy the tensors of the checkpoint whose names and shapes match ``model``'s (fine-tuning across
+    architectures). Returns ``(loaded, skipped)`` names of the model's tensors."""
+    saved, current = checkpoint["model"], model.state_dict()
+    loaded = [k for k in current if k in saved and saved[k].shape == current[k].shape]
+    skipped = sorted(set(current) - set(loaded))
+    model.load_state_dict({**current, **{k: saved[k] for k in loaded}})
+    return loaded, skipped
 
 
 def load_model_state(model: nn.Module, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
@@ -227,7 +261,7 @@ def _model_cfg_hint(model: nn.Module) -> dict[str, Any]:
     cfg = getattr(model, "config", None)
     if cfg is None:
         return {}
-    from mhe.config import config_to_dict
+    from mhe.config_io import config_to_dict
 
     try:
         return config_to_dict(cfg)

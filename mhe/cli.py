@@ -1,11 +1,17 @@
 """The ``mhe`` command: train, evaluate, reproduce the figures, describe the installation.
 
-``mhe train --config <yaml> [key=value ...]`` trains the experiment registered for ``data.dataset``
-(see :func:`mhe.train.register_experiment`), on one process or under ``torchrun`` on many;
-``mhe evaluate --checkpoint <path>`` rebuilds a checkpoint's experiment and prints (and optionally
-writes as JSON) the metrics of its evaluation split; ``mhe reproduce`` runs the notebook sequence;
-``mhe info`` prints versions, devices, body-model files and what is registered. ``--plugin MODULE``
-imports a module first, so user code can register its own experiments and objectives.
+``mhe train --config <yaml> [key=value ...]`` trains the experiment :mod:`mhe.experiments` builds for
+``data.dataset``, on one process or under ``torchrun`` on many; ``mhe evaluate --checkpoint <path>
+--split test`` rebuilds a checkpoint's experiment and prints (and optionally writes as JSON) the metrics
+of one split with the official evaluation settings (:mod:`mhe.evaluation`); ``mhe reproduce`` runs the
+notebook sequence; ``mhe info`` prints versions, devices, body-model files and the experiments.
+``--plugin MODULE`` imports a module first, so user code can add experiments and objectives.
+
+Every user error (a bad argument, file, dataset or config; a checkpoint that does not fit) is printed as
+one line, ``mhe <command>: error: ...``, with exit status 2 and no traceback; ``--debug`` shows the
+traceback. Arguments are checked before any work starts. Ctrl-C or SIGTERM during training writes a
+checkpoint, prints how to resume and exits with 130 / 143. Heavy libraries (torch) load only after the
+arguments are read, so ``mhe --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -13,15 +19,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import platform
 import sys
 from pathlib import Path
 
-from mhe.checkpoint import CheckpointMismatchError
-from mhe.config import ConfigError
+from mhe.errors import UserError
 
-# errors a user can fix from the message alone: printed without a traceback
-USER_ERRORS = (ConfigError, CheckpointMismatchError, FileNotFoundError, FileExistsError, ImportError)
+# errors a user can fix from the message alone: printed as one line, without a traceback
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError, ImportError)
+
+# the official evaluation settings (kept equal to mhe.evaluation's, which a test checks; not imported
+# from there so that `mhe --help` does not load torch)
+EVAL_SAMPLES, EVAL_TEMPERATURE, EVAL_BATCH_SIZE = 200, 0.8, 50
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,32 +62,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it may register experiments / objectives); repeatable")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train an experiment from a YAML config",
                         description="Train the experiment a config describes. Launch with "
-                        "`torchrun --nproc_per_node N -m mhe.cli train ...` for several GPUs/processes.")
+                        "`torchrun --nproc_per_node N -m mhe.cli train ...` for several GPUs/processes. "
+                        "Ctrl-C saves a checkpoint; continue with --resume.")
     tr.add_argument("--config", required=True,
                     help="YAML file, or the name of a packaged config (e.g. hand_mhentropy)")
     tr.add_argument("overrides", nargs="*", metavar="key=value",
-                    help="config overrides, e.g. train.lr=1e-3 objective.w_ent=0")
-    tr.add_argument("--resume", action="store_true", help="continue from <train.out_dir>/last.pt if present")
+                    help="config overrides, e.g. train.lr=1e-3 objective.w_ent=0 (anywhere on the line)")
+    tr.add_argument("--resume", action="store_true", help="continue from <train.out_dir>/last.pt")
     tr.add_argument("--overwrite", action="store_true", help="start again even if train.out_dir holds a run")
     tr.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    ev = sub.add_parser("evaluate", help="evaluate a checkpoint",
-                        description="Rebuild a checkpoint's experiment and report its evaluation metrics.")
-    ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt), or a shipped one's name "
-                    "(hand_mhentropy, hand_nll, ...)")
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on one split",
+                        description="Rebuild a checkpoint's experiment and report the metrics of one split, "
+                        f"with the official evaluation settings (S = {EVAL_SAMPLES}, temperature "
+                        f"{EVAL_TEMPERATURE}, batches of {EVAL_BATCH_SIZE}, seed 0) unless changed.")
+    ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt), or a "
+                    "shipped one's name (hand_mhentropy, hand_nll, ...)")
+    ev.add_argument("--split", choices=("val", "test"), default="test",
+                    help="which split to score (default: test, as the README's tables)")
     ev.add_argument("--data", help="dataset to evaluate on (default: the one it was trained on), "
                     "e.g. synthetic-hands or ho3d")
-    ev.add_argument("--root", help="dataset folder (for real data such as HO3D v3)")
-    ev.add_argument("--samples", type=int, default=200, help="hypotheses per item (official: 200)")
-    ev.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (official: 0.8)")
-    ev.add_argument("--batch-size", type=int, help="items per evaluation batch")
-    ev.add_argument("--max-items", type=int, help="evaluate only the first N items")
+    ev.add_argument("--root", help="dataset folder (needed for real data such as HO3D v3)")
+    ev.add_argument("--samples", type=_positive_int, default=EVAL_SAMPLES,
+                    help=f"hypotheses per item (official: {EVAL_SAMPLES})")
+    ev.add_argument("--temperature", type=_positive_float, default=EVAL_TEMPERATURE,
+                    help=f"sampling temperature (official: {EVAL_TEMPERATURE})")
+    ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
+                    help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
+    ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     ev.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
@@ -64,16 +104,44 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--only", nargs="*", help="substrings of notebook names to run")
 
-    sub.add_parser("info", help="versions, devices, body-model files, registered experiments")
+    sub.add_parser("info", help="versions, devices, body-model files, experiments")
     return parser
+
+
+REAL_DATASETS = ("ho3d",)  # datasets read from a folder: --root is required
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the arguments (before any work starts); errors exit with status 2."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    if extra:
+        # `mhe train --device cpu train.lr=1e-3`: overrides after an option land here
+        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "evaluate" and args.data in REAL_DATASETS and not args.root:
+        sub.error(f"--data {args.data} needs --root <folder of the dataset> (for HO3D v3: the folder holding train.txt)")
+    if args.command == "evaluate" and args.json and Path(args.json).is_dir():
+        sub.error(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mhe`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         for module in args.plugin:
-            importlib.import_module(module)
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:
+                    raise
+                raise FileNotFoundError(
+                    f"--plugin {module}: no such module; put it on PYTHONPATH (e.g. PYTHONPATH=. mhe ...)"
+                ) from None
         if args.command == "train":
             return _train(args)
         if args.command == "evaluate":
@@ -86,12 +154,31 @@ def main(argv: list[str] | None = None) -> int:
         print(info_text())
         return 0
     except USER_ERRORS as e:
-        print(f"mhe {args.command}: error: {e}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"mhe {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        from mhe.train import TrainingInterrupted
+
+        if args.debug:
+            raise
+        if isinstance(e, TrainingInterrupted):
+            print(f"mhe {args.command}: stopped: {e}", file=sys.stderr)
+            return 128 + int(e.signum)
+        print(f"mhe {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    if isinstance(e, ImportError) and not text:
+        text = f"cannot import {e.name}"
+    return text or type(e).__name__
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mhe.config import dump_config, load_config
+    from mhe.config_io import dump_config, load_config
 
     overrides = list(args.overrides)
     if args.device:
@@ -103,9 +190,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
+    if args.resume and args.overwrite:
+        from mhe.config import ConfigError
+
+        raise ConfigError("--resume continues a run and --overwrite starts it again: choose one")
 
     from mhe.distributed import cleanup_distributed, init_distributed
-    from mhe.train import train_experiment
+    from mhe.experiments import train_experiment
 
     info = init_distributed(cfg.device)
     try:
@@ -118,26 +209,37 @@ def _train(args: argparse.Namespace) -> int:
               f"on {info.world_size} process(es), {info.device}")
         print(f"[mhe] checkpoint: {result.checkpoint}")
         if result.val_metrics:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in result.val_metrics.items() if k not in ("step", "epoch"))
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in result.val_metrics.items() if k not in ("step", "epoch"))
             print(f"[mhe] validation: {shown}")
     return 0
 
 
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    """A metric for printing: ``n/a`` when undefined (None or NaN)."""
+    if value is None or value != value:
+        return "n/a"
+    return format(value, spec)
+
+
 def _check_device(preference: str | None) -> None:
+    if not preference:
+        return
+    from mhe.config import ConfigError
     from mhe.utils import default_device
 
     try:
         default_device(preference)
-    except RuntimeError as e:  # CUDA asked for on a machine without it
+    except RuntimeError as e:  # CUDA asked for on a machine without it, or a malformed device string
         raise ConfigError(str(e)) from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from mhe.train import evaluate_checkpoint
-
     _check_device(args.device)
+    from mhe.experiments import evaluate_checkpoint
+
     result = evaluate_checkpoint(
         args.checkpoint,
+        split=args.split,
         dataset=args.data,
         root=args.root,
         num_samples=args.samples,
@@ -146,15 +248,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_items=args.max_items,
         device=args.device,
     )
-    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}: {result['items']} items, "
-          f"S = {result['num_samples']}, temperature {result['temperature']}")
+    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split: "
+          f"{result['items']} items, S = {result['num_samples']}, temperature {result['temperature']}, "
+          f"batches of {result['batch_size']}, seed {result['seed']}")
     width = max((len(k) for k in result["metrics"]), default=0)
     for k, v in result["metrics"].items():
-        print(f"  {k:<{width}}  {v:.4f}")
+        print(f"  {k:<{width}}  {_fmt(v, '.4f')}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        from mhe.utils import atomic_write_bytes
+
+        path = atomic_write_bytes(args.json, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
         print(f"written {path}")
     return 0
 
@@ -207,7 +310,7 @@ def info_text() -> str:
 
     from mhe import __version__
     from mhe.config import PACKAGED_CONFIG_DIR
-    from mhe.train import available_experiments
+    from mhe.experiments import available_experiments
     from mhe.utils import data_dir, default_device
 
     lines = [f"mhe {__version__} (Python {platform.python_version()}, {platform.platform()})", "packages:"]

@@ -1,31 +1,24 @@
-"""Experiment configuration: one nested dataclass per experiment, loadable from YAML, overridable from
-the command line.
+"""Experiment configuration schema: one nested dataclass per experiment, each field with a comment.
 
 An :class:`ExperimentConfig` holds everything that decides a training run: the model
 (:class:`ModelConfig`), the data (:class:`DataConfig`), the objective and its term weights
 (:class:`ObjectiveConfig`) and the optimisation (:class:`TrainConfig`). Defaults are CPU-friendly; the
-official MHEntropy hand settings are given in each field's comment. :func:`load_config` reads a YAML file
-and applies ``key=value`` overrides (``train.lr=1e-3``) with type checks, so a typo or a wrong type is a
-clear error rather than a silently ignored setting; :func:`dump_config` writes the YAML back.
+official MHEntropy hand settings are given in each field's comment. :func:`validate_config` rejects
+values no run can use. Reading and writing YAML and ``key=value`` overrides live in :mod:`mhe.config_io`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Literal
 
-import yaml
+from mhe.errors import ConfigError  # noqa: F401  (the error type of every config check)
 
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is malformed: unknown key, wrong type or bad value."""
 
 
 @dataclass
@@ -62,13 +55,16 @@ class ModelConfig:
     # how the head outputs the global rotation: axis-angle (official) or the continuous 6D representation
     # (no discontinuity at 180°, much easier to regress for uniformly random rotations).
     head_rotation: Literal["axis_angle", "6d"] = "axis_angle"
+    # one hypothesis per input (the flow's mode): what the "deterministic" objective trains; its
+    # evaluation then has S = 1 (zero diversity by construction).
+    deterministic: bool = False
 
 
 @dataclass
 class DataConfig:
     """Which dataset, where it lives and how big the splits are."""
 
-    # dataset key; also selects the experiment builder registered in mhe.train (see register_experiment).
+    # dataset key; selects the experiment builder in mhe.experiments (see mhe.experiments.EXPERIMENTS).
     dataset: str = "synthetic-hands"
     # folder of a real dataset (HO3D v3 root); None for generated data.
     root: str | None = None
@@ -76,6 +72,9 @@ class DataConfig:
     train_size: int | None = 4096
     # number of validation items (generated data) or a cap on them (real data; None = all).
     val_size: int | None = 512
+    # number of test items (generated data) or a cap on them (real data; None = all): what
+    # `mhe evaluate --split test` scores (the README's tables use 500).
+    test_size: int | None = 500
     # target fraction of occluded finger joints in generated data (HO3D is heavily occluded).
     occlusion: float = 0.4
     # also produce rendered image crops (needed by the "cnn" / "resnet" encoders).
@@ -151,6 +150,9 @@ class TrainConfig:
     log_every: int = 1
     # save a resumable checkpoint every this many steps (0 = only at the end of each epoch and of training).
     checkpoint_every: int = 0
+    # also save one whenever this many minutes passed since the last (0 = off), so a killed run loses
+    # little; Ctrl-C and SIGTERM always save before stopping.
+    checkpoint_minutes: float = 5.0
     # folder for logs and checkpoints; "{name}" is replaced by the experiment name.
     out_dir: str = "runs/{name}"
     # DataLoader worker processes (0 = load in the training process).
@@ -165,6 +167,9 @@ class TrainConfig:
     # schedule start anew). A path, or the name of a shipped checkpoint such as "hand_mhentropy_aa".
     # Ignored when resuming: a resumed run continues from its own last.pt.
     init_from: str | None = None
+    # with init_from: copy only the tensors whose names and shapes match (e.g. another flow size) and keep
+    # the rest freshly initialised; without it a checkpoint of another model config is refused.
+    init_partial: bool = False
 
 
 @dataclass
@@ -206,6 +211,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
          "a non-empty list of positive channel counts"),
         ("data.train_size", d.train_size, d.train_size is None or d.train_size >= 1, "positive or null"),
         ("data.val_size", d.val_size, d.val_size is None or d.val_size >= 1, "positive or null"),
+        ("data.test_size", d.test_size, d.test_size is None or d.test_size >= 1, "positive or null"),
         ("data.occlusion", d.occlusion, 0.0 <= d.occlusion <= 1.0, "a fraction in [0, 1]"),
         ("train.epochs", t.epochs, t.epochs >= 1 or t.steps is not None, "at least 1 (or set train.steps)"),
         ("train.steps", t.steps, t.steps is None or t.steps >= 1, "positive or null"),
@@ -221,6 +227,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
          "positive or null"),
         ("train.log_every", t.log_every, t.log_every >= 1, "a positive integer"),
         ("train.checkpoint_every", t.checkpoint_every, t.checkpoint_every >= 0, "zero or positive"),
+        ("train.checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes >= 0, "zero (off) or positive"),
         ("train.num_workers", t.num_workers, t.num_workers >= 0, "zero or positive"),
     ]
     for key, value, ok, expected in checks:
@@ -228,264 +235,9 @@ def validate_config(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key} = {value!r} is invalid: it must be {expected}")
     if not cfg.train.out_dir:
         raise ConfigError("train.out_dir is empty: give a folder for logs and checkpoints")
-
-
-# ---------------------------------------------------------------------------------------------------
-# conversion between dataclasses and plain data
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as nested plain dicts / lists / primitives (YAML- and weights_only-safe)."""
-    if not dataclasses.is_dataclass(cfg):
-        raise TypeError(f"expected a config dataclass, got {type(cfg).__name__}")
-    return _to_plain(cfg)
-
-
-def _to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _to_plain(v) for k, v in value.items()}
-    return value
-
-
-def config_from_dict(data: dict[str, Any], cls: type = ExperimentConfig, where: str = "") -> Any:
-    """Build config dataclass ``cls`` from nested plain data, checking every key and value type.
-
-    Missing keys take their defaults; unknown keys and wrong types raise :class:`ConfigError`
-    naming the dotted key.
-    """
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} ({data!r})")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
+    if (cfg.objective.name == "deterministic") != m.deterministic:
         raise ConfigError(
-            f"unknown key(s) {', '.join(_join(where, k) for k in unknown)}; "
-            f"valid keys{' in ' + where if where else ''}: {', '.join(names)}"
+            f"objective.name={cfg.objective.name!r} with model.deterministic={str(m.deterministic).lower()}: "
+            "the 'deterministic' objective trains a one-hypothesis model and only it; set both "
+            "(objective.name=deterministic model.deterministic=true) or neither"
         )
-    kwargs = {k: _coerce(v, hints[k], _join(where, k)) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
-@dataclass(frozen=True)
-class _Override:
-    """A command-line value: its raw text (for str fields) and its YAML reading (for the rest)."""
-
-    raw: str
-    parsed: Any
-
-    def __repr__(self) -> str:
-        return repr(self.raw)
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against annotation ``tp`` and convert the harmless cases (int → float, list → tuple)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if isinstance(value, _Override) and origin not in (Union, types.UnionType):
-        if tp is str:
-            return value.raw
-        if tp is float and isinstance(value.parsed, str):
-            # YAML reads "1e-3" as text; the command line means the number
-            try:
-                return float(value.raw)
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value.raw!r}") from None
-        value = value.parsed
-    if dataclasses.is_dataclass(tp):
-        return config_from_dict(value, tp, where)
-    if origin in (Union, types.UnionType):
-        plain = value.parsed if isinstance(value, _Override) else value
-        if plain is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
-    if origin is Literal:
-        if value in args and not isinstance(value, bool):
-            return value
-        choices = ", ".join(repr(a) for a in args)
-        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list like [128, 128], got {value!r}")
-        item_tp = args[0] if args else Any
-        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping like {{key: value}}, got {value!r}")
-        key_tp, val_tp = args if args else (Any, Any)
-        return {
-            _coerce(k, key_tp, f"{where}"): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()
-        }
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    raise ConfigError(f"{where}: unsupported config type {_type_name(tp)}")  # pragma: no cover
-
-
-# ---------------------------------------------------------------------------------------------------
-# YAML files and command-line overrides
-
-
-def resolve_config_path(path: str | os.PathLike) -> Path:
-    """``path`` itself if it exists, else a packaged config of that name (``hand_mhentropy``)."""
-    p = Path(path)
-    if p.exists():
-        return p
-    for candidate in (PACKAGED_CONFIG_DIR / p.name, PACKAGED_CONFIG_DIR / f"{p.name}.yaml"):
-        if candidate.exists():
-            return candidate
-    shipped = ", ".join(sorted(q.stem for q in PACKAGED_CONFIG_DIR.glob("*.yaml"))) or "none"
-    raise FileNotFoundError(f"config file {str(path)!r} not found; packaged configs: {shipped}")
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``"train.lr=1e-3"`` into ``(["train", "lr"], 0.001)``; the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.lr=1e-3")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key; write e.g. train.lr=1e-3")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {text!r}: cannot read value {raw!r} ({e})") from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted keys in nested plain ``data`` (a copy is returned); unknown sections are an error."""
-    import copy
-
-    data = copy.deepcopy(data)
-    for text in overrides:
-        keys, value = parse_override(text)
-        value = _Override(text.split("=", 1)[1].strip(), value)
-        node = data
-        for i, k in enumerate(keys[:-1]):
-            if k not in node or not isinstance(node[k], dict):
-                # let config_from_dict name valid keys when the section itself is unknown
-                if k not in node:
-                    node[k] = {}
-                else:
-                    raise ConfigError(
-                        f"override {text!r}: {'.'.join(keys[: i + 1])} is a value, not a section"
-                    )
-            node = node[k]
-        node[keys[-1]] = value
-    return data
-
-
-def load_config(
-    path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> ExperimentConfig:
-    """Read an :class:`ExperimentConfig` from YAML (``None``: all defaults) and apply ``key=value`` overrides.
-
-    ``path`` may also name a packaged config (``"hand_mhentropy"``). Raises :class:`ConfigError` on
-    unknown keys, wrong types or values outside a field's choices.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        resolved = resolve_config_path(path)
-        try:
-            loaded = yaml.safe_load(resolved.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{resolved}: not valid YAML ({e})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{resolved}: the top level must be a mapping of sections, got {loaded!r}")
-        data = loaded
-    # start from the defaults so a partial file or override keeps every other default
-    full = _merge(config_to_dict(ExperimentConfig()), data)
-    full = apply_overrides(full, list(overrides))
-    cfg = config_from_dict(full)
-    validate_config(cfg)
-    return cfg
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block-style sections, flow-style lists (``flow_hidden: [128, 128]``)."""
-
-
-_Dumper.add_representer(
-    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
-)
-
-
-def dump_config(cfg: ExperimentConfig, path: str | os.PathLike | None = None) -> str:
-    """The config as YAML text; also written to ``path`` when given."""
-    text = yaml.dump(config_to_dict(cfg), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text)
-    return text
-
-
-def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain config dicts, as ``"key: a -> b"`` lines."""
-    out: list[str] = []
-    for k in sorted(set(a) | set(b)):
-        key = _join(prefix, str(k))
-        if k not in a:
-            out.append(f"{key}: (missing) -> {b[k]!r}")
-        elif k not in b:
-            out.append(f"{key}: {a[k]!r} -> (missing)")
-        elif isinstance(a[k], dict) and isinstance(b[k], dict):
-            out.extend(config_diff(a[k], b[k], key))
-        elif _norm(a[k]) != _norm(b[k]):
-            out.append(f"{key}: {a[k]!r} -> {b[k]!r}")
-    return out
-
-
-def _norm(v: Any) -> Any:
-    return [_norm(x) for x in v] if isinstance(v, (list, tuple)) else v

@@ -5,7 +5,9 @@ MHEntropy needs S reparameterised samples *and* their log-density in one differe
 (zero noise) and tempered samples. :class:`ConditionalFlow` wraps a zuko coupling flow (RealNVP
 affine couplings, or rational-quadratic spline couplings) so that all of these take a context
 ``(B, C)`` and return batch-first tensors ``(B, S, D)``. Coupling flows invert in one pass, so
-sampling with gradients stays cheap; zuko's fully autoregressive flows do not (see NOTES.md).
+sampling with gradients stays cheap; zuko's fully autoregressive flows do not (their inverse takes D
+sequential passes: measured on 2 CPU cores, sampling 128 × 10 with gradients took ~10 s, and 1024 × 10
+ran out of 24 GB).
 
 Differences from the official MHEntropy hand flow: zuko's hyper-network is an MLP that takes the
 context **concatenated to the input** of every coupling, whereas the official RealNVP adds the

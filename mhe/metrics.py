@@ -7,15 +7,23 @@ visible-joint 2D error of the **worst** hypothesis, *PJD* the per-joint diversit
 (per-axis standard deviation over hypotheses, geometric mean over the D axes, times sqrt(D)),
 reported on the visible joints in 2D and the occluded joints in 3D, and *RD* the ratio of the two
 dataset means. The root is left out of the visible/occluded sets and an image with an empty set is
-skipped in that set's mean (Chen, Yang, Yao, "MHEntropy", ICCV 2023; PAPER.md). Everything runs in
+skipped in that set's mean (Chen, Yang, Yao, "MHEntropy", ICCV 2023; docs/method.md, "Metrics"). Everything runs in
 float64 on the inputs' device; :func:`evaluate_per_image` gives the per-image values that
 :func:`evaluate` averages, and :func:`per_joint_table` the per-joint breakdown as a DataFrame.
+
+For one image at a time (an explorer, a figure title): :func:`item_metrics` gives the metrics of one
+(S, J) set of hypotheses, :func:`per_item_metrics` the same for a batch without averaging (RD per
+image), and :func:`joint_diversity` the per-joint bars (PJD 2D on visible, 3D on occluded joints).
+RD is computed by :func:`ratio_of_diversity` only, whether of one image or of dataset means.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -23,18 +31,26 @@ from torch import Tensor
 from mhe.geometry import procrustes_align
 
 __all__ = [
+    "ITEM_METRICS",
     "ah",
     "best_hypothesis",
     "evaluate",
     "evaluate_per_image",
+    "item_metrics",
+    "joint_diversity",
     "joint_errors",
     "masked_joint_mean",
     "mpjpe",
     "pa_mpjpe",
+    "per_item_metrics",
     "per_joint_table",
     "pjd",
+    "ratio_of_diversity",
     "visibility_sets",
 ]
+
+# The metrics of one image's hypotheses, in the paper's table order (mm, mm, px, px, mm, ratio).
+ITEM_METRICS = ("mpjpe_bh", "pa_mpjpe_bh", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd")
 
 _CHUNK = 256  # images per Procrustes call: bounds the (chunk, S, 3, 3) temporaries at large B x S
 
@@ -77,6 +93,26 @@ def pjd(points: Tensor) -> Tensor:
         return points.new_zeros(B, J)
     std = points.std(dim=1, correction=1)  # (B, J, D)
     return std.prod(-1).pow(1.0 / D) * D**0.5
+
+
+def ratio_of_diversity(pjd_2d_vis: Any, pjd_3d_occ: Any) -> Any:
+    """RD = PJD 2D-vis / PJD 3D-occ (lower: diverse where occluded, consistent where visible).
+
+    Takes floats, numpy arrays or tensors (elementwise, broadcasting) and returns the same kind;
+    NaN wherever ``pjd_3d_occ`` is not > 0 (zero, or NaN for an empty occluded set) or ``pjd_2d_vis`` is NaN.
+    The one place RD is computed: per image (:func:`per_item_metrics`) and of dataset means (:func:`evaluate`).
+    """
+    if isinstance(pjd_2d_vis, Tensor) or isinstance(pjd_3d_occ, Tensor):
+        ref = pjd_2d_vis if isinstance(pjd_2d_vis, Tensor) else pjd_3d_occ
+        vis, occ = torch.broadcast_tensors(torch.as_tensor(pjd_2d_vis, dtype=torch.float64, device=ref.device),
+                                           torch.as_tensor(pjd_3d_occ, dtype=torch.float64, device=ref.device))
+        return torch.where(occ > 0, vis / torch.where(occ > 0, occ, 1.0), float("nan"))
+    if np.ndim(pjd_2d_vis) == 0 and np.ndim(pjd_3d_occ) == 0:
+        vis, occ = float(pjd_2d_vis), float(pjd_3d_occ)
+        return vis / occ if occ > 0 else math.nan
+    vis, occ = np.asarray(pjd_2d_vis, dtype=np.float64), np.asarray(pjd_3d_occ, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(occ > 0, vis / np.where(occ > 0, occ, 1.0), np.nan)
 
 
 def visibility_sets(visible: Tensor, root: int) -> tuple[Tensor, Tensor]:
@@ -193,8 +229,7 @@ def evaluate(
     per_image = evaluate_per_image(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
     out = {name: float(values.nanmean()) if (~values.isnan()).any() else float("nan")
            for name, values in per_image.items()}
-    occ_pjd = out["pjd_3d_occ"]
-    out["rd"] = out["pjd_2d_vis"] / occ_pjd if occ_pjd > 0 else float("nan")
+    out["rd"] = ratio_of_diversity(out["pjd_2d_vis"], out["pjd_3d_occ"])
     vis, occ = visibility_sets(visible, root)
     out["n_images"] = float(visible.shape[0])
     out["n_images_vis"] = float(vis.any(-1).sum())
@@ -248,3 +283,57 @@ def per_joint_table(
             row.update({k: float(v[j]) for k, v in means.items()})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def per_item_metrics(
+    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+) -> dict[str, Tensor]:
+    """:data:`ITEM_METRICS` of every image, not averaged: inputs as in :func:`evaluate`; returns name -> (B,)
+    float64 (:func:`evaluate_per_image`, plus each image's own ``rd``, :func:`ratio_of_diversity`).
+
+    NaN where the image has no visible (``ah``, ``pjd_2d_vis``, ``rd``) or occluded (``pjd_3d_occ``, ``rd``)
+    non-root joint, and ``rd`` also where the hypotheses have no occluded diversity (a single prediction).
+    """
+    per = evaluate_per_image(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
+    out = {name: per[name] for name in ITEM_METRICS if name != "rd"}
+    out["rd"] = ratio_of_diversity(per["pjd_2d_vis"], per["pjd_3d_occ"])
+    return out
+
+
+def item_metrics(
+    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+) -> dict[str, float]:
+    """The paper's metrics of one image's hypotheses, as floats.
+
+    Args:
+        pred_xyz: (S, J, 3) hypotheses, root-relative, mm; gt_xyz: (J, 3) mm.
+        pred_uv: (S, J, 2) their projections, px; gt_uv: (J, 2) px.
+        visible: (J,) visibility of each ground-truth joint (any dtype; nonzero is visible).
+        root: the root joint (left out of the visible / occluded sets).
+
+    Returns:
+        :data:`ITEM_METRICS`: ``mpjpe_bh``, ``pa_mpjpe_bh`` (mm), ``ah`` (px), ``pjd_2d_vis`` (px),
+        ``pjd_3d_occ`` (mm) and ``rd``, as :func:`per_item_metrics` computes them for a batch of one
+        (the same numbers :func:`evaluate` gives for a single image); NaN where undefined.
+    """
+    if pred_xyz.dim() != 3 or pred_uv.dim() != 3:
+        raise ValueError(f"item_metrics expects one image: pred_xyz (S, J, 3) and pred_uv (S, J, 2), got "
+                         f"{tuple(pred_xyz.shape)} and {tuple(pred_uv.shape)}; use per_item_metrics for a batch")
+    per = per_item_metrics(pred_xyz[None], gt_xyz[None], pred_uv[None], gt_uv[None], visible[None].bool(), root)
+    return {name: float(value[0]) for name, value in per.items()}
+
+
+def joint_diversity(pred_xyz: Tensor, pred_uv: Tensor, visible: Tensor) -> Tensor:
+    """Per-joint diversity of one image, by visibility: pred_xyz (S, J, 3), pred_uv (S, J, 2), visible (J,) -> (J,).
+
+    :func:`pjd` of the 2D projections (px) on visible joints and of the 3D joints (mm) on occluded ones:
+    the two diversities the paper reports (PJD 2D-vis, PJD 3D-occ), joint by joint, in float64.
+    """
+    if pred_xyz.dim() != 3 or pred_uv.dim() != 3 or pred_xyz.shape[:2] != pred_uv.shape[:2]:
+        raise ValueError(f"expected pred_xyz (S, J, 3) and pred_uv (S, J, 2), got {tuple(pred_xyz.shape)} "
+                         f"and {tuple(pred_uv.shape)}")
+    if tuple(visible.shape) != tuple(pred_xyz.shape[1:2]):
+        raise ValueError(f"visible must have shape ({pred_xyz.shape[1]},) (one flag per joint), "
+                         f"got {tuple(visible.shape)}")
+    d2, d3 = pjd(pred_uv[None].double())[0], pjd(pred_xyz[None].double())[0]
+    return torch.where(visible.to(d2.device).bool(), d2, d3)

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from mhe.priors import ball_prior, box_prior  # noqa: F401  (the priors objectives and models combine)
+
 
 @dataclass
 class Hypotheses:
@@ -93,39 +95,6 @@ def laplace_log_likelihood(pred: Tensor, obs: Tensor, visible: Tensor, b: float)
     # Mask with where (not a product) so that a NaN/inf in an occluded prediction stays out.
     mask = visible.to(torch.bool)[:, None, :, None]
     return torch.where(mask, per_coord, per_coord.new_zeros(())).sum(dim=(-1, -2))
-
-
-def box_prior(x: Tensor, half_width: float | Tensor, weight: float) -> Tensor:
-    """Soft box log-prior -weight·Σ_D relu(|x|/half_width - 1)²: flat inside, quadratic outside.
-
-    Args:
-        x: (..., D).
-        half_width: scalar or (D,) half-widths of the box (> 0).
-        weight: penalty weight.
-
-    Returns:
-        (...) log of the unnormalised prior.
-    """
-    half_width = torch.as_tensor(half_width, dtype=x.dtype, device=x.device)
-    if (half_width <= 0).any():
-        raise ValueError("box_prior half_width must be > 0")
-    return -weight * torch.relu(x.abs() / half_width - 1).square().sum(-1)
-
-
-def ball_prior(x: Tensor, radius: float, weight: float) -> Tensor:
-    """Soft ball log-prior -weight·relu(‖x‖/radius - 1)²: flat inside the ball.
-
-    Args:
-        x: (..., D).
-        radius: ball radius (> 0).
-        weight: penalty weight.
-
-    Returns:
-        (...) log of the unnormalised prior.
-    """
-    if not radius > 0:
-        raise ValueError(f"ball_prior radius must be > 0, got {radius}")
-    return -weight * torch.relu(x.norm(dim=-1) / radius - 1).square()
 
 
 def _check_batch(batch: dict, *keys: str) -> None:
@@ -194,6 +163,7 @@ def mhentropy(
 def nll(
     model: HypothesisModel,
     batch: dict,
+    num_samples: int = 10,
     w_nll: float = 1.0,
     w_keypoints: float = 0.0,
     b: float = 0.03,
@@ -201,7 +171,8 @@ def nll(
     """NLL (ProHMR-style): mean over B of -w_nll·log q(params_gt | batch), plus an optional
     ``w_keypoints`` · (-Laplace log-likelihood of the visible observations) of the mode.
 
-    Needs ``batch["params"] (B, D)``. Terms: ``nll``, ``keypoints`` (when used), ``loss``.
+    Needs ``batch["params"] (B, D)``; ``num_samples`` is taken for a uniform call and unused (NLL scores
+    the ground truth, not samples). Terms: ``nll``, ``keypoints`` (when used), ``loss``.
     """
     _check_batch(batch, "params")
     value = -model.log_prob(batch, batch["params"]).mean()
@@ -245,12 +216,14 @@ def min_of_n(
 def deterministic(
     model: HypothesisModel,
     batch: dict,
+    num_samples: int = 1,
     b: float = 0.03,
     w_rec: float = 1.0,
     w_prior: float = 1.0,
     w_3d: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """A single-hypothesis regressor: reconstruction and prior on the mode (S = 1, zero noise).
+    """A single-hypothesis regressor: reconstruction and prior on the mode (S = 1, zero noise;
+    ``num_samples`` is taken for a uniform call and unused).
 
     Terms: ``reconstruction``, ``prior``, ``l1_3d`` (when used), ``loss``.
     """

@@ -1,30 +1,35 @@
 """The generic trainer: any multi-hypothesis model, any objective, one process or many (DDP).
 
-:class:`Trainer` optimises a model with an objective ``fn(model, batch, **weights) -> (loss, terms)``
-(``mhe.objectives``) on a torch ``Dataset``: Adam, gradient-norm clipping, a tqdm bar, a CSV/JSONL log of
-every loss term, validation metrics from an ``evaluate_fn``, and atomic checkpoints that make ``resume``
-exact: the data order of every epoch is a function of ``(seed, epoch)`` and the RNG states are saved, so a
-killed run continues to the same parameters bit for bit on CPU. Under ``torchrun`` it wraps the model in
-``DistributedDataParallel`` and shards each epoch with a ``DistributedSampler``; rank 0 alone logs and
-writes checkpoints. Experiments are assembled by builders registered per dataset
-(:func:`register_experiment`), which the CLI (``mhe train`` / ``mhe evaluate``) looks up from the config.
+:class:`Trainer` optimises a model with an objective ``fn(model, batch, num_samples=S, **weights) ->
+(loss, terms)`` (:mod:`mhe.objectives`) on a torch ``Dataset``: Adam, gradient-norm clipping, a tqdm bar,
+a CSV/JSONL log of every loss term, validation metrics from an ``evaluate_fn`` (called as
+``evaluate_fn(model, loader, num_samples=..., temperature=...)``, e.g. :func:`mhe.evaluation.evaluate_model`),
+and atomic checkpoints that make ``resume`` exact: the data order of every epoch is a function of
+``(seed, epoch)`` and the RNG states are saved, so a killed run continues to the same parameters bit for
+bit on CPU. Checkpoints are written every ``train.checkpoint_every`` steps, every
+``train.checkpoint_minutes`` minutes, at the end of each epoch, and when the run is stopped by Ctrl-C
+(SIGINT) or SIGTERM: the step in flight finishes, a checkpoint is written and :class:`TrainingInterrupted`
+says how to resume. Under ``torchrun`` it wraps the model in ``DistributedDataParallel`` and shards each
+epoch with a ``DistributedSampler``; rank 0 alone logs and writes checkpoints. Which model and data a
+config names is decided by :mod:`mhe.experiments`, not here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import inspect
 import json
 import math
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -32,24 +37,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from mhe.checkpoint import (
-    CheckpointMismatchError,
-    capture_rng_state,
+    check_model_config,
     check_resume_config,
     load_checkpoint,
+    load_matching_state,
     load_model_state,
     resolve_checkpoint_path,
-    restore_rng_state,
     save_checkpoint,
 )
-from mhe.config import (
-    ConfigError,
-    ExperimentConfig,
-    ObjectiveConfig,
-    config_from_dict,
-    config_to_dict,
-    dump_config,
-    validate_config,
-)
+from mhe.config import ConfigError, ExperimentConfig, ObjectiveConfig, validate_config
+from mhe.config_io import config_to_dict, dump_config
 from mhe.distributed import (
     DistInfo,
     all_gather_objects,
@@ -58,6 +55,8 @@ from mhe.distributed import (
     broadcast_object,
     init_distributed,
 )
+from mhe.evaluation import move_to_device
+from mhe.rng import capture_rng_state, isolated_rng, restore_rng_state
 from mhe.utils import seed_everything
 
 Batch = dict[str, Any]
@@ -67,84 +66,20 @@ Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 class EvaluateFn(Protocol):
     """``evaluate_fn(model, loader, *, num_samples, temperature) -> metrics``.
 
-    Called without gradients, with the model in eval mode, on the validation loader; the keyword
-    arguments are passed only if the function's signature has them.
+    Called without gradients, with the model in eval mode, on the validation loader, with
+    ``train.eval_samples`` and ``train.eval_temperature``.
     """
 
-    def __call__(self, model: nn.Module, loader: DataLoader, **kwargs: Any) -> dict[str, float]: ...
+    def __call__(self, model: nn.Module, loader: Any, *, num_samples: int, temperature: float) -> dict[str, float]: ...
 
 
-# ---------------------------------------------------------------------------------------------------
-# experiment registry
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after writing a checkpoint; the message says how to
+    resume. A subclass of ``KeyboardInterrupt``, so code that stops on Ctrl-C still does."""
 
-
-class Experiment(NamedTuple):
-    """What a builder returns: unpacks as ``model, train_set, val_set, evaluate_fn``."""
-
-    model: nn.Module
-    train_set: Dataset
-    val_set: Dataset | None = None
-    evaluate_fn: EvaluateFn | None = None
-
-
-ExperimentBuilder = Callable[[ExperimentConfig], Experiment]
-
-EXPERIMENTS: dict[str, ExperimentBuilder] = {}
-
-# modules that register builders when imported (looked up lazily so `import mhe.train` stays light)
-EXPERIMENT_PROVIDERS: list[str] = ["mhe.models.hand"]
-
-
-def register_experiment(
-    dataset: str, builder: ExperimentBuilder | None = None, *, overwrite: bool = False
-) -> Any:
-    """Register ``builder(cfg) -> Experiment`` for ``cfg.data.dataset == dataset`` (usable as a decorator)."""
-
-    def add(fn: ExperimentBuilder) -> ExperimentBuilder:
-        if dataset in EXPERIMENTS and EXPERIMENTS[dataset] is not fn and not overwrite:
-            raise ValueError(
-                f"an experiment builder for dataset {dataset!r} is already registered "
-                f"({EXPERIMENTS[dataset].__module__}.{EXPERIMENTS[dataset].__qualname__}); "
-                "pass overwrite=True to replace it"
-            )
-        EXPERIMENTS[dataset] = fn
-        return fn
-
-    return add(builder) if builder is not None else add
-
-
-def _load_providers() -> None:
-    import importlib
-
-    for module in EXPERIMENT_PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # the provider exists but one of its imports is missing: say so
-                raise
-
-
-def available_experiments() -> list[str]:
-    """Dataset keys with a registered builder (providers imported first)."""
-    _load_providers()
-    return sorted(EXPERIMENTS)
-
-
-def build_experiment(cfg: ExperimentConfig) -> Experiment:
-    """Assemble ``(model, train_set, val_set, evaluate_fn)`` for ``cfg`` with the builder of ``cfg.data.dataset``."""
-    key = cfg.data.dataset
-    if key not in EXPERIMENTS:
-        _load_providers()
-    if key not in EXPERIMENTS:
-        known = ", ".join(sorted(EXPERIMENTS)) or "none registered yet"
-        raise ConfigError(
-            f"no experiment builder for data.dataset={key!r}; known datasets: {known}. "
-            "Register one with mhe.train.register_experiment(name, builder)."
-        )
-    exp = EXPERIMENTS[key](cfg)
-    if not isinstance(exp, tuple) or len(exp) < 2:
-        raise TypeError(f"the builder for {key!r} must return Experiment(model, train_set, val_set, evaluate_fn)")
-    return Experiment(*exp)
+    def __init__(self, message: str, checkpoint: Path, step: int, signum: int) -> None:
+        super().__init__(message)
+        self.checkpoint, self.step, self.signum = checkpoint, step, signum
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -152,26 +87,21 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
 
 
 def resolve_objective(name: str) -> Objective:
-    """``mhe.objectives.OBJECTIVES[name]`` with a clear error for unknown names."""
-    try:
-        from mhe.objectives import OBJECTIVES
-    except ModuleNotFoundError as e:
-        if e.name != "mhe.objectives":
-            raise
-        raise ConfigError(
-            f"objective {name!r} asked for, but mhe.objectives is not available; "
-            "pass objective=<callable> to the Trainer"
-        ) from None
+    """``mhe.objectives.OBJECTIVES[name]``; an unknown name is a :class:`~mhe.config.ConfigError`."""
+    from mhe.objectives import OBJECTIVES
+
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective.name={name!r}; available: {', '.join(sorted(OBJECTIVES))}")
     return OBJECTIVES[name]
 
 
 def objective_kwargs(obj_cfg: ObjectiveConfig, fn: Objective, num_samples: int) -> dict[str, Any]:
-    """Keyword arguments for ``fn(model, batch, **kwargs)`` from the config.
+    """Keyword arguments for ``fn(model, batch, **kwargs)``: the config's weights and ``num_samples`` (S).
 
-    ``num_samples`` (S) is passed when ``fn`` takes it. A weight the objective does not take is an error,
-    unless it was left at its default (so the default ``b`` never breaks an objective without one).
+    Every objective takes ``num_samples``. A weight the objective does not take is a
+    :class:`~mhe.config.ConfigError` naming what it takes, unless it was left at its default (so the
+    default ``b`` never breaks an objective without one); the objective's parameters are read once here
+    for that check.
     """
     params = inspect.signature(fn).parameters
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -190,8 +120,7 @@ def objective_kwargs(obj_cfg: ObjectiveConfig, fn: Objective, num_samples: int) 
                 f"(set by objective.{'extra.' if k in obj_cfg.extra else ''}{k}); "
                 f"it takes: {', '.join(accepted) or 'none'}"
             )
-    if var_kw or "num_samples" in accepted:
-        out.setdefault("num_samples", num_samples)
+    out["num_samples"] = num_samples
     return out
 
 
@@ -241,32 +170,6 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-@contextlib.contextmanager
-def isolated_rng(seed: int) -> Iterator[None]:
-    """Seed every RNG for the block and restore the previous states after it.
-
-    Validation samples hypotheses; isolating it keeps the training stream (and so resumption) unchanged
-    and makes validation numbers comparable across epochs.
-    """
-    state = capture_rng_state()
-    try:
-        seed_everything(seed)
-        yield
-    finally:
-        restore_rng_state(state)
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors in a (nested) batch moved to ``device``; everything else unchanged."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to_device(v, device) for v in batch)
-    return batch
 
 
 class DeviceLoader:
@@ -533,8 +436,7 @@ class Trainer:
         if self.evaluate_fn is not None and loader is not None and self.dist.is_main:
             self.model.eval()
             with isolated_rng(self.cfg.seed), torch.no_grad():
-                metrics = _call_supported(
-                    self.evaluate_fn,
+                metrics = self.evaluate_fn(
                     self.model,
                     DeviceLoader(loader, self.device),
                     num_samples=self.cfg.train.eval_samples,
@@ -597,15 +499,70 @@ class Trainer:
     def init_weights(self, source: str | os.PathLike) -> Path:
         """Copy the model weights of a checkpoint (a path or a shipped checkpoint's name) into the model.
 
-        The architecture must match (a clear :class:`~mhe.checkpoint.CheckpointMismatchError` names the
-        tensors that differ); the optimizer, step count and learning-rate schedule are not taken over.
+        The checkpoint's model config must equal this run's (pose parameterisation, flow size, encoder,
+        ...): a :class:`~mhe.checkpoint.CheckpointMismatchError` names the keys that differ. With
+        ``train.init_partial=true`` the tensors whose names and shapes match are copied and the rest keep
+        their fresh initialisation. The optimizer, step count and learning-rate schedule start anew.
         """
         path = resolve_checkpoint_path(source)
         ckpt = load_checkpoint(path, map_location="cpu")
+        verbose = self.dist.is_main and self.cfg.train.progress
+        if self.cfg.train.init_partial:
+            loaded, skipped = load_matching_state(self.model, ckpt)
+            if verbose:
+                print(f"[mhe] initialised {len(loaded)} of {len(loaded) + len(skipped)} tensors from {path}"
+                      + (f"; fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""),
+                      flush=True)
+            return path
+        check_model_config(ckpt["config"], config_to_dict(self.cfg), source=str(path))
         load_model_state(self.model, ckpt, source=str(path))
-        if self.dist.is_main and self.cfg.train.progress:
+        if verbose:
             print(f"[mhe] initialised the model from {path} (step {ckpt.get('step')})", flush=True)
         return path
+
+    # -- interrupts -----------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Turn SIGINT / SIGTERM into a stop request checked between steps (main thread only).
+
+        A second Ctrl-C while the checkpoint is being written stops at once (the default behaviour)."""
+        self._stop_signal = 0
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, request_stop)
+            except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _agree(self, stop: bool, save: bool) -> tuple[bool, bool]:
+        """Every rank's stop / save requests combined (DDP ranks must checkpoint together)."""
+        if not self.dist.distributed:
+            return stop, save
+        flags = torch.tensor([float(stop), float(save)], device=self.device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return bool(flags[0] > 0), bool(flags[1] > 0)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        path = self.save()
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "interrupt"
+        message = (
+            f"{name} at step {self.global_step} of {self.total_steps}: saved {path}. Continue with: "
+            f"mhe train --config {self.out_dir / 'config.yaml'} --resume"
+        )
+        return TrainingInterrupted(message, path, self.global_step, self._stop_signal or signal.SIGINT)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -620,9 +577,12 @@ class Trainer:
         ckpt_path = self.checkpoint_path()
         if resume:
             path = ckpt_path if resume is True else Path(resume)
-            if resume is not True and not path.exists():
-                raise FileNotFoundError(f"cannot resume: checkpoint {str(path)!r} does not exist")
-            resume_from = path if path.exists() else None
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"nothing to resume: {path} does not exist (no run was checkpointed there); "
+                    "start the run without --resume"
+                )
+            resume_from: Path | None = path
         else:
             resume_from = None
             if ckpt_path.exists() and not overwrite:
@@ -660,6 +620,9 @@ class Trainer:
         window: list[dict[str, float]] = []
         validated_at = -1 if not self.history else self.history[-1].get("step", -1)
         saved_at = -1
+        every_seconds = 60.0 * t.checkpoint_minutes
+        last_save = time.monotonic()
+        handlers = self._install_signal_handlers()
         try:
             while self.global_step < self.total_steps:
                 for batch in self.train_loader(self.epoch, self.batch_in_epoch):
@@ -671,8 +634,14 @@ class Trainer:
                     if self.global_step % t.log_every == 0 or self.global_step == self.total_steps:
                         self._log_window(window, bar)
                         window = []
-                    if t.checkpoint_every and self.global_step % t.checkpoint_every == 0:
+                    due = bool(t.checkpoint_every and self.global_step % t.checkpoint_every == 0)
+                    due = due or (every_seconds > 0 and time.monotonic() - last_save >= every_seconds)
+                    stop, due = self._agree(bool(self._stop_signal), due)
+                    if stop:
+                        raise self._interrupted()
+                    if due and self.global_step < self.total_steps:
                         self.save()
+                        last_save = time.monotonic()
                     if self.global_step >= self.total_steps:
                         break
                 if self.batch_in_epoch >= self.batches_per_epoch:
@@ -684,6 +653,7 @@ class Trainer:
                         validated_at = self.global_step
                     final = self.save()
                     saved_at = self.global_step
+                    last_save = time.monotonic()
                 elif self.global_step >= self.total_steps:
                     break
             if t.eval_every and validated_at != self.global_step:
@@ -692,6 +662,7 @@ class Trainer:
             if saved_at != self.global_step:
                 final = self.save()
         finally:
+            self._restore_signal_handlers(handlers)
             bar.close()
         return TrainResult(
             out_dir=self.out_dir,
@@ -725,97 +696,3 @@ class Trainer:
 
             shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
             tqdm.write(f"[mhe] epoch {self.epoch} step {self.global_step}: {shown}")
-
-
-def _call_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn(*args, **kwargs)`` passing only the keyword arguments its signature takes."""
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------
-# whole runs (what the CLI calls)
-
-
-def train_experiment(
-    cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, dist: DistInfo | None = None
-) -> TrainResult:
-    """Seed, build the registered experiment for ``cfg.data.dataset`` and train it."""
-    validate_config(cfg)
-    info = dist if dist is not None else init_distributed(cfg.device)
-    # every rank builds the same initial model (DDP also broadcasts rank 0's weights)
-    seed_everything(cfg.seed)
-    exp = build_experiment(cfg)
-    trainer = Trainer(
-        exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info
-    )
-    return trainer.fit(resume=resume, overwrite=overwrite)
-
-
-def evaluate_checkpoint(
-    path: str | os.PathLike,
-    *,
-    dataset: str | None = None,
-    root: str | None = None,
-    num_samples: int = 200,
-    temperature: float = 0.8,
-    batch_size: int | None = None,
-    max_items: int | None = None,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """Rebuild a checkpoint's experiment (optionally on another dataset / root) and evaluate it.
-
-    ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``).
-
-    Returns ``{"checkpoint", "dataset", "root", "num_samples", "temperature", "step", "items", "metrics"}``
-    with ``metrics`` from the experiment's ``evaluate_fn`` on its validation split.
-    """
-    from mhe.utils import default_device
-
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    path = resolve_checkpoint_path(path)
-    ckpt = load_checkpoint(path)
-    try:
-        cfg = config_from_dict(ckpt["config"])
-    except ConfigError as e:
-        raise CheckpointMismatchError(
-            f"{path}: its config does not fit this version of mhe ({e})"
-        ) from None
-    if dataset is not None:
-        cfg.data.dataset = dataset
-    if root is not None:
-        cfg.data.root = root
-    if batch_size is not None:
-        cfg.train.batch_size = batch_size
-    if max_items is not None:
-        cfg.train.eval_max_items = max_items
-    seed_everything(cfg.seed)
-    exp = build_experiment(cfg)
-    if exp.evaluate_fn is None or exp.val_set is None:
-        raise ConfigError(f"the experiment for {cfg.data.dataset!r} has no evaluation split or evaluate_fn")
-    load_model_state(exp.model, ckpt, source=str(path))
-    dev = default_device(device)
-    model = exp.model.to(dev).eval()
-    data = exp.val_set
-    if max_items is not None and max_items < len(data):  # type: ignore[arg-type]
-        data = Subset(data, range(max_items))
-    loader = DataLoader(data, batch_size=cfg.train.batch_size, shuffle=False)
-    with isolated_rng(cfg.seed), torch.no_grad():
-        metrics = _call_supported(
-            exp.evaluate_fn, model, DeviceLoader(loader, dev), num_samples=num_samples, temperature=temperature
-        )
-    return {
-        "checkpoint": str(path),
-        "dataset": cfg.data.dataset,
-        "root": cfg.data.root,
-        "num_samples": num_samples,
-        "temperature": temperature,
-        "step": ckpt["step"],
-        "items": len(data),  # type: ignore[arg-type]
-        "metrics": {k: float(v) for k, v in metrics.items()},
-    }

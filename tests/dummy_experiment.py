@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mhe.config import ExperimentConfig
-from mhe.train import Experiment
+from mhe.experiments import Experiment
 
 K, D = 3, 2
 IN = K * 3
@@ -83,14 +83,14 @@ def reverse_kl(model: GaussianModel, batch: dict, num_samples: int = 4, w_ent: f
     return loss, {"reconstruction": rec.item(), "entropy": -log_q.item()}
 
 
-def mse(model: GaussianModel, batch: dict) -> tuple:
+def mse(model: GaussianModel, batch: dict, num_samples: int = 1) -> tuple:
     """Deterministic: mean squared error of the mean against the stored params (no sampling)."""
     mu, _ = model._dist(batch)
     loss = ((mu - batch["params"]) ** 2).sum(-1).mean()
     return loss, {"mse": loss.item()}
 
 
-def evaluate(model: GaussianModel, loader, num_samples: int = 10, temperature: float = 1.0) -> dict:
+def evaluate(model: GaussianModel, loader, *, num_samples: int, temperature: float) -> dict:
     """Mean distance of the sampled hypotheses' mean to the target mean; mean predicted scale."""
     errs, scales = [], []
     for batch in loader:
@@ -126,12 +126,13 @@ def build(cfg: ExperimentConfig) -> Experiment:
         DictDataset(cfg.data.train_size or 40, seed=cfg.data.data_seed),
         DictDataset(cfg.data.val_size or 16, seed=cfg.data.data_seed + 1),
         evaluate,
+        DictDataset(12, seed=cfg.data.data_seed + 2),
     )
 
 
 def register() -> None:
     """Register the dummy experiment and objective (idempotent)."""
-    from mhe.train import EXPERIMENTS, register_experiment
+    from mhe.experiments import EXPERIMENTS, register_experiment
 
     if EXPERIMENTS.get("dummy-gaussian") is not build:
         register_experiment("dummy-gaussian", build, overwrite=True)

@@ -18,7 +18,8 @@ from mhe.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mhe.config import ExperimentConfig, config_to_dict, load_config
+from mhe.config import ExperimentConfig
+from mhe.config_io import config_to_dict, load_config
 
 
 def _draws() -> tuple:

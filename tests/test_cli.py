@@ -16,7 +16,7 @@ import yaml
 import dummy_experiment as dummy
 from mhe.checkpoint import load_checkpoint
 from mhe.cli import main
-from mhe.config import dump_config, load_config
+from mhe.config_io import dump_config, load_config
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -85,7 +85,7 @@ def test_print_config_applies_overrides(config_file, capsys):
         (["train", "--config", "missing.yaml"], "config file 'missing.yaml' not found"),
         (["train", "--config", "CFG", "data.dataset=nowhere"], "no experiment builder for data.dataset='nowhere'"),
         (["evaluate", "--checkpoint", "nope.pt"], "no checkpoint 'nope.pt': it is neither a file nor a shipped checkpoint"),
-        (["--plugin", "no_such_module_xyz", "info"], "No module named 'no_such_module_xyz'"),
+        (["--plugin", "no_such_module_xyz", "info"], "--plugin no_such_module_xyz: no such module"),
     ],
 )
 def test_user_errors_exit_2_with_a_message(argv, message, registered, config_file, capsys):
@@ -100,13 +100,18 @@ def test_evaluate_on_another_dataset_and_bad_values(registered, config_file, tmp
     ckpt = str(tmp_path / "run" / "last.pt")
     assert main(["evaluate", "--checkpoint", ckpt, "--data", "ho9d"]) == 2
     assert "no experiment builder for data.dataset='ho9d'" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(SystemExit):  # checked by the argument parser, before any work
         main(["evaluate", "--checkpoint", ckpt, "--temperature", "0"])
+    assert "--temperature: must be a positive number" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="temperature must be positive"):  # and by the library call
+        from mhe.experiments import evaluate_checkpoint
+
+        evaluate_checkpoint(ckpt, temperature=0.0)
 
 
 def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_plugin.py").write_text(textwrap.dedent("""
-        from mhe.train import register_experiment
+        from mhe.experiments import register_experiment
         register_experiment("plugin-exp", lambda cfg: None, overwrite=True)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -117,7 +122,7 @@ def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
         assert expected in out
     configs = out.split("packaged configs: ")[1].splitlines()[0].split(", ")
     assert {f"hand_{n}" for n in ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")} <= set(configs)
-    from mhe.train import EXPERIMENTS
+    from mhe.experiments import EXPERIMENTS
 
     del EXPERIMENTS["plugin-exp"]
 

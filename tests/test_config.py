@@ -8,13 +8,15 @@ import pytest
 import yaml
 
 from mhe.config import (
-    DataConfig,
     PACKAGED_CONFIG_DIR,
     ConfigError,
+    DataConfig,
     ExperimentConfig,
     ModelConfig,
     ObjectiveConfig,
     TrainConfig,
+)
+from mhe.config_io import (
     config_diff,
     config_from_dict,
     config_to_dict,
@@ -137,7 +139,12 @@ def test_bad_files(tmp_path):
         load_config(bad)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert load_config(empty) == ExperimentConfig()
+    with pytest.raises(ConfigError, match="empty.yaml is empty"):  # not silently all defaults
+        load_config(empty)
+    empty.write_text("# only a comment\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(empty)
+    assert load_config() == ExperimentConfig()  # no file at all: the documented defaults
 
 
 def test_packaged_configs_load_by_name():

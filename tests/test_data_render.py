@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from mhe.data.render import Occluder, pixel_centres, rasterize, render_crop
+from mhe.data.render import Occluder, depth_at_pixels, pixel_centres, rasterize, rasterize_batch, render_crop
 
 
 def solid(kind: str, seed: int) -> Occluder:
@@ -116,6 +116,54 @@ def test_rasterize_large_triangles_and_offscreen_faces():
     z = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
     depth, face = rasterize(uv, z, torch.tensor([[0, 1, 2], [3, 4, 5]]), 16)
     assert (face == 0).all() and torch.allclose(depth, torch.ones_like(depth))
+
+
+def random_meshes(seed: int, B: int = 6, V: int = 40, F: int = 60, spread: float = 1.3):
+    """B meshes with shared faces: small and large triangles, some off the crop, in float32 like the hands."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-spread, spread, (B, F, 1, 2))
+    sizes = rng.choice([0.02, 0.1, 0.4, 1.5], (B, F, 1, 1))
+    uv = (centres + sizes * rng.normal(size=(B, F, 3, 2))).reshape(B, F * 3, 2)[:, :V]
+    faces = rng.integers(0, V, (F, 3))
+    return torch.from_numpy(uv).float(), torch.from_numpy(rng.uniform(0, 1, (B, V))).float(), torch.from_numpy(faces)
+
+
+@pytest.mark.parametrize("size", [14, 32, 64])
+def test_rasterize_batch_equals_rasterize_mesh_by_mesh(size):
+    uv, z, faces = random_meshes(size)
+    depth, face = rasterize_batch(uv, z, faces, size)
+    assert depth.shape == face.shape == (len(uv), size, size)
+    for b in range(len(uv)):
+        ref_depth, ref_face = rasterize(uv[b], z[b], faces, size)
+        assert torch.equal(depth[b], ref_depth) and torch.equal(face[b], ref_face)
+    assert (face >= 0).float().mean() > 0.2
+
+
+def test_rasterize_batch_breaks_ties_like_rasterize():
+    # The same triangle twice, and a large one (drawn after the small ones) at the same depth.
+    uv = torch.tensor([[[-0.5, -0.5], [0.5, -0.5], [0.0, 0.5], [-3.0, -3.0], [3.0, -3.0], [0.0, 3.0]]])
+    z = torch.zeros(1, 6)
+    faces = torch.tensor([[3, 4, 5], [0, 1, 2], [0, 1, 2]])
+    for size, winners in ((8, {0, 2}), (16, {0})):  # at 16 px the large one has a window over 8 pixels
+        depth, face = rasterize_batch(uv, z, faces, size)
+        ref_depth, ref_face = rasterize(uv[0], z[0], faces, size)
+        assert torch.equal(depth[0], ref_depth) and torch.equal(face[0], ref_face)
+        assert set(face.unique().tolist()) == winners
+
+
+def test_depth_at_pixels_reads_the_depth_map():
+    uv, z, faces = random_meshes(1, B=5)
+    size = 24
+    full, _ = rasterize_batch(uv, z, faces, size)
+    rng = np.random.default_rng(2)
+    pixels = torch.from_numpy(rng.integers(-3, size + 3, (5, 50, 2)))
+    pixels[:, :3] = pixels[:, 3:6]  # a pixel asked for twice
+    got = depth_at_pixels(uv, z, faces, size, pixels)
+    inside = ((pixels >= 0) & (pixels < size)).all(-1)
+    c = pixels.clamp(0, size - 1)
+    expected = full[torch.arange(5)[:, None], c[..., 1], c[..., 0]]
+    expected = torch.where(inside, expected, torch.full_like(expected, float("inf")))
+    assert torch.equal(got, expected) and torch.isfinite(got).sum() > 20
 
 
 def test_render_crop_orders_hand_and_occluder_by_depth():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -264,3 +265,111 @@ def test_package_exports_are_lazy_and_complete():
         assert getattr(mhe.data, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mhe.data.nope
+
+
+# --- whole splits at once: generate_many, the disk cache, progress -----------------------------------
+
+MASKS = ("visible", "object_occluded", "self_occluded", "outside")
+EXACT = ("params", "global_orient", "betas")  # drawn and computed before the MANO forward
+UNITS = {"joints_3d_mm": 1000.0, "keypoints_2d_px": 128.0}  # per metre, per crop unit
+
+
+def assert_same_items(stacked, items):
+    """generate_many's stacked fields against generate's items: masks and pre-MANO floats bit-equal,
+    the rest up to float32 rounding (the batched MANO forward sums in another order)."""
+    assert set(stacked) == set(items[0])
+    for key in items[0]:
+        ref = torch.stack([item[key] for item in items])
+        assert stacked[key].shape == ref.shape and stacked[key].dtype == ref.dtype, key
+        if key in MASKS or key in EXACT:
+            assert torch.equal(stacked[key], ref), key
+        elif key == "image":
+            diff = (stacked[key] - ref).abs()
+            assert diff.mean() < 1e-4 and (diff > 1e-3).float().mean() < 0.01, key
+        else:  # within 1e-5 in metres / crop units
+            unit = UNITS.get(key, 1.0)
+            torch.testing.assert_close(stacked[key] / unit, ref / unit, rtol=0, atol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_generate_many_equals_generate(mano, split):
+    ds = SyntheticHands(split, size=512, occlusion=0.4, mano=mano)  # the shipped configs' occlusion
+    stacked = ds.generate_many(range(64))
+    assert_same_items(stacked, [ds.generate(i) for i in range(64)])
+    hidden = ~stacked["visible"]
+    assert stacked["object_occluded"].any() and stacked["self_occluded"].any() and hidden.float().mean() > 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"occlusion": 0.0},
+        {"occlusion": 0.7, "occluder_kind": "cylinder", "seed": 3},
+        {"occlusion": 0.3, "occluder_kind": "box", "self_tolerance": 0.005},
+        {"occlusion": 0.3, "images": True, "image_size": 48},
+    ],
+)
+def test_generate_many_equals_generate_in_every_mode(mano, kwargs):
+    ds = SyntheticHands("train", size=100, mano=mano, **kwargs)
+    indices = [0, 97, 5, 42, 13, 64, 7, 31]  # any order, any subset
+    assert_same_items(ds.generate_many(indices), [ds.generate(i) for i in indices])
+
+
+def test_generate_many_does_not_depend_on_the_chunks(mano):
+    ds = SyntheticHands("val", size=200, mano=mano)
+    whole = ds.generate_many(range(40))
+    # (The MANO batch is padded so that BLAS sums alike in any chunk: bit-equal here, but only
+    # float32 rounding is promised.)
+    for chunk in (1, 3, 16):
+        parts = ds.generate_many(range(40), chunk_size=chunk)
+        for key in whole:
+            torch.testing.assert_close(parts[key], whole[key], rtol=1e-6, atol=1e-6, msg=key)
+    picked = ds.generate_many([39, 2])
+    for key in whole:
+        torch.testing.assert_close(picked[key], whole[key][[39, 2]], rtol=1e-6, atol=1e-6, msg=key)
+    with pytest.raises(ValueError, match="at least one index"):
+        ds.generate_many([])
+
+
+def test_cache_dir_generates_the_split_once_with_a_progress_line(mano, tmp_path, capsys):
+    ds = SyntheticHands("val", size=40, mano=mano, cache_dir=tmp_path)
+    first = ds[3]
+    out, err = capsys.readouterr()
+    path = tmp_path / ds.cache_key()
+    assert out == f"[mhe] generating 40 validation hands (synthetic-hands, seed 0); cached afterwards in {path}\n"
+    assert "40/40" in err  # the tqdm bar
+    assert path.exists()
+    stacked = ds.generate_many()
+    for key in first:
+        assert torch.equal(first[key], stacked[key][3]), key
+
+    again = SyntheticHands("val", size=40, mano=mano, cache_dir=tmp_path)
+    assert torch.equal(again[3]["obs"], first["obs"])
+    assert capsys.readouterr() == ("", "")  # loading an existing cache prints nothing
+
+    quiet = SyntheticHands("test", size=1200, seed=2, mano=mano, cache_dir=tmp_path, progress=False)
+    assert len(quiet) == 1200 and quiet[1199]["visible"].shape == (21,)
+    assert capsys.readouterr() == ("", "")
+    loud = SyntheticHands("train", size=1200, seed=2, mano=mano, cache_dir=tmp_path / "other")
+    loud[0]
+    assert "[mhe] generating 1,200 training hands (synthetic-hands, seed 2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", "wrong size"])
+def test_damaged_cache_is_regenerated_with_a_warning(mano, tmp_path, content):
+    ds = SyntheticHands("test", size=12, mano=mano, cache_dir=tmp_path, progress=False)
+    path = tmp_path / ds.cache_key()
+    if content == "wrong size":
+        torch.save(SyntheticHands("test", size=5, mano=mano).generate_many(), path)
+    else:
+        path.write_bytes(content)
+    with pytest.warns(UserWarning, match=f"cache {re.escape(str(path))} is damaged"):
+        item = ds[11]
+    expected = ds.generate_many([11])
+    for key in item:
+        assert torch.equal(item[key], expected[key][0]), key
+    reloaded = torch.load(path, weights_only=True)  # rewritten whole
+    assert reloaded["visible"].shape == (12, 21)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(SyntheticHands("test", size=12, mano=mano, cache_dir=tmp_path)[11]["obs"], item["obs"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -17,7 +19,17 @@ from mhe.body import HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.models.hand import MultiHypothesisHand
-from mhe.viz import OBJECTIVE_COLORS, save_figure
+from mhe.viz import (
+    OBJECTIVE_COLORS,
+    OCCLUDED_COLOR,
+    OCCLUDED_LABEL,
+    OCCLUDED_SYMBOL,
+    VISIBLE_COLOR,
+    VISIBLE_LABEL,
+    VISIBLE_SYMBOL,
+    save_figure,
+)
+from mhe.viz.body import plotly_mesh
 from mhe.viz.explorer import (
     ITEM_TRACES,
     HypothesisExplorer,
@@ -42,7 +54,7 @@ def dataset(tmp_path_factory):
 def models():
     torch.manual_seed(0)
     return {"mhentropy": MultiHypothesisHand(ModelConfig(**SMALL)).eval(),
-            "deterministic": MultiHypothesisHand(ModelConfig(**SMALL)).eval()}
+            "deterministic": MultiHypothesisHand(ModelConfig(**SMALL, deterministic=True)).eval()}
 
 
 @pytest.fixture()
@@ -159,10 +171,12 @@ def test_trace_coordinates_are_the_hypotheses(explorer, dataset, mixed_item):
 def test_near_zero_temperature_gives_the_mode(explorer, models, dataset):
     # Independent of the seeding: every hypothesis at T -> 0 is the zero-noise one.
     tiny = explorer.hypotheses(2, "mhentropy", temperature=1e-6)["xyz_mm"]
-    other = HypothesisExplorer({"deterministic": models["mhentropy"]}, dataset, num_samples=S)
+    det = MultiHypothesisHand(ModelConfig(**SMALL, deterministic=True)).eval()
+    det.load_state_dict(models["mhentropy"].state_dict())  # the same network, asked for its mode only
+    other = HypothesisExplorer({"deterministic": det}, dataset, num_samples=S)
     mode = other.hypotheses(2, "deterministic")["xyz_mm"]
-    assert mode.shape[0] == 2 and torch.equal(mode[0], mode[1])
-    torch.testing.assert_close(tiny, mode[:1].expand_as(tiny), atol=1e-3, rtol=0)
+    assert mode.shape[0] == 1  # a deterministic model has one hypothesis
+    torch.testing.assert_close(tiny, mode.expand_as(tiny), atol=1e-3, rtol=0)
 
 
 def test_title_metrics_equal_numpy(explorer, dataset, mixed_item):
@@ -350,3 +364,55 @@ def test_other_bad_arguments(explorer, models, dataset):
         joint_diversity(torch.zeros(4, 21, 3), torch.zeros(5, 21, 2), torch.ones(21, dtype=torch.bool))
     with pytest.raises(ValueError, match="lacks the columns"):
         accuracy_diversity_figure(explorer.dataset_metrics(2).drop(columns=["rd"]))
+
+
+# -- encoding, saved pages, module structure -------------------------------------------------------------
+
+
+def test_visible_and_occluded_joints_have_one_encoding(explorer, dataset, mixed_item):
+    fig = explorer.item_figure(mixed_item, "mhentropy", num_hypotheses=8)
+    vis = dataset[mixed_item]["visible"].numpy()
+    joints3d = trace(fig, ITEM_TRACES[4]).marker  # the ground truth's joints in 3D: one marker per joint
+    assert list(joints3d.symbol) == [VISIBLE_SYMBOL if v else OCCLUDED_SYMBOL for v in vis]
+    assert list(joints3d.color) == [VISIBLE_COLOR if v else OCCLUDED_COLOR for v in vis]
+    for name, symbol, color in ((VISIBLE_LABEL, VISIBLE_SYMBOL, VISIBLE_COLOR),
+                                (OCCLUDED_LABEL, OCCLUDED_SYMBOL, OCCLUDED_COLOR)):
+        t = trace(fig, name)  # the 2D keypoints: the same shapes and colours, and the legend entries
+        assert (t.marker.symbol, t.marker.color, t.showlegend) == (symbol, color, True)
+    assert trace(fig, ITEM_TRACES[1]).line.color == OCCLUDED_COLOR  # hypotheses' bones to occluded joints
+    assert trace(fig, ITEM_TRACES[11]).marker.color == OCCLUDED_COLOR  # and their PJD bars
+    assert fig.layout.scene.xaxis.title.text == "x (mm)" and "(px" in fig.layout.yaxis.title.text
+
+
+def _newplot_arguments(html: str) -> list:
+    """The four JSON arguments of the page's ``Plotly.newPlot(id, data, layout, config)`` call."""
+    decoder, pos, args = json.JSONDecoder(), html.index("Plotly.newPlot(") + len("Plotly.newPlot("), []
+    for _ in range(4):
+        while html[pos] in " \t\r\n,":
+            pos += 1
+        value, pos = decoder.raw_decode(html, pos)
+        args.append(value)
+    return args
+
+
+@pytest.mark.parametrize("kind", ["item", "scatter", "mesh"])
+def test_saved_html_is_self_contained_and_responsive(explorer, mixed_item, kind):
+    if kind == "item":
+        fig = explorer.item_figure(mixed_item, "mhentropy", num_hypotheses=5)
+    elif kind == "scatter":
+        fig = explorer.dataset_figure(3)
+    else:
+        fig = plotly_mesh(np.eye(3) * 0.1, np.array([[0, 1, 2]]), title="one triangle")
+    path = save_figure(fig, f"test_page_{kind}")
+    html = path.read_text(encoding="utf-8")
+    # the library itself is inline: no script is loaded from elsewhere, and nothing is written beside the page
+    assert re.search(r"<script[^>]*\bsrc\s*=", html) is None
+    assert "plotly.js v" in html and "window.Plotly = Plotly" in html
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert 2_000_000 < path.stat().st_size < 8_000_000
+    # no fixed width anywhere: the page's width (100 %), followed on resize; a height in px
+    _, _, layout, config = _newplot_arguments(html)
+    assert "width" not in layout and fig.layout.width is None
+    assert config.get("responsive") is True
+    assert re.search(r'<div style="height:\d+px; width:100%;">', html)
+

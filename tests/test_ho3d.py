@@ -13,7 +13,8 @@ from scipy.spatial.transform import Rotation
 from torch.utils.data import DataLoader
 
 from mhe.data import ho3d
-from mhe.data.ho3d import HO3D, write_fake_ho3d
+from mhe.data.fake_ho3d import write_fake_ho3d
+from mhe.data.ho3d import HO3D
 
 FLIP = np.array([1.0, -1.0, -1.0])
 

@@ -231,3 +231,140 @@ def test_cuda_matches_cpu():
     gpu = metrics.evaluate(*(a.cuda() for a in args), root=0)
     for key in cpu:
         assert gpu[key] == pytest.approx(cpu[key], rel=1e-6)
+
+
+# -- per-item metrics (one image's hypotheses), RD in one place ----------------------------------------
+
+
+def np_pjd(points: np.ndarray) -> np.ndarray:
+    """(S, J, D) -> (J,): per-axis std over hypotheses (ddof 1), geometric mean over the axes, times sqrt(D)."""
+    D = points.shape[-1]
+    return np.prod(points.std(axis=0, ddof=1), axis=-1) ** (1.0 / D) * math.sqrt(D)
+
+
+def np_item(xyz, gt_xyz, uv, gt_uv, vis, root):
+    """The paper's definitions for one image, by brute force over the hypotheses (numpy loops)."""
+    S, J = xyz.shape[:2]
+    keep = np.arange(J) != root
+    v, o = vis & keep, ~vis & keep
+    err3 = [np.mean([np.linalg.norm(xyz[s, j] - gt_xyz[j]) for j in range(J)]) for s in range(S)]
+    err2 = [np.mean([np.linalg.norm(uv[s, j] - gt_uv[j]) for j in np.flatnonzero(v)]) if v.any() else np.nan
+            for s in range(S)]
+    p2 = np_pjd(uv)[v].mean() if v.any() and S > 1 else (0.0 if v.any() else np.nan)
+    p3 = np_pjd(xyz)[o].mean() if o.any() and S > 1 else (0.0 if o.any() else np.nan)
+    return {"mpjpe_bh": min(err3), "ah": max(err2) if v.any() else np.nan, "pjd_2d_vis": p2, "pjd_3d_occ": p3,
+            "rd": p2 / p3 if p3 > 0 else np.nan}
+
+
+def test_item_metrics_on_the_tiny_case():
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = tiny_case()
+    got = metrics.item_metrics(pred_xyz[0], gt_xyz[0], pred_uv[0], gt_uv[0], visible[0], root=0)
+    assert tuple(got) == metrics.ITEM_METRICS
+    sx, sy = 6 / math.sqrt(2), 8 / math.sqrt(2)
+    pjd2 = math.sqrt(sx * sy) * math.sqrt(2)
+    s = [9 / math.sqrt(2), 18 / math.sqrt(2), 18 / math.sqrt(2)]
+    pjd3 = (s[0] * s[1] * s[2]) ** (1 / 3) * math.sqrt(3)
+    assert got["mpjpe_bh"] == pytest.approx(6.0) and got["ah"] == pytest.approx(10.0)
+    assert got["pjd_2d_vis"] == pytest.approx(pjd2) and got["pjd_3d_occ"] == pytest.approx(pjd3)
+    assert got["rd"] == pytest.approx(pjd2 / pjd3)
+    # one image: the same numbers as the dataset evaluation of that image alone
+    whole = metrics.evaluate(*tiny_case(), root=0)
+    for name in metrics.ITEM_METRICS:
+        assert got[name] == pytest.approx(whole[name])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_item_metrics_match_numpy_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    B, S, J, root = 4, 7, 6, 1
+    xyz, uv = rng.normal(0, 20, (B, S, J, 3)), rng.normal(100, 10, (B, S, J, 2))
+    gt_xyz, gt_uv = rng.normal(0, 20, (B, J, 3)), rng.normal(100, 10, (B, J, 2))
+    vis = rng.random((B, J)) < 0.5
+    vis[0] = True  # no occluded joint: pjd_3d_occ and rd are NaN
+    vis[1] = False
+    vis[1, root] = True  # only the root visible: the visible set is empty, ah / pjd_2d_vis / rd are NaN
+    vis[2, [0, 2]], vis[2, [3, 4]] = True, False  # both sets non-empty
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    got = metrics.per_item_metrics(t(xyz), t(gt_xyz), t(uv), t(gt_uv), t(vis), root)
+    assert set(got) == set(metrics.ITEM_METRICS)
+    for b in range(B):
+        ref = np_item(xyz[b], gt_xyz[b], uv[b], gt_uv[b], vis[b], root)
+        single = metrics.item_metrics(t(xyz[b]), t(gt_xyz[b]), t(uv[b]), t(gt_uv[b]), t(vis[b]), root)
+        for name, value in ref.items():
+            np.testing.assert_allclose(float(got[name][b]), value, rtol=1e-10, equal_nan=True)
+            np.testing.assert_allclose(single[name], value, rtol=1e-10, equal_nan=True)
+    assert math.isnan(float(got["rd"][0])) and math.isnan(float(got["rd"][1]))
+    assert math.isfinite(float(got["rd"][2]))
+
+
+def test_item_metrics_of_a_single_prediction_have_no_diversity():
+    rng = np.random.default_rng(3)
+    xyz = torch.from_numpy(np.repeat(rng.normal(size=(1, 5, 3)), 2, axis=0))  # the same pose twice
+    uv = torch.from_numpy(np.repeat(rng.normal(size=(1, 5, 2)), 2, axis=0))
+    vis = torch.tensor([True, True, False, True, False])
+    got = metrics.item_metrics(xyz, torch.zeros(5, 3, dtype=torch.float64), uv, torch.zeros(5, 2, dtype=torch.float64),
+                               vis, root=0)
+    assert got["pjd_2d_vis"] == 0 and got["pjd_3d_occ"] == 0 and math.isnan(got["rd"])
+    with pytest.raises(ValueError, match="one image"):
+        metrics.item_metrics(xyz[None], torch.zeros(1, 5, 3), uv[None], torch.zeros(1, 5, 2), vis[None], root=0)
+
+
+def test_ratio_of_diversity_on_every_input_kind():
+    assert metrics.ratio_of_diversity(1.0, 4.0) == 0.25
+    for occ in (0.0, -1.0, float("nan")):
+        assert math.isnan(metrics.ratio_of_diversity(1.0, occ))
+    assert math.isnan(metrics.ratio_of_diversity(float("nan"), 2.0))
+    np.testing.assert_array_equal(metrics.ratio_of_diversity(np.array([1.0, 2.0, 3.0]), np.array([2.0, 0.0, np.nan])),
+                                  [0.5, np.nan, np.nan])
+    got = metrics.ratio_of_diversity(torch.tensor([3.0, 1.0]), torch.tensor([1.5, 0.0]))
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    torch.testing.assert_close(got, torch.tensor([2.0, float("nan")], dtype=torch.float64), equal_nan=True)
+    # evaluate's RD is the ratio of its two dataset means
+    out = metrics.evaluate(*tiny_case(), root=0)
+    assert out["rd"] == metrics.ratio_of_diversity(out["pjd_2d_vis"], out["pjd_3d_occ"])
+
+
+def test_joint_diversity_is_2d_on_visible_and_3d_on_occluded_joints():
+    rng = np.random.default_rng(4)
+    xyz, uv = rng.normal(size=(9, 6, 3)), rng.normal(size=(9, 6, 2))
+    vis = np.array([True, False, True, False, False, True])
+    got = metrics.joint_diversity(torch.from_numpy(xyz), torch.from_numpy(uv), torch.from_numpy(vis))
+    np.testing.assert_allclose(got.numpy(), np.where(vis, np_pjd(uv), np_pjd(xyz)), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"\(S, J, 3\)"):
+        metrics.joint_diversity(torch.zeros(4, 6, 3), torch.zeros(5, 6, 2), torch.from_numpy(vis))
+    with pytest.raises(ValueError, match="one flag per joint"):
+        metrics.joint_diversity(torch.zeros(4, 6, 3), torch.zeros(4, 6, 2), torch.ones(5, dtype=torch.bool))
+
+
+def _code_lines(source: str) -> dict[int, str]:
+    """Each line's code without comments and docstrings (string literals without spaces, e.g. keys, kept)."""
+    import io
+    import tokenize
+
+    lines: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT or (tok.type == tokenize.STRING and " " in tok.string):
+            continue
+        lines[tok.start[0]] = lines.get(tok.start[0], "") + " " + tok.string
+    return lines
+
+
+def test_rd_is_divided_out_in_one_place_only():
+    """RD is ratio_of_diversity's: no other line of the package divides a PJD 2D-vis by an occluded PJD."""
+    import re
+    from pathlib import Path
+
+    import mhe
+
+    division = re.compile(r"pjd_2d_vis.*/\s*\(?[\w.\[\]\"'() ]*occ")
+
+    def offenders(source: str) -> list[int]:
+        return [n for n, line in _code_lines(source).items() if division.search(line)]
+
+    # the check itself finds the forms RD used to be written in (and ignores docstrings)
+    assert offenders('rd = out["pjd_2d_vis"] / occ if occ > 0 else nan\n') == [1]
+    assert offenders('r = np.where(o > 0, p["pjd_2d_vis"].numpy() / p["pjd_3d_occ"].numpy(), np.nan)\n') == [1]
+    assert offenders('"""rd = pjd_2d_vis / pjd_3d_occ"""\n') == []
+    root = Path(mhe.__file__).parent
+    found = {str(path.relative_to(root)): offenders(path.read_text()) for path in sorted(root.rglob("*.py"))}
+    assert {k: v for k, v in found.items() if v} == {}

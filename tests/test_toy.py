@@ -287,3 +287,36 @@ def test_fit_arm_separates_entropy_from_no_entropy():
     biased = arm_coverage(fit_arm("nll", steps=300, bias=1.0), heights, modes, radius=0.5)
     assert biased["mass_2"] + biased["mass_3"] < 0.02  # no elbow-left hypotheses
     assert biased["mass_0"] > 0.3 and biased["mass_1"] > 0.3
+
+
+# -- figures --------------------------------------------------------------------------------------------
+
+
+def test_arm_ablation_figure_has_readable_titles_and_a_legend_of_its_marks():
+    import matplotlib.pyplot as plt
+
+    from mhe.viz.toy import plot_arm_ablation, plot_mode_masses
+
+    heights = ARM.heights(torch.tensor([0.55, 1.6]))
+    modes = ARM.solutions(heights)
+    gen = torch.Generator().manual_seed(0)
+    names = ["mhentropy", "no_entropy", "nll_elbow_right", "my_variant"]
+    samples = {n: modes[torch.randint(0, 4, (40,), generator=gen)] + 0.05 * torch.randn(40, 2, generator=gen)
+               for n in names}
+    fig = plot_arm_ablation(samples, {n: ARM.keypoints(s) for n, s in samples.items()}, modes, heights)
+    top, bottom = fig.axes[: len(names) + 1], fig.axes[len(names) + 1:]
+    assert [ax.get_title() for ax in top] == ["the 4 exact solutions", "MHEntropy", "no entropy term",
+                                              "NLL, labels always elbow-right", "my variant"]
+    assert all("(rad)" in ax.get_xlabel() for ax in bottom) and "(rad)" in bottom[0].get_ylabel()
+    (legend,) = fig.legends
+    texts = " | ".join(t.get_text() for t in legend.get_texts())
+    for mark in ("exact solutions", "sampled hypotheses", "sampled arms", "shoulder", "elbow height", "tip height",
+                 "prior support: |α1| ≤ π/2, |α2| ≤ π"):
+        assert mark in texts
+    plt.close(fig)
+    import pandas as pd
+
+    table = pd.DataFrame({f"mass_{k}": [0.25, 0.9 * (k == 0)] for k in range(4)}, index=["mhentropy", "no_prior"])
+    fig = plot_mode_masses(table)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["MHEntropy", "no prior term"]
+    plt.close(fig)

@@ -12,20 +12,23 @@ import torch
 import dummy_experiment as dummy
 from mhe.checkpoint import CheckpointMismatchError, load_checkpoint
 from mhe.config import ConfigError, ObjectiveConfig
-from mhe.train import (
+from mhe.experiments import (
     EXPERIMENTS,
-    DeviceLoader,
     Experiment,
+    build_experiment,
+    evaluate_checkpoint,
+    register_experiment,
+    train_experiment,
+)
+from mhe.rng import isolated_rng
+from mhe.train import (
+    DeviceLoader,
     ResumableSampler,
     RunLogger,
     Trainer,
-    build_experiment,
-    evaluate_checkpoint,
-    isolated_rng,
+    TrainingInterrupted,
     objective_kwargs,
-    register_experiment,
     resolve_objective,
-    train_experiment,
 )
 from mhe.utils import seed_everything
 
@@ -141,12 +144,6 @@ def test_evaluate_fn_gets_samples_and_temperature(tmp_path):
     # epochs 2 and 3 (the last is always validated), 10 items each
     assert seen == [(7, 0.5, 10), (7, 0.5, 10)]
 
-    def no_kwargs(model, loader):
-        return {"n": 2.0}
-
-    res = make_trainer(dummy.small_config(tmp_path / "b"), evaluate=no_kwargs).fit()
-    assert res.val_metrics["n"] == 2.0
-
 
 def test_gradient_clipping_and_logged_norm(tmp_path):
     cfg = dummy.small_config(tmp_path, grad_clip=0.05)
@@ -205,22 +202,22 @@ def test_fresh_run_refuses_to_overwrite_and_resume_checks_config(tmp_path):
     cfg.train.lr = 0.5
     with pytest.raises(CheckpointMismatchError, match="train.lr: 0.01 -> 0.5"):
         make_trainer(cfg).fit(resume=True)
-    with pytest.raises(FileNotFoundError, match="cannot resume"):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
         make_trainer(cfg).fit(resume=tmp_path / "missing.pt")
-    # resume=True with no checkpoint yet starts fresh
-    res = make_trainer(dummy.small_config(tmp_path / "new", epochs=1)).fit(resume=True)
-    assert res.step == 5
+    with pytest.raises(FileNotFoundError, match="nothing to resume: .*last.pt does not exist"):
+        make_trainer(dummy.small_config(tmp_path / "new", epochs=1)).fit(resume=True)
+    assert not (tmp_path / "new" / "run").exists()  # it stopped before doing anything
 
 
 def test_non_finite_loss_and_bad_objective_output(tmp_path):
-    def nan_loss(model, batch):
+    def nan_loss(model, batch, num_samples):
         loss, _ = dummy.mse(model, batch)
         return loss * float("nan"), {"mse": 0.0}
 
     with pytest.raises(FloatingPointError, match="non-finite loss .* at step 1"):
         make_trainer(dummy.small_config(tmp_path / "a"), objective=nan_loss).fit()
 
-    def vector_loss(model, batch):
+    def vector_loss(model, batch, num_samples):
         mu, _ = model._dist(batch)
         return mu.sum(-1), {}
 
@@ -248,8 +245,8 @@ def test_objective_kwargs():
     def no_b(model, batch, w_nll=1.0):
         return None
 
-    # b left at its default is simply not passed to an objective without it
-    assert objective_kwargs(ObjectiveConfig(extra={"w_nll": 2.0}), no_b, 10) == {"w_nll": 2.0}
+    # b left at its default is simply not passed to an objective without it; S always is
+    assert objective_kwargs(ObjectiveConfig(extra={"w_nll": 2.0}), no_b, 10) == {"w_nll": 2.0, "num_samples": 10}
     with pytest.raises(ConfigError, match=r"takes no argument 'b' \(set by objective.b\); it takes: w_nll"):
         objective_kwargs(ObjectiveConfig(b=0.1), no_b, 10)
     with pytest.raises(ConfigError, match="set by objective.extra.w_typo"):
@@ -264,7 +261,8 @@ def test_objectives_from_the_registry():
     # the real objectives' signatures accept what the default config passes
     kw = objective_kwargs(ObjectiveConfig(name="no_entropy"), objectives.OBJECTIVES["no_entropy"], 10)
     assert kw == {"b": 0.03, "num_samples": 10}
-    assert objective_kwargs(ObjectiveConfig(name="nll"), objectives.OBJECTIVES["nll"], 10) == {"b": 0.03}
+    assert objective_kwargs(ObjectiveConfig(name="nll"), objectives.OBJECTIVES["nll"], 10) == {"b": 0.03,
+                                                                                               "num_samples": 10}
 
 
 def test_resumable_sampler_shards_and_skips():
@@ -313,8 +311,11 @@ def test_registry_and_whole_runs(tmp_path):
     with pytest.raises(ValueError, match="already registered"):
         register_experiment("dummy-gaussian", lambda cfg: None)
     cfg = dummy.small_config(tmp_path, epochs=2)
-    model, train_set, val_set, evaluate_fn = build_experiment(cfg)
-    assert len(train_set) == 40 and len(val_set) == 16 and evaluate_fn is dummy.evaluate
+    exp = build_experiment(cfg)
+    assert len(exp.train_set) == 40 and len(exp.val_set) == 16 and exp.evaluate_fn is dummy.evaluate
+    assert exp.split("test") is exp.test_set and len(exp.test_set) == 12
+    with pytest.raises(ConfigError, match="split must be one of train, val, test"):
+        exp.split("validation")
     cfg.data.dataset = "nothing-here"
     message = "no experiment builder for data.dataset='nothing-here'; known datasets: .*dummy-gaussian"
     with pytest.raises(ConfigError, match=message):
@@ -326,11 +327,13 @@ def test_registry_and_whole_runs(tmp_path):
     objectives.OBJECTIVES["dummy"] = dummy.reverse_kl
     try:
         res = train_experiment(cfg)
-        out = evaluate_checkpoint(res.checkpoint, num_samples=8, temperature=0.5, max_items=12)
+        out = evaluate_checkpoint(res.checkpoint, split="val", num_samples=8, temperature=0.5, max_items=12)
+        on_test = evaluate_checkpoint(res.checkpoint, num_samples=8, temperature=0.5)
     finally:
         del objectives.OBJECTIVES["dummy"]
     assert res.step == 10
-    assert out["items"] == 12 and out["num_samples"] == 8 and out["step"] == 10
+    assert out["items"] == 12 and out["num_samples"] == 8 and out["step"] == 10 and out["split"] == "val"
+    assert on_test["split"] == "test" and on_test["items"] == 12 and on_test["metrics"] != out["metrics"]
     assert set(out["metrics"]) == {"mean_err", "scale"}
     # evaluation rebuilds the model from the checkpoint's own config and loads its weights
     ckpt = load_checkpoint(res.checkpoint)
@@ -355,7 +358,7 @@ def test_evaluate_checkpoint_refuses_a_mismatched_builder(tmp_path):
     register_experiment("other", other)
     try:
         with pytest.raises(CheckpointMismatchError, match="missing in .*: bias, weight"):
-            evaluate_checkpoint(res.checkpoint, dataset="other")
+            evaluate_checkpoint(res.checkpoint, dataset="other", split="val")
     finally:
         del EXPERIMENTS["other"]
 

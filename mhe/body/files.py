@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from mhe.errors import BodyModelFileError
+
 __all__ = [
     "BodyModelFileError",
     "KNOWN_MD5",
@@ -42,8 +44,6 @@ KNOWN_MD5: dict[str, str] = {
 STANDIN_KEY = "mhe_standin"
 
 
-class BodyModelFileError(ValueError):
-    """A body-model file is unreadable, or its content does not match what was asked for."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 _EXPORTS = {
     "HO3D": "mhe.data.ho3d",
     "EVAL_SEQUENCES": "mhe.data.ho3d",
-    "write_fake_ho3d": "mhe.data.ho3d",
+    "write_fake_ho3d": "mhe.data.fake_ho3d",
     "SyntheticHands": "mhe.data.synthetic",
     "occlusion_stats": "mhe.data.synthetic",
     "consistent_alternative": "mhe.data.synthetic",

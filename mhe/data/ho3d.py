@@ -29,6 +29,7 @@ from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
 from mhe.body import HAND_BONE, HAND_ROOT
+from mhe.errors import DataFileError
 
 __all__ = [
     "DEPTH_SCALE",
@@ -45,7 +46,6 @@ __all__ = [
     "read_depth",
     "read_meta",
     "read_segmentation",
-    "write_fake_ho3d",
 ]
 
 EVAL_SEQUENCES = ("ABF14", "MC5", "SB14", "ShSu13")
@@ -85,10 +85,21 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _damaged(path: Path, what: str, err: Exception) -> DataFileError:
+    return DataFileError(
+        f"HO3D {what} file {path} cannot be read ({type(err).__name__}: {str(err)[:120] or 'no details'}); "
+        "it is truncated or damaged: copy it again from the HO3D v3 download"
+    )
+
+
 def read_depth(path: str | os.PathLike) -> np.ndarray:
     """Read a depth PNG -> (H, W) float64 metres (0 where the sensor has no depth)."""
-    with Image.open(_require(Path(path), "depth")) as im:
-        return decode_depth(np.asarray(im.convert("RGB")))
+    path = _require(Path(path), "depth")
+    try:
+        with Image.open(path) as im:
+            return decode_depth(np.asarray(im.convert("RGB")))
+    except (OSError, ValueError, SyntaxError) as err:  # PIL raises these on damaged images
+        raise _damaged(path, "depth", err) from None
 
 
 def read_segmentation(path: str | os.PathLike, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,15 +107,26 @@ def read_segmentation(path: str | os.PathLike, size: tuple[int, int]) -> tuple[n
 
     Returns (hand, object) bool masks (H, W): hand where blue > 200, object where green > 200.
     """
-    with Image.open(_require(Path(path), "segmentation")) as im:
-        seg = np.asarray(im.convert("RGB").resize(size, Image.Resampling.NEAREST))
+    path = _require(Path(path), "segmentation")
+    try:
+        with Image.open(path) as im:
+            seg = np.asarray(im.convert("RGB").resize(size, Image.Resampling.NEAREST))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise _damaged(path, "segmentation", err) from None
     return seg[..., 2] > 200, seg[..., 1] > 200
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """Read a meta pickle (written by Python 2, hence latin1)."""
-    with open(_require(Path(path), "meta"), "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    path = _require(Path(path), "meta")
+    try:
+        with open(path, "rb") as f:
+            meta = pickle.load(f, encoding="latin1")
+    except Exception as err:  # pickle raises many types on damaged input
+        raise _damaged(path, "meta", err) from None
+    if not isinstance(meta, dict):
+        raise DataFileError(f"HO3D meta file {path} holds a {type(meta).__name__}, not the dict of annotations")
+    return meta
 
 
 # --- geometry of one frame -----------------------------------------------------------------
@@ -281,13 +303,13 @@ class HO3D(Dataset):
         meta = read_meta(self.path(index, "meta"))
         joints = meta.get("handJoints3D")
         if joints is None or np.shape(joints) != (21, 3):
-            raise ValueError(
-                f"frame {seq}/{fid} has no 21-joint hand annotation (handJoints3D is "
+            raise DataFileError(
+                f"frame {seq}/{fid} ({self.path(index, 'meta')}) has no 21-joint hand annotation (handJoints3D is "
                 f"{None if joints is None else np.shape(joints)}); HO3D's evaluation split and a few "
                 "training frames lack it. Use split='test' (held-out training sequences) or drop the frame."
             )
         if meta.get("camMat") is None:
-            raise ValueError(f"frame {seq}/{fid} has no camMat in its meta pickle")
+            raise DataFileError(f"frame {seq}/{fid}: {self.path(index, 'meta')} has no camMat")
         K = np.asarray(meta["camMat"], dtype=np.float64)
         xyz = np.asarray(joints, dtype=np.float64) @ OPENGL_TO_OPENCV.T  # (21, 3) metres, camera frame
         uv, z = project(xyz, K)
@@ -361,129 +383,3 @@ def _pca_basis(mano: Any) -> tuple[np.ndarray, np.ndarray]:
         f"mano must expose its PCA basis as hand_components / hand_mean (smplx.MANO with use_pca=True); "
         f"got {type(mano).__name__}"
     )
-
-
-# --- a tiny HO3D-format folder ---------------------------------------------------------------
-
-
-def _planted_hand(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """21 keypoints (package order) in pixels: five fingers fanning up from a wrist near the bottom."""
-    W, H = size
-    wrist = np.array([W / 2, H * 0.9]) + rng.uniform(-8, 8, 2)
-    unit = H / 240
-    # finger -> (angle from vertical in degrees, base distance, joint indices base..tip)
-    fingers = {
-        "index": (-24, 62, [1, 2, 3, 17]),
-        "middle": (0, 64, [4, 5, 6, 18]),
-        "pinky": (46, 52, [7, 8, 9, 20]),
-        "ring": (23, 60, [10, 11, 12, 19]),
-        "thumb": (-62, 34, [13, 14, 15, 16]),
-    }
-    uv = np.zeros((21, 2))
-    uv[0] = wrist
-    for angle, base, idx in fingers.values():
-        a = np.deg2rad(angle)
-        direction = np.array([np.sin(a), -np.cos(a)])
-        for k, j in enumerate(idx):
-            uv[j] = wrist + direction * (base + 22 * k) * unit
-    return uv
-
-
-def _disk(mask_shape: tuple[int, int], centre: np.ndarray, radius: float) -> np.ndarray:
-    yy, xx = np.mgrid[: mask_shape[0], : mask_shape[1]]
-    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
-
-
-def write_fake_ho3d(
-    root: str | os.PathLike,
-    frames_per_sequence: int = 2,
-    size: tuple[int, int] = (320, 240),
-    seed: int = 0,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Write a tiny HO3D v3 folder at ``root`` with joints planted visible and occluded.
-
-    Sequences "ABF10" (train) and "MC5" (held out, the default test split) in ``train.txt``, and one
-    evaluation frame "SM1/0000" whose meta has only the root joint. Each frame: rgb jpg of ``size``
-    (W, H), depth PNG in HO3D's encoding, segmentation PNG at half size, a latin1-readable meta
-    pickle. Per frame, five joints are hidden behind an object (no hand pixels, object 10 cm nearer),
-    two are hand-coloured but 6 cm behind the depth map (self-occlusion), two are hand 2 cm behind the
-    depth map (still visible, within the 4 cm tolerance); the rest, root included, are plainly visible.
-
-    Returns ``{"SEQ/ID": {"uv" (21, 2) px, "visible" (21,) bool, "xyz_gl" (21, 3) m, "K" (3, 3),
-    "kind" (21,) str}}`` -- the planted ground truth.
-    """
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    W, H = size
-    K = np.array([[300.0 * W / 320, 0, W / 2], [0, 300.0 * H / 240, H / 2], [0, 0, 1]])
-    truth: dict[str, dict[str, np.ndarray]] = {}
-    listing = []
-    candidates = [j for j in range(21) if j != _ROOT and j not in _BONE]
-    for seq in ("ABF10", "MC5"):
-        for f in range(frames_per_sequence):
-            fid = f"{f:04d}"
-            uv = _planted_hand(rng, size)
-            z = 0.5 + rng.uniform(-0.02, 0.02, 21)
-            pick = rng.permutation(candidates)
-            kind = np.array(["visible"] * 21, dtype=object)
-            kind[pick[:5]], kind[pick[5:7]], kind[pick[7:9]] = "object", "self", "near"
-            _write_frame(root / "train" / seq, fid, uv, z, kind, K, size, rng)
-            xyz_cv = np.concatenate([(uv - K[:2, 2]) * z[:, None] / np.diag(K)[:2], z[:, None]], axis=1)
-            xyz_gl = xyz_cv @ OPENGL_TO_OPENCV.T
-            pose = np.concatenate([rng.normal(0, 0.3, 3), rng.normal(0, 0.2, 45)])
-            meta = {
-                "handJoints3D": xyz_gl.astype(np.float32), "camMat": K.astype(np.float32),
-                "handPose": pose.astype(np.float32), "handBeta": rng.normal(0, 0.5, 10).astype(np.float32),
-                "handTrans": xyz_gl[0].astype(np.float32), "objName": "fake_box",
-                "objRot": np.zeros((3, 1), np.float32), "objTrans": np.zeros(3, np.float32),
-                "objLabel": 0,
-            }
-            _write_meta(root / "train" / seq / "meta" / f"{fid}.pkl", meta)
-            listing.append(f"{seq}/{fid}")
-            visible = np.isin(kind, ["visible", "near"])
-            truth[f"{seq}/{fid}"] = {"uv": uv, "visible": visible, "xyz_gl": xyz_gl, "K": K, "kind": kind}
-    (root / "train.txt").write_text("\n".join(listing) + "\n")
-    # One evaluation frame: the released meta has only the root joint and a hand box.
-    uv = _planted_hand(rng, size)
-    z = np.full(21, 0.5)
-    _write_frame(root / "evaluation" / "SM1", "0000", uv, z, np.array(["visible"] * 21, dtype=object), K, size, rng)
-    root_gl = np.array([0.0, 0.0, -0.5], np.float32)
-    _write_meta(root / "evaluation" / "SM1" / "meta" / "0000.pkl",
-                {"handJoints3D": root_gl, "camMat": K.astype(np.float32),
-                 "handBoundingBox": np.array([100, 60, 220, 230], np.float32), "objName": "fake_box"})
-    (root / "evaluation.txt").write_text("SM1/0000\n")
-    return truth
-
-
-def _write_frame(
-    seq_dir: Path, fid: str, uv: np.ndarray, z: np.ndarray, kind: np.ndarray, K: np.ndarray,
-    size: tuple[int, int], rng: np.random.Generator,
-) -> None:
-    W, H = size
-    rgb = np.full((H, W, 3), 90, np.uint8)
-    rgb += rng.integers(0, 20, (H, W, 1), dtype=np.uint8)  # a little texture
-    depth = np.zeros((H, W))  # 0 = no depth, as the sensor reports
-    seg = np.zeros((H // 2, W // 2, 3), np.uint8)
-    # Depth discs are wider than the 9x9 window; hand discs narrower; object discs cover the window.
-    for j in range(21):
-        if kind[j] == "object":
-            continue
-        offset = {"visible": 0.0, "near": 0.02, "self": 0.06}[kind[j]]
-        depth[_disk((H, W), uv[j], 7)] = z[j] - offset
-        rgb[_disk((H, W), uv[j], 4)] = (224, 172, 140)
-        seg[_disk(seg.shape[:2], uv[j] / 2, 2)] = (0, 0, 255)
-    for j in np.flatnonzero(kind == "object"):
-        depth[_disk((H, W), uv[j], 8)] = z[j] - 0.10
-        rgb[_disk((H, W), uv[j], 8)] = (40, 160, 60)
-        seg[_disk(seg.shape[:2], uv[j] / 2, 4)] = (0, 255, 0)
-    for kind_dir in ("rgb", "depth", "seg", "meta"):
-        (seq_dir / kind_dir).mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(seq_dir / "rgb" / f"{fid}.jpg", quality=95)
-    Image.fromarray(encode_depth(depth)).save(seq_dir / "depth" / f"{fid}.png")
-    Image.fromarray(seg).save(seq_dir / "seg" / f"{fid}.png")
-
-
-def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pickle.dump(meta, f, protocol=2)  # the protocol Python 2 wrote HO3D's pickles with

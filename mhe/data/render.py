@@ -8,8 +8,11 @@ ray, the depth where the ray enters the solid (slab and quadratic intersections 
 frame). :func:`rasterize` is a small vectorised z-buffer for triangle meshes (per-triangle pixel
 windows, ``scatter_reduce`` with ``amin``), used both for the self-occlusion test and for the
 optional image crop that :func:`render_crop` shades (Lambert for the hand, depth-gradient normals for
-the occluder). Pixel ``(row r, column c)`` of an N x N crop has its centre at crop coordinates
-``((c + 0.5) / N * 2 - 1, (r + 0.5) / N * 2 - 1)``, the convention of :func:`mhe.geometry.crop_to_pixels`.
+the occluder). :func:`rasterize_batch` and :func:`depth_at_pixels` do the same z-buffer for a batch of
+meshes that share their faces (the whole maps, or only the pixels asked for), with the arithmetic of
+:func:`rasterize`, so that they agree with it exactly. Pixel ``(row r, column c)`` of an N x N crop
+has its centre at crop coordinates ``((c + 0.5) / N * 2 - 1, (r + 0.5) / N * 2 - 1)``, the convention
+of :func:`mhe.geometry.crop_to_pixels`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["OCCLUDER_KINDS", "Occluder", "pixel_centres", "rasterize", "render_crop"]
+__all__ = ["OCCLUDER_KINDS", "Occluder", "depth_at_pixels", "pixel_centres", "rasterize", "rasterize_batch",
+           "render_crop"]
 
 OCCLUDER_KINDS = ("sphere", "box", "cylinder")
 
@@ -182,6 +186,151 @@ def rasterize(uv: Tensor, depth: Tensor, faces: Tensor, size: int) -> tuple[Tens
 def _edge(a: Tensor, b: Tensor, p: Tensor) -> Tensor:
     """Twice the signed area of (a, b, p): the edge function of edge a -> b at p."""
     return (b[..., 0] - a[..., 0]) * (p[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (p[..., 0] - a[..., 0])
+
+
+def _pixel_coords(uv: Tensor, size: int) -> Tensor:
+    """Crop coordinates uv (..., 2) -> pixel-index coordinates (..., 2) float64, as :func:`rasterize`
+    computes them (centre of pixel i at i; exact for float32 uv)."""
+    return (uv.to(torch.float64) + 1) * (size / 2) - 0.5
+
+
+def _face_windows(px: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The pixel window :func:`rasterize` tests for each face of B meshes: px (B, V, 2) pixel-index
+    coordinates, faces (F, 3) -> first and last pixel (column, row) of each window (B, F, 2) int64 each,
+    clamped to the crop (empty along an axis where last < first), and whether the face is drawn (B, F).
+
+    Integer arithmetic on per-vertex floors and ceilings: ceil(min) = min(ceil) and x >= 0 iff
+    floor(x) >= 0, so the windows equal rasterize's float ones.
+    """
+    big = float(4 * size + 4)  # far enough outside the crop for every test below
+    q = px.clamp(-big, big)
+    up, down = q.ceil().to(torch.int32), q.floor().to(torch.int32)
+    faces = faces.to(px.device)
+    corner = [faces[:, k] for k in range(3)]
+    cmin = torch.minimum(torch.minimum(up.index_select(1, corner[0]), up.index_select(1, corner[1])),
+                         up.index_select(1, corner[2]))
+    fmax = torch.maximum(torch.maximum(down.index_select(1, corner[0]), down.index_select(1, corner[1])),
+                         down.index_select(1, corner[2]))
+    lo, hi = cmin.clamp(0, size - 1), fmax.clamp(0, size - 1)
+    width = (hi - lo + 1).clamp_min(0)
+    keep = ((fmax[..., 0] >= 0) & (fmax[..., 1] >= 0) & (cmin[..., 0] <= size - 1) & (cmin[..., 1] <= size - 1)
+            & ((width[..., 0] > 0) | (width[..., 1] > 0)))
+    return lo.long(), hi.long(), keep
+
+
+def _triangles(px: Tensor, depth: Tensor, faces: Tensor, b: Tensor, f: Tensor) -> tuple[Tensor, Tensor]:
+    """Faces f (N,) of meshes b (N,) (px (B, V, 2) pixel-index coordinates, depth (B, V)) -> their
+    corners (N, 3, 2) and corner depths (N, 3), float64."""
+    V = px.shape[1]
+    vertex = (b[:, None] * V + faces.to(px.device)[f]).reshape(-1)
+    tri = px.reshape(-1, 2).index_select(0, vertex).reshape(-1, 3, 2)
+    return tri, depth.to(torch.float64).reshape(-1).index_select(0, vertex).reshape(-1, 3)
+
+
+def _cover(tri: Tensor, tz: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+    """Whether pixel centres p (N, K, 2) lie in triangles tri (N, 3, 2) (pixel-index coordinates, either
+    winding) and the depth interpolated there from the corner depths tz (N, 3): (inside (N, K) bool,
+    depth (N, K) float64), operation by operation as :func:`rasterize` computes them."""
+    a, b, c = tri[:, 0, None], tri[:, 1, None], tri[:, 2, None]
+    area = _edge(a, b, c)  # (N, 1)
+    w0, w1, w2 = _edge(b, c, p), _edge(c, a, p), _edge(a, b, p)
+    sign = torch.sign(area)
+    inside = (w0 * sign >= 0) & (w1 * sign >= 0) & (w2 * sign >= 0) & (area.abs() > 1e-12)
+    safe = torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
+    z = (w0 * tz[:, 0, None] + w1 * tz[:, 1, None] + w2 * tz[:, 2, None]) / safe
+    return inside, z
+
+
+def rasterize_batch(uv: Tensor, depth: Tensor, faces: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """:func:`rasterize` for B meshes with shared faces: uv (B, V, 2), depth (B, V), faces (F, 3) -> two
+    (B, size, size) maps (nearest depth, +inf where empty; visible face, -1 where empty).
+
+    Equal to ``rasterize`` mesh by mesh: the same coverage and depth arithmetic, and where two faces
+    are exactly equally near, the face ``rasterize`` writes last (one of its larger-window group,
+    then the higher face index) wins. Each face tests only the pixels of its own window (rasterize's
+    larger grids add pixels outside the triangle's bounding box, which no rounding can cover), so
+    work grows with the covered area.
+    """
+    B, F = uv.shape[0], faces.shape[0]
+    px = _pixel_coords(uv, size)
+    lo, hi, keep = _face_windows(px, faces, size)
+    width = (hi - lo + 1).clamp_min(0)  # (B, F, 2) window size in columns, rows
+    extent = width.max(-1).values
+    zbuf = torch.full((B * size * size,), float("inf"), dtype=torch.float64, device=uv.device)
+    fbuf = torch.full((B * size * size,), -1, dtype=torch.long, device=uv.device)
+    flats, depths, ranks = [], [], []
+    # Faces grouped by window size, so that a group's k x k grid of pixels is not much larger than its windows.
+    bounds = [0, 1, 2, 3, 4, 6, 8, 16, int(extent.max()) if B * F else 0]
+    for k_lo, k in zip(bounds[:-1], bounds[1:]):
+        if k <= k_lo:
+            continue
+        b, f = (keep & (extent > k_lo) & (extent <= k)).nonzero(as_tuple=True)
+        if b.numel() == 0:
+            continue
+        d = torch.arange(k, device=uv.device)
+        dx, dy = (t.reshape(1, k * k) for t in torch.broadcast_tensors(d[None, :], d[:, None]))
+        first, w = lo[b, f], width[b, f]  # (n, 2)
+        p = torch.stack([first[:, :1] + dx, first[:, 1:] + dy], -1)  # (n, k * k, 2) pixels of each window's grid
+        tri, tz = _triangles(px, depth, faces, b, f)
+        inside, z = _cover(tri, tz, p.to(torch.float64))
+        inside &= (dx < w[:, :1]) & (dy < w[:, 1:])
+        n, m = inside.nonzero(as_tuple=True)
+        flats.append(b[n] * (size * size) + p[n, m, 1] * size + p[n, m, 0])
+        depths.append(z[n, m])
+        # rasterize draws the faces with windows up to 8 pixels first, then the others, each by index.
+        ranks.append((f + F * (extent[b, f] > 8))[n])
+    if flats:
+        flat, z, rank = torch.cat(flats), torch.cat(depths), torch.cat(ranks)
+        zbuf.scatter_reduce_(0, flat, z, reduce="amin")
+        front = z == zbuf[flat]
+        best = torch.full_like(fbuf, -1).scatter_reduce_(0, flat[front], rank[front], reduce="amax")
+        fbuf = torch.where(best >= 0, best % F, fbuf)
+    return zbuf.reshape(B, size, size), fbuf.reshape(B, size, size)
+
+
+def depth_at_pixels(uv: Tensor, depth: Tensor, faces: Tensor, size: int, pixels: Tensor) -> Tensor:
+    """The :func:`rasterize` depth map of B meshes with shared faces, at a few pixels only.
+
+    uv (B, V, 2) crop coordinates, depth (B, V), faces (F, 3), pixels (B, J, 2) integer (column, row)
+    -> (B, J) float64: ``rasterize(uv[b], depth[b], faces, size)[0][row, column]`` (+inf where no face
+    covers the pixel or the pixel lies outside the crop), without the rest of the map. A summed-area
+    table of the asked pixels finds the few faces whose windows hold one, so work is ~B x F.
+    """
+    B, J = pixels.shape[:2]
+    px = _pixel_coords(uv, size)
+    lo, hi, keep = _face_windows(px, faces, size)
+    pixels = pixels.long().to(uv.device)
+    col, row = pixels[..., 0], pixels[..., 1]
+    inside = (col >= 0) & (col < size) & (row >= 0) & (row < size)
+    # table[b, r, c] = number of asked pixels of mesh b in rows < r and columns < c
+    side = size + 1
+    table = torch.zeros(B, side * side, dtype=torch.int16, device=uv.device)
+    slot = ((row + 1) * side + col + 1).clamp(0, side * side - 1)
+    table.scatter_add_(1, slot, inside.to(torch.int16))
+    table = table.reshape(B, side, side).cumsum(2, dtype=torch.int16).cumsum(1, dtype=torch.int16)
+    table = table.reshape(B, side * side)
+
+    def at(r: Tensor, c: Tensor) -> Tensor:
+        return table.gather(1, (r * side + c).reshape(B, -1)).reshape(r.shape)
+
+    x0, y0, x1, y1 = lo[..., 0], lo[..., 1], hi[..., 0] + 1, hi[..., 1] + 1
+    count = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+    F = lo.shape[1]
+    face = (keep & (x1 > x0) & (y1 > y0) & (count > 0)).flatten().nonzero().squeeze(1)  # b * F + f
+    # The asked pixels in each such window (the only faces rasterize tests there).
+    b = face // F
+    first, last = lo.reshape(-1, 2).index_select(0, face), hi.reshape(-1, 2).index_select(0, face)  # (N, 2)
+    c_, r_ = col.index_select(0, b), row.index_select(0, b)  # (N, J)
+    hit = ((first[:, :1] <= c_) & (c_ <= last[:, :1]) & (first[:, 1:] <= r_) & (r_ <= last[:, 1:])
+           & inside.index_select(0, b))
+    n, j = hit.nonzero(as_tuple=True)
+    b, f = b[n], face[n] % F
+    tri, tz = _triangles(px, depth, faces, b, f)
+    covered, z = _cover(tri, tz, pixels[b, j, None].to(torch.float64))
+    covered, z = covered[:, 0], z[:, 0]
+    out = torch.full((B * J,), float("inf"), dtype=torch.float64, device=uv.device)
+    out.scatter_reduce_(0, (b * J + j)[covered], z[covered], reduce="amin")
+    return out.reshape(B, J)
 
 
 def render_crop(

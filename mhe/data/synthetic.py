@@ -11,13 +11,16 @@ the global rotation is uniform. The camera scale and translation make the hand f
 joint is *occluded* when the object lies on its viewing ray (``mhe.data.render.Occluder``), when the
 hand's own rasterised surface is more than ``self_tolerance`` in front of it, or when it falls outside
 the crop. The object is sized per item so that it covers about ``occlusion`` of the 20 non-root joints.
-Items are generated on the fly, deterministically from (split, seed, index), optionally cached.
+Items are generated on the fly, deterministically from (split, seed, index), optionally cached; a whole
+split is generated many items at a time (:meth:`SyntheticHands.generate_many`: each item's random
+numbers from its own stream, the MANO forward, camera, occluder and z-buffer batched), the same items.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mhe.body import FINGER_OF_KEYPOINT, HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_mano
-from mhe.data.render import OCCLUDER_KINDS, Occluder, rasterize, render_crop
+from mhe.data.render import OCCLUDER_KINDS, Occluder, depth_at_pixels, rasterize, rasterize_batch, render_crop
 from mhe.geometry import crop_to_pixels, project_orthographic
 from mhe.utils import atomic_torch_save
 
@@ -46,6 +49,8 @@ DEFAULT_SIZES = {"train": 20000, "val": 1000, "test": 1000}
 # Bump when the generator changes what an item holds: disk caches of older items are then ignored.
 GENERATOR_VERSION = 1
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
+_SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
+_NON_ROOT = [j for j in range(21) if j != HAND_ROOT]
 PCA_BOX = 2.0  # the paper's PCA prior is flat for |x| <= 2
 BETA_BOX = 0.03  # ... and for |beta| <= 0.03
 
@@ -155,6 +160,22 @@ class HandKinematics:
             aa = self.to_axis_angle(params)
         return params
 
+    def pose_params(self, z: Tensor, curl: np.ndarray) -> Tensor:
+        """:meth:`sample_params` for B poses at once from their random numbers: the PCA draws z (B, 45)
+        float64 and the finger curls (B, 5) (grasp level, noise and stretched-out fingers applied)
+        -> PCA coefficients (B, 45) float64, operation by operation as :meth:`sample_params`."""
+        c = self.to_components(self.to_axis_angle(z))
+        for f, joints in enumerate(_FINGER_CHAINS.values()):
+            bend = torch.from_numpy(0.75 * curl[:, f])
+            for j in joints:
+                c[:, j - 1, 0] += bend * self.limits[j - 1, 1]
+        aa = self.from_components(c)
+        params = z
+        for _ in range(3):
+            params = self.to_params(self.clamp(aa)).clamp(-PCA_BOX, PCA_BOX)
+            aa = self.to_axis_angle(params)
+        return params
+
 
 _KINEMATICS: dict[int, HandKinematics] = {}
 
@@ -213,6 +234,174 @@ def _place_occluder(rel: Tensor, rng: np.random.Generator, occlusion: float, kin
 _EMPTY_OCCLUDER = torch.zeros(16)  # a zero-sized sphere: hides nothing, renders nothing
 
 
+def _slab_intervals(a: Tensor, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched ``render._slab_interval``: depths z with |a + z b| <= h, a (B, N), b (B,), h (B,)."""
+    inf = torch.full_like(a, float("inf"))
+    flat = (b.abs() < 1e-12)[:, None]
+    inside = a.abs() <= h[:, None]
+    safe = torch.where(b.abs() < 1e-12, torch.ones_like(b), b)[:, None]
+    z1, z2 = (-h[:, None] - a) / safe, (h[:, None] - a) / safe
+    lo = torch.where(flat, torch.where(inside, -inf, inf), torch.minimum(z1, z2))
+    hi = torch.where(flat, torch.where(inside, inf, -inf), torch.maximum(z1, z2))
+    return lo, hi
+
+
+def _quadratic_intervals(a: Tensor, b: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched ``render._quadratic_interval``: depths z with |a + z b|^2 <= r^2, a (B, N, k), b (B, k), r (B,)."""
+    A = (b * b).sum(-1)[:, None]
+    B = 2 * (a * b[:, None]).sum(-1)
+    C = (a * a).sum(-1) - (r * r)[:, None]
+    inf = torch.full_like(C, float("inf"))
+    along = A < 1e-12  # the ray runs along the axis: inside everywhere or nowhere
+    disc = B * B - 4 * A * C
+    root = disc.clamp_min(0).sqrt()
+    two_a = torch.where(along, torch.ones_like(A), 2 * A)
+    lo, hi = (-B - root) / two_a, (-B + root) / two_a
+    hit = disc >= 0
+    lo, hi = torch.where(hit, lo, inf), torch.where(hit, hi, -inf)
+    inside = C <= 0
+    return (torch.where(along, torch.where(inside, -inf, inf), lo),
+            torch.where(along, torch.where(inside, inf, -inf), hi))
+
+
+def _entry_depths(kind: Tensor, centre: Tensor, rotation: Tensor, half: Tensor, xy: Tensor) -> Tensor:
+    """:meth:`Occluder.entry_depth` of B solids at once, each at its own N rays, with the same arithmetic.
+
+    kind (B,) index into OCCLUDER_KINDS, centre (B, 3), rotation (B, 3, 3), half (B, 3) float64, xy
+    (B, N, 2) -> entry depth (B, N) (+inf where the ray misses).
+    """
+    xy = xy.to(centre.dtype)
+    origin = torch.cat([xy, torch.zeros_like(xy[..., :1])], dim=-1) - centre[:, None]
+    a = origin @ rotation  # ray origins in the solids' frames, (B, N, 3)
+    b = rotation[:, 2]  # the ray direction +z in the solids' frames, (B, 3)
+    sphere_lo, sphere_hi = _quadratic_intervals(a, b, half[:, 0])
+    slabs = [_slab_intervals(a[..., i], b[:, i], half[:, i]) for i in range(3)]
+    box_lo = torch.maximum(torch.maximum(slabs[0][0], slabs[1][0]), slabs[2][0])
+    box_hi = torch.minimum(torch.minimum(slabs[0][1], slabs[1][1]), slabs[2][1])
+    round_lo, round_hi = _quadratic_intervals(a[..., 1:], b[:, 1:], half[:, 1])
+    cyl_lo, cyl_hi = torch.maximum(slabs[0][0], round_lo), torch.minimum(slabs[0][1], round_hi)
+    k = kind[:, None]
+    lo = torch.where(k == 0, sphere_lo, torch.where(k == 1, box_lo, cyl_lo))
+    hi = torch.where(k == 0, sphere_hi, torch.where(k == 1, box_hi, cyl_hi))
+    return torch.where(lo <= hi, lo, torch.full_like(lo, float("inf")))
+
+
+def _records_hide(records: Tensor, points: Tensor) -> Tensor:
+    """:meth:`Occluder.hides` for B occluder records (B, 16) float64 and points (B, N, 3) -> (B, N) bool."""
+    kind = records[:, 0].round().long()
+    enter = _entry_depths(kind, records[:, 1:4], records[:, 4:13].reshape(-1, 3, 3), records[:, 13:16],
+                          points[..., :2])
+    return enter < points[..., 2].to(enter.dtype)
+
+
+def _exp(x: Tensor) -> Tensor:
+    """math.exp elementwise on a float64 tensor (what the per-item code computes, to the last bit)."""
+    return torch.tensor([math.exp(v) for v in x.tolist()], dtype=torch.float64)
+
+
+def _place_occluders(rel: Tensor, draws: dict[str, np.ndarray]) -> Tensor:
+    """:func:`_place_occluder` for B items at once from their drawn numbers (``target``, ``kind``,
+    ``rotation``, ``half``, ``anchor``, ``centre_noise``, ``gap`` of :func:`_draw_items`), the same
+    bisection with the same float64 steps.
+
+    rel (B, 21, 3) float64 metres, root-relative -> the float32 occluder records (B, 16)
+    (:meth:`Occluder.to_vector`), zero for the items whose target is 0 joints (no object).
+    """
+    n = rel.shape[0]
+    rows = torch.arange(n)
+    kind, target = torch.from_numpy(draws["kind"]), torch.from_numpy(draws["target"])
+    R, half = torch.from_numpy(draws["rotation"]), torch.from_numpy(draws["half"])
+    anchor = torch.from_numpy(draws["anchor"])
+    centre_xy = rel[rows, anchor, :2] + torch.from_numpy(draws["centre_noise"])
+    back = rel[rows, anchor, 2] - torch.from_numpy(draws["gap"])
+    # The solid's half depth along the viewing axis at unit size (its support in z).
+    cos = R[:, 2, 0].abs()
+    reach = torch.where(kind == 0, torch.ones_like(cos),
+                        torch.where(kind == 1, (R[:, 2].abs() * half).sum(-1),
+                                    cos * half[:, 0] + (1 - cos * cos).clamp_min(0.0).sqrt()))
+    points = rel[:, _NON_ROOT]
+
+    def make(size: Tensor, i: Tensor) -> Tensor:  # the records of items i at sizes (len(i),), float64
+        centre = torch.cat([centre_xy[i], (back[i] - size * reach[i])[:, None]], dim=1)
+        return torch.cat([kind[i, None].double(), centre, R[i].reshape(-1, 9), half[i] * size[:, None]], dim=1)
+
+    def covered(size: Tensor, i: Tensor) -> Tensor:
+        return _records_hide(make(size, i), points[i]).sum(-1) >= target[i]
+
+    lo = torch.full((n,), math.log(0.004), dtype=torch.float64)
+    hi = torch.full((n,), math.log(0.08), dtype=torch.float64)
+    placed = (target > 0).nonzero().squeeze(1)
+    grow = placed[covered(_exp(hi[placed]), placed)]
+    for _ in range(14):  # bisection on log size for the smallest object that covers `target` joints
+        mid = (lo[grow] + hi[grow]) / 2
+        ok = covered(_exp(mid), grow)
+        hi[grow] = torch.where(ok, mid, hi[grow])
+        lo[grow] = torch.where(ok, lo[grow], mid)
+    records = torch.zeros(n, 16)
+    if placed.numel():
+        size = torch.tensor([1.04 * math.exp(h) for h in hi[placed].tolist()], dtype=torch.float64)
+        records[placed] = make(size, placed).float()
+    return records
+
+
+def _draw_items(
+    streams: Sequence[np.random.Generator], occlusion: float, occluder_kind: str | None, images: bool
+) -> dict[str, np.ndarray]:
+    """Every random number :meth:`SyntheticHands.generate` takes from each item's stream, taken with the
+    same calls in the same order, stacked over the N items (float64 unless said).
+
+    Keys: ``z`` (N, 45) PCA draws and ``curl`` (N, 5) finger curls (:meth:`HandKinematics.sample_params`),
+    ``orient`` (N, 4) the quaternions ``Rotation.random`` draws, ``betas`` (N, 10) clipped,
+    ``cam_scale`` (N,) and ``cam_shift`` (N, 2); with occlusion > 0 also ``target``, ``kind``, ``anchor``
+    (N,) int64, ``occ_orient`` (N, 4) and its ``rotation`` (N, 3, 3), ``half`` (N, 3), ``centre_noise``
+    (N, 2), ``gap`` (N,) (:func:`_place_occluder`); with images ``skin`` (N, 3), ``hue`` (N, 4) and
+    ``background`` (N, 3). Rotations come from the quaternions through one batched ``Rotation``.
+    """
+    n = len(streams)
+    sigma = np.maximum(0.85 ** np.arange(45), 0.15)
+    skin_base = np.array([0.87, 0.67, 0.55])
+    non_root = np.array(_NON_ROOT)
+    fixed = None if occluder_kind is None else OCCLUDER_KINDS.index(occluder_kind)
+    d = {"z": np.empty((n, 45)), "curl": np.empty((n, 5)), "orient": np.empty((n, 4)), "betas": np.empty((n, 10)),
+         "cam_scale": np.empty(n), "cam_shift": np.empty((n, 2))}
+    if occlusion:
+        d |= {"target": np.empty(n, np.int64), "kind": np.empty(n, np.int64), "anchor": np.empty(n, np.int64),
+              "occ_orient": np.empty((n, 4)), "half": np.ones((n, 3)), "centre_noise": np.empty((n, 2)),
+              "gap": np.empty(n)}
+    if images:
+        d |= {"skin": np.empty((n, 3)), "hue": np.empty((n, 4)), "background": np.empty((n, 3))}
+    for i, rng in enumerate(streams):
+        d["z"][i] = rng.normal(0.0, sigma)
+        grasp = rng.uniform(0.0, 1.0) ** 1.3
+        curl = np.clip(grasp + rng.normal(0.0, 0.2, 5), 0.0, 1.0)
+        curl[rng.uniform(size=5) < 0.12] = rng.uniform(0.0, 0.15)
+        d["curl"][i] = curl
+        d["orient"][i] = rng.normal(size=4)  # Rotation.random(random_state=rng)
+        d["betas"][i] = np.clip(rng.normal(0.0, 0.012, 10), -BETA_BOX, BETA_BOX)
+        d["cam_scale"][i] = rng.uniform(0.7, 0.9)
+        d["cam_shift"][i] = rng.uniform(-0.08, 0.08, 2)
+        if occlusion:
+            d["target"][i] = rng.binomial(20, occlusion)
+            kind = fixed if fixed is not None else int(rng.integers(len(OCCLUDER_KINDS)))
+            d["kind"][i] = kind
+            d["occ_orient"][i] = rng.normal(size=4)
+            if kind == 1:  # box
+                d["half"][i, 1] = rng.uniform(0.4, 1.0)
+                d["half"][i, 2] = rng.uniform(0.4, 1.0)
+            elif kind == 2:  # cylinder
+                d["half"][i, 0] = rng.uniform(1.5, 3.0)
+            d["anchor"][i] = rng.choice(non_root)
+            d["centre_noise"][i] = rng.normal(0.0, 0.008, 2)
+            d["gap"][i] = rng.uniform(-0.005, 0.02)
+        if images:
+            d["skin"][i] = np.clip(skin_base + rng.normal(0, 0.05, 3), 0, 1)
+            d["hue"][i] = rng.normal(size=4)
+            d["background"][i] = rng.uniform(0.1, 0.55, 3)
+    if occlusion:
+        d["rotation"] = Rotation.from_quat(d["occ_orient"]).as_matrix()
+    return d
+
+
 class SyntheticHands(Dataset):
     """Synthetic occluded hands as a torch Dataset of dicts of float32 tensors (default collate works).
 
@@ -232,6 +421,12 @@ class SyntheticHands(Dataset):
         occluder_kind: force "sphere", "box" or "cylinder" (default: random per item).
         self_tolerance: metres a joint may lie behind the hand's own front surface and still count
             as visible (joints sit inside fingers ~1 cm deep, inside the palm ~1.5 cm).
+        progress: when ``cache_dir`` makes the whole split, say so on one line and show a progress
+            bar (loading an existing cache prints nothing).
+
+    Items are built one by one by :meth:`generate` (what ``__getitem__`` does without ``cache_dir``)
+    or many at once by :meth:`generate_many` (the whole split for ``cache_dir``, over ten times
+    faster): the same items (masks equal, floats up to float32 rounding of the batched MANO forward).
 
     Item keys: ``obs`` (21, 2) crop units, ``visible`` (21,) bool, ``keypoints_2d_px`` (21, 2) in a
     256 crop, ``joints_3d`` (21, 3) root-relative / bone, ``scale`` () bone length in metres,
@@ -254,6 +449,7 @@ class SyntheticHands(Dataset):
         occluder_kind: str | None = None,
         self_tolerance: float = 0.02,
         cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
     ) -> None:
         if split not in _SPLIT_CODE:
             raise ValueError(f"split must be one of {tuple(_SPLIT_CODE)}, got {split!r}")
@@ -277,6 +473,7 @@ class SyntheticHands(Dataset):
         # The disk cache is read (or written) on first access, so building a dataset stays cheap.
         self._stacked: dict[str, Tensor] | None = None
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.progress = bool(progress)
 
     def cache_key(self) -> str:
         """A file name that changes with anything that changes the items."""
@@ -289,14 +486,23 @@ class SyntheticHands(Dataset):
         return "synthetic_hands_" + "_".join(parts) + ".pt"
 
     def _load_or_generate(self, directory: Path) -> dict[str, Tensor]:
+        """The whole split, stacked (each field (size, ...)): loaded from ``directory`` when cached
+        there, else generated (with a line and a progress bar when ``progress``) and saved there."""
         path = directory / self.cache_key()
         if path.exists():
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # a foreign or damaged file: regenerate it
-                pass
-        items = [self.generate(i) for i in range(self.size)]
-        stacked = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+                stacked = torch.load(path, map_location="cpu", weights_only=True)
+                if not (isinstance(stacked, dict) and "visible" in stacked
+                        and all(isinstance(v, Tensor) and len(v) == self.size for v in stacked.values())):
+                    raise ValueError("not a stacked split of this size")
+                return stacked
+            except Exception as error:  # a foreign or damaged file: regenerate it
+                warnings.warn(f"the synthetic-hands cache {path} is damaged or unreadable "
+                              f"({type(error).__name__}: {error}); generating it again", stacklevel=3)
+        if self.progress:
+            print(f"[mhe] generating {self.size:,} {_SPLIT_NAME[self.split]} hands (synthetic-hands, "
+                  f"seed {self.seed}); cached afterwards in {path}", flush=True)
+        stacked = self.generate_many(progress=self.progress)
         atomic_torch_save(stacked, path)
         return stacked
 
@@ -329,7 +535,9 @@ class SyntheticHands(Dataset):
             return self.mano(*(t.to(dtype=dtype, device=device)[None] for t in (global_orient, params, betas)))
 
     def generate(self, index: int) -> dict[str, Tensor]:
-        """Build item ``index`` from scratch (what ``__getitem__`` caches)."""
+        """Build item ``index`` from scratch (what ``__getitem__`` caches): a dict of the item keys.
+
+        The reference definition of an item; :meth:`generate_many` reproduces it many at a time."""
         rng = self.rng(index)
         params = self.kin.sample_params(rng).float()
         orient = torch.from_numpy(Rotation.random(random_state=rng).as_rotvec()).float()
@@ -383,6 +591,134 @@ class SyntheticHands(Dataset):
                 raster=(zbuf, fbuf),
             )
         return item
+
+    def generate_many(
+        self, indices: Sequence[int] | None = None, chunk_size: int | None = None, progress: bool = False
+    ) -> dict[str, Tensor]:
+        """Build items ``indices`` (default: the whole split) from scratch, many at once.
+
+        Returns the fields of :meth:`generate` stacked over the N items (``obs`` (N, 21, 2), ``visible``
+        (N, 21), ...): the same items as ``generate`` one by one -- equal masks, params, orientations
+        and shapes, and the other floats up to float32 rounding (the batched MANO forward sums in
+        another order). Each item's random numbers still come from its own stream (:meth:`rng`);
+        the pose limits, MANO forward, camera, occluder placement, projection and the self-occlusion
+        z-buffer (:func:`mhe.data.render.depth_at_pixels`) run on ``chunk_size`` items together
+        (default 512, 64 with images), the chunks on ``torch.get_num_threads()`` threads at once.
+        ``progress`` shows a tqdm bar that advances chunk by chunk.
+        """
+        indices = list(range(self.size)) if indices is None else [int(i) for i in indices]
+        if not indices:
+            raise ValueError("generate_many needs at least one index")
+        chunk = int(chunk_size) if chunk_size else (64 if self.images else 512)
+        chunks = [indices[start:start + chunk] for start in range(0, len(indices), chunk)]
+        from tqdm.auto import tqdm
+
+        parts = []
+        with tqdm(total=len(indices), disable=not progress, unit=" hands", dynamic_ncols=True,
+                  desc=f"synthetic {self.split}") as bar:
+            workers = min(torch.get_num_threads(), len(chunks))
+            if workers <= 1:
+                for part in chunks:
+                    parts.append(self._generate_chunk(part))
+                    bar.update(len(part))
+            else:
+                # One chunk per thread, each op on one thread: the ops are too small for intra-op
+                # threads to pay (and their barriers stall whenever another process holds a core).
+                from concurrent.futures import ThreadPoolExecutor
+
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    with ThreadPoolExecutor(workers) as pool:
+                        for part in pool.map(self._generate_chunk, chunks):
+                            parts.append(part)
+                            bar.update(len(part["visible"]))
+                finally:
+                    torch.set_num_threads(threads)
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def _generate_chunk(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """The items ``indices`` stacked (see :meth:`generate_many`), as :meth:`generate` builds each."""
+        n = len(indices)
+        draws = _draw_items([self.rng(i) for i in indices], self.occlusion, self.occluder_kind, self.images)
+        params = self.kin.pose_params(torch.from_numpy(draws["z"]), draws["curl"]).float()
+        orient = torch.from_numpy(Rotation.from_quat(draws["orient"]).as_rotvec()).float()
+        betas = torch.from_numpy(draws["betas"]).float()
+        dtype, device = self.mano.shapedirs.dtype, self.mano.shapedirs.device
+        # BLAS picks its kernels by the number of rows (and treats the last rows of an odd count apart):
+        # padding to a multiple of 16 keeps an item's floats the same whichever chunk it comes in.
+        rows = max(16, -(-n // 16) * 16)
+        inputs = [torch.cat([t, t.new_zeros(rows - n, t.shape[1])]).to(dtype=dtype, device=device)
+                  for t in (orient, params, betas)]
+        with torch.no_grad():
+            out = self.mano(*inputs)
+        joints, verts = out.joints[:n].cpu().float(), out.vertices[:n].cpu().float()
+        root = joints[:, HAND_ROOT : HAND_ROOT + 1]
+        rel, vrel = joints - root, verts - root
+
+        # The camera of generate(), item by item the same float32 / float64 steps.
+        lo, hi = vrel[..., :2].min(1).values, vrel[..., :2].max(1).values
+        s = torch.from_numpy(draws["cam_scale"]) / ((hi - lo) / 2).max(-1).values.double()
+        trans = ((-s).float()[:, None] * (lo + hi) / 2 + torch.from_numpy(draws["cam_shift"])).float()
+        log_s = torch.tensor([math.log(v) for v in s.tolist()], dtype=torch.float32)
+        camera = torch.cat([log_s[:, None], trans], dim=1)
+        obs = project_orthographic(rel, camera[:, 0], camera[:, 1:])
+
+        rel64 = rel.double()
+        if self.occlusion == 0:
+            occluder = torch.zeros(n, 16)
+            object_occ = torch.zeros(n, 21, dtype=torch.bool)
+        else:
+            occluder = _place_occluders(rel64, draws)
+            has_object = occluder[:, 13:].abs().sum(-1) > 0
+            object_occ = _records_hide(occluder.double(), rel64) & has_object[:, None]
+        raster = self.image_size if self.images else 64
+        uv_verts = project_orthographic(vrel, camera[:, 0], camera[:, 1:])
+        pixels, inside = _pixels_of(obs, raster)
+        front = depth_at_pixels(uv_verts, vrel[..., 2], self.faces, raster, pixels)
+        self_occ = inside & (front < rel[..., 2].double() - self.self_tolerance)
+        outside = (obs.abs() > 1).any(-1)
+        visible = ~(object_occ | self_occ | outside)
+
+        bone = (joints[:, HAND_BONE[1]] - joints[:, HAND_BONE[0]]).norm(dim=-1)
+        items = {
+            "obs": obs,
+            "visible": visible,
+            "keypoints_2d_px": crop_to_pixels(obs, 256),
+            "joints_3d": rel / bone[:, None, None],
+            "scale": bone,
+            "joints_3d_mm": rel * 1000.0,
+            "params": params,
+            "global_orient": orient,
+            "betas": betas,
+            "camera": camera,
+            "object_occluded": object_occ,
+            "self_occluded": self_occ,
+            "outside": outside,
+            "occluder": occluder,
+        }
+        if self.images:
+            colour = np.clip(0.5 + 0.45 * Rotation.from_quat(draws["hue"]).as_matrix()[:, 0], 0.05, 0.95)
+            zbuf, fbuf = rasterize_batch(uv_verts, vrel[..., 2], self.faces, raster)
+            images = []
+            for i in range(n):
+                solid = Occluder.from_vector(occluder[i].double()) if occluder[i, 13:].abs().sum() > 0 else None
+                images.append(render_crop(
+                    vrel[i], self.faces, float(camera[i, 0]), camera[i, 1:], solid, raster,
+                    torch.from_numpy(draws["skin"][i]), torch.from_numpy(colour[i]),
+                    torch.from_numpy(draws["background"][i]), raster=(zbuf[i], fbuf[i]),
+                ))  # fmt: skip
+            items["image"] = torch.stack(images)
+        return items
+
+
+def _pixels_of(obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The pixel (column, row) (..., 2) long of crop points obs (..., 2) in an n x n raster, and whether
+    it lies inside the raster (...,) bool (the test of :func:`_behind_surface`)."""
+    cols = ((obs[..., 0] + 1) / 2 * n).floor().long()
+    rows = ((obs[..., 1] + 1) / 2 * n).floor().long()
+    inside = (cols >= 0) & (cols < n) & (rows >= 0) & (rows < n)
+    return torch.stack([cols, rows], dim=-1), inside
 
 
 def _behind_surface(obs: Tensor, z: Tensor, zbuf: Tensor, tolerance: float) -> Tensor:

@@ -1,7 +1,9 @@
 """Figures: one place that writes them, one house style.
 
 Plotting functions across :mod:`mhe.viz` return figure objects; :func:`save_figure` writes
-``figures/<name>.png`` for matplotlib figures and ``figures/<name>.html`` for plotly figures.
+``figures/<name>.png`` for matplotlib figures and ``figures/<name>.html`` for plotly figures (one
+self-contained, responsive page each). The constants below are the house style: a colour per objective
+and one encoding of visible vs occluded joints shared by every figure.
 """
 
 from __future__ import annotations
@@ -23,8 +25,17 @@ OBJECTIVE_COLORS = {
     "deterministic": "#a6761d",
     "ground_truth": "#333333",
 }
+GROUND_TRUTH_COLOR = OBJECTIVE_COLORS["ground_truth"]
+
+# One encoding of visible vs occluded joints in every figure, matplotlib and plotly alike: a visible joint
+# is a filled blue dot, an occluded one a filled red cross, both edged in white so they read on top of
+# hypotheses; wherever a colour means "occluded" (hypotheses' bones to occluded joints, PJD bars) it is red.
 VISIBLE_COLOR = "#2b83ba"
 OCCLUDED_COLOR = "#d7191c"
+VISIBLE_MARKER, OCCLUDED_MARKER = "o", "X"  # matplotlib
+VISIBLE_SYMBOL, OCCLUDED_SYMBOL = "circle", "x"  # plotly
+VISIBLE_LABEL = "visible joint (given to the model)"
+OCCLUDED_LABEL = "occluded joint (never seen by the model)"
 
 
 def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
@@ -39,7 +50,9 @@ def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
         return path
     if hasattr(fig, "write_html"):
         path = out / f"{name}.html"
-        # offline: plotly.min.js is written once beside the html files
-        fig.write_html(path, include_plotlyjs="directory", full_html=True)
+        # Self-contained (plotly.js inline, ~5 MB: the file works offline and when copied alone) and
+        # responsive (the figure takes the page's width and follows it when the window is resized).
+        fig.write_html(path, include_plotlyjs=True, full_html=True, config={"responsive": True},
+                       default_width="100%")
         return path
     raise TypeError(f"save_figure expects a matplotlib or plotly figure, got {type(fig).__name__}")

@@ -1,9 +1,12 @@
 """Drawing hands and bodies: skeletons and meshes in matplotlib (2D and 3D) and plotly.
 
 Inputs are arrays or tensors in the camera convention of :mod:`mhe.geometry` (OpenCV: x right, y down,
-z forward). 3D matplotlib axes show ``(x, z, -y)`` so that "up" on screen is up in the image and the
-depth axis recedes; 2D axes invert y like an image. Every function returns a figure (or draws into a
-given axis) and never calls ``plt.show()``.
+z forward), 3D in metres (the body models' unit); figures label their axes in ``unit`` (default mm).
+3D matplotlib axes show ``(x, z, -y)`` so that "up" on screen is up in the image and the depth axis
+recedes; an axis seen nearly end-on loses its (crowded) ticks and name. 2D axes invert y
+like an image. Visible and occluded keypoints follow the house encoding of :mod:`mhe.viz` (dots and
+crosses: :func:`draw_joints`, :func:`visibility_handles`). Every function returns a figure (or draws
+into a given axis) and never calls ``plt.show()``.
 """
 
 from __future__ import annotations
@@ -13,21 +16,35 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, NullLocator
 from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 
 from mhe.body.keypoints import FINGER_OF_KEYPOINT, HAND_PARENTS
+from mhe.viz import (
+    OCCLUDED_COLOR,
+    OCCLUDED_LABEL,
+    OCCLUDED_MARKER,
+    VISIBLE_COLOR,
+    VISIBLE_LABEL,
+    VISIBLE_MARKER,
+)
 
 __all__ = [
     "FINGER_COLORS",
     "hand_colors",
     "draw_skeleton_2d",
     "draw_skeleton_3d",
+    "draw_joints",
     "draw_mesh_3d",
     "plot_hand_views",
     "plot_poses_2d_3d",
     "plot_mesh_grid",
     "plotly_mesh",
+    "visibility_handles",
 ]
+
+UNITS = {"m": 1.0, "cm": 100.0, "mm": 1000.0}  # display unit -> factor from metres
 
 FINGER_COLORS = {
     "wrist": "#444444",
@@ -50,17 +67,34 @@ def hand_colors() -> list[str]:
     return [FINGER_COLORS[f] for f in FINGER_OF_KEYPOINT]
 
 
-def _display(xyz: np.ndarray) -> np.ndarray:
-    """Camera frame (x right, y down, z forward) -> plot frame (x, depth, up)."""
-    return np.stack([xyz[..., 0], xyz[..., 2], -xyz[..., 1]], axis=-1)
+def _factor(unit: str) -> float:
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {sorted(UNITS)}, got {unit!r}")
+    return UNITS[unit]
 
 
-def _label_3d(ax: Any) -> None:
-    """Axis names of the plot frame that :func:`_display` maps the camera frame to."""
-    ax.set_xlabel("x")
-    ax.set_ylabel("depth z")
-    ax.set_zlabel("up (-y)")
-    ax.tick_params(labelsize=6)
+def _display(xyz: np.ndarray, unit: str = "m") -> np.ndarray:
+    """Camera frame in metres (x right, y down, z forward) -> plot frame (x, depth, up) in ``unit``."""
+    return np.stack([xyz[..., 0], xyz[..., 2], -xyz[..., 1]], axis=-1) * _factor(unit)
+
+
+def _label_3d(ax: Any, unit: str = "mm") -> None:
+    """Axis names (with units) of the plot frame that :func:`_display` maps the camera frame to, and
+    ticks that do not overlap: a few per axis, two on an axis seen at a steep angle, and neither ticks
+    nor name on an axis seen nearly end-on (drawn under 35 % of its length)."""
+    elev, azim = np.radians(ax.elev), np.radians(ax.azim)
+    eye = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
+    names = (f"x ({unit})", f"depth z ({unit})", f"up, −y ({unit})")
+    for k, (axis, name, setter) in enumerate(zip((ax.xaxis, ax.yaxis, ax.zaxis), names,
+                                                 (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel))):
+        shown = float(np.sqrt(max(0.0, 1.0 - eye[k] ** 2)))  # projected length of a unit vector on the axis
+        if shown < 0.35:  # seen end-on: its ticks and name would only pile up on each other
+            axis.set_major_locator(NullLocator())
+            setter("")
+        else:
+            axis.set_major_locator(MaxNLocator(nbins=2 if shown < 0.75 else 4))
+            setter(name, fontsize=8, labelpad=2)
+    ax.tick_params(labelsize=7, pad=0)
 
 
 def _equal_3d(ax: Any, pts: np.ndarray, pad: float = 0.05) -> None:
@@ -69,6 +103,24 @@ def _equal_3d(ax: Any, pts: np.ndarray, pad: float = 0.05) -> None:
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
         setter(c - half, c + half)
     ax.set_box_aspect((1, 1, 1))
+
+
+def draw_joints(ax: Any, pts: np.ndarray, visible: np.ndarray, size: float = 30, zorder: float = 4) -> None:
+    """The house encoding of :mod:`mhe.viz`: visible joints of pts (J, 2) as filled blue dots, occluded ones
+    as filled red crosses, both edged in white."""
+    pts, visible = _np(pts), _np(visible).astype(bool)
+    ax.scatter(pts[visible, 0], pts[visible, 1], s=size, c=VISIBLE_COLOR, marker=VISIBLE_MARKER,
+               edgecolors="white", linewidths=0.6, zorder=zorder)
+    ax.scatter(pts[~visible, 0], pts[~visible, 1], s=size * 1.5, c=OCCLUDED_COLOR, marker=OCCLUDED_MARKER,
+               edgecolors="white", linewidths=0.6, zorder=zorder)
+
+
+def visibility_handles(color: str | None = None) -> list[Line2D]:
+    """Legend entries of :func:`draw_joints`' markers (or, with ``color``, of the same shapes in that colour)."""
+    return [Line2D([], [], ls="", marker=VISIBLE_MARKER, ms=7, color=color or VISIBLE_COLOR, mec="white",
+                   label=VISIBLE_LABEL),
+            Line2D([], [], ls="", marker=OCCLUDED_MARKER, ms=8, color=color or OCCLUDED_COLOR, mec="white",
+                   label=OCCLUDED_LABEL)]
 
 
 def draw_skeleton_2d(
@@ -82,8 +134,9 @@ def draw_skeleton_2d(
     label: str | None = None,
     markersize: float = 18,
 ) -> None:
-    """Draw 2D keypoints ``uv (J, 2)`` and their bones into ``ax``; occluded points (``visible (J,)``
-    False) are drawn hollow. Image convention: y grows downwards."""
+    """Draw 2D keypoints ``uv (J, 2)`` and their bones into ``ax``: visible points as dots, occluded points
+    (``visible (J,)`` False) as crosses, in the points' colours (the shapes of the house encoding,
+    :func:`draw_joints`). Image convention: y grows downwards."""
     uv = _np(uv)
     colors = list(colors) if colors is not None else (hand_colors() if len(uv) == 21 else ["#333333"] * len(uv))
     vis = np.ones(len(uv), bool) if visible is None else _np(visible).astype(bool)
@@ -91,10 +144,10 @@ def draw_skeleton_2d(
         if p >= 0:
             ax.plot(uv[[p, j], 0], uv[[p, j], 1], linestyle, color=colors[j], lw=2, alpha=alpha)
     ax.scatter(uv[vis, 0], uv[vis, 1], c=[colors[j] for j in np.flatnonzero(vis)], s=markersize,
-               alpha=alpha, zorder=3, label=label)
+               marker=VISIBLE_MARKER, alpha=alpha, zorder=3, label=label)
     if (~vis).any():
-        ax.scatter(uv[~vis, 0], uv[~vis, 1], facecolors="white", edgecolors=[colors[j] for j in np.flatnonzero(~vis)],
-                   s=markersize, alpha=alpha, zorder=3, linewidths=1.5)
+        ax.scatter(uv[~vis, 0], uv[~vis, 1], c=[colors[j] for j in np.flatnonzero(~vis)], marker=OCCLUDED_MARKER,
+                   edgecolors="white", s=markersize * 2, alpha=alpha, zorder=3, linewidths=0.5)
     if not ax.yaxis_inverted():
         ax.invert_yaxis()
     ax.set_aspect("equal")
@@ -107,9 +160,10 @@ def draw_skeleton_3d(
     colors: Sequence[str] | None = None,
     alpha: float = 1.0,
     linewidth: float = 2.5,
+    unit: str = "mm",
 ) -> None:
-    """Draw 3D joints ``joints (J, 3)`` (camera frame) and their bones into a 3D axis."""
-    xyz = _display(_np(joints))
+    """Draw 3D joints ``joints (J, 3)`` (camera frame, metres) and their bones into a 3D axis, in ``unit``."""
+    xyz = _display(_np(joints), unit)
     colors = list(colors) if colors is not None else (hand_colors() if len(xyz) == 21 else ["#333333"] * len(xyz))
     segs = [(xyz[p], xyz[j]) for j, p in enumerate(parents) if p >= 0]
     seg_colors = [colors[j] for j, p in enumerate(parents) if p >= 0]
@@ -124,9 +178,11 @@ def draw_mesh_3d(
     color: str = "#e8c4a8",
     alpha: float = 1.0,
     light: Sequence[float] = (0.3, -1.0, -0.6),
+    unit: str = "mm",
 ) -> None:
-    """Draw a triangle mesh ``vertices (V, 3)`` (camera frame), ``faces (F, 3)`` with Lambert shading."""
-    v = _display(_np(vertices))
+    """Draw a triangle mesh ``vertices (V, 3)`` (camera frame, metres), ``faces (F, 3)`` with Lambert
+    shading, in ``unit``."""
+    v = _display(_np(vertices), unit)
     f = np.asarray(faces, dtype=np.int64)
     tris = v[f]
     normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
@@ -149,21 +205,26 @@ def plot_hand_views(
     title: str | None = None,
     mesh_alpha: float = 0.35,
     size: float = 3.6,
+    view_titles: Sequence[str] | None = None,
+    unit: str = "mm",
 ) -> Figure:
     """One row of 3D views of a posed model: mesh (if given) with its skeleton on top.
 
-    ``joints (J, 3)``, ``vertices (V, 3)``, ``faces (F, 3)``; ``views`` are (elevation, azimuth) pairs.
+    ``joints (J, 3)``, ``vertices (V, 3)``, ``faces (F, 3)`` in metres, drawn in ``unit``; ``views`` are
+    (elevation, azimuth) pairs, ``view_titles`` their names (e.g. "seen from the camera").
     """
-    fig = plt.figure(figsize=(size * len(views), size))
-    pts = _display(_np(vertices if vertices is not None else joints))
+    fig = plt.figure(figsize=(size * len(views), size + 0.4))
+    pts = _display(_np(vertices if vertices is not None else joints), unit)
     for k, (elev, azim) in enumerate(views):
         ax = fig.add_subplot(1, len(views), k + 1, projection="3d")
         if vertices is not None:
-            draw_mesh_3d(ax, vertices, faces, alpha=mesh_alpha)
-        draw_skeleton_3d(ax, joints, parents)
+            draw_mesh_3d(ax, vertices, faces, alpha=mesh_alpha, unit=unit)
+        draw_skeleton_3d(ax, joints, parents, unit=unit)
         _equal_3d(ax, pts)
         ax.view_init(elev=elev, azim=azim)
-        _label_3d(ax)
+        _label_3d(ax, unit)
+        if view_titles is not None:
+            ax.set_title(view_titles[k], fontsize=9)
     if title:
         fig.suptitle(title)
     return fig
@@ -185,7 +246,7 @@ def plot_mesh_grid(
     n = len(vertices)
     nrows = (n + ncols - 1) // ncols
     fig = plt.figure(figsize=(size * min(n, ncols), size * nrows))
-    allpts = np.concatenate([_display(_np(v)) for v in vertices])
+    allpts = np.concatenate([_display(_np(v), "mm") for v in vertices])
     lo, hi = allpts.min(0), allpts.max(0)
     half = (hi - lo).max() / 2 * 1.05
     for k, v in enumerate(vertices):
@@ -193,7 +254,7 @@ def plot_mesh_grid(
         draw_mesh_3d(ax, v, faces, alpha=mesh_alpha)
         if joints is not None:
             draw_skeleton_3d(ax, joints[k], parents, linewidth=1.5)
-        c = _display(_np(v)).mean(0)
+        c = _display(_np(v), "mm").mean(0)
         for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
             setter(ck - half, ck + half)
         ax.set_box_aspect((1, 1, 1))
@@ -216,13 +277,15 @@ def plot_poses_2d_3d(
     meshes: Sequence[Any] | None = None,
     faces: Any = None,
     crop: float | None = None,
+    unit: str = "mm",
 ) -> Figure:
     """Several poses side by side: their 2D keypoints overlaid in one panel, one 3D panel each.
 
-    ``uvs``: list of ``(J, 2)`` projections; ``joints3d``: list of ``(J, 3)`` camera-frame joints; one
-    colour per pose. ``visible (J,)`` marks occluded keypoints hollow in 2D. ``meshes`` (list of
-    ``(V, 3)``) with ``faces (F, 3)`` are drawn translucently under the 3D skeletons; ``crop`` (pixels)
-    frames the 2D panel as a ``crop x crop`` image.
+    ``uvs``: list of ``(J, 2)`` projections (px); ``joints3d``: list of ``(J, 3)`` camera-frame joints
+    (metres, drawn in ``unit``); one colour per pose. ``visible (J,)`` marks occluded keypoints as crosses
+    in 2D (visible ones as dots; both shapes are in the legend). ``meshes`` (list of ``(V, 3)``) with
+    ``faces (F, 3)`` are drawn translucently under the 3D skeletons; ``crop`` (pixels) frames the 2D panel
+    as a ``crop x crop`` image.
     """
     n = len(uvs)
     fig = plt.figure(figsize=(3.8 * (n + 1), 3.8))
@@ -231,22 +294,28 @@ def plot_poses_2d_3d(
         c = styles[k % len(styles)]
         draw_skeleton_2d(ax2, uv, parents, colors=[c] * len(_np(uv)), visible=visible, alpha=0.8,
                          linestyle="-" if k == 0 else "--", label=lab)
-    ax2.legend(fontsize=7, loc="best")
+    handles = ax2.get_legend_handles_labels()[0]
+    if visible is not None and not _np(visible).astype(bool).all():
+        handles += visibility_handles(color="#777777")
+    ax2.legend(handles=handles, fontsize=7, loc="best")
     ax2.set_title("2D projections (overlaid)", fontsize=9)
+    ax2.set_xlabel("u (px)", fontsize=8)
+    ax2.set_ylabel("v (px, down)", fontsize=8)
+    ax2.tick_params(labelsize=7)
     if crop is not None:
         ax2.set_xlim(0, crop)
         ax2.set_ylim(crop, 0)
-    allpts = np.concatenate([_display(_np(j)) for j in joints3d])
+    allpts = np.concatenate([_display(_np(j), unit) for j in joints3d])
     for k, (j3, lab) in enumerate(zip(joints3d, labels)):
         ax = fig.add_subplot(1, n + 1, k + 2, projection="3d")
         c = styles[k % len(styles)]
         if meshes is not None:
-            draw_mesh_3d(ax, meshes[k], faces, alpha=0.25)
-        draw_skeleton_3d(ax, j3, parents, colors=[c] * len(_np(j3)))
+            draw_mesh_3d(ax, meshes[k], faces, alpha=0.25, unit=unit)
+        draw_skeleton_3d(ax, j3, parents, colors=[c] * len(_np(j3)), unit=unit)
         _equal_3d(ax, allpts)
         ax.view_init(elev=view[0], azim=view[1])
         ax.set_title(f"3D: {lab}", fontsize=9)
-        _label_3d(ax)
+        _label_3d(ax, unit)
     if title:
         fig.suptitle(title)
     return fig
@@ -259,18 +328,20 @@ def plotly_mesh(
     parents: Sequence[int] = tuple(HAND_PARENTS),
     title: str | None = None,
     color: str = "#e8c4a8",
+    unit: str = "mm",
 ) -> Any:
     """Interactive plotly figure: the mesh ``vertices (V, 3)``, ``faces (F, 3)`` and optionally the
-    skeleton ``joints (J, 3)``, shown in the same (x, depth, up) frame as the matplotlib views."""
+    skeleton ``joints (J, 3)`` (metres), shown in ``unit`` in the same (x, depth, up) frame as the
+    matplotlib views. No fixed width: it fills its page."""
     import plotly.graph_objects as go
 
-    v = _display(_np(vertices))
+    v = _display(_np(vertices), unit)
     f = np.asarray(faces, dtype=np.int64)
     data = [go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=f[:, 0], j=f[:, 1], k=f[:, 2], color=color,
                       opacity=0.6, flatshading=False, name="mesh",
                       lighting=dict(ambient=0.5, diffuse=0.7, specular=0.1))]
     if joints is not None:
-        xyz = _display(_np(joints))
+        xyz = _display(_np(joints), unit)
         colors = hand_colors() if len(xyz) == 21 else ["#333333"] * len(xyz)
         xs, ys, zs = [], [], []
         for j, p in enumerate(parents):
@@ -283,6 +354,8 @@ def plotly_mesh(
         data.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="markers",
                                  marker=dict(size=4, color=colors), name="joints"))
     fig = go.Figure(data=data)
-    fig.update_layout(title=title, scene=dict(aspectmode="data", xaxis_title="x", yaxis_title="depth z",
-                                              zaxis_title="up (-y)"), margin=dict(l=0, r=0, t=40, b=0))
+    fig.update_layout(title=title, scene=dict(aspectmode="data", xaxis_title=f"x ({unit})",
+                                              yaxis_title=f"depth z ({unit})", zaxis_title=f"up, −y ({unit})",
+                                              camera=dict(eye=dict(x=1.7, y=1.7, z=1.1))),
+                      autosize=True, height=640, margin=dict(l=0, r=0, t=40, b=0))
     return fig

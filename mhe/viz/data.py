@@ -1,7 +1,7 @@
 """A first look at the hand benchmark: crops with visible/occluded joints, occlusion statistics, ambiguity.
 
 Plots for :mod:`mhe.data`: :func:`plot_crop_grid` draws items (rendered crop, skeleton, visible
-joints as dots and occluded ones as crosses), :func:`plot_occlusion_stats` the fraction of items in
+joints as blue dots and occluded ones as red crosses: the house encoding of :mod:`mhe.viz`), :func:`plot_occlusion_stats` the fraction of items in
 which each keypoint is hidden, split by cause, and :func:`plot_consistent_poses` one occluded input
 with two 3D poses that explain its visible keypoints equally well -- the ambiguity a multi-hypothesis
 model must cover. :func:`first_look_figures` makes all three. Every function returns a matplotlib
@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from mhe.body import FINGERS, HAND_KEYPOINTS, HAND_PARENTS, TO_FREIHAND
-from mhe.viz import OBJECTIVE_COLORS, OCCLUDED_COLOR, VISIBLE_COLOR
+from mhe.viz import OBJECTIVE_COLORS, OCCLUDED_COLOR, OCCLUDED_MARKER, VISIBLE_COLOR, VISIBLE_MARKER
+from mhe.viz.body import draw_joints, visibility_handles
 
 __all__ = ["FINGER_COLORS", "first_look_figures", "plot_consistent_poses", "plot_crop_grid", "plot_occlusion_stats"]
 
@@ -40,8 +40,7 @@ def _skeleton(
 
 
 def _joints(ax: Any, xy: np.ndarray, visible: np.ndarray, size: float = 14) -> None:
-    ax.scatter(xy[visible, 0], xy[visible, 1], s=size, c=VISIBLE_COLOR, edgecolors="white", linewidths=0.4, zorder=3)
-    ax.scatter(xy[~visible, 0], xy[~visible, 1], s=size * 1.3, c=OCCLUDED_COLOR, marker="x", linewidths=1.2, zorder=3)
+    draw_joints(ax, xy, visible, size=size, zorder=3)
 
 
 def _crop_pixels(obs: torch.Tensor, n: int) -> np.ndarray:
@@ -72,9 +71,7 @@ def plot_crop_grid(dataset: Any, indices: Sequence[int] | None = None, cols: int
         ax.set_xlim(-0.5, size - 0.5)
         ax.set_ylim(size - 0.5, -0.5)
         ax.set_title(f"#{i}: {int((~vis).sum())}/21 hidden", fontsize=8)
-    handles = [Line2D([], [], ls="", marker="o", color=VISIBLE_COLOR, label="visible"),
-               Line2D([], [], ls="", marker="x", color=OCCLUDED_COLOR, label="occluded")]  # fmt: skip
-    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles=visibility_handles(), loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -140,9 +137,10 @@ def plot_consistent_poses(item: dict[str, torch.Tensor], alternative: dict[str, 
     for ax, (i, j), name in ((axes[1], (0, 1), "camera view (x, y)"), (axes[2], (2, 1), "side view (depth z, y)")):
         _skeleton(ax, gt[:, [i, j]], color=gt_color, lw=2.0, alpha=0.8)
         _skeleton(ax, alt[:, [i, j]], color=alt_color, lw=1.6, alpha=0.9, ls="--")
-        ax.scatter(gt[vis, i], gt[vis, j], s=18, c=VISIBLE_COLOR, zorder=3)
-        ax.scatter(gt[~vis, i], gt[~vis, j], s=18, c=gt_color, marker="x", zorder=3)
-        ax.scatter(alt[~vis, i], alt[~vis, j], s=18, c=alt_color, marker="x", zorder=3)
+        ax.scatter(gt[vis, i], gt[vis, j], s=18, c=VISIBLE_COLOR, edgecolors="white", linewidths=0.5, zorder=3)
+        for pose, c in ((gt, gt_color), (alt, alt_color)):  # occluded joints: crosses in each pose's colour
+            ax.scatter(pose[~vis, i], pose[~vis, j], s=30, c=c, marker=OCCLUDED_MARKER, edgecolors="white",
+                       linewidths=0.5, zorder=3)
         ax.set_aspect("equal")
         ax.invert_yaxis()
         ax.set_title(name, fontsize=9)
@@ -150,12 +148,16 @@ def plot_consistent_poses(item: dict[str, torch.Tensor], alternative: dict[str, 
     axes[1].set_xlabel("x / bone")
     axes[1].set_ylabel("y / bone")
     axes[2].set_xlabel("z / bone (away from the camera)")
+    axes[2].set_ylabel("y / bone")
     moved = np.linalg.norm(alt - gt, axis=-1)
     handles = [Line2D([], [], color=gt_color, lw=2, label="ground truth"),
                Line2D([], [], color=alt_color, lw=1.6, ls="--",
                       label=f"alternative (hidden joints moved up to {moved.max():.1f} bones)"),
-               Patch(color=VISIBLE_COLOR, label="visible joints: identical in both")]  # fmt: skip
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+               Line2D([], [], ls="", marker=VISIBLE_MARKER, ms=7, color=VISIBLE_COLOR, mec="white",
+                      label="visible joints (dots): identical in both"),
+               Line2D([], [], ls="", marker=OCCLUDED_MARKER, ms=7, color="#777777", mec="white",
+                      label="occluded joints (cross, in each pose's colour)")]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.04))
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 

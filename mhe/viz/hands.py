@@ -13,11 +13,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from mhe.body import HAND_PARENTS
-from mhe.viz import OBJECTIVE_COLORS, OCCLUDED_COLOR, VISIBLE_COLOR
-from mhe.viz.body import draw_skeleton_2d
+from mhe.viz import GROUND_TRUTH_COLOR, OBJECTIVE_COLORS, OCCLUDED_COLOR, VISIBLE_COLOR
+from mhe.viz.body import draw_joints, visibility_handles
 
 LABELS = {
     "mhentropy": "MHEntropy",
@@ -39,6 +41,25 @@ def _bones(ax: Any, pts: np.ndarray, color: str, alpha: float, lw: float = 1.0) 
             ax.plot(pts[[p, j], 0], pts[[p, j], 1], color=color, alpha=alpha, lw=lw, solid_capstyle="round")
 
 
+def _hypothesis_bones(ax: Any, pts: np.ndarray, vis: np.ndarray, color: str, alpha: float) -> None:
+    """Bones of every hypothesis pts (S, J, 2): to visible joints in ``color``, to occluded ones in red."""
+    bones = [(p, j) for j, p in enumerate(HAND_PARENTS) if p >= 0]
+    for wanted, c in ((True, color), (False, OCCLUDED_COLOR)):
+        segs = [pts[:, [p, j]] for p, j in bones if vis[j] == wanted]
+        if segs:
+            ax.add_collection(LineCollection(np.concatenate(segs), colors=c, alpha=alpha, linewidths=0.9,
+                                             capstyle="round"))
+
+
+def _limits(points: Sequence[np.ndarray], pad: float = 0.06) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y limits around every (..., 2) array of ``points``, padded."""
+    pts = np.concatenate([p.reshape(-1, 2) for p in points])
+    pts = pts[np.isfinite(pts).all(-1)]
+    lo, hi = pts.min(0), pts.max(0)
+    margin = (hi - lo).max() * pad + 1e-6
+    return (lo[0] - margin, hi[0] + margin), (lo[1] - margin, hi[1] + margin)
+
+
 def plot_hypotheses(
     predictions: Mapping[str, Mapping[str, Any]],
     gt_uv: Any,
@@ -48,45 +69,55 @@ def plot_hypotheses(
     title: str | None = None,
 ) -> Figure:
     """One input, every objective: a row per objective with the hypotheses overlaid in the image
-    (left) and seen from the side, depth horizontal (right).
+    (left, px) and seen from the side (right, mm: depth z horizontal, y down).
 
     Args:
         predictions: ``{objective: {"uv": (S, 21, 2) px, "xyz": (S, 21, 3) mm root-relative}}``.
         gt_uv: (21, 2) ground-truth keypoints in px; gt_xyz: (21, 3) in mm; visible: (21,) bool.
         num_show: at most this many hypotheses drawn per panel.
 
-    Visible ground-truth joints are filled, occluded ones hollow; hypotheses are thin lines in the
-    objective's colour. Agreement on visible joints and spread on occluded ones is what MHEntropy aims for.
+    The house encoding of :mod:`mhe.viz`, in both panels and in the legend: the ground truth in black,
+    its visible joints as blue dots and its occluded joints as red crosses; each hypothesis as thin lines,
+    bones to visible joints in the objective's colour and bones to occluded joints in red. All rows share
+    the limits of their column, so spreads compare across objectives. Agreement on visible joints and
+    spread on occluded ones (and in depth) is what MHEntropy aims for.
     """
     gt_uv, gt_xyz, vis = _np(gt_uv), _np(gt_xyz), _np(visible).astype(bool)
     names = list(predictions)
-    fig, axes = plt.subplots(len(names), 2, figsize=(7.2, 3.3 * len(names)), squeeze=False)
-    side_gt = np.stack([gt_xyz[:, 2], gt_xyz[:, 1]], -1)
+    side = lambda xyz: np.stack([xyz[..., 2], xyz[..., 1]], -1)  # noqa: E731  (depth z, y)
+    shown = {n: (_np(predictions[n]["uv"])[:num_show], side(_np(predictions[n]["xyz"])[:num_show])) for n in names}
+    lim_img = _limits([gt_uv, *(uv for uv, _ in shown.values())])
+    lim_side = _limits([side(gt_xyz), *(zy for _, zy in shown.values())])
+    fig, axes = plt.subplots(len(names), 2, figsize=(8.6, 3.7 * len(names) + 1.0), squeeze=False,
+                             layout="constrained")
+    count = 0
     for row, name in enumerate(names):
-        uv, xyz = _np(predictions[name]["uv"])[:num_show], _np(predictions[name]["xyz"])[:num_show]
-        color = OBJECTIVE_COLORS.get(name, "#555555")
+        (uv, zy), color, label = shown[name], OBJECTIVE_COLORS.get(name, "#555555"), LABELS.get(name, name)
+        count = max(count, len(uv))
         ax_img, ax_side = axes[row]
-        for s in range(len(uv)):
-            _bones(ax_img, uv[s], color, alpha=0.35)
-            _bones(ax_side, np.stack([xyz[s, :, 2], xyz[s, :, 1]], -1), color, alpha=0.35)
-        draw_skeleton_2d(ax_img, gt_uv, visible=vis, colors=["#222222"] * 21, alpha=0.9, markersize=14)
-        _bones(ax_side, side_gt, "#222222", alpha=0.9, lw=1.6)
-        ax_side.scatter(side_gt[vis, 0], side_gt[vis, 1], s=14, c=VISIBLE_COLOR, zorder=3)
-        ax_side.scatter(side_gt[~vis, 0], side_gt[~vis, 1], s=14, facecolors="white",
-                        edgecolors=OCCLUDED_COLOR, zorder=3)
-        if not ax_side.yaxis_inverted():
-            ax_side.invert_yaxis()
-        ax_side.set_aspect("equal")
-        ax_img.set_ylabel(LABELS.get(name, name), color=color, fontsize=11, fontweight="bold")
-        if row == 0:
-            ax_img.set_title("image plane (px)")
-            ax_side.set_title("side view: depth → (mm)")
-        for ax in (ax_img, ax_side):
+        alpha = float(np.clip(6.0 / max(len(uv), 1) ** 0.5, 0.2, 0.6))
+        for ax, hyp, gt, (xlim, ylim) in ((ax_img, uv, gt_uv, lim_img), (ax_side, zy, side(gt_xyz), lim_side)):
+            _hypothesis_bones(ax, hyp, vis, color, alpha)
+            _bones(ax, gt, GROUND_TRUTH_COLOR, alpha=0.95, lw=1.6)
+            draw_joints(ax, gt, vis, size=22)
+            ax.set_xlim(*xlim)
+            ax.set_ylim(ylim[1], ylim[0])  # y grows downwards, as in the image
+            ax.set_aspect("equal", adjustable="box")
             ax.tick_params(labelsize=7)
-    axes[-1, 1].set_xlabel("depth z (mm, root-relative)")
-    fig.suptitle(title or f"{min(num_show, len(uv))} hypotheses per objective; black = ground truth "
-                 "(hollow = occluded)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / len(names)))
+            ax.grid(alpha=0.2)
+        ax_img.set_title(f"{label}: image plane", color=color, fontsize=10, fontweight="bold")
+        ax_side.set_title(f"{label}: side view (depth →)", color=color, fontsize=10, fontweight="bold")
+        ax_img.set_xlabel("u (px)", fontsize=8)
+        ax_img.set_ylabel("v (px, down)", fontsize=8)
+        ax_side.set_xlabel("depth z (mm, root-relative; away from the camera →)", fontsize=8)
+        ax_side.set_ylabel("y (mm, root-relative, down)", fontsize=8)
+    handles = [Line2D([], [], color=GROUND_TRUTH_COLOR, lw=1.6, label="ground truth"),
+               *visibility_handles(),
+               Line2D([], [], color="#888888", lw=1.2, label="hypotheses: bones to visible joints (objective's colour)"),
+               Line2D([], [], color=OCCLUDED_COLOR, lw=1.2, alpha=0.7, label="hypotheses: bones to occluded joints")]
+    # the title heads the legend: a suptitle and an outside legend would overlap in a constrained layout
+    fig.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=8, frameon=False,
+               title=title or f"{count} hypotheses per objective", title_fontsize=11)
     return fig
 
 

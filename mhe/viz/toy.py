@@ -7,6 +7,7 @@ matplotlib figure; nothing is shown or saved here (see :func:`mhe.viz.save_figur
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 
 import matplotlib
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -23,6 +25,21 @@ from mhe.viz import OBJECTIVE_COLORS  # noqa: E402
 
 _GT = OBJECTIVE_COLORS["ground_truth"]
 MODE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")  # one per exact arm solution
+# Readable names of the toy notebook's runs (figure titles, tick labels); others are shown as given.
+ARM_LABELS = {
+    "exact posterior": "exact posterior",
+    "mhentropy": "MHEntropy",
+    "no_entropy": "no entropy term",
+    "no_reconstruction": "no reconstruction term",
+    "no_prior": "no prior term",
+    "nll": "NLL, 10k unbiased labels",
+    "nll_elbow_right": "NLL, labels always elbow-right",
+}
+
+
+def arm_label(name: str) -> str:
+    """The readable name of a run (:data:`ARM_LABELS`), else the name with spaces for underscores."""
+    return ARM_LABELS.get(str(name), str(name).replace("_", " "))
 
 
 def _color(name: str) -> str:
@@ -90,12 +107,20 @@ def _arm_axes(ax, heights: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+def _radians(x: float) -> str:
+    """An angle as text: π, π/2, ... when it is one, else in rad with two decimals."""
+    for k, text in ((1, "π"), (2, "π/2"), (3, "π/3"), (4, "π/4")):
+        if abs(x - math.pi / k) < 1e-6:
+            return text
+    return f"{x:.2f} rad"
+
+
 def _angle_axes(ax, half_width: tuple[float, float]) -> None:
     hw1, hw2 = half_width
     ax.add_patch(Rectangle((-hw1, -hw2), 2 * hw1, 2 * hw2, fill=False, ec="#999999", ls="--", lw=0.8))
     ax.set_xlim(-hw1 - 0.6, hw1 + 0.6)
     ax.set_ylim(-hw2 - 0.6, hw2 + 0.6)
-    ax.set_xlabel("α1")
+    ax.set_xlabel("α1, shoulder (rad)")
 
 
 def plot_arm_solutions(keypoints: Tensor, heights: Tensor) -> Figure:
@@ -125,6 +150,9 @@ def plot_arm_ablation(
 ) -> Figure:
     """The paper's toy figure: per objective, arm overlays (top) and (α1, α2) samples (bottom).
 
+    Columns are titled by :func:`arm_label` ("MHEntropy", "no entropy term", ...); a legend below the
+    panels explains every mark (exact solutions, samples, observed heights, prior box, shoulder).
+
     Args:
         samples: objective name -> (S, 2) sampled angles for one observation.
         keypoints: objective name -> (S, 2, 2) the samples' elbow and tip positions.
@@ -135,7 +163,7 @@ def plot_arm_ablation(
     """
     names = list(samples)
     ncols = len(names) + 1
-    fig, axes = plt.subplots(2, ncols, figsize=(2.4 * ncols, 5.0), squeeze=False)
+    fig, axes = plt.subplots(2, ncols, figsize=(2.4 * ncols, 5.9), squeeze=False)
     h = heights.detach().cpu().numpy()
     m = modes.detach().cpu().numpy()
     from mhe.toy import TwoLinkArm  # the figure draws exact solutions with the same arm
@@ -144,22 +172,37 @@ def plot_arm_ablation(
     for i, color in enumerate(MODE_COLORS):
         _draw_arms(axes[0, 0], mode_kp[i : i + 1], color, 1.0, lw=2.2)
     _arm_axes(axes[0, 0], h)
-    axes[0, 0].set_title("exact modes", fontsize=9)
+    axes[0, 0].set_title("the 4 exact solutions", fontsize=9, fontweight="bold")
+    axes[0, 0].set_ylabel("arms in the plane", fontsize=9)
     axes[1, 0].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=160, edgecolors="k", lw=0.5)
     _angle_axes(axes[1, 0], half_width)
-    axes[1, 0].set_ylabel("α2")
+    axes[1, 0].set_ylabel("α2, elbow (rad)")
     for col, name in enumerate(names, start=1):
         color = _color(name)
         s = samples[name].detach().cpu().numpy()
         kp = keypoints[name].detach().cpu().numpy()[:max_arms]
         _draw_arms(axes[0, col], kp, color, alpha=max(0.06, min(0.5, 8.0 / len(kp))))
         _arm_axes(axes[0, col], h)
-        axes[0, col].set_title(name.replace("_", " "), fontsize=9)
+        axes[0, col].set_title(arm_label(name), fontsize=9, fontweight="bold", color=color)
         axes[1, col].scatter(s[:, 0], s[:, 1], s=4, c=color, alpha=0.5, edgecolors="none")
         axes[1, col].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=110, edgecolors="k", lw=0.5)
         _angle_axes(axes[1, col], half_width)
         axes[1, col].set_yticklabels([])
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], ls="", marker="*", ms=12, color="#bbbbbb", mec="k", mew=0.5,
+               label="exact solutions (one colour each, as in the first column)"),
+        Line2D([], [], ls="", marker="o", ms=4, color="#777777", alpha=0.6, label="sampled hypotheses (α1, α2)"),
+        Line2D([], [], color="#777777", alpha=0.6, lw=1.2, label="sampled arms: shoulder → elbow → tip"),
+        Line2D([], [], ls="", marker="s", ms=5, color="k", label="shoulder (fixed)"),
+        Line2D([], [], color="#999999", ls="--", lw=0.8, label="observed elbow height"),
+        Line2D([], [], color="#999999", ls=":", lw=0.8, label="observed tip height"),
+        Rectangle((0, 0), 1, 1, fill=False, ec="#999999", ls="--", lw=0.8,
+                  label=f"prior support: |α1| ≤ {_radians(half_width[0])}, |α2| ≤ {_radians(half_width[1])}"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"{max(len(s) for s in samples.values())} hypotheses per objective for one observation "
+                 "(colour: the objective)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.96))
     return fig
 
 
@@ -180,7 +223,7 @@ def plot_mode_masses(table, band: tuple[float, float] = (0.15, 0.35)) -> Figure:
     for i, col in enumerate(cols):
         ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[col].to_numpy(), width,
                color=MODE_COLORS[i % len(MODE_COLORS)], label=f"mode {col[5:]}")
-    ax.set_xticks(x, [str(n).replace("_", "\n") for n in names], fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(arm_label(n), 14) for n in names], fontsize=8)
     ax.set_ylabel("mean mass within radius")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, ncol=3, loc="upper right")

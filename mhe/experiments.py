@@ -1,0 +1,302 @@
+"""The experiment layer: which model and data a config names, and whole runs built from them.
+
+A newcomer can follow a run from here: :func:`build_experiment` looks ``cfg.data.dataset`` up in
+:data:`EXPERIMENTS` (one builder per dataset, listed below; plugins add theirs with
+:func:`register_experiment`), which returns an :class:`Experiment` — the model (a
+:class:`~mhe.models.multi_hypothesis.MultiHypothesisModel` for a body spec), the train / val / test
+splits and the evaluation function (:func:`mhe.evaluation.evaluate_model`). :func:`train_experiment`
+hands that to :class:`mhe.train.Trainer`; :func:`evaluate_checkpoint` rebuilds a checkpoint's
+experiment and scores one split; :func:`load_model`, :func:`export_checkpoint` and
+:func:`load_or_train` serve the notebooks and the shipped checkpoints.
+
+This module imports models, data, the trainer and the metrics; none of them imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from mhe.checkpoint import checkpoint_config, checkpoint_dir, load_checkpoint, load_model_state, resolve_checkpoint_path
+from mhe.config import ConfigError, ExperimentConfig
+from mhe.config_io import load_config
+from mhe.distributed import DistInfo, init_distributed
+from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SAMPLES, EVAL_SEED, EVAL_TEMPERATURE, evaluate_model
+from mhe.train import EvaluateFn, Trainer, TrainResult
+from mhe.utils import atomic_torch_save, data_dir, default_device, seed_everything
+
+SPLITS = ("train", "val", "test")
+
+
+class Experiment(NamedTuple):
+    """What a builder returns: unpacks as ``model, train_set, val_set, evaluate_fn, test_set``.
+
+    ``evaluate_fn(model, loader, *, num_samples, temperature) -> metrics`` scores a split.
+    """
+
+    model: nn.Module
+    train_set: Dataset
+    val_set: Dataset | None = None
+    evaluate_fn: EvaluateFn | None = None
+    test_set: Dataset | None = None
+
+    def split(self, name: str) -> Dataset:
+        """The dataset of split ``name`` ("train", "val" or "test"), with a clear error when absent."""
+        if name not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        data = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[name]
+        if data is None:
+            raise ConfigError(f"this experiment has no {name} split")
+        return data
+
+
+ExperimentBuilder = Callable[[ExperimentConfig], Experiment]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the builders
+
+
+def _cap(dataset: Dataset, size: int | None) -> Dataset:
+    """The first ``size`` items of ``dataset`` (all when None)."""
+    if size is None or size >= len(dataset):  # type: ignore[arg-type]
+        return dataset
+    return Subset(dataset, range(size))
+
+
+def mean_camera(dataset: Dataset, n: int = 16) -> tuple[float, float, float]:
+    """The mean ``camera`` (log-scale, tx, ty) of the first ``n`` items (freshly generated when the
+    dataset can, so building a model does not trigger generating a whole cached split)."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        return (0.0, 0.0, 0.0)
+    get = getattr(dataset, "generate", dataset.__getitem__)
+    cams = torch.stack([get(i)["camera"] for i in range(min(n, len(dataset)))])  # type: ignore[arg-type]
+    return tuple(float(x) for x in cams.mean(0))  # type: ignore[return-value]
+
+
+def build_hand_model(cfg: ExperimentConfig, train_set: Dataset | None = None) -> nn.Module:
+    """The hand model for ``cfg``, its camera bias started at the training set's mean camera."""
+    from mhe.models.hand import MultiHypothesisHand
+
+    init = mean_camera(train_set) if train_set is not None else (0.0, 0.0, 0.0)
+    return MultiHypothesisHand(cfg.model, init_camera=init)
+
+
+def build_synthetic_hands(cfg: ExperimentConfig) -> Experiment:
+    """Synthetic occluded hands (:class:`mhe.data.SyntheticHands`), generated once and cached."""
+    from mhe.data import SyntheticHands
+
+    d = cfg.data
+    common = dict(seed=d.data_seed, occlusion=d.occlusion, images=d.images, image_size=cfg.model.image_size,
+                  cache_dir=data_dir() / "cache", progress=cfg.train.progress)
+    train = SyntheticHands("train", size=d.train_size, **common)
+    val = SyntheticHands("val", size=d.val_size, **common)
+    test = SyntheticHands("test", size=d.test_size, **common)
+    return Experiment(build_hand_model(cfg, train), train, val, evaluate_model, test)
+
+
+def build_ho3d(cfg: ExperimentConfig) -> Experiment:
+    """HO3D v3 from ``data.root`` (:class:`mhe.data.HO3D`); its held-out sequences serve as val and test."""
+    from mhe.body import load_mano
+    from mhe.data import HO3D
+
+    d = cfg.data
+    if not d.root:
+        raise ConfigError("data.dataset=ho3d needs data.root=<folder of HO3D v3 (the one holding train.txt)>")
+    common = dict(images=d.images, image_size=cfg.model.image_size, mano=load_mano())
+    train = _cap(HO3D(d.root, split="train", **common), d.train_size)
+    held_out = HO3D(d.root, split="test", **common)
+    return Experiment(build_hand_model(cfg, train), train, _cap(held_out, d.val_size), evaluate_model,
+                      _cap(held_out, d.test_size))
+
+
+#: One builder per ``data.dataset``.
+EXPERIMENTS: dict[str, ExperimentBuilder] = {
+    "synthetic-hands": build_synthetic_hands,
+    "ho3d": build_ho3d,
+}
+
+
+def register_experiment(dataset: str, builder: ExperimentBuilder | None = None, *, overwrite: bool = False) -> Any:
+    """Add ``builder(cfg) -> Experiment`` for ``cfg.data.dataset == dataset`` (usable as a decorator)."""
+
+    def add(fn: ExperimentBuilder) -> ExperimentBuilder:
+        if dataset in EXPERIMENTS and EXPERIMENTS[dataset] is not fn and not overwrite:
+            raise ValueError(
+                f"an experiment builder for dataset {dataset!r} is already registered "
+                f"({EXPERIMENTS[dataset].__module__}.{EXPERIMENTS[dataset].__qualname__}); "
+                "pass overwrite=True to replace it"
+            )
+        EXPERIMENTS[dataset] = fn
+        return fn
+
+    return add(builder) if builder is not None else add
+
+
+def available_experiments() -> list[str]:
+    """The dataset keys with a builder."""
+    return sorted(EXPERIMENTS)
+
+
+def build_experiment(cfg: ExperimentConfig) -> Experiment:
+    """``(model, train_set, val_set, evaluate_fn, test_set)`` for ``cfg``, from the builder of ``cfg.data.dataset``."""
+    key = cfg.data.dataset
+    if key not in EXPERIMENTS:
+        raise ConfigError(
+            f"no experiment builder for data.dataset={key!r}; known datasets: {', '.join(sorted(EXPERIMENTS))}. "
+            "Register one with mhe.experiments.register_experiment(name, builder)."
+        )
+    exp = EXPERIMENTS[key](cfg)
+    if not isinstance(exp, tuple) or len(exp) < 2:
+        raise TypeError(f"the builder for {key!r} must return Experiment(model, train_set, val_set, evaluate_fn)")
+    return Experiment(*exp)
+
+
+# ---------------------------------------------------------------------------------------------------
+# whole runs
+
+
+def train_experiment(
+    cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, dist: DistInfo | None = None
+) -> TrainResult:
+    """Seed, build the experiment for ``cfg.data.dataset`` and train it (:class:`mhe.train.Trainer`)."""
+    info = dist if dist is not None else init_distributed(cfg.device)
+    # every rank builds the same initial model (DDP also broadcasts rank 0's weights)
+    seed_everything(cfg.seed)
+    exp = build_experiment(cfg)
+    trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info)
+    return trainer.fit(resume=resume, overwrite=overwrite)
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike,
+    *,
+    split: str = "test",
+    dataset: str | None = None,
+    root: str | None = None,
+    num_samples: int = EVAL_SAMPLES,
+    temperature: float = EVAL_TEMPERATURE,
+    batch_size: int = EVAL_BATCH_SIZE,
+    max_items: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Rebuild a checkpoint's experiment (optionally on another dataset / root) and score ``split``.
+
+    ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``). The split is
+    drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
+    the same call gives the same numbers (on the same device).
+
+    Returns ``{"checkpoint", "dataset", "root", "split", "num_samples", "temperature", "batch_size",
+    "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model) is ``None``.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be at least 1, got {max_items}")
+    path = resolve_checkpoint_path(path)
+    ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, source=str(path))
+    if dataset is not None:
+        cfg.data.dataset = dataset
+    if root is not None:
+        cfg.data.root = root
+    seed_everything(cfg.seed)
+    exp = build_experiment(cfg)
+    if exp.evaluate_fn is None:
+        raise ConfigError(f"the experiment for {cfg.data.dataset!r} has no evaluation function")
+    data = exp.split(split)
+    load_model_state(exp.model, ckpt, source=str(path))
+    model = exp.model.to(default_device(device)).eval()
+    data = _cap(data, max_items)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    metrics = exp.evaluate_fn(model, loader, num_samples=num_samples, temperature=temperature)
+    return {
+        "checkpoint": str(path),
+        "dataset": cfg.data.dataset,
+        "root": cfg.data.root,
+        "split": split,
+        "num_samples": num_samples,
+        "temperature": temperature,
+        "batch_size": batch_size,
+        "seed": EVAL_SEED,
+        "step": ckpt["step"],
+        "items": len(data),  # type: ignore[arg-type]
+        "metrics": {k: (None if v != v else float(v)) for k, v in metrics.items()},  # NaN -> None (JSON null)
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# shipped checkpoints: load, export, load or train
+
+HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
+# Other shipped models: the same objective with another flow parameterisation.
+HAND_VARIANTS = ("mhentropy_aa",)
+
+
+def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.Module, ExperimentConfig]:
+    """Rebuild the model a checkpoint (a path or a shipped name) was trained with, weights loaded, in eval mode."""
+    path = resolve_checkpoint_path(path)
+    ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, source=str(path))
+    model = build_hand_model(cfg)
+    load_model_state(model, ckpt, source=str(path))
+    return model.to(default_device(device)).eval(), cfg
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a training checkpoint without its optimizer state (what ships in ``mhe/checkpoints``)."""
+    state = load_checkpoint(src)
+    state["optimizer"] = None
+    state["rng"] = state["rng"][:1]
+    # the run folder was local to the machine that trained it; a fresh run of this config uses the default
+    state["config"]["train"]["out_dir"] = "runs/{name}"
+    return atomic_torch_save(state, dst)
+
+
+def load_or_train(
+    objective: str,
+    *,
+    smoke: bool = False,
+    overrides: tuple[str, ...] | list[str] = (),
+    directory: str | os.PathLike | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, ExperimentConfig]:
+    """The hand model trained with ``objective`` (one of :data:`HAND_OBJECTIVES` or :data:`HAND_VARIANTS`).
+
+    Loads ``<directory>/hand_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
+    exists; otherwise trains the packaged config ``hand_<objective>`` with a progress bar and keeps the
+    result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder.
+    """
+    if objective not in HAND_OBJECTIVES + HAND_VARIANTS:
+        raise ValueError(f"objective must be one of {HAND_OBJECTIVES + HAND_VARIANTS}, got {objective!r}")
+    directory = Path(directory) if directory is not None else checkpoint_dir()
+    path = directory / f"hand_{objective}.pt"
+    if path.exists() and not smoke and not overrides:
+        return load_model(path, device)
+    extra = list(overrides)
+    if smoke:
+        out = tempfile.mkdtemp(prefix=f"mhe_smoke_{objective}_")
+        extra += ["train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
+                  "train.batch_size=16", "train.eval_every=0", f"train.out_dir={out}"]
+    else:
+        extra += [f"train.out_dir={directory / 'runs' / objective}"]
+    cfg = load_config(f"hand_{objective}", extra)
+    if device is not None:
+        cfg.device = device
+    cfg.train.progress = progress
+    result = train_experiment(cfg, overwrite=True)
+    if not smoke and not overrides:
+        export_checkpoint(result.checkpoint, path)
+    return load_model(result.checkpoint, device)

@@ -1,0 +1,208 @@
+"""The multi-hypothesis model, generic over the body: encoder → flow over the pose + deterministic head
+→ body model → camera.
+
+``batch → encoder → context c (B, C)``; a conditional flow ``q(θ | c)`` over the articulated pose θ;
+a deterministic head ``c → (global rotation, shape β, log-scale, 2D translation)``; the body model
+turns every hypothesis into 3D keypoints and the orthographic crop camera (:mod:`mhe.geometry`) into
+2D keypoints. Everything specific to one body (which body model, its keypoints and root, how θ feeds
+it, its prior) comes from a :class:`BodySpec`; :mod:`mhe.models.hand` writes the one for MANO hands.
+
+The model implements the protocol of :mod:`mhe.objectives` (``hypotheses`` / ``mode`` / ``log_prob``)
+and :meth:`MultiHypothesisModel.predict`, the metric-unit predictions that :mod:`mhe.evaluation`
+scores. A *deterministic* model (``model.deterministic``) predicts one hypothesis, the flow's mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mhe.config import ModelConfig
+from mhe.flows import ConditionalFlow
+from mhe.geometry import crop_to_pixels, matrix_to_axis_angle, project_orthographic, rot6d_to_matrix
+from mhe.models.encoders import build_encoder, encode
+from mhe.objectives import Hypotheses
+
+ROTATION_DIMS = {"axis_angle": 3, "6d": 6}
+CAMERA_DIMS = 3  # log-scale 1 + translation 2
+
+
+class BodySpec(nn.Module):
+    """What the generic model needs to know about one body (hand, body, ...).
+
+    Subclasses hold the body model as a submodule (its buffers non-persistent: checkpoints carry no
+    licensed data) and set:
+
+    Attributes:
+        name: "hand", "body", ...
+        num_keypoints: J, the keypoints the model predicts and the encoder reads.
+        root: index of the root keypoint (3D outputs are root-relative).
+        bone: (parent, child) keypoints whose distance normalises 3D outputs (the paper's protocol).
+        pose_dim: D, the dimension of the flow's variable θ.
+        shape_dim: number of shape coefficients β the head predicts.
+        crop_pixels: side of the crop in pixels that 2D metrics are reported in.
+    """
+
+    name: str = "body"
+    num_keypoints: int
+    root: int
+    bone: tuple[int, int]
+    pose_dim: int
+    shape_dim: int = 10
+    crop_pixels: int = 256
+
+    def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
+        """3D keypoints in metres ``(B, S, J, 3)`` of poses ``θ (B, S, D)`` with the head's per-item outputs."""
+        raise NotImplementedError
+
+    def vertices(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Mesh vertices ``(B, S, V, 3)`` and the model's joints ``(B, S, J', 3)`` in metres."""
+        raise NotImplementedError
+
+    def log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
+        """Log of the unnormalised prior ``(B, S)`` of poses ``θ (B, S, D)`` and the head's outputs."""
+        raise NotImplementedError
+
+    def params_from_gt(self, params: Tensor) -> Tensor:
+        """Ground-truth pose parameters of a batch ``(B, D')`` → the flow's variable ``(B, D)`` (for NLL)."""
+        return params
+
+    def info(self) -> dict[str, Any]:
+        """What a checkpoint records about the body model (e.g. real or stand-in)."""
+        return {"name": self.name}
+
+
+class MultiHypothesisModel(nn.Module):
+    """Encoder + conditional flow over the pose + deterministic head + body model, for any :class:`BodySpec`.
+
+    Args:
+        cfg: sizes, encoder choice, head rotation, ``deterministic`` (:class:`mhe.config.ModelConfig`).
+        spec: the body (:class:`BodySpec`).
+        init_camera: (log_scale, tx, ty) the head starts from (e.g. the training set's mean camera), so
+            that early hypotheses already land inside the crop.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, spec: BodySpec, init_camera: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ) -> None:
+        super().__init__()
+        if cfg.head_rotation not in ROTATION_DIMS:
+            raise ValueError(f"model.head_rotation must be 'axis_angle' or '6d', got {cfg.head_rotation!r}")
+        self.cfg = cfg
+        self.spec = spec
+        self.pose_dim = spec.pose_dim
+        self.encoder = build_encoder(cfg, num_keypoints=spec.num_keypoints, obs_dim=2)
+        self.flow = ConditionalFlow(
+            self.pose_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
+        )
+        self.rot_dim = ROTATION_DIMS[cfg.head_rotation]
+        self.head = nn.Sequential(
+            nn.Linear(cfg.context_dim, cfg.head_hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.head_hidden, cfg.head_hidden),
+            nn.ReLU(),
+            nn.Linear(cfg.head_hidden, self.rot_dim + spec.shape_dim + CAMERA_DIMS),
+        )
+        # Start at the mean shape, no rotation and the given camera: the last layer's weights are
+        # small so the head begins near its bias.
+        last = self.head[-1]
+        nn.init.normal_(last.weight, std=1e-3)
+        with torch.no_grad():
+            last.bias.zero_()
+            if cfg.head_rotation == "6d":
+                last.bias[0:6] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+            last.bias[-3:] = torch.tensor(init_camera, dtype=last.bias.dtype)
+
+    # -- what the model is ----------------------------------------------------------------------
+
+    @property
+    def deterministic(self) -> bool:
+        """True when the model predicts one hypothesis (the flow's mode), e.g. trained by the
+        ``deterministic`` objective; its :meth:`predict` returns S = 1."""
+        return bool(self.cfg.deterministic)
+
+    @property
+    def body_model_info(self) -> dict[str, Any]:
+        """Which body model this model decodes with (recorded in checkpoints)."""
+        return self.spec.info()
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def context(self, batch: dict) -> Tensor:
+        """The encoder's context ``(B, C)`` (the encoder checks the batch's keypoints and visibility)."""
+        return encode(self.encoder, batch)
+
+    def deterministic_head(self, ctx: Tensor) -> dict[str, Tensor]:
+        """``ctx (B, C)`` → global_orient (B, 3) axis-angle, betas (B, shape_dim), log_scale (B,), trans (B, 2)."""
+        out = self.head(ctx)
+        rot, rest = out[:, : self.rot_dim], out[:, self.rot_dim :]
+        if self.rot_dim == 6:
+            rot = matrix_to_axis_angle(rot6d_to_matrix(rot))
+        n = self.spec.shape_dim
+        return {"global_orient": rot, "betas": rest[:, :n], "log_scale": rest[:, n], "trans": rest[:, n + 1 : n + 3]}
+
+    def decode(self, theta: Tensor, log_q: Tensor, head: dict[str, Tensor]) -> Hypotheses:
+        """Turn ``θ (B, S, D)`` and the head's outputs into :class:`Hypotheses`.
+
+        ``pred_obs (B, S, J, 2)`` are crop coordinates in [-1, 1]; extras hold ``joints_3d``
+        (B, S, J, 3) root-relative and divided by the predicted bone (unitless, as the dataset's),
+        ``joints_metric`` (B, S, J, 3) root-relative in metres, and the head's outputs. Only the
+        keypoints are computed; :meth:`vertices` gives the meshes of chosen hypotheses.
+        """
+        B, S, _ = theta.shape
+        expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
+        joints = self.spec.keypoints(theta, head).to(theta.dtype)
+        root = joints[..., self.spec.root : self.spec.root + 1, :]
+        rel = joints - root
+        parent, child = self.spec.bone
+        bone = torch.linalg.vector_norm(joints[..., child, :] - joints[..., parent, :], dim=-1)
+        uv = project_orthographic(rel, expand(head["log_scale"]), expand(head["trans"]))
+        return Hypotheses(
+            params=theta,
+            log_q=log_q,
+            pred_obs=uv,
+            log_prior=self.spec.log_prior(theta, head),
+            extras={"joints_3d": rel / bone.clamp_min(1e-8)[..., None, None], "joints_metric": rel, **head},
+        )
+
+    def vertices(self, hyp: Hypotheses) -> Tensor:
+        """The meshes of hypotheses from :meth:`hypotheses` / :meth:`mode`: ``(B, S, V, 3)`` in metres,
+        relative to the same root joint as ``hyp.extras["joints_metric"]``."""
+        verts, joints = self.spec.vertices(hyp.params, hyp.extras)
+        return (verts - joints[..., self.spec.root : self.spec.root + 1, :]).to(hyp.params.dtype)
+
+    # -- the protocol of mhe.objectives ---------------------------------------------------------
+
+    def hypotheses(self, batch: dict, num_samples: int, temperature: float = 1.0) -> Hypotheses:
+        """S hypotheses per item, differentiable (reparameterised), with their log-density."""
+        ctx = self.context(batch)
+        theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
+        return self.decode(theta, log_q, self.deterministic_head(ctx))
+
+    def mode(self, batch: dict) -> Hypotheses:
+        """The zero-noise hypothesis (S = 1), ProHMR's "sample 0"."""
+        ctx = self.context(batch)
+        theta, log_q = self.flow.rsample_and_log_prob(ctx, 1, temperature=0.0)
+        return self.decode(theta, log_q, self.deterministic_head(ctx))
+
+    def log_prob(self, batch: dict, params: Tensor) -> Tensor:
+        """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``."""
+        ctx = self.context(batch)
+        return self.flow.log_prob(self.spec.params_from_gt(params), ctx)
+
+    # -- predictions in metric units (what mhe.evaluation scores) -------------------------------
+
+    @torch.no_grad()
+    def predict(self, batch: dict, num_samples: int, temperature: float) -> dict[str, Tensor]:
+        """Hypotheses in metric units: ``xyz_mm (B, S, J, 3)`` root-relative (the model's bone-normalised
+        joints rescaled by the batch's ground-truth bone ``batch["scale"]`` in metres, the paper's
+        protocol) and ``uv_px (B, S, J, 2)`` in pixels of the crop. A deterministic model returns its
+        mode alone (S = 1) whatever ``num_samples`` and ``temperature``."""
+        hyp = self.mode(batch) if self.deterministic else self.hypotheses(batch, num_samples, temperature)
+        scale_mm = batch["scale"].to(hyp.pred_obs) * 1000.0
+        return {
+            "xyz_mm": hyp.extras["joints_3d"] * scale_mm[:, None, None, None],
+            "uv_px": crop_to_pixels(hyp.pred_obs, self.spec.crop_pixels),
+        }

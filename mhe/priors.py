@@ -1,0 +1,99 @@
+"""Pose priors: the soft box and ball log-densities and the official constants, in one place.
+
+Every prior here is the log of an *unnormalised* density that is flat inside a region and falls off
+quadratically outside it, so it never fights the likelihood where the pose is plausible but keeps the
+entropy term from spreading hypotheses without bound (``docs/method.md``, "The pose prior"). The hand
+model (:mod:`mhe.models.hand`) combines them through :func:`hand_log_prior`; the toy arm uses
+:func:`box_prior` on its joint angles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# The official hand priors: a soft box on the 45 MANO PCA coefficients, a soft ball on the global
+# rotation (axis-angle), a tight soft box on the shape β.
+PCA_HALF_WIDTH, PCA_WEIGHT = 2.0, 50.0
+ROT_RADIUS, ROT_WEIGHT = math.pi, 5.0
+BETA_HALF_WIDTH, BETA_WEIGHT = 0.03, 50.0
+# For the per-joint axis-angle / 6D flow options (not in the official code): a soft box of ±π/2 per
+# joint axis around the mean pose.
+AA_HALF_WIDTH, AA_WEIGHT = math.pi / 2, 50.0
+# Weight of the 6D orthonormality penalty (the 6D → rotation map has a 3-D fibre per joint).
+ORTHO_WEIGHT = 50.0
+
+
+def box_prior(x: Tensor, half_width: float | Tensor, weight: float) -> Tensor:
+    """Soft box log-prior -weight·Σ_D relu(|x|/half_width - 1)²: flat inside, quadratic outside.
+
+    Args:
+        x: (..., D).
+        half_width: scalar or (D,) half-widths of the box (> 0).
+        weight: penalty weight.
+
+    Returns:
+        (...) log of the unnormalised prior.
+    """
+    half_width = torch.as_tensor(half_width, dtype=x.dtype, device=x.device)
+    if (half_width <= 0).any():
+        raise ValueError("box_prior half_width must be > 0")
+    return -weight * torch.relu(x.abs() / half_width - 1).square().sum(-1)
+
+
+def ball_prior(x: Tensor, radius: float, weight: float) -> Tensor:
+    """Soft ball log-prior -weight·relu(‖x‖/radius - 1)²: flat inside the ball.
+
+    Args:
+        x: (..., D).
+        radius: ball radius (> 0).
+        weight: penalty weight.
+
+    Returns:
+        (...) log of the unnormalised prior.
+    """
+    if not radius > 0:
+        raise ValueError(f"ball_prior radius must be > 0, got {radius}")
+    return -weight * torch.relu(x.norm(dim=-1) / radius - 1).square()
+
+
+def rot6d_orthonormality(theta: Tensor) -> Tensor:
+    """Squared deviation of 6D rotations from an orthonormal pair: ``θ (..., R·6)`` → ``(...)``.
+
+    Each 6-vector (a, b) should have unit columns and a·b = 0; the sum over the R rotations of
+    ``(|a|-1)² + (|b|-1)² + (a·b)²`` is returned (0 exactly on valid rotations).
+    """
+    a, b = theta.unflatten(-1, (-1, 2, 3)).unbind(-2)
+    off = (a.norm(dim=-1) - 1).square() + (b.norm(dim=-1) - 1).square() + (a * b).sum(-1).square()
+    return off.sum(-1)
+
+
+def hand_log_prior(
+    theta: Tensor, axis_angle: Tensor | None, pose_repr: str, global_orient: Tensor, betas: Tensor
+) -> Tensor:
+    """The hand's log-prior of S hypotheses per item: pose ``(B, S)`` plus rotation and shape ``(B,)``.
+
+    Args:
+        theta: (B, S, D) the flow's samples (PCA coefficients, axis-angle or 6D per joint).
+        axis_angle: (B, S, 45) the same poses as per-joint axis-angle (needed unless ``pose_repr == "pca"``).
+        pose_repr: "pca" (official: box on the coefficients), "axis_angle" or "6d" (box per joint axis; 6D
+            adds the orthonormality penalty).
+        global_orient: (B, 3) axis-angle of the deterministic head (official ball of radius π).
+        betas: (B, 10) shape (official tight box).
+
+    Returns:
+        (B, S) log of the unnormalised prior.
+    """
+    if pose_repr == "pca":
+        pose = box_prior(theta, PCA_HALF_WIDTH, PCA_WEIGHT)
+    else:
+        if axis_angle is None:
+            raise ValueError(f"pose_repr={pose_repr!r} needs the poses as axis-angle")
+        pose = box_prior(axis_angle, AA_HALF_WIDTH, AA_WEIGHT)
+    if pose_repr == "6d":
+        pose = pose - ORTHO_WEIGHT * rot6d_orthonormality(theta)
+    rot = ball_prior(global_orient, ROT_RADIUS, ROT_WEIGHT)
+    beta = box_prior(betas, BETA_HALF_WIDTH, BETA_WEIGHT)
+    return pose + (rot + beta)[:, None]
