@@ -28,7 +28,12 @@ def seed_everything(seed: int) -> torch.Generator:
 def default_device(preference: str | None = None) -> torch.device:
     """``preference`` if given ("cpu", "cuda", "cuda:1", ...), else CUDA when present, else CPU."""
     if preference:
-        device = torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except RuntimeError:
+            raise RuntimeError(
+                f"device {preference!r} is not a device name; use cpu, cuda or cuda:<index>"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
                 f"device {preference!r} was asked for but CUDA is not available here; "

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 
+import dummy_experiment as dummy
+from mhe.config_io import dump_config
 from mhe.utils import seed_everything
 
 torch.set_num_threads(1)
@@ -24,3 +25,19 @@ def _seed_and_isolate(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def figures_tmp(tmp_path_factory):
     return tmp_path_factory.mktemp("figures_session")
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """The dummy Gaussian experiment and its objective "dummy", registered for the test's duration."""
+    objectives = pytest.importorskip("mhe.objectives")
+    dummy.register()
+    monkeypatch.setitem(objectives.OBJECTIVES, "dummy", dummy.reverse_kl)
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    """A YAML config of the dummy experiment writing its run under ``tmp_path``."""
+    path = tmp_path / "dummy.yaml"
+    dump_config(dummy.small_config(tmp_path), path)
+    return path

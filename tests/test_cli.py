@@ -22,20 +22,6 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    objectives = pytest.importorskip("mhe.objectives")
-    dummy.register()
-    monkeypatch.setitem(objectives.OBJECTIVES, "dummy", dummy.reverse_kl)
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "dummy.yaml"
-    dump_config(dummy.small_config(tmp_path), path)
-    return path
-
-
 def test_train_then_evaluate(registered, config_file, tmp_path, capsys):
     assert main(["train", "--config", str(config_file), "train.epochs=1", "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -26,20 +26,6 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    objectives = pytest.importorskip("mhe.objectives")
-    dummy.register()
-    monkeypatch.setitem(objectives.OBJECTIVES, "dummy", dummy.reverse_kl)
-
-
-@pytest.fixture
-def config_file(tmp_path):
-    path = tmp_path / "dummy.yaml"
-    dump_config(dummy.small_config(tmp_path), path)
-    return path
-
-
 def one_line_error(capsys, code: int) -> str:
     assert code == 2
     err = capsys.readouterr().err
