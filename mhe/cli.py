@@ -45,6 +45,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -97,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
                     help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
     ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
+    ev.add_argument("--data-seed", type=_nonnegative_int, help="draw the generated benchmark's split from this "
+                    "seed (a fresh test split; default: the seed the model was trained with)")
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     ev.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
@@ -247,8 +259,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_items=args.max_items,
         device=args.device,
+        data_seed=args.data_seed,
     )
-    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split: "
+    seed_note = f" (data seed {result['data_seed']})" if result["data_seed"] is not None else ""
+    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split{seed_note}: "
           f"{result['items']} items, S = {result['num_samples']}, temperature {result['temperature']}, "
           f"batches of {result['batch_size']}, seed {result['seed']}")
     width = max((len(k) for k in result["metrics"]), default=0)

@@ -50,6 +50,15 @@ class ModelConfig:
     pose_repr: Literal["pca", "axis_angle", "6d"] = "pca"
     # number of MANO PCA components when pose_repr == "pca" (official: 45, i.e. the full basis).
     num_pca_comps: int = 45
+    # the finger-pose prior: "box" (PCA: the official soft box |x| <= 2; axis-angle / 6D: a soft box of
+    # ±π/2 per joint axis around MANO's mean pose), "official" (PCA: the same box; axis-angle / 6D: the
+    # official option, MANO's flat hand mean and a soft ball ‖θ‖ <= π on the 45-D vector) or
+    # "joint_limits" (the soft anatomical joint-limit prior of mhe.body.limits, on top of the PCA box).
+    pose_prior: Literal["box", "official", "joint_limits"] = "box"
+    # sample the global rotation with the flow (6D, with the orthonormality term, as ProHMR does for
+    # bodies) instead of regressing it with the deterministic head: a palm whose tilt sign the 2D
+    # keypoints cannot decide can then be two hypotheses.
+    rotation_in_flow: bool = False
     # hidden width of the deterministic head (global rotation, shape, camera) (official: 512).
     head_hidden: int = 128
     # how the head outputs the global rotation: axis-angle (official) or the continuous 6D representation

@@ -14,7 +14,7 @@ A deterministic model returns S = 1 and the metrics take it as it is (zero diver
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -58,7 +58,9 @@ def collect_predictions(
     """Run ``model.predict`` over ``loader`` (batches moved to the model's device).
 
     Returns CPU tensors ``pred_xyz (N, S, J, 3)`` mm, ``pred_uv (N, S, J, 2)`` px, ``gt_xyz (N, J, 3)``,
-    ``gt_uv (N, J, 2)``, ``visible (N, J)`` bool, ready for :func:`mhe.metrics.evaluate`. Every random
+    ``gt_uv (N, J, 2)``, ``visible (N, J)`` bool, ready for :func:`mhe.metrics.evaluate`; and, when the
+    model or the data give them, ``mode_xyz (N, 1, J, 3)`` mm, ``plausible (N, S)`` bool and
+    ``px_per_mm (N,)`` (the dataset's camera scale). Every random
     generator is seeded with ``seed`` for the call and restored afterwards (``None``: not touched).
     """
     if num_samples < 1:
@@ -81,6 +83,11 @@ def collect_predictions(
                 keep["gt_xyz"].append(batch["joints_3d_mm"].float().cpu())
                 keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
                 keep["visible"].append(batch["visible"].bool().cpu())
+                optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
+                            "px_per_mm": batch.get("px_per_mm")}
+                for key, value in optional.items():
+                    if value is not None:
+                        keep.setdefault(key, []).append(value.cpu() if value.dtype == torch.bool else value.float().cpu())
                 seen += len(batch["visible"])
                 if max_items is not None and seen >= max_items:
                     break
@@ -89,16 +96,22 @@ def collect_predictions(
             model.train()
     if not keep["visible"]:
         raise ValueError("the loader yielded no items to evaluate")
-    out = {k: torch.cat(v) for k, v in keep.items()}
+    n = len(keep["visible"])
+    out = {k: torch.cat(v) for k, v in keep.items() if len(v) == n}  # optional keys only when every batch had them
     if max_items is not None:
         out = {k: v[:max_items] for k, v in out.items()}
     return out
 
 
-def score_predictions(predictions: dict[str, Tensor], root: int) -> dict[str, float]:
-    """The paper's metrics (:func:`mhe.metrics.evaluate`) of :func:`collect_predictions`' output."""
+def score_predictions(
+    predictions: dict[str, Tensor], root: int, flip_keypoints: Sequence[int] | None = None
+) -> dict[str, float]:
+    """The metrics (:func:`mhe.metrics.evaluate`) of :func:`collect_predictions`' output, its optional
+    keys included; ``flip_keypoints``: the rigid part whose depth flip is counted (a body's palm)."""
     p = predictions
-    return evaluate(p["pred_xyz"], p["gt_xyz"], p["pred_uv"], p["gt_uv"], p["visible"], root=root)
+    return evaluate(p["pred_xyz"], p["gt_xyz"], p["pred_uv"], p["gt_uv"], p["visible"], root=root,
+                    px_per_mm=p.get("px_per_mm"), mode_xyz=p.get("mode_xyz"), plausible=p.get("plausible"),
+                    flip_keypoints=flip_keypoints)
 
 
 def evaluate_model(
@@ -110,9 +123,11 @@ def evaluate_model(
     max_items: int | None = None,
     seed: int | None = EVAL_SEED,
 ) -> dict[str, float]:
-    """BH-MPJPE / PA-MPJPE / mean MPJPE in mm, AH in px, PJD 2D-vis (px) / 3D-occ (mm), RD of
-    ``model`` over ``loader`` (see :func:`collect_predictions` for the arguments)."""
+    """BH-MPJPE / PA-MPJPE / mean / mode MPJPE in mm, AH in px, PJD 2D-vis (px and mm) / 3D-occ (mm), RD and
+    ``rd_mm``, the plausible fraction and the depth-flip split of ``model`` over ``loader`` (see
+    :func:`collect_predictions` for the arguments and :func:`mhe.metrics.evaluate` for the names)."""
     predictions = collect_predictions(
         model, loader, num_samples=num_samples, temperature=temperature, max_items=max_items, seed=seed
     )
-    return score_predictions(predictions, root=model.spec.root)
+    return score_predictions(predictions, root=model.spec.root,
+                             flip_keypoints=getattr(model.spec, "flip_keypoints", None))

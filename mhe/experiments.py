@@ -89,6 +89,10 @@ def build_hand_model(cfg: ExperimentConfig, train_set: Dataset | None = None) ->
     return MultiHypothesisHand(cfg.model, init_camera=init)
 
 
+# datasets generated from ``data.data_seed`` (``mhe evaluate --data-seed`` draws a fresh split of them)
+GENERATED_DATASETS = ("synthetic-hands",)
+
+
 def build_synthetic_hands(cfg: ExperimentConfig) -> Experiment:
     """Synthetic occluded hands (:class:`mhe.data.SyntheticHands`), generated once and cached."""
     from mhe.data import SyntheticHands
@@ -186,15 +190,20 @@ def evaluate_checkpoint(
     batch_size: int = EVAL_BATCH_SIZE,
     max_items: int | None = None,
     device: str | None = None,
+    data_seed: int | None = None,
 ) -> dict[str, Any]:
     """Rebuild a checkpoint's experiment (optionally on another dataset / root) and score ``split``.
+
+    ``data_seed`` draws the generated benchmark's splits from another seed (a fresh test split that no
+    setting was chosen on); the seed the model was trained with when None. Real datasets have none.
 
     ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``). The split is
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
     the same call gives the same numbers (on the same device).
 
     Returns ``{"checkpoint", "dataset", "root", "split", "num_samples", "temperature", "batch_size",
-    "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model) is ``None``.
+    "seed", "data_seed", "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model)
+    is ``None``.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
@@ -211,6 +220,11 @@ def evaluate_checkpoint(
         cfg.data.dataset = dataset
     if root is not None:
         cfg.data.root = root
+    if data_seed is not None:
+        if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
+            raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
+                              f"({', '.join(GENERATED_DATASETS)}); {cfg.data.dataset!r} is read from files")
+        cfg.data.data_seed = int(data_seed)
     seed_everything(cfg.seed)
     exp = build_experiment(cfg)
     if exp.evaluate_fn is None:
@@ -230,6 +244,7 @@ def evaluate_checkpoint(
         "temperature": temperature,
         "batch_size": batch_size,
         "seed": EVAL_SEED,
+        "data_seed": cfg.data.data_seed if cfg.data.dataset in GENERATED_DATASETS else None,
         "step": ckpt["step"],
         "items": len(data),  # type: ignore[arg-type]
         "metrics": {k: (None if v != v else float(v)) for k, v in metrics.items()},  # NaN -> None (JSON null)

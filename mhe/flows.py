@@ -170,7 +170,10 @@ class ConditionalFlow(nn.Module):
         # z has shape (S, B, D): zuko puts sample dims first, the context's batch last.
         draws = (num_samples + 1) // 2 if antithetic else num_samples
         shape = (draws,) if context is not None else (draws, batch)
-        z = dist.base.rsample(shape) * temperature
+        if temperature == 0:  # the mode: the base's mean, drawing no random numbers
+            z = dist.base.mean.expand(torch.Size(shape) + dist.base.mean.shape)
+        else:
+            z = dist.base.rsample(shape) * temperature
         if antithetic:
             z = torch.cat([z, -z])[:num_samples]
         # Change of variables: log q(x) = log N(z; 0, I) - log|det ∂x/∂z| with x = f⁻¹(z).

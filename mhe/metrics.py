@@ -34,6 +34,7 @@ __all__ = [
     "ITEM_METRICS",
     "ah",
     "best_hypothesis",
+    "depth_flip",
     "evaluate",
     "evaluate_per_image",
     "item_metrics",
@@ -153,6 +154,22 @@ def best_hypothesis(pred_xyz: Tensor, gt_xyz: Tensor) -> Tensor:
     return mpjpe(pred_xyz, gt_xyz).argmin(dim=1)
 
 
+def depth_flip(pred_xyz: Tensor, gt_xyz: Tensor, keypoints: Sequence[int]) -> Tensor:
+    """Which hypotheses are the ground truth's depth mirror image on a rigid part (the palm).
+
+    Under a weak-perspective camera a rigid part and its mirror image in depth (z → -z, root-relative)
+    project to the same 2D points, so a single image cannot tell which way the palm tilts. A hypothesis
+    is *flipped* when its ``keypoints`` lie closer (mean distance) to the mirrored ground truth than to
+    the ground truth: pred_xyz (B, S, J, 3), gt_xyz (B, J, 3) root-relative → (B, S) bool.
+    """
+    idx = list(keypoints)
+    if len(idx) < 3:
+        raise ValueError(f"depth_flip needs at least 3 keypoints of a rigid part, got {idx}")
+    pred, gt = pred_xyz[..., idx, :], gt_xyz[..., idx, :].unsqueeze(1)
+    mirror = gt * gt.new_tensor([1.0, 1.0, -1.0])
+    return joint_errors(pred, mirror).mean(-1) < joint_errors(pred, gt).mean(-1)
+
+
 def _validate(
     pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
 ) -> None:
@@ -180,20 +197,49 @@ def _validate(
 
 
 def evaluate_per_image(
-    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+    pred_xyz: Tensor,
+    gt_xyz: Tensor,
+    pred_uv: Tensor,
+    gt_uv: Tensor,
+    visible: Tensor,
+    root: int,
+    *,
+    px_per_mm: Tensor | None = None,
+    mode_xyz: Tensor | None = None,
+    plausible: Tensor | None = None,
+    flip_keypoints: Sequence[int] | None = None,
 ) -> dict[str, Tensor]:
     """Every metric per image: inputs as in :func:`evaluate`; returns name -> (B,) float64.
 
-    Values are NaN where the image is skipped (no visible / occluded non-root joint).
+    Values are NaN where the image is skipped (no visible / occluded non-root joint). The optional
+    inputs add ``pjd_2d_vis_mm``, ``mpjpe_mode``, ``plausible`` and ``flipped`` (see :func:`evaluate`).
     """
     _validate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
+    B, S = pred_xyz.shape[:2]
+    extra: dict[str, Tensor] = {}
+    if px_per_mm is not None:
+        if tuple(px_per_mm.shape) != (B,) or not bool((px_per_mm > 0).all()):
+            raise ValueError(f"px_per_mm must be (B,) = ({B},) positive pixels per millimetre, got shape "
+                             f"{tuple(px_per_mm.shape)}")
+    if mode_xyz is not None:
+        if tuple(mode_xyz.shape) != (B, 1, *pred_xyz.shape[2:]):
+            raise ValueError(f"mode_xyz must be (B, 1, J, 3) = {(B, 1, *pred_xyz.shape[2:])}, got {tuple(mode_xyz.shape)}")
+        extra["mpjpe_mode"] = mpjpe(mode_xyz.double(), gt_xyz.double())[:, 0]
+    if plausible is not None:
+        if tuple(plausible.shape) != (B, S) or plausible.dtype != torch.bool:
+            raise ValueError(f"plausible must be a (B, S) = ({B}, {S}) bool tensor, got {plausible.dtype} "
+                             f"{tuple(plausible.shape)}")
+        extra["plausible"] = plausible.double().mean(1)
+    if flip_keypoints is not None:
+        extra["flipped"] = (depth_flip(pred_xyz.double(), gt_xyz.double(), flip_keypoints).double().mean(1) > 0.5
+                            ).double()
     pred_xyz, gt_xyz = pred_xyz.double(), gt_xyz.double()
     pred_uv, gt_uv = pred_uv.double(), gt_uv.double()
     vis, occ = visibility_sets(visible, root)
     err3d = mpjpe(pred_xyz, gt_xyz)  # (B, S)
     ah_worst, ah_mean = ah(pred_uv, gt_uv, visible, root)
     pjd2d, pjd3d = pjd(pred_uv), pjd(pred_xyz)  # (B, J)
-    return {
+    out = {
         "mpjpe_bh": err3d.min(dim=1).values,
         "pa_mpjpe_bh": pa_mpjpe(pred_xyz, gt_xyz).min(dim=1).values,
         "mpjpe_mean": err3d.mean(dim=1),
@@ -204,12 +250,25 @@ def evaluate_per_image(
         "pjd_2d_occ": masked_joint_mean(pjd2d, occ),
         "pjd_3d_vis": masked_joint_mean(pjd3d, vis),
     }
+    if px_per_mm is not None:
+        out["pjd_2d_vis_mm"] = out["pjd_2d_vis"] / px_per_mm.to(out["pjd_2d_vis"])
+    return {**out, **extra}
 
 
 def evaluate(
-    pred_xyz: Tensor, gt_xyz: Tensor, pred_uv: Tensor, gt_uv: Tensor, visible: Tensor, root: int
+    pred_xyz: Tensor,
+    gt_xyz: Tensor,
+    pred_uv: Tensor,
+    gt_uv: Tensor,
+    visible: Tensor,
+    root: int,
+    *,
+    px_per_mm: Tensor | None = None,
+    mode_xyz: Tensor | None = None,
+    plausible: Tensor | None = None,
+    flip_keypoints: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """The paper's hand metrics over a set of images.
+    """The paper's hand metrics over a set of images, and the package's additions.
 
     Args:
         pred_xyz: (B, S, J, 3) hypotheses, root-relative, millimetres.
@@ -218,23 +277,48 @@ def evaluate(
         gt_uv: (B, J, 2) ground-truth 2D keypoints, pixels.
         visible: (B, J) bool visibility of each ground-truth joint.
         root: index of the root joint (left out of the visible/occluded sets; 4 for hands).
+        px_per_mm: (B,) the ground-truth camera's pixels per millimetre at the body (optional).
+        mode_xyz: (B, 1, J, 3) the model's mode (zero-noise hypothesis), mm (optional).
+        plausible: (B, S) bool, whether each hypothesis is anatomically plausible (optional).
+        flip_keypoints: the keypoints of a rigid part (the palm) for :func:`depth_flip` (optional).
 
     Returns:
         ``mpjpe_bh``, ``pa_mpjpe_bh``, ``mpjpe_mean`` (mm), ``ah``, ``ah_mean`` (px),
         ``pjd_2d_vis`` (px), ``pjd_3d_occ`` (mm), ``rd`` = pjd_2d_vis / pjd_3d_occ, the two
         complementary diversities ``pjd_2d_occ``, ``pjd_3d_vis``, and the image counts
         ``n_images``, ``n_images_vis``, ``n_images_occ`` behind the set-restricted means.
-        A mean over zero images is NaN, and so is RD when pjd_3d_occ is 0 or NaN.
+        A mean over zero images is NaN, and so is RD when pjd_3d_occ is 0 or NaN. With the optional
+        inputs also: ``pjd_2d_vis_mm`` (each image's 2D diversity divided by its px/mm, so mm in the
+        image plane), ``rd_mm`` = pjd_2d_vis_mm / pjd_3d_occ (unitless, independent of the crop scale)
+        and ``px_per_mm`` (the mean); ``mpjpe_mode`` (mm); ``plausible`` (fraction of all hypotheses);
+        ``flip_rate`` (fraction of images whose hypotheses are mostly the palm's depth mirror image),
+        ``mpjpe_bh_flip`` / ``mpjpe_bh_noflip`` (BH-MPJPE of those images / the rest) and
+        ``flip_gap`` (their difference, mm).
     """
-    per_image = evaluate_per_image(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)
-    out = {name: float(values.nanmean()) if (~values.isnan()).any() else float("nan")
-           for name, values in per_image.items()}
+    per_image = evaluate_per_image(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root, px_per_mm=px_per_mm,
+                                   mode_xyz=mode_xyz, plausible=plausible, flip_keypoints=flip_keypoints)
+    flipped = per_image.pop("flipped", None)
+    out = {name: _nanmean(values) for name, values in per_image.items()}
     out["rd"] = ratio_of_diversity(out["pjd_2d_vis"], out["pjd_3d_occ"])
+    if px_per_mm is not None:
+        out["rd_mm"] = ratio_of_diversity(out["pjd_2d_vis_mm"], out["pjd_3d_occ"])
+        out["px_per_mm"] = float(px_per_mm.double().mean())
+    if flipped is not None:
+        is_flip = flipped > 0.5
+        out["flip_rate"] = float(is_flip.double().mean())
+        out["mpjpe_bh_flip"] = _nanmean(per_image["mpjpe_bh"][is_flip])
+        out["mpjpe_bh_noflip"] = _nanmean(per_image["mpjpe_bh"][~is_flip])
+        out["flip_gap"] = out["mpjpe_bh_flip"] - out["mpjpe_bh_noflip"]
     vis, occ = visibility_sets(visible, root)
     out["n_images"] = float(visible.shape[0])
     out["n_images_vis"] = float(vis.any(-1).sum())
     out["n_images_occ"] = float(occ.any(-1).sum())
     return out
+
+
+def _nanmean(values: Tensor) -> float:
+    """Mean over the non-NaN entries; NaN when there are none."""
+    return float(values.nanmean()) if (~values.isnan()).any() else float("nan")
 
 
 def per_joint_table(

@@ -3,13 +3,14 @@
 Every prior here is the log of an *unnormalised* density that is flat inside a region and falls off
 quadratically outside it, so it never fights the likelihood where the pose is plausible but keeps the
 entropy term from spreading hypotheses without bound (``docs/method.md``, "The pose prior"). The hand
-model (:mod:`mhe.models.hand`) combines them through :func:`hand_log_prior`; the toy arm uses
+model (:mod:`mhe.models.hand`) combines them (and the anatomical joint limits of :mod:`mhe.body.limits`) through :func:`hand_log_prior`; the toy arm uses
 :func:`box_prior` on its joint angles.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,6 +23,9 @@ BETA_HALF_WIDTH, BETA_WEIGHT = 0.03, 50.0
 # For the per-joint axis-angle / 6D flow options (not in the official code): a soft box of ±π/2 per
 # joint axis around the mean pose.
 AA_HALF_WIDTH, AA_WEIGHT = math.pi / 2, 50.0
+# The official per-joint axis-angle option: MANO's flat hand mean and a soft ball ‖θ‖ <= π on the 45-D
+# finger vector (weighted as the rotation ball).
+AA_BALL_RADIUS, AA_BALL_WEIGHT = math.pi, 5.0
 # Weight of the 6D orthonormality penalty (the 6D → rotation map has a 3-D fibre per joint).
 ORTHO_WEIGHT = 50.0
 
@@ -71,29 +75,56 @@ def rot6d_orthonormality(theta: Tensor) -> Tensor:
 
 
 def hand_log_prior(
-    theta: Tensor, axis_angle: Tensor | None, pose_repr: str, global_orient: Tensor, betas: Tensor
+    theta: Tensor,
+    pose_repr: str,
+    global_orient: Tensor,
+    betas: Tensor,
+    *,
+    pose_prior: str = "box",
+    offset_aa: Tensor | None = None,
+    full_aa: Tensor | None = None,
+    limits: Any = None,
 ) -> Tensor:
-    """The hand's log-prior of S hypotheses per item: pose ``(B, S)`` plus rotation and shape ``(B,)``.
+    """The hand's log-prior of S hypotheses per item ``(B, S)``: finger pose, global rotation and shape.
 
     Args:
-        theta: (B, S, D) the flow's samples (PCA coefficients, axis-angle or 6D per joint).
-        axis_angle: (B, S, 45) the same poses as per-joint axis-angle (needed unless ``pose_repr == "pca"``).
-        pose_repr: "pca" (official: box on the coefficients), "axis_angle" or "6d" (box per joint axis; 6D
-            adds the orthonormality penalty).
-        global_orient: (B, 3) axis-angle of the deterministic head (official ball of radius π).
+        theta: (B, S, D) the flow's finger-pose samples (PCA coefficients, axis-angle or 6D per joint).
+        pose_repr: "pca", "axis_angle" or "6d" (6D adds the orthonormality penalty whatever the prior).
+        global_orient: (B, 3) axis-angle of the deterministic head, or (B, S, 3) when the flow samples
+            the rotation (official ball of radius π either way).
         betas: (B, 10) shape (official tight box).
+        pose_prior: "box" (PCA: the official box on the coefficients; per-joint: a box of ±π/2 per
+            axis on ``offset_aa``), "official" (PCA: the box; per-joint: a ball ‖full_aa‖ <= π) or
+            "joint_limits" (``limits.log_prior(full_aa)``, plus the PCA box for PCA).
+        offset_aa: (B, S, 45) the poses as axis-angle offsets from MANO's mean pose ("box", per-joint).
+        full_aa: (B, S, 45) the poses as full local rotations ("official" per-joint, "joint_limits").
+        limits: a :class:`mhe.body.limits.FingerLimits` ("joint_limits").
 
     Returns:
         (B, S) log of the unnormalised prior.
     """
+    if pose_prior not in ("box", "official", "joint_limits"):
+        raise ValueError(f"pose_prior must be 'box', 'official' or 'joint_limits', got {pose_prior!r}")
+
+    def need(x: Tensor | None, what: str) -> Tensor:
+        if x is None:
+            raise ValueError(f"pose_repr={pose_repr!r} with pose_prior={pose_prior!r} needs {what}")
+        return x
+
     if pose_repr == "pca":
         pose = box_prior(theta, PCA_HALF_WIDTH, PCA_WEIGHT)
+    elif pose_prior == "box":
+        pose = box_prior(need(offset_aa, "offset_aa"), AA_HALF_WIDTH, AA_WEIGHT)
+    elif pose_prior == "official":
+        pose = ball_prior(need(full_aa, "full_aa"), AA_BALL_RADIUS, AA_BALL_WEIGHT)
     else:
-        if axis_angle is None:
-            raise ValueError(f"pose_repr={pose_repr!r} needs the poses as axis-angle")
-        pose = box_prior(axis_angle, AA_HALF_WIDTH, AA_WEIGHT)
+        pose = torch.zeros_like(theta[..., 0])
+    if pose_prior == "joint_limits":
+        pose = pose + need(limits, "limits").log_prior(need(full_aa, "full_aa"))
     if pose_repr == "6d":
         pose = pose - ORTHO_WEIGHT * rot6d_orthonormality(theta)
     rot = ball_prior(global_orient, ROT_RADIUS, ROT_WEIGHT)
+    if rot.dim() == 1:
+        rot = rot[:, None]
     beta = box_prior(betas, BETA_HALF_WIDTH, BETA_WEIGHT)
-    return pose + (rot + beta)[:, None]
+    return pose + rot + beta[:, None]

@@ -368,3 +368,70 @@ def test_rd_is_divided_out_in_one_place_only():
     root = Path(mhe.__file__).parent
     found = {str(path.relative_to(root)): offenders(path.read_text()) for path in sorted(root.rglob("*.py"))}
     assert {k: v for k, v in found.items() if v} == {}
+
+
+# --- the package's additions: scale-free diversity, the mode, plausibility, the depth flip -------------
+
+
+def _flip_case():
+    """Two images of a 6-keypoint 'palm' (root 0), 4 hypotheses each, built by hand."""
+    gt = torch.tensor([[0, 0, 0], [10, 0, 5], [0, 10, -5], [-10, 0, 8], [0, -10, -2], [5, 5, 3]],
+                      dtype=torch.float64)
+    gt = torch.stack([gt, 2 * gt])  # (2, 6, 3)
+    mirror = gt * torch.tensor([1.0, 1.0, -1.0])
+    # image 0: 3 of 4 hypotheses are the mirror image (flipped), image 1: 1 of 4 (not flipped)
+    pred = torch.stack([torch.stack([mirror[0], mirror[0], mirror[0], gt[0]]),
+                        torch.stack([mirror[1], gt[1], gt[1] + 1.0, gt[1]])])
+    return pred, gt
+
+
+def test_depth_flip_by_hand():
+    pred, gt = _flip_case()
+    flipped = metrics.depth_flip(pred, gt, keypoints=[0, 1, 2, 3, 4])
+    assert flipped.tolist() == [[True, True, True, False], [True, False, False, False]]
+    with pytest.raises(ValueError, match="at least 3"):
+        metrics.depth_flip(pred, gt, keypoints=[0, 1])
+
+
+def test_flip_split_mode_plausible_and_scale_free_diversity_by_hand():
+    pred, gt = _flip_case()
+    B, S, J = pred.shape[:3]
+    uv = pred[..., :2].clone()
+    uv[0, :, 1, 0] += torch.tensor([0.0, 2.0, 0.0, 2.0])  # diversity on one visible joint of image 0
+    visible = torch.tensor([[True] * 3 + [False] * 3, [True] * 3 + [False] * 3])
+    px_per_mm = torch.tensor([2.0, 4.0], dtype=torch.float64)
+    mode = gt[:, None] + 3.0  # every joint 3·√3 mm off
+    plausible = torch.tensor([[True, False, True, True], [False, False, False, True]])
+    out = metrics.evaluate(pred, gt, uv, gt[..., :2], visible, root=0, px_per_mm=px_per_mm, mode_xyz=mode,
+                           plausible=plausible, flip_keypoints=[0, 1, 2, 3, 4])
+    per = metrics.evaluate_per_image(pred, gt, uv, gt[..., :2], visible, root=0, px_per_mm=px_per_mm)
+    # each image's 2D diversity divided by its own px/mm, then averaged; RD of the means
+    expected_vis_mm = float(((per["pjd_2d_vis"] / px_per_mm).mean()))
+    assert out["pjd_2d_vis_mm"] == pytest.approx(expected_vis_mm)
+    assert out["rd_mm"] == pytest.approx(expected_vis_mm / out["pjd_3d_occ"])
+    assert out["px_per_mm"] == pytest.approx(3.0)
+    assert out["mpjpe_mode"] == pytest.approx(3.0 * math.sqrt(3.0))
+    assert out["plausible"] == pytest.approx(4 / 8)
+    # image 0 is flipped (3 of 4), image 1 is not; the split BH-MPJPE is each image's own
+    bh = metrics.evaluate_per_image(pred, gt, uv, gt[..., :2], visible, root=0)["mpjpe_bh"]
+    assert out["flip_rate"] == pytest.approx(0.5)
+    assert out["mpjpe_bh_flip"] == pytest.approx(float(bh[0]))
+    assert out["mpjpe_bh_noflip"] == pytest.approx(float(bh[1]))
+    assert out["flip_gap"] == pytest.approx(float(bh[0] - bh[1]))
+    # a uniform change of image scale leaves rd_mm alone while rd follows it
+    out2 = metrics.evaluate(pred, gt, 3 * uv, 3 * gt[..., :2], visible, root=0, px_per_mm=3 * px_per_mm)
+    assert out2["rd_mm"] == pytest.approx(out["rd_mm"])
+    assert out2["rd"] == pytest.approx(3 * out["rd"])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"px_per_mm": torch.tensor([1.0, -1.0])}, "px_per_mm"),
+    ({"px_per_mm": torch.ones(3)}, "px_per_mm"),
+    ({"mode_xyz": torch.zeros(2, 2, 6, 3)}, "mode_xyz"),
+    ({"plausible": torch.ones(2, 4)}, "plausible"),
+])
+def test_optional_inputs_are_checked(kwargs, match):
+    pred, gt = _flip_case()
+    visible = torch.ones(2, 6, dtype=torch.bool)
+    with pytest.raises(ValueError, match=match):
+        metrics.evaluate(pred, gt, pred[..., :2], gt[..., :2], visible, root=0, **kwargs)

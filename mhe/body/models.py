@@ -207,7 +207,7 @@ class HandModel(smplx.MANO):
     """smplx's MANO with the package's conventions; build it with :func:`load_mano`.
 
     Attributes: ``faces (F, 3)`` int64 array, ``is_standin``, ``num_pose_params`` (P), ``side``,
-    ``parents (16,)``, ``tip_vertex_ids (5,)``, ``flex_axes (15, 3)`` (unit axes of the mean pose's joint
+    ``parents (16,)``, ``tip_vertex_ids (5,)``, ``file_hand_mean (45,)`` (the file's mean finger pose), ``flex_axes (15, 3)`` (unit axes of the mean pose's joint
     rotations, i.e. each joint's main flexion axis), ``source`` (:class:`ModelFileInfo`).
     """
 
@@ -234,6 +234,8 @@ class HandModel(smplx.MANO):
         # Unit axis of each joint's mean rotation: MANO's mean pose is a relaxed curl, so this is the
         # joint's main flexion axis (used to build plausible finger poses in mhe.body.ambiguity).
         mean = torch.tensor(np.asarray(data["hands_mean"], dtype=np.float64).reshape(15, 3))
+        # MANO's mean finger pose from the file (45,), kept even when flat_hand_mean zeroes ``hand_mean``.
+        self.register_buffer("file_hand_mean", mean.reshape(45).to(dtype))
         self.register_buffer("flex_axes", torch.nn.functional.normalize(mean, dim=-1).to(dtype))
 
     def forward(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mhe.body import HAND_BONE, HAND_ROOT, load_mano
+from mhe.body.limits import PLAUSIBLE_TOLERANCE, FingerLimits
 from mhe.config import ModelConfig
 from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 from mhe.models.multi_hypothesis import MultiHypothesisModel, BodySpec
@@ -38,20 +39,32 @@ class HandSpec(BodySpec):
     root = HAND_ROOT
     bone = HAND_BONE
     crop_pixels = CROP_PIXELS
+    # the palm (wrist and the four finger MCPs): a rigid part whose depth flip the metrics count
+    flip_keypoints = (0, 1, 4, 7, 10)
 
     def __init__(self, cfg: ModelConfig, mano: nn.Module | None = None) -> None:
         super().__init__()
         if cfg.pose_repr not in ("pca", "axis_angle", "6d"):
             raise ValueError(f"model.pose_repr must be 'pca', 'axis_angle' or '6d', got {cfg.pose_repr!r}")
         self.pose_repr = cfg.pose_repr
+        self.pose_prior = getattr(cfg, "pose_prior", "box")
         use_pca = cfg.pose_repr == "pca"
+        # The official per-joint option samples full rotations (MANO's flat hand mean); everything
+        # else samples offsets from MANO's mean pose, as the official PCA code.
+        flat = self.pose_prior == "official" and not use_pca
         if mano is None:
-            mano = load_mano(use_pca=use_pca, num_pca_comps=cfg.num_pca_comps, flat_hand_mean=False)
+            mano = load_mano(use_pca=use_pca, num_pca_comps=cfg.num_pca_comps, flat_hand_mean=flat)
         if bool(mano.use_pca) != use_pca:
             raise ValueError(
                 f"model.pose_repr={cfg.pose_repr!r} needs a MANO built with use_pca={use_pca}; "
                 "pass mano=None to build the right one"
             )
+        if bool(mano.flat_hand_mean) != flat:
+            raise ValueError(
+                f"model.pose_repr={cfg.pose_repr!r} with pose_prior={self.pose_prior!r} needs a MANO built "
+                f"with flat_hand_mean={flat}; pass mano=None to build the right one"
+            )
+        self.limits = FingerLimits(mano)
         for module in mano.modules():
             for name, buf in list(module._buffers.items()):
                 if buf is not None:
@@ -68,11 +81,30 @@ class HandSpec(BodySpec):
             return matrix_to_axis_angle(rot6d_to_matrix(theta.unflatten(-1, (15, 6)))).flatten(-2)
         return theta
 
+    def full_axis_angle(self, theta: Tensor) -> Tensor:
+        """Flow variable ``θ (..., D)`` → the full local rotations of the 15 finger joints ``(..., 45)``
+        (what :mod:`mhe.body.limits` reads: MANO's mean pose added unless the model is flat-mean)."""
+        pose = self.to_mano(theta)
+        if self.pose_repr == "pca":
+            pose = pose @ self.mano.hand_components[: pose.shape[-1]].to(pose.dtype)
+        return pose + self.mano.pose_mean[3:].to(pose.dtype)
+
+    def offset_axis_angle(self, theta: Tensor) -> Tensor:
+        """Flow variable ``θ (..., D)`` → finger axis-angle as offsets from MANO's mean pose ``(..., 45)``."""
+        return self.full_axis_angle(theta) - self.mano.file_hand_mean.to(theta.dtype)
+
+    def plausible(self, theta: Tensor) -> Tensor:
+        """Whether each hypothesis' every finger joint is within its anatomical limits (up to
+        :data:`mhe.body.limits.PLAUSIBLE_TOLERANCE`): ``θ (..., D)`` → ``(...)`` bool."""
+        return self.limits.plausible(self.full_axis_angle(theta).double(), PLAUSIBLE_TOLERANCE)
+
     def mano_inputs(self, theta: Tensor, head: dict[str, Tensor]) -> dict[str, Tensor]:
-        """MANO's inputs for ``θ (B, S, D)``: the head's per-item rotation and shape repeated over S."""
+        """MANO's inputs for ``θ (B, S, D)``: the head's per-item rotation (or the flow's per-hypothesis
+        rotation ``(B, S, 3)``) and shape repeated over S."""
         B, S, _ = theta.shape
+        orient = head["global_orient"]
         return {
-            "global_orient": head["global_orient"][:, None].expand(B, S, 3),
+            "global_orient": orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3),
             "hand_pose": self.to_mano(theta),
             "betas": head["betas"][:, None].expand(B, S, head["betas"].shape[-1]),
         }
@@ -85,16 +117,22 @@ class HandSpec(BodySpec):
         return out.vertices, out.joints
 
     def log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
-        axis_angle = None if self.pose_repr == "pca" else self.to_mano(theta)
-        return hand_log_prior(theta, axis_angle, self.pose_repr, head["global_orient"], head["betas"])
+        per_joint = self.pose_repr != "pca"
+        full = self.full_axis_angle(theta) if per_joint or self.pose_prior == "joint_limits" else None
+        offset = self.offset_axis_angle(theta) if per_joint and self.pose_prior == "box" else None
+        return hand_log_prior(theta, self.pose_repr, head["global_orient"], head["betas"],
+                              pose_prior=self.pose_prior, offset_aa=offset, full_aa=full, limits=self.limits)
 
     def params_from_gt(self, pca: Tensor) -> Tensor:
         """Ground-truth PCA coefficients ``(B, 45)`` → this model's flow variable ``(B, D)``."""
         if self.pose_repr == "pca":
             return pca[..., : self.pose_dim]
-        # With flat_hand_mean=False both MANO inputs are offsets from hands_mean: aa = coeffs @ basis.
+        # With flat_hand_mean=False both MANO inputs are offsets from hands_mean: aa = coeffs @ basis;
+        # a flat-mean MANO takes the full rotations (the mean added).
         basis = torch.as_tensor(self.mano.np_hand_components, dtype=pca.dtype, device=pca.device)
         aa = pca @ basis[: pca.shape[-1]]
+        if self.mano.flat_hand_mean:
+            aa = aa + self.mano.file_hand_mean.to(pca)
         if self.pose_repr == "axis_angle":
             return aa
         return matrix_to_rot6d(axis_angle_to_matrix(aa.unflatten(-1, (15, 3)))).flatten(-2)

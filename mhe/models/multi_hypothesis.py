@@ -21,9 +21,17 @@ from torch import Tensor, nn
 
 from mhe.config import ModelConfig
 from mhe.flows import ConditionalFlow
-from mhe.geometry import crop_to_pixels, matrix_to_axis_angle, project_orthographic, rot6d_to_matrix
+from mhe.geometry import (
+    axis_angle_to_matrix,
+    crop_to_pixels,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    project_orthographic,
+    rot6d_to_matrix,
+)
 from mhe.models.encoders import build_encoder, encode
 from mhe.objectives import Hypotheses
+from mhe.priors import ORTHO_WEIGHT, rot6d_orthonormality
 
 ROTATION_DIMS = {"axis_angle": 3, "6d": 6}
 CAMERA_DIMS = 3  # log-scale 1 + translation 2
@@ -69,6 +77,11 @@ class BodySpec(nn.Module):
         """Ground-truth pose parameters of a batch ``(B, D')`` → the flow's variable ``(B, D)`` (for NLL)."""
         return params
 
+    def plausible(self, theta: Tensor) -> Tensor | None:
+        """Whether each pose ``θ (..., D)`` is anatomically plausible ``(...)`` bool; None when the body
+        has no such test."""
+        return None
+
     def info(self) -> dict[str, Any]:
         """What a checkpoint records about the body model (e.g. real or stand-in)."""
         return {"name": self.name}
@@ -93,11 +106,15 @@ class MultiHypothesisModel(nn.Module):
         self.cfg = cfg
         self.spec = spec
         self.pose_dim = spec.pose_dim
+        # With the rotation in the flow, its variable is (6D global rotation, pose θ) and the head
+        # gives no rotation.
+        self.rotation_in_flow = bool(getattr(cfg, "rotation_in_flow", False))
+        self.flow_dim = self.pose_dim + (6 if self.rotation_in_flow else 0)
         self.encoder = build_encoder(cfg, num_keypoints=spec.num_keypoints, obs_dim=2)
         self.flow = ConditionalFlow(
-            self.pose_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
+            self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
         )
-        self.rot_dim = ROTATION_DIMS[cfg.head_rotation]
+        self.rot_dim = 0 if self.rotation_in_flow else ROTATION_DIMS[cfg.head_rotation]
         self.head = nn.Sequential(
             nn.Linear(cfg.context_dim, cfg.head_hidden),
             nn.ReLU(),
@@ -111,7 +128,7 @@ class MultiHypothesisModel(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         with torch.no_grad():
             last.bias.zero_()
-            if cfg.head_rotation == "6d":
+            if self.rot_dim == 6:
                 last.bias[0:6] = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
             last.bias[-3:] = torch.tensor(init_camera, dtype=last.bias.dtype)
 
@@ -135,13 +152,25 @@ class MultiHypothesisModel(nn.Module):
         return encode(self.encoder, batch)
 
     def deterministic_head(self, ctx: Tensor) -> dict[str, Tensor]:
-        """``ctx (B, C)`` → global_orient (B, 3) axis-angle, betas (B, shape_dim), log_scale (B,), trans (B, 2)."""
+        """``ctx (B, C)`` → global_orient (B, 3) axis-angle (absent with the rotation in the flow),
+        betas (B, shape_dim), log_scale (B,), trans (B, 2)."""
         out = self.head(ctx)
         rot, rest = out[:, : self.rot_dim], out[:, self.rot_dim :]
-        if self.rot_dim == 6:
-            rot = matrix_to_axis_angle(rot6d_to_matrix(rot))
         n = self.spec.shape_dim
-        return {"global_orient": rot, "betas": rest[:, :n], "log_scale": rest[:, n], "trans": rest[:, n + 1 : n + 3]}
+        head = {"betas": rest[:, :n], "log_scale": rest[:, n], "trans": rest[:, n + 1 : n + 3]}
+        if self.rot_dim:
+            head["global_orient"] = matrix_to_axis_angle(rot6d_to_matrix(rot)) if self.rot_dim == 6 else rot
+        return head
+
+    def split_flow_variable(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """The flow's samples ``(B, S, flow_dim)`` → (pose θ (B, S, D), the head's outputs with the
+        per-hypothesis ``global_orient`` (B, S, 3) when the flow samples it, the rotation's extra
+        log-prior (B, S): its 6D orthonormality term, 0 otherwise)."""
+        if not self.rotation_in_flow:
+            return theta, head, theta.new_zeros(theta.shape[:-1])
+        rot6d, pose = theta[..., :6], theta[..., 6:]
+        orient = matrix_to_axis_angle(rot6d_to_matrix(rot6d))
+        return pose, {**head, "global_orient": orient}, -ORTHO_WEIGHT * rot6d_orthonormality(rot6d)
 
     def decode(self, theta: Tensor, log_q: Tensor, head: dict[str, Tensor]) -> Hypotheses:
         """Turn ``θ (B, S, D)`` and the head's outputs into :class:`Hypotheses`.
@@ -153,6 +182,8 @@ class MultiHypothesisModel(nn.Module):
         """
         B, S, _ = theta.shape
         expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
+        flow_variable = theta
+        theta, head, rot_prior = self.split_flow_variable(theta, head)
         joints = self.spec.keypoints(theta, head).to(theta.dtype)
         root = joints[..., self.spec.root : self.spec.root + 1, :]
         rel = joints - root
@@ -160,17 +191,18 @@ class MultiHypothesisModel(nn.Module):
         bone = torch.linalg.vector_norm(joints[..., child, :] - joints[..., parent, :], dim=-1)
         uv = project_orthographic(rel, expand(head["log_scale"]), expand(head["trans"]))
         return Hypotheses(
-            params=theta,
+            params=flow_variable,
             log_q=log_q,
             pred_obs=uv,
-            log_prior=self.spec.log_prior(theta, head),
-            extras={"joints_3d": rel / bone.clamp_min(1e-8)[..., None, None], "joints_metric": rel, **head},
+            log_prior=self.spec.log_prior(theta, head) + rot_prior,
+            extras={"joints_3d": rel / bone.clamp_min(1e-8)[..., None, None], "joints_metric": rel,
+                    "pose": theta, **head},
         )
 
     def vertices(self, hyp: Hypotheses) -> Tensor:
         """The meshes of hypotheses from :meth:`hypotheses` / :meth:`mode`: ``(B, S, V, 3)`` in metres,
         relative to the same root joint as ``hyp.extras["joints_metric"]``."""
-        verts, joints = self.spec.vertices(hyp.params, hyp.extras)
+        verts, joints = self.spec.vertices(hyp.extras["pose"], hyp.extras)
         return (verts - joints[..., self.spec.root : self.spec.root + 1, :]).to(hyp.params.dtype)
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
@@ -188,9 +220,16 @@ class MultiHypothesisModel(nn.Module):
         return self.decode(theta, log_q, self.deterministic_head(ctx))
 
     def log_prob(self, batch: dict, params: Tensor) -> Tensor:
-        """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``."""
+        """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``
+        (with the rotation in the flow, also of the batch's ground-truth ``global_orient`` (B, 3) as 6D)."""
         ctx = self.context(batch)
-        return self.flow.log_prob(self.spec.params_from_gt(params), ctx)
+        theta = self.spec.params_from_gt(params)
+        if self.rotation_in_flow:
+            if "global_orient" not in batch:
+                raise KeyError("model.rotation_in_flow needs the batch's ground-truth 'global_orient' (B, 3) for NLL")
+            rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"].to(theta)))
+            theta = torch.cat([rot, theta], dim=-1)
+        return self.flow.log_prob(theta, ctx)
 
     # -- predictions in metric units (what mhe.evaluation scores) -------------------------------
 
@@ -198,11 +237,19 @@ class MultiHypothesisModel(nn.Module):
     def predict(self, batch: dict, num_samples: int, temperature: float) -> dict[str, Tensor]:
         """Hypotheses in metric units: ``xyz_mm (B, S, J, 3)`` root-relative (the model's bone-normalised
         joints rescaled by the batch's ground-truth bone ``batch["scale"]`` in metres, the paper's
-        protocol) and ``uv_px (B, S, J, 2)`` in pixels of the crop. A deterministic model returns its
-        mode alone (S = 1) whatever ``num_samples`` and ``temperature``."""
+        protocol), ``uv_px (B, S, J, 2)`` in pixels of the crop, ``mode_xyz_mm (B, 1, J, 3)`` the mode
+        (zero noise) and, for bodies with joint limits, ``plausible (B, S)`` bool. A deterministic model
+        returns its mode alone (S = 1) whatever ``num_samples`` and ``temperature``. The hypotheses are
+        drawn first, so they are those of :meth:`hypotheses` under the same generator state."""
         hyp = self.mode(batch) if self.deterministic else self.hypotheses(batch, num_samples, temperature)
-        scale_mm = batch["scale"].to(hyp.pred_obs) * 1000.0
-        return {
-            "xyz_mm": hyp.extras["joints_3d"] * scale_mm[:, None, None, None],
+        mode = hyp if self.deterministic else self.mode(batch)
+        scale_mm = batch["scale"].to(hyp.pred_obs)[:, None, None, None] * 1000.0
+        out = {
+            "xyz_mm": hyp.extras["joints_3d"] * scale_mm,
             "uv_px": crop_to_pixels(hyp.pred_obs, self.spec.crop_pixels),
+            "mode_xyz_mm": mode.extras["joints_3d"] * scale_mm,
         }
+        plausible = self.spec.plausible(hyp.extras["pose"])
+        if plausible is not None:
+            out["plausible"] = plausible
+        return out
