@@ -235,7 +235,9 @@ class HO3D(Dataset):
             is absolute axis-angle, i.e. a flat hand mean; coefficients = (pose - mean) @ pinv(basis)).
 
     Each item: ``obs`` (21, 2) crop units in [-1, 1], ``visible`` (21,) bool, ``keypoints_2d_px``
-    (21, 2), ``joints_3d`` (21, 3) root-relative / bone (OpenCV camera frame), ``scale`` () bone in
+    (21, 2), ``px_per_mm`` () crop pixels per millimetre at the hand (the focal length ``K[0, 0]`` in
+    crop pixels over the root joint's depth in mm: a 1 mm shift of the root in x moves its pixel by
+    this much), ``joints_3d`` (21, 3) root-relative / bone (OpenCV camera frame), ``scale`` () bone in
     metres, ``joints_3d_mm`` (21, 3), ``global_orient`` (3,) camera frame, ``betas`` (10,),
     ``hand_pose_aa`` (45,), ``camera`` (3,) least-squares weak-perspective (log_scale, tx, ty) of the
     metric root-relative joints onto ``obs``, ``K`` (3, 3), ``crop_box`` (3,) = (x0, y0, side) px in
@@ -337,6 +339,8 @@ class HO3D(Dataset):
             "obs": obs,
             "visible": visible,
             "keypoints_2d_px": px,
+            # The focal length in crop pixels over the root's depth: a 1 mm shift at the hand in x.
+            "px_per_mm": np.float64(K[0, 0] * (self.crop_size / side) / (xyz[_ROOT, 2] * 1000.0)),
             "joints_3d": rel / scale,
             "scale": np.float64(scale),
             "joints_3d_mm": rel * 1000.0,

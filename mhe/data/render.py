@@ -9,7 +9,8 @@ frame). :func:`rasterize` is a small vectorised z-buffer for triangle meshes (pe
 windows, ``scatter_reduce`` with ``amin``), used both for the self-occlusion test and for the
 optional image crop that :func:`render_crop` shades (Lambert for the hand, depth-gradient normals for
 the occluder). :func:`rasterize_batch` and :func:`depth_at_pixels` do the same z-buffer for a batch of
-meshes that share their faces (the whole maps, or only the pixels asked for), with the arithmetic of
+meshes that share their faces (the whole maps, or only the pixels asked for), and
+:func:`depth_in_windows` in a few small square windows per mesh, all with the arithmetic of
 :func:`rasterize`, so that they agree with it exactly. Pixel ``(row r, column c)`` of an N x N crop
 has its centre at crop coordinates ``((c + 0.5) / N * 2 - 1, (r + 0.5) / N * 2 - 1)``, the convention
 of :func:`mhe.geometry.crop_to_pixels`.
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["OCCLUDER_KINDS", "Occluder", "depth_at_pixels", "pixel_centres", "rasterize", "rasterize_batch",
-           "render_crop"]
+__all__ = ["OCCLUDER_KINDS", "Occluder", "depth_at_pixels", "depth_in_windows", "pixel_centres", "rasterize",
+           "rasterize_batch", "render_crop"]
 
 OCCLUDER_KINDS = ("sphere", "box", "cylinder")
 
@@ -331,6 +332,56 @@ def depth_at_pixels(uv: Tensor, depth: Tensor, faces: Tensor, size: int, pixels:
     out = torch.full((B * J,), float("inf"), dtype=torch.float64, device=uv.device)
     out.scatter_reduce_(0, (b * J + j)[covered], z[covered], reduce="amin")
     return out.reshape(B, J)
+
+
+def depth_in_windows(uv: Tensor, depth: Tensor, faces: Tensor, size: int, corners: Tensor, window: int) -> Tensor:
+    """The :func:`rasterize` depth map of B meshes with shared faces, in J small square windows per mesh.
+
+    uv (B, V, 2) crop coordinates, depth (B, V), faces (F, 3), corners (B, J, 2) integer (column, row)
+    of each window's first pixel, ``window`` its side w -> (B, J, w, w) float64 with ``[b, j, dy, dx]``
+    = ``rasterize(uv[b], depth[b], faces, size)[0][row + dy, column + dx]`` (+inf where no face covers
+    the pixel or the pixel lies outside the crop). Each face is tested only at the pixels its own
+    window shares with a window (so work grows with the windows' area, not the crop's), with the
+    coverage and depth arithmetic of :func:`rasterize`; the result does not depend on how many meshes
+    or windows are asked at once.
+    """
+    B, J = corners.shape[:2]
+    F, w = faces.shape[0], int(window)
+    if w < 1:
+        raise ValueError(f"window must be a positive number of pixels, got {window}")
+    px = _pixel_coords(uv, size)
+    lo, hi, keep = _face_windows(px, faces, size)  # (B, F, 2) each, (B, F)
+    corners = corners.long().to(uv.device)
+    out = torch.full((B * J * w * w,), float("inf"), dtype=torch.float64, device=uv.device)
+    bounds = [k for k in (0, 1, 2, 3, 4, 6) if k < w] + [w]
+    step = max(1, (1 << 21) // max(1, J * F))  # meshes per block: (block, J, F) pairs at a time
+    for start in range(0, B, step):
+        sl = slice(start, start + step)
+        first = torch.maximum(lo[sl, None], corners[sl, :, None])  # (b, J, F, 2) window of face and box
+        last = torch.minimum(hi[sl, None], corners[sl, :, None] + (w - 1))
+        width = last - first + 1
+        b, j, f = (keep[sl, None] & (width > 0).all(-1)).nonzero(as_tuple=True)
+        if b.numel() == 0:
+            continue
+        first, width = first[b, j, f], width[b, j, f]  # (N, 2)
+        b = b + start
+        extent = width.max(-1).values
+        tri, tz = _triangles(px, depth, faces, b, f)
+        for k_lo, k in zip(bounds[:-1], bounds[1:]):  # grouped by size, so that each k x k grid is tight
+            sel = ((extent > k_lo) & (extent <= k)).nonzero().squeeze(1)
+            if sel.numel() == 0:
+                continue
+            d = torch.arange(k, device=uv.device)
+            dx, dy = (t.reshape(1, k * k) for t in torch.broadcast_tensors(d[None, :], d[:, None]))
+            p = torch.stack([first[sel, :1] + dx, first[sel, 1:] + dy], -1)  # (n, k * k, 2)
+            inside, z = _cover(tri[sel], tz[sel], p.to(torch.float64))
+            inside &= (dx < width[sel, :1]) & (dy < width[sel, 1:])
+            n, m = inside.nonzero(as_tuple=True)
+            bn, jn = b[sel][n], j[sel][n]
+            corner = corners[bn, jn]
+            slot = ((bn * J + jn) * w + (p[n, m, 1] - corner[:, 1])) * w + (p[n, m, 0] - corner[:, 0])
+            out.scatter_reduce_(0, slot, z[n, m], reduce="amin")
+    return out.reshape(B, J, w, w)
 
 
 def render_crop(

@@ -7,10 +7,12 @@ shared grasp level that curls the fingers together; every finger joint's rotatio
 flexion / abduction / twist about anatomical axes derived from the model's own rest geometry (so the
 same code serves the stand-in and the real MANO), clamped to per-joint limits, and mapped back into
 the PCA box |x| <= 2 of the paper's prior. Shape ``betas`` stay inside the prior box |b| <= 0.03 and
-the global rotation is uniform. The camera scale and translation make the hand fill the 256 crop. A
-joint is *occluded* when the object lies on its viewing ray (``mhe.data.render.Occluder``), when the
-hand's own rasterised surface is more than ``self_tolerance`` in front of it, or when it falls outside
-the crop. The object is sized per item so that it covers about ``occlusion`` of the 20 non-root joints.
+the global rotation is uniform (or, with ``rotation="ho3d"``, limited to an HO3D-like range: the palm
+normal within 60 degrees of the viewing axis). The camera scale and translation make the hand fill the
+256 crop. A joint is *occluded* when the object lies on its viewing ray (``mhe.data.render.Occluder``),
+when the hand's own rasterised surface is more than ``self_tolerance`` in front of it, or when it falls
+outside the crop (or, with ``visibility="official"``, by HO3D's rule on the rendered depth map and hand
+mask). The object is sized per item so that it covers about ``occlusion`` of the 20 non-root joints.
 Items are generated on the fly, deterministically from (split, seed, index), optionally cached; a whole
 split is generated many items at a time (:meth:`SyntheticHands.generate_many`: each item's random
 numbers from its own stream, the MANO forward, camera, occluder and z-buffer batched), the same items.
@@ -33,16 +35,33 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mhe.body import FINGER_OF_KEYPOINT, HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_mano
-from mhe.data.render import OCCLUDER_KINDS, Occluder, depth_at_pixels, rasterize, rasterize_batch, render_crop
+from mhe.data.ho3d import official_visibility
+from mhe.data.render import (
+    OCCLUDER_KINDS,
+    Occluder,
+    depth_at_pixels,
+    depth_in_windows,
+    rasterize,
+    rasterize_batch,
+    render_crop,
+)
 from mhe.geometry import crop_to_pixels, project_orthographic
 from mhe.utils import atomic_torch_save
 
 __all__ = [
     "DEFAULT_SIZES",
+    "HO3D_MAX_TILT",
+    "OFFICIAL_CROP",
+    "OFFICIAL_TOLERANCE",
+    "OFFICIAL_WINDOW",
+    "ROTATIONS",
+    "VISIBILITY_RULES",
     "HandKinematics",
     "SyntheticHands",
     "consistent_alternative",
+    "occlusion_rates",
     "occlusion_stats",
+    "palm_tilt",
 ]
 
 DEFAULT_SIZES = {"train": 20000, "val": 1000, "test": 1000}
@@ -53,6 +72,15 @@ _SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
 _NON_ROOT = [j for j in range(21) if j != HAND_ROOT]
 PCA_BOX = 2.0  # the paper's PCA prior is flat for |x| <= 2
 BETA_BOX = 0.03  # ... and for |beta| <= 0.03
+VISIBILITY_RULES = ("depth", "official")  # SyntheticHands(visibility=...): the first is the default
+ROTATIONS = ("uniform", "ho3d")  # SyntheticHands(rotation=...): the first is the default
+# visibility="official": HO3D's rule (mhe.data.ho3d.official_visibility) in pixels of the 256 px crop.
+OFFICIAL_CROP = 256
+OFFICIAL_WINDOW = 9
+OFFICIAL_TOLERANCE = 0.040  # metres a joint may lie behind the depth map
+# rotation="ho3d": the palm normal lies within this many degrees of the viewing axis (either way).
+HO3D_MAX_TILT = 60.0
+_COS_TILT = 0.5  # cos(HO3D_MAX_TILT), exact
 
 # Per articulated joint (MANO joints 1..15): flexion range, |abduction| and |twist| limits in radians.
 _LIMITS = {
@@ -72,8 +100,9 @@ class HandKinematics:
     """What pose sampling needs from one MANO model: its PCA basis and anatomical joint axes.
 
     Attributes (float64): ``components (45, 45)`` (rows), ``pinv (45, 45)``, ``mean (45,)``,
-    ``rest (21, 3)`` keypoints of the flat hand, ``axes (15, 3, 3)`` per articulated joint the rows
-    (flexion, abduction, twist), ``limits (15, 4)`` (flex min, flex max, |abduction|, |twist|).
+    ``rest (21, 3)`` keypoints of the flat hand, ``palm (3,)`` the unit normal out of its palm,
+    ``axes (15, 3, 3)`` per articulated joint the rows (flexion, abduction, twist), ``limits (15, 4)``
+    (flex min, flex max, |abduction|, |twist|).
     Flexion curls a finger towards the palm: the axis is bone x palm normal (for the thumb, bone x
     the direction across the palm towards the little finger).
     """
@@ -101,6 +130,7 @@ class HandKinematics:
         if getattr(mano, "side", "right") == "left":
             palm = -palm
         palm = palm / palm.norm()
+        self.palm = palm  # unit normal out of the palm, in the model frame (rest hand, mean shape)
         across = 0.6 * palm - thumb_side / thumb_side.norm()
         child = {int(p): j for j, p in enumerate(HAND_PARENTS) if p > 0}  # finger joint -> next keypoint
         axes = torch.zeros(15, 3, 3, dtype=torch.float64)
@@ -299,6 +329,159 @@ def _exp(x: Tensor) -> Tensor:
     return torch.tensor([math.exp(v) for v in x.tolist()], dtype=torch.float64)
 
 
+def _exps(x: Tensor) -> Tensor:
+    """:func:`_exp` for a float tensor of any shape (float64 result, same shape)."""
+    x = x.double()
+    return _exp(x.reshape(-1)).reshape(x.shape)
+
+
+def _px_per_mm(camera: Tensor) -> Tensor:
+    """Pixels of the 256 px crop per millimetre at the hand, float32 (...,), for cameras (..., 3).
+
+    The orthographic camera maps 1 m to exp(log_scale) crop units and a crop unit to 256 / 2 pixels
+    (:func:`mhe.geometry.crop_to_pixels`): exp(log_scale) x 128 / 1000 px per mm, the same everywhere.
+    """
+    return (_exps(camera[..., 0]) * (OFFICIAL_CROP / 2) / 1000.0).float()
+
+
+def _ho3d_rotvecs(quats: np.ndarray, palm: np.ndarray) -> np.ndarray:
+    """Uniform rotations, mapped into the HO3D-like range (``rotation="ho3d"``) -> rotation vectors (N, 3).
+
+    quats (N, 4) are the (unnormalised) quaternions ``Rotation.random`` draws, palm (3,) the model's
+    palm normal. The rotation R takes the palm normal to n = R palm, at polar angle theta from the
+    viewing axis +z; n is turned, within its vertical plane (about the axis z x n), to the angle
+    theta' with cos theta' = sign(cos theta) (1 - (1 - |cos theta|) (1 - cos HO3D_MAX_TILT)). A uniform
+    rotation has cos theta uniform in [-1, 1], so cos theta' is uniform on the two caps |cos| >=
+    cos HO3D_MAX_TILT (the palm towards or away from the camera, equally likely), the azimuth of n
+    (the in-plane angle) stays uniform, and so does the roll about n: the result is uniform over the
+    rotations whose palm normal lies in the caps. Only IEEE-exact arithmetic (+, -, x, /, sqrt) on
+    top of scipy's conversions, element by element, so that one item or many give the same bits.
+    """
+    rot = Rotation.from_quat(quats)
+    q, m = rot.as_quat(), rot.as_matrix()
+    n = m[:, :, 0] * palm[0] + m[:, :, 1] * palm[1] + m[:, :, 2] * palm[2]  # (N, 3) R palm
+    c = n[:, 2]
+    h = np.sqrt(n[:, 0] * n[:, 0] + n[:, 1] * n[:, 1])
+    c2 = np.where(c < 0, -1.0, 1.0) * (1.0 - (1.0 - np.abs(c)) * (1.0 - _COS_TILT))
+    h2 = np.sqrt(np.maximum(1.0 - c2 * c2, 0.0))
+    flat = h > 0
+    safe = np.where(flat, h, 1.0)
+    ax, ay = np.where(flat, n[:, 0] / safe, 1.0), np.where(flat, n[:, 1] / safe, 0.0)  # azimuth of n
+    # Turning about k = z x a = (-ay, ax, 0) by phi takes polar angle theta to theta + phi.
+    cos_phi = np.minimum(c * c2 + h * h2, 1.0)
+    sin_phi = h2 * c - c2 * h
+    half_cos = np.sqrt((1.0 + cos_phi) / 2.0)  # |phi| <= 90 degrees: no division by zero below
+    half_sin = sin_phi / (2.0 * half_cos)
+    px, py, pw = -ay * half_sin, ax * half_sin, half_cos  # the turn as a quaternion (x, y, 0, w)
+    qx, qy, qz, qw = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    # Hamilton product turn * R (scalar last): R first, then the turn.
+    out = np.stack([
+        pw * qx + qw * px + py * qz,
+        pw * qy + qw * py - px * qz,
+        pw * qz + px * qy - py * qx,
+        pw * qw - px * qx - py * qy,
+    ], axis=-1)  # fmt: skip
+    return Rotation.from_quat(out).as_rotvec()
+
+
+def palm_tilt(global_orient: Tensor, palm: Tensor) -> Tensor:
+    """Angle in degrees (...,) between the palm normal and the viewing axis, either way: 0 when the palm
+    or the back of the hand faces the camera squarely, 90 when the hand is seen edge-on.
+
+    global_orient (..., 3) axis-angle (an item's ``global_orient``), palm (3,) the model's palm normal
+    (``SyntheticHands.kin.palm``). With ``rotation="ho3d"`` every item has tilt <= :data:`HO3D_MAX_TILT`.
+    """
+    R = Rotation.from_rotvec(global_orient.detach().double().reshape(-1, 3).cpu().numpy())
+    n = R.apply(palm.detach().double().cpu().numpy())
+    tilt = np.degrees(np.arccos(np.clip(np.abs(n[:, 2]) / np.linalg.norm(n, axis=-1), 0.0, 1.0)))
+    return torch.from_numpy(tilt).reshape(global_orient.shape[:-1])
+
+
+def _window_corners(px: Tensor) -> Tensor:
+    """First pixel (column, row) (..., 2) long of the official window around crop pixels px (..., 2):
+    the truncated projection (the official code's int()) less half the window."""
+    return torch.trunc(px).long() - OFFICIAL_WINDOW // 2
+
+
+def _window_pixels(corners: Tensor) -> tuple[Tensor, Tensor]:
+    """Columns and rows (..., w, w) long of the windows whose first pixels are corners (..., 2)."""
+    d = torch.arange(OFFICIAL_WINDOW)
+    cols, rows = corners[..., 0, None, None] + d[None, :], corners[..., 1, None, None] + d[:, None]
+    return torch.broadcast_tensors(cols, rows)
+
+
+def _window_rays(corners: Tensor, camera: Tensor) -> Tensor:
+    """Camera-frame (x, y) (..., J, w, w, 2) float64 of the viewing rays through the centres of the
+    window pixels, for windows corners (..., J, 2) in the 256 px crop of cameras (..., 3)."""
+    cols, rows = _window_pixels(corners)
+    u = (cols.double() + 0.5) / OFFICIAL_CROP * 2 - 1  # pixel centres, as mhe.data.render.pixel_centres
+    v = (rows.double() + 0.5) / OFFICIAL_CROP * 2 - 1
+    s = _exps(camera[..., 0])[..., None, None, None]
+    tx = camera[..., 1].double()[..., None, None, None]
+    ty = camera[..., 2].double()[..., None, None, None]
+    return torch.stack([(u - tx) / s, (v - ty) / s], dim=-1)
+
+
+def _official_item(
+    obs: Tensor, z: Tensor, uv_verts: Tensor, vz: Tensor, faces: Tensor, camera: Tensor, occluder: Occluder | None
+) -> tuple[Tensor, Tensor]:
+    """The official rule for one item -> (object_occluded, self_occluded) (21,) bool.
+
+    The hand's z-buffer (:func:`mhe.data.render.depth_in_windows`) and the object's entry depth are
+    rendered at the pixels the rule reads (the 9 x 9 windows of the 256 px crop) into full crop maps,
+    which :func:`mhe.data.ho3d.official_visibility` then reads: once with the hand alone (hand mask =
+    covered by the mesh, depth = the mesh's), once with the object (hand mask = the mesh in front of
+    the object, depth = the nearer of the two). obs (21, 2) crop units, z (21,) joint depths,
+    uv_verts (V, 2), vz (V,) the vertices' crop coordinates and depths.
+    """
+    px = crop_to_pixels(obs, OFFICIAL_CROP)
+    corners = _window_corners(px)  # (21, 2)
+    hand = depth_in_windows(uv_verts[None], vz[None], faces, OFFICIAL_CROP, corners[None], OFFICIAL_WINDOW)[0]
+    if occluder is None:
+        solid = torch.full_like(hand, float("inf"))
+    else:
+        solid = occluder.entry_depth(_window_rays(corners, camera).reshape(-1, 2)).reshape(hand.shape)
+    cols, rows = _window_pixels(corners)
+    inside = (cols >= 0) & (cols < OFFICIAL_CROP) & (rows >= 0) & (rows < OFFICIAL_CROP)
+    at = (rows[inside].numpy(), cols[inside].numpy())
+    n = OFFICIAL_CROP
+    mesh, mesh_depth = np.zeros((n, n), bool), np.full((n, n), np.inf)
+    front, front_depth = np.zeros((n, n), bool), np.full((n, n), np.inf)
+    hz, oz = hand[inside].numpy(), solid[inside].numpy()
+    mesh[at], mesh_depth[at] = np.isfinite(hz), hz
+    front[at], front_depth[at] = np.isfinite(hz) & (hz <= oz), np.minimum(hz, oz)
+    uv, zj = px.numpy(), z.double().numpy()
+    alone = official_visibility(uv, zj, mesh, mesh_depth, OFFICIAL_WINDOW, OFFICIAL_TOLERANCE)
+    seen = official_visibility(uv, zj, front, front_depth, OFFICIAL_WINDOW, OFFICIAL_TOLERANCE)
+    return torch.from_numpy(alone & ~seen), torch.from_numpy(~alone)
+
+
+def _official_batch(
+    obs: Tensor, z: Tensor, uv_verts: Tensor, vz: Tensor, faces: Tensor, camera: Tensor, records: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """:func:`_official_item` for B items at once -> (object_occluded, self_occluded) (B, 21) bool, the
+    rule evaluated on the windows directly. records (B, 16) float32 occluder records (zero: none) or
+    None for no objects; the other arguments stacked."""
+    B = obs.shape[0]
+    corners = _window_corners(crop_to_pixels(obs, OFFICIAL_CROP))  # (B, 21, 2)
+    hand = depth_in_windows(uv_verts, vz, faces, OFFICIAL_CROP, corners, OFFICIAL_WINDOW)  # (B, 21, w, w)
+    if records is None:
+        solid = torch.full_like(hand, float("inf"))
+    else:
+        rec = records.double()
+        rays = _window_rays(corners, camera).reshape(B, -1, 2)
+        solid = _entry_depths(rec[:, 0].round().long(), rec[:, 1:4], rec[:, 4:13].reshape(-1, 3, 3), rec[:, 13:16],
+                              rays).reshape(hand.shape)
+        has_object = records[:, 13:].abs().sum(-1) > 0
+        solid = torch.where(has_object[:, None, None, None], solid, torch.full_like(solid, float("inf")))
+    cols, rows = _window_pixels(corners)
+    inside = (cols >= 0) & (cols < OFFICIAL_CROP) & (rows >= 0) & (rows < OFFICIAL_CROP)
+    near = inside & torch.isfinite(hand) & (z.double()[..., None, None] - hand < OFFICIAL_TOLERANCE)
+    alone = near.flatten(2).any(-1)
+    seen = (near & (hand <= solid)).flatten(2).any(-1)
+    return alone & ~seen, ~alone
+
+
 def _place_occluders(rel: Tensor, draws: dict[str, np.ndarray]) -> Tensor:
     """:func:`_place_occluder` for B items at once from their drawn numbers (``target``, ``kind``,
     ``rotation``, ``half``, ``anchor``, ``centre_noise``, ``gap`` of :func:`_draw_items`), the same
@@ -423,17 +606,44 @@ class SyntheticHands(Dataset):
             as visible (joints sit inside fingers ~1 cm deep, inside the palm ~1.5 cm).
         progress: when ``cache_dir`` makes the whole split, say so on one line and show a progress
             bar (loading an existing cache prints nothing).
+        visibility: the visibility rule. ``"depth"`` (default): occluded when the object lies on the
+            joint's viewing ray, or the hand's own surface (z-buffer of a 64 px raster) lies more than
+            ``self_tolerance`` in front of the joint, or the joint leaves the crop. ``"official"``:
+            HO3D's rule (:func:`mhe.data.ho3d.official_visibility`) on the rendered hand-and-object
+            depth map and hand mask, in pixels of the 256 px crop of ``keypoints_2d_px``: visible when
+            some pixel of the 9 x 9 window around the joint's (truncated) pixel is hand -- covered by
+            the mesh, and the mesh there in front of the object -- and the joint lies less than 40 mm
+            behind the depth map there; a joint outside the crop is invisible. The causes are then
+            ``self_occluded`` = the rule fails on the hand alone (no object rendered),
+            ``object_occluded`` = it passes on the hand alone but fails with the object (disjoint).
+            ``self_tolerance`` applies to "depth" only.
+        rotation: the global rotations. ``"uniform"`` (default): uniform over all rotations.
+            ``"ho3d"``: a range resembling hand-object footage such as HO3D, where a hand holding an
+            object that is turned in front of a camera mostly shows the camera its back or its palm,
+            at any angle in the image, and is seldom seen edge-on or along the fingers: the palm
+            normal lies within :data:`HO3D_MAX_TILT` (60) degrees of the viewing axis, towards or
+            away from the camera with equal probability, uniformly over that range (uniform in-plane
+            angle and roll about the palm normal). A uniform rotation tilts the palm more than 60
+            degrees in half of its items. This is a chosen range, not fitted to HO3D's annotations.
+            It hides about as many joints as "uniform" (views of the back, where curled fingertips
+            hide behind the knuckles, make up for the edge-on views left out). Drawn from the same
+            random numbers as "uniform" (mapped into the range, :func:`_ho3d_rotvecs`), so an item's
+            pose, shape, camera jitter and object draws are those of the uniform item with the same
+            index. :func:`palm_tilt` measures the tilt.
 
     Items are built one by one by :meth:`generate` (what ``__getitem__`` does without ``cache_dir``)
     or many at once by :meth:`generate_many` (the whole split for ``cache_dir``, over ten times
     faster): the same items (masks equal, floats up to float32 rounding of the batched MANO forward).
 
     Item keys: ``obs`` (21, 2) crop units, ``visible`` (21,) bool, ``keypoints_2d_px`` (21, 2) in a
-    256 crop, ``joints_3d`` (21, 3) root-relative / bone, ``scale`` () bone length in metres,
-    ``joints_3d_mm`` (21, 3), ``params`` (45,) PCA pose, ``global_orient`` (3,), ``betas`` (10,),
-    ``camera`` (3,) = (log_scale, tx, ty) with project_orthographic(MANO joints - root) = obs,
-    ``object_occluded`` / ``self_occluded`` / ``outside`` (21,) bool causes, ``occluder`` (16,)
-    (:meth:`mhe.data.render.Occluder.to_vector`), and ``image`` when asked for.
+    256 crop, ``px_per_mm`` () float32 pixels of that crop per millimetre at the hand (exp(log_scale)
+    x 0.128: a 1 mm shift of a joint in x or y moves its pixel by this much), ``joints_3d`` (21, 3)
+    root-relative / bone, ``scale`` () bone length in metres, ``joints_3d_mm`` (21, 3), ``params``
+    (45,) PCA pose, ``global_orient`` (3,), ``betas`` (10,), ``camera`` (3,) = (log_scale, tx, ty)
+    with project_orthographic(MANO joints - root) = obs, ``object_occluded`` / ``self_occluded`` /
+    ``outside`` (21,) bool causes, ``occluder`` (16,) (:meth:`mhe.data.render.Occluder.to_vector`),
+    and ``image`` when asked for. The settings and their occlusion rates: docs/formats.md,
+    "Synthetic hands".
     """
 
     def __init__(
@@ -450,6 +660,8 @@ class SyntheticHands(Dataset):
         self_tolerance: float = 0.02,
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
+        visibility: str = "depth",
+        rotation: str = "uniform",
     ) -> None:
         if split not in _SPLIT_CODE:
             raise ValueError(f"split must be one of {tuple(_SPLIT_CODE)}, got {split!r}")
@@ -462,10 +674,15 @@ class SyntheticHands(Dataset):
             raise ValueError(f"size must be a positive number of items, got {size}")
         if not 16 <= int(image_size) <= 512:
             raise ValueError(f"image_size must be between 16 and 512 pixels, got {image_size}")
+        if visibility not in VISIBILITY_RULES:
+            raise ValueError(f"visibility must be one of {VISIBILITY_RULES}, got {visibility!r}")
+        if rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation!r}")
         self.split, self.size, self.seed = split, size, int(seed)
         self.occlusion, self.occluder_kind = float(occlusion), occluder_kind
         self.images, self.image_size = bool(images), int(image_size)
         self.self_tolerance = float(self_tolerance)
+        self.visibility, self.rotation = visibility, rotation
         self.mano = load_mano() if mano is None else mano
         self.kin = _kinematics(self.mano)
         self.faces = torch.as_tensor(np.asarray(self.mano.faces), dtype=torch.long)
@@ -474,6 +691,7 @@ class SyntheticHands(Dataset):
         self._stacked: dict[str, Tensor] | None = None
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.progress = bool(progress)
+        self._palm = self.kin.palm.numpy()
 
     def cache_key(self) -> str:
         """A file name that changes with anything that changes the items."""
@@ -483,6 +701,11 @@ class SyntheticHands(Dataset):
         parts = [self.split, f"s{self.seed}", f"n{self.size}", f"o{self.occlusion:g}",
                  f"img{self.image_size}" if self.images else "noimg", f"k{self.occluder_kind or 'any'}",
                  f"t{self.self_tolerance:g}", side, model, f"v{GENERATOR_VERSION}"]
+        # The default settings add nothing, so that the files of earlier versions stay valid.
+        if self.visibility != VISIBILITY_RULES[0]:
+            parts.insert(-3, f"vis{self.visibility}")
+        if self.rotation != ROTATIONS[0]:
+            parts.insert(-3, f"rot{self.rotation}")
         return "synthetic_hands_" + "_".join(parts) + ".pt"
 
     def _load_or_generate(self, directory: Path) -> dict[str, Tensor]:
@@ -492,9 +715,11 @@ class SyntheticHands(Dataset):
         if path.exists():
             try:
                 stacked = torch.load(path, map_location="cpu", weights_only=True)
-                if not (isinstance(stacked, dict) and "visible" in stacked
+                if not (isinstance(stacked, dict) and "visible" in stacked and "camera" in stacked
                         and all(isinstance(v, Tensor) and len(v) == self.size for v in stacked.values())):
                     raise ValueError("not a stacked split of this size")
+                if "px_per_mm" not in stacked:  # written before the key existed: it follows from the camera
+                    stacked["px_per_mm"] = _px_per_mm(stacked["camera"])
                 return stacked
             except Exception as error:  # a foreign or damaged file: regenerate it
                 warnings.warn(f"the synthetic-hands cache {path} is damaged or unreadable "
@@ -540,7 +765,10 @@ class SyntheticHands(Dataset):
         The reference definition of an item; :meth:`generate_many` reproduces it many at a time."""
         rng = self.rng(index)
         params = self.kin.sample_params(rng).float()
-        orient = torch.from_numpy(Rotation.random(random_state=rng).as_rotvec()).float()
+        if self.rotation == "uniform":
+            orient = torch.from_numpy(Rotation.random(random_state=rng).as_rotvec()).float()
+        else:  # the four numbers Rotation.random draws, mapped into the range
+            orient = torch.from_numpy(_ho3d_rotvecs(rng.normal(size=4)[None], self._palm)[0]).float()
         betas = torch.from_numpy(np.clip(rng.normal(0.0, 0.012, 10), -BETA_BOX, BETA_BOX)).float()
         out = self.mano_forward(orient, params, betas)
         joints, verts = out.joints[0].cpu().float(), out.vertices[0].cpu().float()
@@ -559,8 +787,12 @@ class SyntheticHands(Dataset):
         object_occ = occluder.hides(rel64) if occluder is not None else torch.zeros(21, dtype=torch.bool)
         raster = self.image_size if self.images else 64
         uv_verts = project_orthographic(vrel, camera[0], camera[1:])
-        zbuf, fbuf = rasterize(uv_verts, vrel[:, 2], self.faces, raster)
-        self_occ = _behind_surface(obs, rel[:, 2], zbuf, self.self_tolerance)
+        if self.visibility == "depth":
+            zbuf, fbuf = rasterize(uv_verts, vrel[:, 2], self.faces, raster)
+            self_occ = _behind_surface(obs, rel[:, 2], zbuf, self.self_tolerance)
+        else:
+            object_occ, self_occ = _official_item(obs, rel[:, 2], uv_verts, vrel[:, 2], self.faces, camera,
+                                                  occluder)
         outside = (obs.abs() > 1).any(-1)
         visible = ~(object_occ | self_occ | outside)
 
@@ -569,6 +801,7 @@ class SyntheticHands(Dataset):
             "obs": obs,
             "visible": visible,
             "keypoints_2d_px": crop_to_pixels(obs, 256),
+            "px_per_mm": _px_per_mm(camera),
             "joints_3d": rel / bone,
             "scale": torch.tensor(bone, dtype=torch.float32),
             "joints_3d_mm": rel * 1000.0,
@@ -586,6 +819,8 @@ class SyntheticHands(Dataset):
             hue = Rotation.random(random_state=rng).as_matrix()[0]  # any direction; mapped to a colour
             colour = torch.from_numpy(np.clip(0.5 + 0.45 * hue, 0.05, 0.95))
             background = torch.from_numpy(rng.uniform(0.1, 0.55, 3))
+            if self.visibility != "depth":
+                zbuf, fbuf = rasterize(uv_verts, vrel[:, 2], self.faces, raster)
             item["image"] = render_crop(
                 vrel, self.faces, float(camera[0]), camera[1:], occluder, raster, skin, colour, background,
                 raster=(zbuf, fbuf),
@@ -642,7 +877,10 @@ class SyntheticHands(Dataset):
         n = len(indices)
         draws = _draw_items([self.rng(i) for i in indices], self.occlusion, self.occluder_kind, self.images)
         params = self.kin.pose_params(torch.from_numpy(draws["z"]), draws["curl"]).float()
-        orient = torch.from_numpy(Rotation.from_quat(draws["orient"]).as_rotvec()).float()
+        if self.rotation == "uniform":
+            orient = torch.from_numpy(Rotation.from_quat(draws["orient"]).as_rotvec()).float()
+        else:
+            orient = torch.from_numpy(_ho3d_rotvecs(draws["orient"], self._palm)).float()
         betas = torch.from_numpy(draws["betas"]).float()
         dtype, device = self.mano.shapedirs.dtype, self.mano.shapedirs.device
         # BLAS picks its kernels by the number of rows (and treats the last rows of an odd count apart):
@@ -674,9 +912,13 @@ class SyntheticHands(Dataset):
             object_occ = _records_hide(occluder.double(), rel64) & has_object[:, None]
         raster = self.image_size if self.images else 64
         uv_verts = project_orthographic(vrel, camera[:, 0], camera[:, 1:])
-        pixels, inside = _pixels_of(obs, raster)
-        front = depth_at_pixels(uv_verts, vrel[..., 2], self.faces, raster, pixels)
-        self_occ = inside & (front < rel[..., 2].double() - self.self_tolerance)
+        if self.visibility == "depth":
+            pixels, inside = _pixels_of(obs, raster)
+            front = depth_at_pixels(uv_verts, vrel[..., 2], self.faces, raster, pixels)
+            self_occ = inside & (front < rel[..., 2].double() - self.self_tolerance)
+        else:
+            object_occ, self_occ = _official_batch(obs, rel[..., 2], uv_verts, vrel[..., 2], self.faces, camera,
+                                                   None if self.occlusion == 0 else occluder)
         outside = (obs.abs() > 1).any(-1)
         visible = ~(object_occ | self_occ | outside)
 
@@ -685,6 +927,7 @@ class SyntheticHands(Dataset):
             "obs": obs,
             "visible": visible,
             "keypoints_2d_px": crop_to_pixels(obs, 256),
+            "px_per_mm": _px_per_mm(camera),
             "joints_3d": rel / bone[:, None, None],
             "scale": bone,
             "joints_3d_mm": rel * 1000.0,
@@ -760,6 +1003,31 @@ def occlusion_stats(dataset: Dataset, max_items: int | None = None, by: str = "j
     if by == "finger":
         frame = frame.groupby("finger", sort=False).agg({**{k: "mean" for k in keys}, "n_items": "first"})
     return frame
+
+
+def occlusion_rates(dataset: Dataset, max_items: int | None = None) -> pd.Series:
+    """The fraction of non-root joints occluded over the first ``max_items`` items, in all and by cause.
+
+    Entries: ``occluded`` (any cause), ``object``, ``self``, ``outside`` (each cause on its own),
+    ``self_only`` and ``outside_only`` (exclusive, as in :func:`occlusion_stats`: object + self_only +
+    outside_only = occluded), and ``n_items``. A :class:`SyntheticHands` without a stacked cache is
+    generated many items at a time (:meth:`SyntheticHands.generate_many`, the same items); any other
+    dataset is read item by item through :func:`occlusion_stats`.
+    """
+    if isinstance(dataset, SyntheticHands) and dataset._stacked is None and dataset._cache_dir is None:
+        n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
+        if n == 0:
+            raise ValueError("occlusion_rates needs a non-empty dataset")
+        items = dataset.generate_many(range(n))
+        obj, slf, out = items["object_occluded"], items["self_occluded"], items["outside"]
+        masks = {"occluded": ~items["visible"], "object": obj, "self": slf, "outside": out,
+                 "self_only": slf & ~obj, "outside_only": out & ~obj & ~slf}
+        rates = {k: float(m[:, _NON_ROOT].double().mean()) for k, m in masks.items()}
+        return pd.Series({**rates, "n_items": n})
+    table = occlusion_stats(dataset, max_items)
+    rates = {k: float(table[k].iloc[_NON_ROOT].mean())
+             for k in ("occluded", "object", "self", "outside", "self_only", "outside_only")}
+    return pd.Series({**rates, "n_items": int(table["n_items"].iloc[0])})
 
 
 def _descendants() -> dict[int, list[int]]:
