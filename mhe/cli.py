@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
                     help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
     ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
+    ev.add_argument("overrides", nargs="*", metavar="data.key=value",
+                    help="another setting of the generated benchmark, e.g. data.rotation=ho3d data.visibility=official")
     ev.add_argument("--data-seed", type=_nonnegative_int, help="draw the generated benchmark's split from this "
                     "seed (a fresh test split; default: the seed the model was trained with)")
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
@@ -130,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
     if extra:
         # `mhe train --device cpu train.lr=1e-3`: overrides after an option land here
-        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        if args.command in ("train", "evaluate") and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides = list(args.overrides) + extra
         else:
             sub.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -260,8 +262,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_items=args.max_items,
         device=args.device,
         data_seed=args.data_seed,
+        data_overrides=args.overrides,
     )
     seed_note = f" (data seed {result['data_seed']})" if result["data_seed"] is not None else ""
+    if result["data_overrides"]:
+        seed_note += f" [{' '.join(result['data_overrides'])}]"
     print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split{seed_note}: "
           f"{result['items']} items, S = {result['num_samples']}, temperature {result['temperature']}, "
           f"batches of {result['batch_size']}, seed {result['seed']}")

@@ -59,6 +59,8 @@ class ModelConfig:
     # bodies) instead of regressing it with the deterministic head: a palm whose tilt sign the 2D
     # keypoints cannot decide can then be two hypotheses.
     rotation_in_flow: bool = False
+    # weight of the soft joint-limit prior per squared radian outside a limit (pose_prior: joint_limits).
+    joint_limit_weight: float = 200.0
     # hidden width of the deterministic head (global rotation, shape, camera) (official: 512).
     head_hidden: int = 128
     # how the head outputs the global rotation: axis-angle (official) or the continuous 6D representation
@@ -90,6 +92,13 @@ class DataConfig:
     images: bool = False
     # seed of the generated splits (independent of the training seed, so data stay fixed across runs).
     data_seed: int = 0
+    # generated hands: which joints count as visible, "depth" (the package's rule: object on the ray or
+    # the hand's own surface 2 cm in front) or "official" (HO3D's rule: some hand pixel in a 9 x 9 window
+    # and less than 40 mm behind the depth map).
+    visibility: Literal["depth", "official"] = "depth"
+    # generated hands: global rotations "uniform" or "ho3d" (the palm within 60° of facing towards or
+    # away from the camera, as in hand-object footage).
+    rotation: Literal["uniform", "ho3d"] = "uniform"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mhe.checkpoint import checkpoint_config, checkpoint_dir, load_checkpoint, load_model_state, resolve_checkpoint_path
-from mhe.config import ConfigError, ExperimentConfig
-from mhe.config_io import load_config
+from mhe.config import ConfigError, ExperimentConfig, validate_config
+from mhe.config_io import apply_overrides, config_from_dict, config_to_dict, load_config
 from mhe.distributed import DistInfo, init_distributed
 from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SAMPLES, EVAL_SEED, EVAL_TEMPERATURE, evaluate_model
 from mhe.train import EvaluateFn, Trainer, TrainResult
@@ -99,7 +99,8 @@ def build_synthetic_hands(cfg: ExperimentConfig) -> Experiment:
 
     d = cfg.data
     common = dict(seed=d.data_seed, occlusion=d.occlusion, images=d.images, image_size=cfg.model.image_size,
-                  cache_dir=data_dir() / "cache", progress=cfg.train.progress)
+                  visibility=d.visibility, rotation=d.rotation, cache_dir=data_dir() / "cache",
+                  progress=cfg.train.progress)
     train = SyntheticHands("train", size=d.train_size, **common)
     val = SyntheticHands("val", size=d.val_size, **common)
     test = SyntheticHands("test", size=d.test_size, **common)
@@ -191,11 +192,14 @@ def evaluate_checkpoint(
     max_items: int | None = None,
     device: str | None = None,
     data_seed: int | None = None,
+    data_overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Rebuild a checkpoint's experiment (optionally on another dataset / root) and score ``split``.
 
     ``data_seed`` draws the generated benchmark's splits from another seed (a fresh test split that no
     setting was chosen on); the seed the model was trained with when None. Real datasets have none.
+    ``data_overrides`` (``"data.rotation=ho3d"``, ...) evaluate on another setting of the data; only keys
+    of the ``data`` section are accepted.
 
     ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``). The split is
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
@@ -220,6 +224,14 @@ def evaluate_checkpoint(
         cfg.data.dataset = dataset
     if root is not None:
         cfg.data.root = root
+    if data_overrides:
+        bad = [o for o in data_overrides if not o.strip().startswith("data.")]
+        if bad:
+            raise ConfigError(f"evaluation overrides may only change the data section (data.key=value), got "
+                              f"{' '.join(bad)}; the model is the checkpoint's")
+        data = apply_overrides(config_to_dict(cfg), list(data_overrides))
+        cfg = config_from_dict(data)
+        validate_config(cfg)
     if data_seed is not None:
         if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
             raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
@@ -244,6 +256,7 @@ def evaluate_checkpoint(
         "temperature": temperature,
         "batch_size": batch_size,
         "seed": EVAL_SEED,
+        "data_overrides": list(data_overrides),
         "data_seed": cfg.data.data_seed if cfg.data.dataset in GENERATED_DATASETS else None,
         "step": ckpt["step"],
         "items": len(data),  # type: ignore[arg-type]
@@ -255,8 +268,8 @@ def evaluate_checkpoint(
 # shipped checkpoints: load, export, load or train
 
 HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
-# Other shipped models: the same objective with another flow parameterisation.
-HAND_VARIANTS = ("mhentropy_aa",)
+# Other shipped models: MHEntropy with the rotation in the flow, or over another pose parameterisation.
+HAND_VARIANTS = ("mhentropy_rot", "mhentropy_aa")
 
 
 def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.Module, ExperimentConfig]:

@@ -84,6 +84,7 @@ def hand_log_prior(
     offset_aa: Tensor | None = None,
     full_aa: Tensor | None = None,
     limits: Any = None,
+    joint_limit_weight: float | None = None,
 ) -> Tensor:
     """The hand's log-prior of S hypotheses per item ``(B, S)``: finger pose, global rotation and shape.
 
@@ -99,6 +100,7 @@ def hand_log_prior(
         offset_aa: (B, S, 45) the poses as axis-angle offsets from MANO's mean pose ("box", per-joint).
         full_aa: (B, S, 45) the poses as full local rotations ("official" per-joint, "joint_limits").
         limits: a :class:`mhe.body.limits.FingerLimits` ("joint_limits").
+        joint_limit_weight: its weight per squared radian (default ``mhe.body.limits.JOINT_LIMIT_WEIGHT``).
 
     Returns:
         (B, S) log of the unnormalised prior.
@@ -120,7 +122,9 @@ def hand_log_prior(
     else:
         pose = torch.zeros_like(theta[..., 0])
     if pose_prior == "joint_limits":
-        pose = pose + need(limits, "limits").log_prior(need(full_aa, "full_aa"))
+        lim = need(limits, "limits")
+        pose = pose + (lim.log_prior(need(full_aa, "full_aa")) if joint_limit_weight is None
+                       else lim.log_prior(full_aa, joint_limit_weight))
     if pose_repr == "6d":
         pose = pose - ORTHO_WEIGHT * rot6d_orthonormality(theta)
     rot = ball_prior(global_orient, ROT_RADIUS, ROT_WEIGHT)

@@ -211,6 +211,33 @@ def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
         assert m["pjd_3d_occ"] > 0.5
 
 
+def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
+    import json
+
+    from mhe.cli import main
+
+    def run(*extra):
+        out = tmp_path / "m.json"
+        assert main(["evaluate", "--checkpoint", "hand_deterministic", "--max-items", "5", "--device", "cpu",
+                     "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())
+
+    base = run()
+    fresh = run("--data-seed", "3", "data.rotation=ho3d")
+    assert base["data_seed"] == 0 and base["data_overrides"] == []
+    assert fresh["data_seed"] == 3 and fresh["data_overrides"] == ["data.rotation=ho3d"]
+    assert "(data seed 3) [data.rotation=ho3d]" in capsys.readouterr().out
+    assert fresh["metrics"]["mpjpe_bh"] != base["metrics"]["mpjpe_bh"]  # other hands
+    # the new columns: scale-free diversity needs px/mm, plausibility the joint limits
+    assert 1.0 < fresh["metrics"]["px_per_mm"] < 3.0 and 0 <= fresh["metrics"]["plausible"] <= 1
+    # only the data may change, and only generated data have a seed
+    assert main(["evaluate", "--checkpoint", "hand_deterministic", "model.pose_repr=axis_angle"]) == 2
+    assert "only change the data section" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", "hand_deterministic", "--data-seed", "1", "--data", "ho3d",
+                 "--root", str(tmp_path)]) == 2
+    assert "read from files" in capsys.readouterr().err
+
+
 # settings that do not change what a run computes
 _RUN_ONLY = {("train", "progress"), ("train", "out_dir"), ("", "device")}
 

@@ -48,6 +48,7 @@ class HandSpec(BodySpec):
             raise ValueError(f"model.pose_repr must be 'pca', 'axis_angle' or '6d', got {cfg.pose_repr!r}")
         self.pose_repr = cfg.pose_repr
         self.pose_prior = getattr(cfg, "pose_prior", "box")
+        self.joint_limit_weight = float(getattr(cfg, "joint_limit_weight", 200.0))
         use_pca = cfg.pose_repr == "pca"
         # The official per-joint option samples full rotations (MANO's flat hand mean); everything
         # else samples offsets from MANO's mean pose, as the official PCA code.
@@ -121,7 +122,8 @@ class HandSpec(BodySpec):
         full = self.full_axis_angle(theta) if per_joint or self.pose_prior == "joint_limits" else None
         offset = self.offset_axis_angle(theta) if per_joint and self.pose_prior == "box" else None
         return hand_log_prior(theta, self.pose_repr, head["global_orient"], head["betas"],
-                              pose_prior=self.pose_prior, offset_aa=offset, full_aa=full, limits=self.limits)
+                              pose_prior=self.pose_prior, offset_aa=offset, full_aa=full, limits=self.limits,
+                              joint_limit_weight=self.joint_limit_weight)
 
     def params_from_gt(self, pca: Tensor) -> Tensor:
         """Ground-truth PCA coefficients ``(B, 45)`` → this model's flow variable ``(B, D)``."""

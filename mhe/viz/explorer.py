@@ -177,7 +177,8 @@ class HypothesisExplorer:
 
     def hypotheses(self, index: int, objective: str, temperature: float | None = None) -> dict[str, Tensor]:
         """The S hypotheses of item ``index`` under ``objective``: ``xyz_mm (S, J, 3)`` root-relative mm and
-        ``uv_px (S, J, 2)`` px of the 256 crop, float32 on the CPU (drawn on the model's device).
+        ``uv_px (S, J, 2)`` px of the 256 crop, float32 on the CPU (drawn on the model's device), and
+        ``plausible (S,)`` bool when the model tests its hypotheses against joint limits (hands).
 
         Seeded by (seed, objective, index) and cached: the same call returns the same tensors.
         """
@@ -196,6 +197,8 @@ class HypothesisExplorer:
             torch.manual_seed(self._noise_seed(objective, index))
             out = model.predict(batch, self.num_samples, t)  # S = 1 for a deterministic model
         result = {"xyz_mm": out["xyz_mm"][0].float().cpu(), "uv_px": out["uv_px"][0].float().cpu()}
+        if "plausible" in out:  # hands: whether each hypothesis keeps every finger joint within its limits
+            result["plausible"] = out["plausible"][0].cpu()
         self._cache[key] = result
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -218,7 +221,10 @@ class HypothesisExplorer:
         """:func:`mhe.metrics.item_metrics` of the first ``num_hypotheses`` (default all S) hypotheses of item ``index``."""
         hyp, _, _ = self._shown(index, objective, temperature, num_hypotheses)
         gt_xyz, gt_uv, visible = self._ground_truth(index)
-        return item_metrics(hyp["xyz_mm"], gt_xyz, hyp["uv_px"], gt_uv, visible, HAND_ROOT)
+        out = item_metrics(hyp["xyz_mm"], gt_xyz, hyp["uv_px"], gt_uv, visible, HAND_ROOT)
+        if "plausible" in hyp:  # the fraction of the shown hypotheses within the joint limits
+            out["plausible"] = float(hyp["plausible"].double().mean())
+        return out
 
     def joint_diversity(self, index: int, objective: str, temperature: float | None = None,
                         num_hypotheses: int | None = None) -> Tensor:
@@ -247,6 +253,8 @@ class HypothesisExplorer:
             per = per_item_metrics(torch.stack([h["xyz_mm"] for h in hyps]), gt_xyz,
                                    torch.stack([h["uv_px"] for h in hyps]), gt_uv, vis, HAND_ROOT)
             frame = pd.DataFrame({k: per[k].cpu().numpy() for k in METRIC_KEYS})
+            if all("plausible" in h for h in hyps):
+                frame["plausible"] = torch.stack([h["plausible"].double().mean() for h in hyps]).numpy()
             frame.insert(0, "occluded", (~vis & keep).sum(-1).numpy())
             frame.insert(0, "index", np.arange(n))
             frame.insert(0, "objective", name)

@@ -50,7 +50,7 @@ __all__ = [
 GT_COLOR = GROUND_TRUTH_COLOR
 ITEM_HEIGHT = 640  # px; the width follows the page (read at 1000 px and up)
 _METRIC_FORMAT = (("mpjpe_bh", "BH-MPJPE", "mm"), ("ah", "AH", "px"), ("pjd_2d_vis", "PJD 2D-vis", "px"),
-                  ("pjd_3d_occ", "PJD 3D-occ", "mm"), ("rd", "RD", ""))  # fmt: skip
+                  ("pjd_3d_occ", "PJD 3D-occ", "mm"), ("rd", "RD", ""), ("plausible", "plausible", "%"))  # fmt: skip
 # Trace names of the item figure, in order: the widget updates these traces in place. The legend shows
 # one entry per group (3D and 2D views of the same thing toggle together), named by the first trace.
 ITEM_TRACES = (
@@ -70,10 +70,15 @@ ITEM_TRACES = (
 
 
 def metrics_text(metrics: Mapping[str, float], sep: str = " · ") -> str:
-    """One line: ``BH-MPJPE 21.3 mm · AH 7.9 px · PJD 2D-vis 3.1 px · PJD 3D-occ 11.8 mm · RD 0.26``."""
+    """One line: ``BH-MPJPE 21.3 mm · AH 7.9 px · PJD 2D-vis 3.1 px · PJD 3D-occ 11.8 mm · RD 0.26 · plausible 98.0 %``
+    (the last only when ``metrics`` has ``plausible``, a fraction)."""
     parts = []
     for key, label, unit in _METRIC_FORMAT:
+        if key not in metrics and key == "plausible":
+            continue  # a body without joint limits
         value = metrics.get(key, float("nan"))
+        if key == "plausible":
+            value = 100 * value
         text = "n/a" if not math.isfinite(value) else (f"{value:.2f}" if key == "rd" else f"{value:.1f}")
         parts.append(f"{label} {text}{' ' + unit if unit and text != 'n/a' else ''}")
     return sep.join(parts)

@@ -198,9 +198,16 @@ def plot_accuracy_vs_diversity(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
+# The columns of the hand table (figures/04_hand_metrics.csv), in order.
+TABLE_COLUMNS = ("mpjpe_bh", "pa_mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd",
+                 "pjd_2d_vis_mm", "rd_mm", "px_per_mm", "plausible", "flip_rate", "mpjpe_bh_flip", "mpjpe_bh_noflip")
+
+
 def metrics_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The paper's table: one row per objective, columns BH-MPJPE, PA-MPJPE, AH, PJD 2D-vis, PJD 3D-occ, RD."""
-    columns = columns or ["mpjpe_bh", "pa_mpjpe_bh", "mpjpe_mean", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd"]
-    df = pd.DataFrame({name: {c: r[c] for c in columns} for name, r in results.items()}).T
+    """The hand table: one row per objective, columns :data:`TABLE_COLUMNS` (the paper's BH-MPJPE, PA-MPJPE,
+    AH, PJD 2D-vis, PJD 3D-occ, RD, then the fair single-answer errors, the scale-free diversity, the
+    plausible fraction and the depth-flip split); a metric a model lacks is NaN."""
+    columns = list(columns or TABLE_COLUMNS)
+    df = pd.DataFrame({name: {c: r.get(c, float("nan")) for c in columns} for name, r in results.items()}).T
     df.index.name = "objective"
     return df
