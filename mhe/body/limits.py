@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from mhe.body.keypoints import HAND_PARENTS
 
-__all__ = ["FINGER_LIMITS", "JOINT_KIND", "PLAUSIBLE_TOLERANCE", "FingerLimits", "finger_limits"]
+__all__ = ["FINGER_LIMITS", "JOINT_KIND", "PLAUSIBLE_TOLERANCE", "FingerLimits", "anatomical_axes", "finger_limits",
+           "palm_normal"]
 
 # Per joint kind: (flexion min, flexion max, |abduction| max, |twist| max) in radians.
 FINGER_LIMITS: dict[str, tuple[float, float, float, float]] = {
@@ -58,6 +59,33 @@ def _rest_keypoints(mano: Any) -> Tensor:
     return torch.cat([joints, tips], dim=0)
 
 
+def palm_normal(rest: Tensor, side: str = "right") -> Tensor:
+    """The unit normal out of the palm ``(3,)`` float64, from the flat hand's keypoints ``rest (21, 3)``."""
+    J = rest.double()
+    palm = torch.linalg.cross(J[1] - J[7], J[4] - J[0])  # thumb side x forward: out of a right palm
+    if side == "left":
+        palm = -palm
+    return palm / palm.norm()
+
+
+def anatomical_axes(rest: Tensor, side: str = "right") -> Tensor:
+    """Per finger joint the rows (flexion, abduction, twist) of its anatomical frame ``(15, 3, 3)``
+    float64, from the 21 keypoints ``rest (21, 3)`` of the flat hand (every rotation zero)."""
+    J = rest.double()
+    thumb_side = J[1] - J[7]
+    palm = palm_normal(J, side)
+    across = 0.6 * palm - thumb_side / thumb_side.norm()
+    child = {int(p): j for j, p in enumerate(HAND_PARENTS) if p > 0}  # finger joint -> next keypoint
+    axes = torch.zeros(15, 3, 3, dtype=torch.float64)
+    for j in range(1, 16):
+        bone = J[child[j]] - J[j]
+        bone = bone / bone.norm()
+        flex = torch.linalg.cross(bone, across if j >= 13 else palm)
+        flex = flex / flex.norm()
+        axes[j - 1] = torch.stack([flex, torch.linalg.cross(flex, bone), bone])
+    return axes
+
+
 class FingerLimits(nn.Module):
     """Joint limits of one MANO model: anatomical axes ``(15, 3, 3)`` and bounds ``lower, upper (15, 3)``.
 
@@ -69,21 +97,7 @@ class FingerLimits(nn.Module):
 
     def __init__(self, mano: Any) -> None:
         super().__init__()
-        J = _rest_keypoints(mano)
-        forward, thumb_side = J[4] - J[0], J[1] - J[7]
-        palm = torch.linalg.cross(thumb_side, forward)  # right hand: points out of the palm
-        if getattr(mano, "side", "right") == "left":
-            palm = -palm
-        palm = palm / palm.norm()
-        across = 0.6 * palm - thumb_side / thumb_side.norm()
-        child = {int(p): j for j, p in enumerate(HAND_PARENTS) if p > 0}  # finger joint -> next keypoint
-        axes = torch.zeros(15, 3, 3, dtype=torch.float64)
-        for j in range(1, 16):
-            bone = J[child[j]] - J[j]
-            bone = bone / bone.norm()
-            flex = torch.linalg.cross(bone, across if j >= 13 else palm)
-            flex = flex / flex.norm()
-            axes[j - 1] = torch.stack([flex, torch.linalg.cross(flex, bone), bone])
+        axes = anatomical_axes(_rest_keypoints(mano), getattr(mano, "side", "right"))
         lim = torch.tensor([FINGER_LIMITS[k] for k in JOINT_KIND], dtype=torch.float64)
         lower = torch.stack([lim[:, 0], -lim[:, 2], -lim[:, 3]], dim=-1)
         upper = torch.stack([lim[:, 1], lim[:, 2], lim[:, 3]], dim=-1)

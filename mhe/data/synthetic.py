@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mhe.body import FINGER_OF_KEYPOINT, HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_mano
+from mhe.body.limits import FINGER_LIMITS, JOINT_KIND, anatomical_axes, palm_normal
 from mhe.data.ho3d import official_visibility
 from mhe.data.render import (
     OCCLUDER_KINDS,
@@ -82,16 +83,8 @@ OFFICIAL_TOLERANCE = 0.040  # metres a joint may lie behind the depth map
 HO3D_MAX_TILT = 60.0
 _COS_TILT = 0.5  # cos(HO3D_MAX_TILT), exact
 
-# Per articulated joint (MANO joints 1..15): flexion range, |abduction| and |twist| limits in radians.
-_LIMITS = {
-    "mcp": (-0.3, 1.6, 0.35, 0.15),
-    "pip": (-0.05, 1.8, 0.08, 0.08),
-    "dip": (-0.1, 1.3, 0.08, 0.08),
-    "thumb_cmc": (-0.5, 1.0, 0.7, 0.4),
-    "thumb_mcp": (-0.3, 1.0, 0.25, 0.2),
-    "thumb_ip": (-0.3, 1.4, 0.08, 0.08),
-}
-_JOINT_KIND = ["mcp", "pip", "dip"] * 4 + ["thumb_cmc", "thumb_mcp", "thumb_ip"]  # MANO joints 1..15
+# Per articulated joint (MANO joints 1..15) the anatomical limits of mhe.body.limits: flexion range,
+# |abduction| and |twist| in radians (FINGER_LIMITS, JOINT_KIND).
 _FINGER_CHAINS = {"index": (1, 2, 3), "middle": (4, 5, 6), "pinky": (7, 8, 9), "ring": (10, 11, 12),
                   "thumb": (13, 14, 15)}  # fmt: skip
 
@@ -125,24 +118,10 @@ class HandKinematics:
             out = mano(zeros[:, :3], flat[None], zeros[:, 3:])
         J = out.joints[0].detach().cpu().double()
         self.rest = J
-        forward, thumb_side = J[4] - J[0], J[1] - J[7]
-        palm = torch.linalg.cross(thumb_side, forward)  # right hand: points out of the palm
-        if getattr(mano, "side", "right") == "left":
-            palm = -palm
-        palm = palm / palm.norm()
-        self.palm = palm  # unit normal out of the palm, in the model frame (rest hand, mean shape)
-        across = 0.6 * palm - thumb_side / thumb_side.norm()
-        child = {int(p): j for j, p in enumerate(HAND_PARENTS) if p > 0}  # finger joint -> next keypoint
-        axes = torch.zeros(15, 3, 3, dtype=torch.float64)
-        for j in range(1, 16):
-            u = J[child[j]] - J[j]
-            u = u / u.norm()
-            target = across if j >= 13 else palm
-            flex = torch.linalg.cross(u, target)
-            flex = flex / flex.norm()
-            axes[j - 1] = torch.stack([flex, torch.linalg.cross(flex, u), u])
-        self.axes = axes
-        self.limits = torch.tensor([_LIMITS[k] for k in _JOINT_KIND], dtype=torch.float64)
+        side = getattr(mano, "side", "right")
+        self.palm = palm_normal(J, side)  # unit normal out of the palm, in the model frame (rest hand, mean shape)
+        self.axes = anatomical_axes(J, side)
+        self.limits = torch.tensor([FINGER_LIMITS[k] for k in JOINT_KIND], dtype=torch.float64)
 
     def to_components(self, aa: Tensor) -> Tensor:
         """Finger axis-angle aa (..., 45) -> (flex, abduction, twist) per joint (..., 15, 3)."""
