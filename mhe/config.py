@@ -59,6 +59,10 @@ class ModelConfig:
     # bodies) instead of regressing it with the deterministic head: a palm whose tilt sign the 2D
     # keypoints cannot decide can then be two hypotheses.
     rotation_in_flow: bool = False
+    # with the rotation in the flow: q is a mixture of the flow and its depth flip (the rigid part's
+    # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability;
+    # training enumerates both branches exactly. Reverse KL alone rarely finds both tilts.
+    flip_mixture: bool = False
     # weight of the soft joint-limit prior per squared radian outside a limit (pose_prior: joint_limits).
     joint_limit_weight: float = 200.0
     # hidden width of the deterministic head (global rotation, shape, camera) (official: 512).

@@ -45,6 +45,8 @@ class Hypotheses:
         pred_obs: (B, S, K, d) predicted observations (2D keypoints; heights for the toy arm, d = 1).
         log_prior: (B, S) log of the unnormalised prior of each hypothesis (deterministic parts included).
         extras: anything else, e.g. ``joints_3d`` (B, S, J, 3), ``vertices`` (B, S, V, 3).
+        weights: (B, S) weights summing to 1 per row when the hypotheses enumerate a discrete choice
+            exactly (the flip mixture of :mod:`mhe.models.multi_hypothesis`); None: equal weights 1/S.
     """
 
     params: Tensor
@@ -52,6 +54,14 @@ class Hypotheses:
     pred_obs: Tensor
     log_prior: Tensor
     extras: dict[str, Any] = field(default_factory=dict)
+    weights: Tensor | None = None
+
+    def mean(self, values: Tensor) -> Tensor:
+        """The expectation under q estimated from per-hypothesis ``values (B, S)``: the mean over B of
+        the (weighted) mean over S."""
+        if self.weights is None:
+            return values.mean()
+        return (values * self.weights).sum(-1).mean()
 
 
 class HypothesisModel(Protocol):
@@ -154,7 +164,7 @@ def mhentropy(
     _check_batch(batch)
     hyp = model.hypotheses(batch, num_samples, temperature)
     loglik = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], b)
-    rec, prior, log_q = -loglik.mean(), -hyp.log_prior.mean(), hyp.log_q.mean()
+    rec, prior, log_q = -hyp.mean(loglik), -hyp.mean(hyp.log_prior), hyp.mean(hyp.log_q)
     loss = w_rec * rec + w_prior * prior + w_ent * log_q
     terms = {"reconstruction": rec.item(), "prior": prior.item(), "entropy": -log_q.item()}
     return _with_3d(loss, terms, hyp, batch, w_3d)

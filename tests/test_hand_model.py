@@ -297,3 +297,42 @@ def test_rotation_in_the_flow_decodes_the_dataset_and_trains_by_every_objective(
         assert model.flow.parameters().__next__().grad is not None
     with pytest.raises(KeyError, match="global_orient"):
         model.log_prob({k: v for k, v in batch.items() if k != "global_orient"}, batch["params"])
+
+
+def test_flip_mixture_mirrors_the_palm_with_a_unit_jacobian(items):
+    from mhe.geometry import axis_angle_to_matrix, matrix_to_rot6d
+    from mhe.metrics import depth_flip
+
+    _, batch = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True))
+    B = batch["obs"].shape[0]
+    # an involution with |det J| = 1, also off the rotation manifold (stretched, skewed 6D vectors)
+    x = torch.randn(5, model.flow_dim, dtype=torch.float64)
+    model.reflection = model.reflection.double()
+    torch.testing.assert_close(model.flip(model.flip(x)), x)
+    for row in x:
+        jac = torch.autograd.functional.jacobian(model.flip, row)
+        assert abs(torch.linalg.det(jac).abs().item() - 1) < 1e-6  # the reflection is stored in float32
+    model.reflection = model.reflection.float()
+    # the flipped ground truth puts the palm at its depth mirror image
+    rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"]))
+    theta = torch.cat([rot, batch["params"]], dim=-1)[:, None]
+    head = {k: v for k, v in _gt_head(batch).items() if k != "global_orient"}
+    gt = model.decode(theta, torch.zeros(B, 1), head).extras["joints_metric"]
+    flipped = model.decode(model.flip(theta), torch.zeros(B, 1), head).extras["joints_metric"]
+    palm = list(model.spec.flip_keypoints)
+    assert depth_flip(flipped, gt[:, 0], palm).all() and not depth_flip(gt, gt[:, 0], palm).any()
+    mirrored = gt[:, 0, palm] * torch.tensor([1.0, 1.0, -1.0])
+    assert (flipped[:, 0, palm] - mirrored).norm(dim=-1).max() < 0.006  # the palm is flat to a few mm
+    # training enumerates both branches with weights summing to one; evaluation samples a branch
+    model.train()
+    hyp = model.hypotheses(batch, num_samples=3)
+    assert hyp.params.shape[1] == 6 and torch.allclose(hyp.weights.sum(-1), torch.ones(B))
+    loss, _ = OBJECTIVES["mhentropy"](model, batch, num_samples=3)
+    loss.backward()
+    assert model.flip_head.bias.grad is not None and model.flip_head.bias.grad.abs() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model.hypotheses(batch, num_samples=3).weights is None
+        assert torch.isfinite(model.log_prob(batch, batch["params"])).all()

@@ -51,7 +51,7 @@ PLAUSIBLE_TOLERANCE = 0.12
 JOINT_LIMIT_WEIGHT = 200.0
 
 
-def _rest_keypoints(mano: Any) -> Tensor:
+def rest_keypoints(mano: Any) -> Tensor:
     """The 21 keypoints (float64) of the mean-shape hand with every rotation zero (the flat hand)."""
     template = mano.v_template.detach().double()
     joints = mano.J_regressor.detach().double() @ template
@@ -97,7 +97,7 @@ class FingerLimits(nn.Module):
 
     def __init__(self, mano: Any) -> None:
         super().__init__()
-        axes = anatomical_axes(_rest_keypoints(mano), getattr(mano, "side", "right"))
+        axes = anatomical_axes(rest_keypoints(mano), getattr(mano, "side", "right"))
         lim = torch.tensor([FINGER_LIMITS[k] for k in JOINT_KIND], dtype=torch.float64)
         lower = torch.stack([lim[:, 0], -lim[:, 2], -lim[:, 3]], dim=-1)
         upper = torch.stack([lim[:, 1], lim[:, 2], lim[:, 3]], dim=-1)

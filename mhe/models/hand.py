@@ -94,6 +94,15 @@ class HandSpec(BodySpec):
         """Flow variable ``θ (..., D)`` → finger axis-angle as offsets from MANO's mean pose ``(..., 45)``."""
         return self.full_axis_angle(theta) - self.mano.file_hand_mean.to(theta.dtype)
 
+    def flip_reflection(self) -> Tensor:
+        """The reflection across the palm's plane in MANO's frame (its normal from the flat hand, mean
+        shape): the palm keypoints are fixed by it, so R and diag(1, 1, -1) · R · S put the palm at mirror
+        images in depth (up to the palm's small curvature)."""
+        from mhe.body.limits import palm_normal, rest_keypoints
+
+        n = palm_normal(rest_keypoints(self.mano), self.mano.side)
+        return torch.eye(3, dtype=torch.float64) - 2 * torch.outer(n, n)
+
     def plausible(self, theta: Tensor) -> Tensor:
         """Whether each hypothesis' every finger joint is within its anatomical limits (up to
         :data:`mhe.body.limits.PLAUSIBLE_TOLERANCE`): ``θ (..., D)`` → ``(...)`` bool."""

@@ -14,6 +14,7 @@ scores. A *deterministic* model (``model.deterministic``) predicts one hypothesi
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -77,6 +78,11 @@ class BodySpec(nn.Module):
         """Ground-truth pose parameters of a batch ``(B, D')`` → the flow's variable ``(B, D)`` (for NLL)."""
         return params
 
+    def flip_reflection(self) -> Tensor:
+        """The reflection ``S (3, 3)`` across the plane of the body's rigid part (the palm) in the body
+        model's frame: a rotation R and ``diag(1, 1, -1) · R · S`` put that part at mirror images in depth."""
+        raise NotImplementedError(f"the {self.name} spec defines no rigid part to flip")
+
     def plausible(self, theta: Tensor) -> Tensor | None:
         """Whether each pose ``θ (..., D)`` is anatomically plausible ``(...)`` bool; None when the body
         has no such test."""
@@ -115,6 +121,14 @@ class MultiHypothesisModel(nn.Module):
             self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
         )
         self.rot_dim = 0 if self.rotation_in_flow else ROTATION_DIMS[cfg.head_rotation]
+        self.flip_mixture = bool(getattr(cfg, "flip_mixture", False))
+        if self.flip_mixture:
+            if not self.rotation_in_flow:
+                raise ValueError("model.flip_mixture needs model.rotation_in_flow: true (it flips the flow's rotation)")
+            self.register_buffer("reflection", spec.flip_reflection().float(), persistent=False)
+            self.flip_head = nn.Linear(cfg.context_dim, 1)  # logit of the flipped branch's probability
+            nn.init.zeros_(self.flip_head.weight)
+            nn.init.zeros_(self.flip_head.bias)  # both tilts equally likely at the start
         self.head = nn.Sequential(
             nn.Linear(cfg.context_dim, cfg.head_hidden),
             nn.ReLU(),
@@ -205,19 +219,76 @@ class MultiHypothesisModel(nn.Module):
         verts, joints = self.spec.vertices(hyp.extras["pose"], hyp.extras)
         return (verts - joints[..., self.spec.root : self.spec.root + 1, :]).to(hyp.params.dtype)
 
+    # -- the depth-flip mixture (model.flip_mixture) ------------------------------------------------
+
+    def flip(self, theta: Tensor) -> Tensor:
+        """The depth flip of flow variables ``θ (..., flow_dim)``: the 6D rotation (a, b) becomes that of
+        ``R' = diag(1, 1, -1) · R · S`` (S: :meth:`BodySpec.flip_reflection`), the pose is unchanged.
+
+        The lengths |a|, |b⊥| and the component b·a/|a| are kept, and R ↦ R' multiplies R by rotations on
+        both sides (``diag(1, 1, -1) = -diag(-1, -1, 1)``, ``S = -(rotation by π about the normal)``),
+        which preserves the invariant measure of rotations: the map is an involution with a unit
+        Jacobian, so ``q0(flip(x))`` is a density without correction."""
+        a, b, pose = theta[..., 0:3], theta[..., 3:6], theta[..., 6:]
+        na = torch.linalg.vector_norm(a, dim=-1, keepdim=True)
+        r1 = a / na
+        b_par = (b * r1).sum(-1, keepdim=True)
+        b_perp = b - b_par * r1
+        nb = torch.linalg.vector_norm(b_perp, dim=-1, keepdim=True)
+        r2 = b_perp / nb
+        R = torch.stack([r1, r2, torch.linalg.cross(r1, r2, dim=-1)], dim=-1)  # columns r1 r2 r3
+        mirror = torch.tensor([1.0, 1.0, -1.0], dtype=theta.dtype, device=theta.device)
+        R = mirror[:, None] * (R @ self.reflection.to(theta.dtype))
+        return torch.cat([na * R[..., 0], b_par * R[..., 0] + nb * R[..., 1], pose], dim=-1)
+
+    def flip_log_weights(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """log P(not flipped), log P(flipped) ``(B, 1)`` each, from the context."""
+        logit = self.flip_head(ctx)
+        return torch.nn.functional.logsigmoid(-logit), torch.nn.functional.logsigmoid(logit)
+
+    def _flip_branches(self, ctx: Tensor, theta: Tensor, log_q0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Both branches of flow samples ``θ (B, S, ·)`` with log q0: (flipped θ, log q(θ), log q(flip θ),
+        log P(flipped) (B, 1)) under the mixture q = P(not) · q0 + P(flipped) · q0 ∘ flip."""
+        flipped = self.flip(theta)
+        log_q0_flipped = self.flow.log_prob(flipped, ctx)
+        log_p0, log_p1 = self.flip_log_weights(ctx)
+        log_q = torch.logaddexp(log_p0 + log_q0, log_p1 + log_q0_flipped)
+        log_q_flipped = torch.logaddexp(log_p0 + log_q0_flipped, log_p1 + log_q0)
+        return flipped, log_q, log_q_flipped, log_p1
+
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
     def hypotheses(self, batch: dict, num_samples: int, temperature: float = 1.0) -> Hypotheses:
-        """S hypotheses per item, differentiable (reparameterised), with their log-density."""
+        """S hypotheses per item, differentiable (reparameterised), with their log-density.
+
+        With the flip mixture, in training mode both branches of every flow sample are returned (2S
+        hypotheses, weighted by the branch probabilities: the discrete choice is summed out exactly, so
+        its probability gets gradients); in eval mode each hypothesis takes its branch at random."""
         ctx = self.context(batch)
         theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
-        return self.decode(theta, log_q, self.deterministic_head(ctx))
+        head = self.deterministic_head(ctx)
+        if not self.flip_mixture:
+            return self.decode(theta, log_q, head)
+        flipped, log_q, log_q_flipped, log_p1 = self._flip_branches(ctx, theta, log_q)
+        if self.training:
+            p1 = log_p1.exp().expand(-1, num_samples)
+            hyp = self.decode(torch.cat([theta, flipped], 1), torch.cat([log_q, log_q_flipped], 1), head)
+            hyp.weights = torch.cat([1 - p1, p1], 1) / num_samples
+            return hyp
+        pick = torch.rand(log_q.shape, device=log_q.device) < log_p1.exp()
+        return self.decode(torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q), head)
 
     def mode(self, batch: dict) -> Hypotheses:
-        """The zero-noise hypothesis (S = 1), ProHMR's "sample 0"."""
+        """The zero-noise hypothesis (S = 1), ProHMR's "sample 0" (with the flip mixture: on the more
+        probable branch)."""
         ctx = self.context(batch)
         theta, log_q = self.flow.rsample_and_log_prob(ctx, 1, temperature=0.0)
-        return self.decode(theta, log_q, self.deterministic_head(ctx))
+        head = self.deterministic_head(ctx)
+        if self.flip_mixture:
+            flipped, log_q, log_q_flipped, log_p1 = self._flip_branches(ctx, theta, log_q)
+            pick = log_p1 > math.log(0.5)
+            theta, log_q = torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q)
+        return self.decode(theta, log_q, head)
 
     def log_prob(self, batch: dict, params: Tensor) -> Tensor:
         """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``
@@ -229,6 +300,10 @@ class MultiHypothesisModel(nn.Module):
                 raise KeyError("model.rotation_in_flow needs the batch's ground-truth 'global_orient' (B, 3) for NLL")
             rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"].to(theta)))
             theta = torch.cat([rot, theta], dim=-1)
+        if self.flip_mixture:
+            log_p0, log_p1 = self.flip_log_weights(ctx)
+            return torch.logaddexp(log_p0[:, 0] + self.flow.log_prob(theta, ctx),
+                                   log_p1[:, 0] + self.flow.log_prob(self.flip(theta), ctx))
         return self.flow.log_prob(theta, ctx)
 
     # -- predictions in metric units (what mhe.evaluation scores) -------------------------------
