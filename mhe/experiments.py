@@ -282,9 +282,12 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.M
     return model.to(default_device(device)).eval(), cfg
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a training checkpoint without its optimizer state (what ships in ``mhe/checkpoints``)."""
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str | None = None) -> Path:
+    """Copy a training checkpoint without its optimizer state (what ships in ``mhe/checkpoints``);
+    ``name`` renames the run (e.g. a candidate run chosen on validation becomes ``hand_mhentropy``)."""
     state = load_checkpoint(src)
+    if name is not None:
+        state["config"]["name"] = name
     state["optimizer"] = None
     state["rng"] = state["rng"][:1]
     # the run folder was local to the machine that trained it; a fresh run of this config uses the default

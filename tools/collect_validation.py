@@ -1,0 +1,46 @@
+"""Collect the validation results that chose the shipped hand settings into figures/04_validation_choices.csv.
+
+Each candidate is a training run (``runs/<name>``) whose ``val_log.csv`` the trainer wrote; the last
+validation of each (S = 50 at T = 0.8 on the first 256 validation hands, the trainer's setting) goes into
+one row with the candidate's pose parameterisation, prior and rotation. Test splits play no part in these choices.
+
+    python tools/collect_validation.py runs/jl_pca runs/jl_pca_w1000 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEP = ("step", "mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd", "rd_mm", "plausible",
+        "flip_rate", "mpjpe_bh_flip", "mpjpe_bh_noflip")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--out", default=str(ROOT / "figures" / "04_validation_choices.csv"))
+    args = parser.parse_args(argv)
+    from mhe.config_io import load_config
+
+    rows = []
+    for run in map(Path, args.runs):
+        val = pd.read_csv(run / "val_log.csv")
+        m = load_config(run / "config.yaml").model
+        rotation = "flow + flip mixture" if m.flip_mixture else ("flow" if m.rotation_in_flow else "head")
+        prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
+        last = val.iloc[-1]
+        row = {"run": run.name, "pose": m.pose_repr, "prior": prior, "rotation": rotation}
+        row.update({k: last[k] for k in KEEP if k in last})
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.4f")
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
