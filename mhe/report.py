@@ -140,13 +140,22 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
     return "\n".join(f"* {line}" for line in out if line)
 
 
+TOY_LABELS = {
+    "exact posterior": "exact posterior", "mhentropy": "MHEntropy", "no_entropy": "no entropy",
+    "no_reconstruction": "no reconstruction", "no_prior": "no prior", "nll": "NLL, unbiased annotations",
+    "nll_elbow_right": "NLL, annotations always elbow-right",
+}
+
+
 def toy_results(table: pd.DataFrame) -> str:
     """The README's toy block from ``figures/01_posterior_match.csv`` (one row per model)."""
-    cols = [c for c in table.columns]
-    lines = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = ["| model | within 0.3 rad of a solution | mass per solution | solutions hit (of 4) "
+             "| largest mass gap to the exact posterior |", "|---|---|---|---|---|"]
     for name, r in table.iterrows():
-        cells = [(_num(v, 3) if isinstance(v, float) else str(v)) for v in r.tolist()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        masses = " / ".join(f"{r[f'mass_{k}']:.3f}" for k in range(4))
+        gap = "—" if name == "exact posterior" else _num(r["max_mass_gap"], 3)
+        lines.append(f"| {TOY_LABELS.get(str(name), name)} | {_pct(r['coverage'])} | {masses} "
+                     f"| {_num(r['solutions_hit'], 2)} | {gap} |")
     return "\n".join(lines)
 
 
@@ -195,10 +204,10 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 def render_readme(text: str, figures: Path) -> str:
     """``text`` with every generated block (:data:`BLOCKS`) rewritten from the CSVs in ``figures``."""
     for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
         if pattern.search(text):
             body = make(figures)
-            text = pattern.sub(lambda match: match.group(1) + body + match.group(2), text)
+            text = pattern.sub(lambda match: match.group(1) + body + "\n" + match.group(2), text)
     return text
 
 

@@ -9,21 +9,38 @@ two keypoints' heights are observed, so one observation has four exact solutions
 right × tip bent either way), each with the same posterior mass. :class:`ArmModel` implements the
 model protocol of :mod:`mhe.objectives`, so the arm trains with exactly the objectives the hand
 and body models use; :func:`fit_arm` trains one and :func:`mode_coverage` scores it.
+
+Training aids of :func:`fit_arm` (all documented there and in :class:`ArmOptions`; none changes the
+reverse-KL objective): a spline-coupling flow over scaled absolute link angles that spans the prior
+box from the start; tempering of the likelihood scale b; reparameterised (pathwise) gradients
+first, then a *polish* phase of score-function gradients at the final b (which even out the mode
+masses that pathwise gradients barely see); a smaller, cosine-annealed learning rate in the polish
+phase and an exponential moving average of the weights.
+
+How close a fit comes to the exact posterior: :func:`posterior_match` compares its samples with
+samples of :class:`ExactArmPosterior` on held-out observations (coverage within a radius of the
+exact solutions, mass per solution, solutions hit), and :func:`write_posterior_match` writes the
+table that notebook 01 commits as ``figures/01_posterior_match.csv``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import os
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from mhe.flows import ConditionalFlow, fit_nll
-from mhe.objectives import Hypotheses, box_prior, get_objective
-from mhe.utils import seed_everything
+from mhe.objectives import Hypotheses, box_prior, get_objective, laplace_log_likelihood
+from mhe.utils import atomic_write_bytes, figures_dir, seed_everything
 
 # -- 2D targets ---------------------------------------------------------------------------------
 
@@ -294,7 +311,7 @@ class ArmModel(nn.Module):
         return self._hypotheses(y, log_q)
 
     def log_prob(self, batch: dict, params: Tensor) -> Tensor:
-        """log q(params | heights): (B,) for params (B, 2)."""
+        """log q(params | heights): (B,) for params (B, 2), or (B, S) for params (B, S, 2)."""
         return self.flow.log_prob(params @ self.mix_inv.T, self._context(batch)) - self.log_det
 
     @torch.no_grad()
@@ -306,32 +323,54 @@ class ArmModel(nn.Module):
 
 ARM_OBJECTIVES = ("mhentropy", "no_entropy", "no_reconstruction", "no_prior", "nll")
 
+#: Term weights (w_rec, w_prior, w_ent) of the sampling objectives, as in :data:`mhe.objectives.OBJECTIVES`.
+ARM_WEIGHTS: dict[str, tuple[float, float, float]] = {
+    "mhentropy": (1.0, 1.0, 1.0),
+    "no_entropy": (1.0, 1.0, 0.0),
+    "no_reconstruction": (0.0, 1.0, 1.0),
+    "no_prior": (1.0, 0.0, 1.0),
+}
+
 
 @dataclass
 class ArmOptions:
     """Training options of :func:`fit_arm` (every field can be passed as a keyword).
 
-    The defaults were chosen on held-out observations (see notebook 01): they cover all four
-    modes with balanced mass in a few seconds of CPU.
+    The sampling objectives train in two phases, each with its own Adam and cosine-annealed
+    learning rate, on the same reverse KL:
+
+    1. *pathwise* (the first ``1 - polish`` of the steps): reparameterised gradients, clipped to
+       norm ``clip``, at learning rate ``lr``; during the first ``anneal`` of all steps the Laplace
+       scale decays geometrically from ``b_start`` to ``b`` (tempering), then stays at ``b``;
+    2. *polish* (the last ``polish`` of the steps, at ``b``): score-function gradients
+       (:func:`score_function_loss`), unclipped, at learning rate ``lr_polish``. Objectives without
+       the entropy term (``no_entropy``) skip it and train with pathwise gradients throughout.
+
+    With the defaults the pathwise phase is exactly the tempering. See :func:`fit_arm` for why.
+    The defaults were chosen on held-out observations (notebook 01,
+    ``benchmarks/bench_toy_posterior.py``); a fit takes under a minute on one CPU thread.
     """
 
-    steps: int = 800  # optimiser steps
+    steps: int = 2000  # optimiser steps (both phases together)
     batch_size: int = 32  # observations per step (NLL: batch_size × num_samples annotated pairs)
     num_samples: int = 16  # hypotheses S per observation (sampling objectives)
-    lr: float = 5e-3  # Adam learning rate (cosine-annealed to 0)
+    lr: float = 5e-3  # Adam learning rate of the pathwise phase and of NLL (cosine-annealed to 0)
+    clip: float = 10.0  # gradient-norm clip of pathwise and NLL steps (score-function steps are not clipped)
+    anneal: float = 0.4  # fraction of all steps over which b decays from b_start to b (tempering)
+    b_start: float = 1.0  # initial Laplace scale of the tempering (a nearly flat likelihood)
+    polish: float = 0.6  # fraction of the steps, at the end, with score-function gradients (skipped without entropy)
+    lr_polish: float = 5e-4  # Adam learning rate of the polish phase (cosine-annealed to 0)
     b: float = 0.05  # Laplace scale of the height likelihood
     noise: float = 0.01  # std of the Gaussian noise on observed heights
     prior_weight: float = 300.0  # weight of the soft box prior
-    transforms: int = 2  # coupling layers (2 = each angle once, conditioned on the other)
+    transforms: int = 4  # coupling layers (each angle transformed twice, conditioned on the other)
     hidden: tuple[int, ...] = (64, 64)  # hyper-network widths
     kind: str = "nsf_coupling"  # flow kind (see mhe.flows)
     bins: int = 16  # spline bins (nsf_coupling)
     bound: float = 5.0  # splines act on [-bound, bound] in the flow's coordinates
     absolute: bool = True  # flow over absolute link angles (α1, α1 + α2) instead of (α1, α2)
     scale: tuple[float, float] = (1.0, 2.0)  # flow coordinates × scale = angles: N(0, I) spans the box
-    antithetic: bool = True  # training samples in antithetic pairs (z, -z)
-    anneal: float = 1.0  # fraction of steps over which b decays geometrically from b_start to b
-    b_start: float = 1.0  # initial Laplace scale of the annealing (a nearly flat likelihood)
+    antithetic: bool = True  # pathwise samples in antithetic pairs (z, -z)
     ema: float = 0.98  # decay of the exponential moving average of the weights (0 = off)
     n_train: int = 10_000  # NLL: size of the annotated training set
     bias: float = 0.0  # NLL: probability that an elbow-left annotation is flipped to its twin
@@ -341,6 +380,50 @@ def observe(angles: Tensor, noise: float, generator: torch.Generator | None = No
     """Noisy heights (B, 2) of angles (B, 2)."""
     heights = TwoLinkArm().heights(angles)
     return heights + noise * torch.randn(heights.shape, generator=generator)
+
+
+def score_function_loss(
+    model: ArmModel,
+    batch: dict,
+    num_samples: int = 16,
+    b: float = 0.05,
+    w_rec: float = 1.0,
+    w_prior: float = 1.0,
+    w_ent: float = 1.0,
+) -> tuple[Tensor, dict[str, float]]:
+    """The MHEntropy objective with a score-function (REINFORCE) gradient instead of a pathwise one.
+
+    The objective is the same as :func:`mhe.objectives.mhentropy`: the mean over B, S of the
+    per-hypothesis cost c(θ) = -w_rec·log p(obs|θ) - w_prior·log p(θ) + w_ent·log q(θ), i.e.
+    KL(q || p(θ | obs)) up to a constant for unit weights. Its gradient is estimated as
+
+        ∇ E_q[c] = E_q[(c(θ) - c̄) ∇ log q(θ)],   θ drawn without gradient,
+
+    where c̄ is the leave-one-out mean of the other S - 1 hypotheses of the same observation (a
+    baseline independent of θ, so the estimate stays unbiased; the term E_q[∇ log q] that the
+    entropy adds has expectation zero and is dropped). The hypotheses are i.i.d. (no antithetic
+    pairs, whose partner would make the baseline depend on θ).
+
+    Returns:
+        a surrogate whose gradient is that estimate (its value is not the objective), and terms as
+        in :func:`mhe.objectives.mhentropy`, whose ``loss`` is the objective's value.
+    """
+    if num_samples < 2:
+        raise ValueError(f"the score-function estimator needs num_samples >= 2, got {num_samples}")
+    with torch.no_grad():
+        y, log_q = model.flow.rsample_and_log_prob(model._context(batch), num_samples, antithetic=False)
+        hyp = model._hypotheses(y, log_q)
+        loglik = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], b)
+        cost = -w_rec * loglik - w_prior * hyp.log_prior + w_ent * hyp.log_q  # (B, S)
+        baseline = (cost.sum(1, keepdim=True) - cost) / (num_samples - 1)
+    surrogate = ((cost - baseline) * model.log_prob(batch, hyp.params)).mean()
+    terms = {
+        "reconstruction": -loglik.mean().item(),
+        "prior": -hyp.log_prior.mean().item(),
+        "entropy": -hyp.log_q.mean().item(),
+        "loss": cost.mean().item(),
+    }
+    return surrogate, terms
 
 
 def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) -> ArmModel:
@@ -356,14 +439,33 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
         seed: seeds the flow's initialisation, the data and the samples.
         options: any :class:`ArmOptions` field.
 
-    The sampling objectives see fresh noisy observations of prior-uniform poses every step and
-    anneal the likelihood scale from ``b_start`` to ``b`` (tempering: the flow first spreads over
-    the prior, then the four modes separate; without it reverse KL keeps whichever modes it meets
-    first). The returned weights are an exponential moving average (``ema``). Reverse KL barely
-    penalises unequal mode masses (a 0.35 / 0.15 split of two equal modes costs 0.04 nats), so
-    the balance between modes varies from seed to seed; notebook 01 reports it.
+    The sampling objectives see fresh noisy observations of prior-uniform poses every step. Every
+    step minimises the same reverse KL (likelihood + prior + entropy); the training aids only
+    change the path to its minimum and how its gradient is estimated:
 
-    The model gets ``.options`` (the :class:`ArmOptions`), ``.history`` (loss per step) and
+    - **Tempering** (the first ``anneal`` of the steps): the likelihood scale decays from
+      ``b_start`` (nearly flat) to ``b``, so the flow first spreads over the prior and the four
+      modes then separate out of it; without it reverse KL keeps whichever modes it meets first.
+    - **Pathwise gradients first** (the first ``1 - polish`` of the steps; by default exactly the
+      tempering): reparameterised samples, the estimator of the hands and bodies, place and shape
+      each mode fast.
+    - **Score-function gradients last** (the ``polish`` phase, :func:`score_function_loss`): a
+      pathwise gradient only learns *how much* mass each mode gets from the rare samples that
+      fall between the modes (inside a mode, log q - log p shifts by a constant when a mode has
+      too much mass, and the gradient of a constant is zero). Those samples carry large
+      gradients that clipping and Adam's normalisation cut short, so with pathwise gradients
+      alone the mode masses drift while the KL barely changes (a 0.35 / 0.15 split of two
+      equally likely modes costs 0.04 nats). The score-function estimator sees the excess mass
+      on every sample of the heavy mode (its cost is higher) and evens the masses out; it is
+      noisier for shapes, which the pathwise phase has already fitted. Without the entropy term
+      (``no_entropy``) there is no polish phase: q collapses to a point, where the score-function
+      estimator degenerates (∇ log q grows without bound as q narrows) and would push the point
+      off its solution, so that ablation trains with pathwise gradients for all its steps.
+    - A lower, cosine-annealed learning rate in the polish phase and an exponential moving
+      average of the weights (``ema``) settle the final weights.
+
+    ``nll`` trains with Adam at ``lr`` (cosine-annealed), clipped, for ``steps`` steps. The model gets
+    ``.options`` (the :class:`ArmOptions`), ``.history`` (the objective's value per step) and
     ``.train_seconds``.
     """
     if objective not in ARM_OBJECTIVES:
@@ -382,47 +484,81 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
         raise ValueError(f"steps must be >= 1, got {opts.steps}")
     if not 0.0 <= opts.bias <= 1.0:
         raise ValueError(f"bias must be in [0, 1], got {opts.bias}")
+    if not 0.0 <= opts.anneal <= 1.0:
+        raise ValueError(f"anneal must be in [0, 1], got {opts.anneal}")
+    if not 0.0 <= opts.polish <= 1.0 or opts.anneal + opts.polish > 1.0:
+        raise ValueError(
+            f"polish must be in [0, 1] with anneal + polish <= 1 (tempering happens before the polish "
+            f"phase), got anneal={opts.anneal}, polish={opts.polish}"
+        )
     generator = seed_everything(seed)
     model = ArmModel(
         opts.transforms, opts.hidden, opts.kind, opts.prior_weight, opts.bound, opts.absolute,
         opts.bins, opts.scale, opts.antithetic,
     )
     arm = model.arm
-    loss_fn = get_objective(objective)
+    history: list[float] = []
+    ema = [p.detach().clone() for p in model.parameters()] if opts.ema > 0 else None
+
+    def update(optimiser: torch.optim.Optimizer, loss: Tensor, clip: float | None) -> None:
+        optimiser.zero_grad()
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimiser.step()
+        if ema is not None:
+            with torch.no_grad():
+                for avg, p in zip(ema, model.parameters()):
+                    avg.lerp_(p, 1 - opts.ema)
+
+    start = time.perf_counter()
+    model.train()
     if objective == "nll":
         train_angles = arm.sample_prior(opts.n_train, generator)
         flip = (train_angles[:, 0] < 0) & (torch.rand(opts.n_train, generator=generator) < opts.bias)
         train_angles = torch.where(flip[:, None], -train_angles, train_angles)
         train_heights = observe(train_angles, opts.noise, generator)
-    optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, opts.steps)
-    history = []
-    start = time.perf_counter()
-    model.train()
-    anneal_steps = int(opts.anneal * opts.steps)
-    ema = [p.detach().clone() for p in model.parameters()] if opts.ema > 0 else None
-    for step in range(opts.steps):
-        # Tempering: start from a flat likelihood (the flow first spreads over the prior) and
-        # sharpen it, so reverse KL does not lock onto the first mode it finds.
-        frac = min(step / anneal_steps, 1.0) if anneal_steps > 0 else 1.0
-        b = opts.b_start ** (1 - frac) * opts.b ** frac
-        if objective == "nll":
+        loss_fn = get_objective("nll")
+        optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, opts.steps)
+        for _ in range(opts.steps):
             idx = torch.randint(opts.n_train, (opts.batch_size * opts.num_samples,), generator=generator)
-            batch = arm_batch(train_heights[idx], train_angles[idx])
-            loss, terms = loss_fn(model, batch)
-        else:
-            heights = observe(arm.sample_prior(opts.batch_size, generator), opts.noise, generator)
-            loss, terms = loss_fn(model, arm_batch(heights), num_samples=opts.num_samples, b=b)
-        optimiser.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        optimiser.step()
-        schedule.step()
-        history.append(terms["loss"])
-        if ema is not None:
-            with torch.no_grad():
-                for avg, p in zip(ema, model.parameters()):
-                    avg.lerp_(p, 1 - opts.ema)
+            loss, terms = loss_fn(model, arm_batch(train_heights[idx], train_angles[idx]))
+            update(optimiser, loss, opts.clip)
+            schedule.step()
+            history.append(terms["loss"])
+    else:
+        w_rec, w_prior, w_ent = ARM_WEIGHTS[objective]
+        pathwise_fn = get_objective(objective)
+        temper_steps = round(opts.anneal * opts.steps)
+        # No polish without the entropy term: q collapses to a point, where score-function
+        # gradients degenerate (∇ log q grows without bound as q narrows) and push the point off
+        # its solution; pathwise gradients then train for all the steps.
+        polish_steps = round(opts.polish * opts.steps) if w_ent > 0 else 0
+        phases = (("pathwise", opts.steps - polish_steps, opts.lr), ("score", polish_steps, opts.lr_polish))
+        step = 0
+        for estimator, n, lr in phases:
+            if n == 0:
+                continue
+            optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, n)
+            for _ in range(n):
+                step += 1
+                # Tempering: b decays geometrically from b_start to b over the first temper_steps.
+                frac = min(step / temper_steps, 1.0) if temper_steps > 0 else 1.0
+                b = opts.b_start ** (1 - frac) * opts.b ** frac
+                heights = observe(arm.sample_prior(opts.batch_size, generator), opts.noise, generator)
+                batch = arm_batch(heights)
+                if estimator == "pathwise":
+                    loss, terms = pathwise_fn(model, batch, num_samples=opts.num_samples, b=b)
+                    update(optimiser, loss, opts.clip)
+                else:
+                    loss, terms = score_function_loss(
+                        model, batch, opts.num_samples, b, w_rec=w_rec, w_prior=w_prior, w_ent=w_ent
+                    )
+                    update(optimiser, loss, None)
+                schedule.step()
+                history.append(terms["loss"])
     if ema is not None:
         with torch.no_grad():
             for avg, p in zip(ema, model.parameters()):
@@ -531,6 +667,116 @@ def arm_coverage(
     out["mass_near_modes"] = mass.sum(-1).mean().item()
     out["height_error"] = err.item()
     return out
+
+
+#: Radius (rad) of the posterior-match statistics: a sample "lands on" a solution within it.
+MATCH_RADIUS = 0.3
+#: Name of the exact posterior's row in :func:`posterior_match`.
+EXACT_NAME = "exact posterior"
+#: Statistics of :func:`posterior_statistics` / :func:`posterior_match`, in CSV column order.
+MATCH_COLUMNS = ("coverage", "mass_0", "mass_1", "mass_2", "mass_3", "solutions_hit", "max_mass_gap",
+                 "train_seconds")
+
+
+def posterior_statistics(
+    samples: Tensor, modes: Tensor, radius: float = MATCH_RADIUS, min_samples: int = 1
+) -> dict[str, float]:
+    """How well samples reproduce a posterior concentrated on known solutions, averaged over observations.
+
+    Distance: Euclidean in (α1, α2), as in :func:`mode_coverage` (no wrap-around; for
+    :func:`held_out_arm_observations`, whose solutions lie ``margin`` >= ``radius`` inside the prior
+    box, a sample inside the box is within ``radius`` of a solution with or without wrap-around).
+
+    Args:
+        samples: (B, S, 2) hypotheses; modes: (B, M, 2) the exact solutions of each observation.
+        radius: a sample *lands on* its nearest solution when it lies within ``radius`` of it.
+        min_samples: a solution is *hit* when at least this many of the S samples land on it.
+
+    Returns:
+        ``coverage``: fraction of all samples that land on some solution; ``mass_k``: fraction of
+        all samples that land on solution k (so the masses sum to ``coverage``); ``solutions_hit``:
+        mean number of solutions hit per observation (out of M). All means over the B observations.
+    """
+    if min_samples < 1:
+        raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+    mass = mode_coverage(samples, modes, radius)  # (B, M), checks shapes and radius
+    counts = torch.round(mass * samples.shape[1])
+    out = {"coverage": mass.sum(-1).mean().item()}
+    for m in range(mass.shape[1]):
+        out[f"mass_{m}"] = mass[:, m].mean().item()
+    out["solutions_hit"] = (counts >= min_samples).sum(-1).float().mean().item()
+    return out
+
+
+def posterior_match(
+    models: Mapping[str, object],
+    heights: Tensor,
+    modes: Tensor,
+    num_samples: int = 200,
+    radius: float = MATCH_RADIUS,
+    min_samples: int = 1,
+    exact: ExactArmPosterior | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Posterior-match statistics of fitted arms and of the exact posterior on the same observations.
+
+    Args:
+        models: name -> anything with ``sample(heights (B, 2), num_samples) -> (B, S, 2)`` (an
+            :class:`ArmModel` from :func:`fit_arm`).
+        heights: (B, 2) held-out observations; modes: (B, 4, 2) their exact solutions (see
+            :func:`held_out_arm_observations`).
+        num_samples: S samples per observation, from each model and from the exact posterior.
+        radius, min_samples: see :func:`posterior_statistics`.
+        exact: the reference posterior (default: :class:`ExactArmPosterior` at the likelihood
+            scale ``b`` and prior weight of :class:`ArmOptions`, the ones the models were trained for).
+        seed: seeds the sampling; each row draws from its own stream (``seed`` and the row's
+            name), so a row does not depend on the other rows, and the global RNG state is restored.
+
+    Returns:
+        name -> :func:`posterior_statistics` plus ``max_mass_gap`` (max over solutions k of
+        |mass_k - the exact posterior's mass_k|) and ``train_seconds`` (NaN where unknown), with
+        the exact posterior first, under the name ``"exact posterior"``.
+    """
+    if heights.dim() != 2 or modes.dim() != 3 or modes.shape[0] != heights.shape[0]:
+        raise ValueError(
+            f"heights must be (B, 2) and modes (B, M, 2) with the same B; got "
+            f"{tuple(heights.shape)} and {tuple(modes.shape)}"
+        )
+    if EXACT_NAME in models:
+        raise ValueError(f"{EXACT_NAME!r} is the reference row's name; rename that model")
+    if exact is None:
+        exact = ExactArmPosterior(b=ArmOptions.b, prior_weight=ArmOptions.prior_weight)
+    rows: dict[str, dict[str, float]] = {}
+    with torch.random.fork_rng(devices=[]):
+        for name, sampler in {EXACT_NAME: exact, **models}.items():
+            torch.manual_seed(seed + zlib.crc32(name.encode()))
+            with torch.no_grad():
+                samples = sampler.sample(heights, num_samples)
+            row = posterior_statistics(samples, modes, radius, min_samples)
+            reference = rows.get(EXACT_NAME, row)
+            row["max_mass_gap"] = max(abs(row[f"mass_{m}"] - reference[f"mass_{m}"]) for m in range(modes.shape[1]))
+            row["train_seconds"] = float(getattr(sampler, "train_seconds", float("nan")))
+            rows[name] = row
+    return rows
+
+
+def write_posterior_match(
+    rows: Mapping[str, Mapping[str, float]], path: str | os.PathLike | None = None, digits: int = 3
+) -> Path:
+    """Write :func:`posterior_match`'s rows as a CSV (one row per arm, ``name`` first, empty where NaN).
+
+    Default path: ``<figures>/01_posterior_match.csv`` (``$MHE_FIGURES_DIR`` redirects it, as for
+    figures). Returns the path written.
+    """
+    path = figures_dir() / "01_posterior_match.csv" if path is None else Path(path)
+    columns = [c for c in MATCH_COLUMNS if any(c in row for row in rows.values())]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", *columns])
+    for name, row in rows.items():
+        values = [float(row.get(c, float("nan"))) for c in columns]
+        writer.writerow([name, *("" if math.isnan(v) else f"{v:.{digits}f}" for v in values)])
+    return atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 class ExactArmPosterior:

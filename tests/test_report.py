@@ -68,7 +68,8 @@ def test_render_replaces_only_the_marked_blocks(tmp_path):
     _table().to_csv(tmp_path / "04_hand_metrics.csv")
     text = "intro\n<!-- generated: hand-results -->\nold 1.23\n<!-- end: hand-results -->\noutro 4.56\n"
     new = report.render_readme(text, tmp_path)
-    assert new.startswith("intro\n<!-- generated: hand-results -->\n| model |")
+    assert new.startswith("intro\n<!-- generated: hand-results -->\nThe test hands' camera gives 1.60 px per mm")
+    assert "\n| model |" in new
     assert new.endswith("\n<!-- end: hand-results -->\noutro 4.56\n") and "old 1.23" not in new
     assert report.render_readme(new, tmp_path) == new
 

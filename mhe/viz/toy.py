@@ -206,25 +206,40 @@ def plot_arm_ablation(
     return fig
 
 
-def plot_mode_masses(table, band: tuple[float, float] = (0.15, 0.35)) -> Figure:
+def plot_mode_masses(
+    table,
+    band: tuple[float, float] | None = (0.15, 0.35),
+    reference: str | None = None,
+    tolerance: float = 0.05,
+    ylabel: str = "mean mass within radius",
+) -> Figure:
     """Grouped bars of the mean mass on each exact mode, one group per objective.
 
     Args:
         table: a pandas DataFrame indexed by objective with columns ``mass_0`` … ``mass_3`` (as
-            from :func:`mhe.toy.arm_coverage`); other columns are ignored.
-        band: the shaded target band for each mode's mass.
+            from :func:`mhe.toy.arm_coverage` or :func:`mhe.toy.posterior_match`); other columns
+            are ignored.
+        band: the shaded target band for each mode's mass (None: no band).
+        reference: the row whose masses are the target (e.g. ``"exact posterior"``): each bar gets
+            a black mark at that row's mass of the same mode, with ± ``tolerance`` whiskers.
+        ylabel: the y-axis label.
     """
     cols = [c for c in table.columns if str(c).startswith("mass_") and str(c)[5:].isdigit()]
     names = list(table.index)
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 3.2))
-    ax.axhspan(*band, color="#dddddd", zorder=0, label=f"target {band[0]:.2f}–{band[1]:.2f}")
+    if band is not None:
+        ax.axhspan(*band, color="#dddddd", zorder=0, label=f"target {band[0]:.2f}–{band[1]:.2f}")
     width = 0.8 / len(cols)
     x = np.arange(len(names))
     for i, col in enumerate(cols):
-        ax.bar(x + (i - (len(cols) - 1) / 2) * width, table[col].to_numpy(), width,
-               color=MODE_COLORS[i % len(MODE_COLORS)], label=f"mode {col[5:]}")
+        pos = x + (i - (len(cols) - 1) / 2) * width
+        ax.bar(pos, table[col].to_numpy(), width, color=MODE_COLORS[i % len(MODE_COLORS)], label=f"mode {col[5:]}")
+        if reference is not None:
+            target = np.full(len(names), float(table.loc[reference, col]))
+            ax.errorbar(pos, target, yerr=tolerance, fmt="_", color="black", markersize=8, capsize=2, lw=0.8,
+                        label=f"{arm_label(reference)} ± {tolerance:g}" if i == 0 else None, zorder=3)
     ax.set_xticks(x, [textwrap.fill(arm_label(n), 14) for n in names], fontsize=8)
-    ax.set_ylabel("mean mass within radius")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     fig.tight_layout()
