@@ -84,7 +84,8 @@ def hand_results(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> st
     if seeds is not None and len(seeds):
         summary = seed_summary(seeds)
         cols = (("mpjpe_bh", 1), ("mpjpe_mean", 1), ("ah", 1), ("pjd_3d_occ", 2), ("rd_mm", 3), ("plausible", 3))
-        head = "| model | seeds | " + " | ".join(c for c, _ in cols) + " |"
+        names = ("BH-MPJPE", "mean MPJPE", "AH", "PJD 3D-occ", "rd_mm", "plausible")
+        head = "| model | seeds | " + " | ".join(names) + " |"
         seed_lines = [head, "|---|---|" + "---|" * len(cols)]
         for name, r in summary.iterrows():
             cells = [f"{_num(r[c + '_mean'], d)} ± {_num(r[c + '_sd'], d)}" for c, d in cols]
@@ -106,12 +107,11 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
                    f"{_num(m.loc['mhentropy', 'pjd_3d_occ'], 2)} mm ({ratio:.0f} × less).")
     mhe_rows = [n for n in ("mhentropy", "mhentropy_rot", "mhentropy_aa") if has(n)]
     if mhe_rows and has("nll") and has("min_of_n"):
-        parts = ", ".join(f"{HAND_LABELS[n]} {_num(m.loc[n, 'rd_mm'], 3)}" for n in mhe_rows)
+        nll_rd, mon_rd = m.loc["nll", "rd_mm"], m.loc["min_of_n", "rd_mm"]
+        parts = ", ".join(f"{HAND_LABELS[n]} {_num(m.loc[n, 'rd_mm'], 3)} ({m.loc[n, 'rd_mm'] / nll_rd:.2f} × NLL's, "
+                          f"{m.loc[n, 'rd_mm'] / mon_rd:.2f} × min-of-N's)" for n in mhe_rows)
         out.append(f"**Diverse where occluded, consistent where visible** (`rd_mm`, lower is better, unitless): "
-                   f"{parts}; NLL {_num(m.loc['nll', 'rd_mm'], 3)} and min-of-N {_num(m.loc['min_of_n', 'rd_mm'], 3)}. "
-                   f"MHEntropy's is {m.loc['mhentropy', 'rd_mm'] / m.loc['nll', 'rd_mm']:.2f} × NLL's and "
-                   f"{m.loc['mhentropy', 'rd_mm'] / m.loc['min_of_n', 'rd_mm']:.2f} × min-of-N's."
-                   if has("mhentropy") else f"{parts}.")
+                   f"NLL {_num(nll_rd, 3)}, min-of-N {_num(mon_rd, 3)}; {parts}.")
     if has("mhentropy") and has("deterministic"):
         det = m.loc["deterministic", "mpjpe_bh"]
         r = m.loc["mhentropy"]

@@ -17,6 +17,7 @@ from mhe.utils import figures_dir
 OBJECTIVE_COLORS = {
     "mhentropy": "#1b9e77",
     "mhentropy_aa": "#1f78b4",
+    "mhentropy_rot": "#6a3d9a",
     "no_entropy": "#d95f02",
     "no_reconstruction": "#7570b3",
     "no_prior": "#e7298a",

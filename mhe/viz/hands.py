@@ -24,6 +24,7 @@ from mhe.viz.body import draw_joints, visibility_handles
 LABELS = {
     "mhentropy": "MHEntropy",
     "mhentropy_aa": "MHEntropy (axis-angle flow)",
+    "mhentropy_rot": "MHEntropy (rotation in the flow)",
     "no_entropy": "no entropy",
     "nll": "NLL (ProHMR-style)",
     "min_of_n": "min-of-N",
