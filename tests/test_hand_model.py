@@ -202,7 +202,7 @@ def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
     result = json.loads(out.read_text())  # strict JSON: an undefined RD is null, never NaN
     m = result["metrics"]
     assert result["items"] == 6 and result["num_samples"] == 4 and result["split"] == "test"
-    assert "test split: 6 items" in capsys.readouterr().out
+    assert "test split (data seed 0): 6 items" in capsys.readouterr().out
     # a trained model explains the visible keypoints far better than chance in a 256 px crop
     assert 0 < m["ah"] < 80 and 0 < m["mpjpe_bh"] < 80
     if name == "deterministic":
