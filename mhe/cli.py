@@ -269,7 +269,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed_note += f" [{' '.join(result['data_overrides'])}]"
     print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split{seed_note}: "
           f"{result['items']} items, S = {result['num_samples']}, temperature {result['temperature']}, "
-          f"batches of {result['batch_size']}, seed {result['seed']}")
+          f"batches of {result['batch_size']}, seed {result['seed']}; input: {result['input']}")
     width = max((len(k) for k in result["metrics"]), default=0)
     for k, v in result["metrics"].items():
         print(f"  {k:<{width}}  {_fmt(v, '.4f')}")

@@ -89,6 +89,14 @@ def build_hand_model(cfg: ExperimentConfig, train_set: Dataset | None = None) ->
     return MultiHypothesisHand(cfg.model, init_camera=init)
 
 
+# what a model reads, by encoder: keypoint encoders make it a 2D→3D lifting model
+INPUT_KINDS = {
+    "mlp": "visible 2D keypoints (2D→3D lifting)",
+    "resmlp": "visible 2D keypoints (2D→3D lifting)",
+    "cnn": "image crops",
+    "resnet": "image crops",
+}
+
 # datasets generated from ``data.data_seed`` (``mhe evaluate --data-seed`` draws a fresh split of them)
 GENERATED_DATASETS = ("synthetic-hands",)
 
@@ -205,7 +213,7 @@ def evaluate_checkpoint(
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
     the same call gives the same numbers (on the same device).
 
-    Returns ``{"checkpoint", "dataset", "root", "split", "num_samples", "temperature", "batch_size",
+    Returns ``{"checkpoint", "dataset", "input", "root", "split", "num_samples", "temperature", "batch_size",
     "seed", "data_seed", "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model)
     is ``None``.
     """
@@ -250,6 +258,7 @@ def evaluate_checkpoint(
     return {
         "checkpoint": str(path),
         "dataset": cfg.data.dataset,
+        "input": INPUT_KINDS.get(cfg.model.encoder, cfg.model.encoder),
         "root": cfg.data.root,
         "split": split,
         "num_samples": num_samples,
