@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=1, help="data seed of the test split (default 1)")
     parser.add_argument("--out", default=str(ROOT / "figures" / "04_hand_seeds.csv"))
     parser.add_argument("--runs", default=str(ROOT / "runs" / "seeds"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="key=value",
+                        help="config overrides for the extra seeds' training (e.g. a short smoke run)")
+    parser.add_argument("--max-items", type=int, default=None, help="evaluate only the first N test items")
+    parser.add_argument("--samples", type=int, default=None, help="hypotheses per item (default: the official 200)")
     args = parser.parse_args(argv)
 
     from mhe.config_io import load_config
@@ -44,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
                 checkpoint: str = f"hand_{objective}"
             else:
                 out_dir = Path(args.runs) / f"{objective}_s{seed}"
-                cfg = load_config(f"hand_{objective}", [f"seed={seed}", f"train.out_dir={out_dir}"])
+                cfg = load_config(f"hand_{objective}", [f"seed={seed}", f"train.out_dir={out_dir}", *args.set])
                 cfg.train.progress = False
                 last = out_dir / "last.pt"
                 if not (last.exists() and _finished(last, cfg.train.steps)):
                     print(f"[seeds] training hand_{objective} with seed {seed} into {out_dir}", flush=True)
                     train_experiment(cfg, resume=last.exists())
                 checkpoint = str(last)
-            result = evaluate_checkpoint(checkpoint, split="test", data_seed=args.data_seed)
+            extra = {"num_samples": args.samples} if args.samples else {}
+            result = evaluate_checkpoint(checkpoint, split="test", data_seed=args.data_seed, max_items=args.max_items,
+                                         **extra)
             row = {"objective": objective, "seed": seed}
             row.update({k: result["metrics"].get(k) for k in COLUMNS})
             rows.append(row)

@@ -1,0 +1,51 @@
+"""The result tools: the seed study and the validation collector, on tiny runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+warnings.filterwarnings("ignore", category=UserWarning)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_study_trains_extra_seeds_and_evaluates_every_one(tmp_path):
+    out = tmp_path / "seeds.csv"
+    tiny = ["train.steps=2", "data.train_size=8", "data.val_size=4", "train.batch_size=4", "train.eval_every=0"]
+    assert _tool("hand_seed_study").main(["--objectives", "deterministic", "--seeds", "0", "1", "--out", str(out),
+                                          "--runs", str(tmp_path / "runs"), "--max-items", "3", "--samples", "2",
+                                          "--set", *tiny]) == 0
+    frame = pd.read_csv(out)
+    assert frame["seed"].tolist() == [0, 1] and (frame["objective"] == "deterministic").all()
+    assert (tmp_path / "runs" / "deterministic_s1" / "last.pt").exists()
+    assert frame["mpjpe_bh"].notna().all() and frame.loc[0, "mpjpe_bh"] != frame.loc[1, "mpjpe_bh"]
+    # a finished run is not trained again
+    stamp = (tmp_path / "runs" / "deterministic_s1" / "last.pt").stat().st_mtime_ns
+    _tool("hand_seed_study").main(["--objectives", "deterministic", "--seeds", "1", "--out", str(out), "--runs",
+                                   str(tmp_path / "runs"), "--max-items", "3", "--set", *tiny])
+    assert (tmp_path / "runs" / "deterministic_s1" / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
+    from mhe.config_io import dump_config, load_config
+
+    run = tmp_path / "cand"
+    run.mkdir()
+    cfg = load_config("hand_mhentropy_rot")
+    dump_config(cfg, run / "config.yaml")
+    pd.DataFrame({"step": [10, 20], "mpjpe_bh": [30.0, 25.0], "plausible": [0.9, 0.95]}).to_csv(run / "val_log.csv")
+    out = tmp_path / "v.csv"
+    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["run"] == "cand" and row["step"] == 20 and row["mpjpe_bh"] == 25.0
+    assert row["rotation"] == "flow + flip mixture" and row["prior"] == "joint_limits (weight 1000)"
