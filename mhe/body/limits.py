@@ -87,7 +87,8 @@ def anatomical_axes(rest: Tensor, side: str = "right") -> Tensor:
 
 
 class FingerLimits(nn.Module):
-    """Joint limits of one MANO model: anatomical axes ``(15, 3, 3)`` and bounds ``lower, upper (15, 3)``.
+    """Joint limits of one MANO model: anatomical axes ``(15, 3, 3)``, bounds ``lower, upper (15, 3)`` and
+    the flat hand's palm normal ``palm (3,)``.
 
     Build it with :func:`finger_limits` (cached per model) or ``FingerLimits(mano)``; move it with ``.to``.
     Flexion's axis is bone × palm normal (for the thumb, bone × a direction across the palm towards the
@@ -97,7 +98,8 @@ class FingerLimits(nn.Module):
 
     def __init__(self, mano: Any) -> None:
         super().__init__()
-        axes = anatomical_axes(rest_keypoints(mano), getattr(mano, "side", "right"))
+        rest, side = rest_keypoints(mano), getattr(mano, "side", "right")
+        axes = anatomical_axes(rest, side)
         lim = torch.tensor([FINGER_LIMITS[k] for k in JOINT_KIND], dtype=torch.float64)
         lower = torch.stack([lim[:, 0], -lim[:, 2], -lim[:, 3]], dim=-1)
         upper = torch.stack([lim[:, 1], lim[:, 2], lim[:, 3]], dim=-1)
@@ -105,6 +107,7 @@ class FingerLimits(nn.Module):
         self.register_buffer("axes", axes.to(dtype), persistent=False)
         self.register_buffer("lower", lower.to(dtype), persistent=False)
         self.register_buffer("upper", upper.to(dtype), persistent=False)
+        self.palm = palm_normal(rest, side)  # (3,) float64: the flat hand's palm normal (not a buffer)
         self.side = getattr(mano, "side", "right")
 
     @staticmethod

@@ -47,8 +47,8 @@ class HandSpec(BodySpec):
         if cfg.pose_repr not in ("pca", "axis_angle", "6d"):
             raise ValueError(f"model.pose_repr must be 'pca', 'axis_angle' or '6d', got {cfg.pose_repr!r}")
         self.pose_repr = cfg.pose_repr
-        self.pose_prior = getattr(cfg, "pose_prior", "box")
-        self.joint_limit_weight = float(getattr(cfg, "joint_limit_weight", 200.0))
+        self.pose_prior = cfg.pose_prior
+        self.joint_limit_weight = float(cfg.joint_limit_weight)
         use_pca = cfg.pose_repr == "pca"
         # The official per-joint option samples full rotations (MANO's flat hand mean); everything
         # else samples offsets from MANO's mean pose, as the official PCA code.
@@ -98,9 +98,7 @@ class HandSpec(BodySpec):
         """The reflection across the palm's plane in MANO's frame (its normal from the flat hand, mean
         shape): the palm keypoints are fixed by it, so R and diag(1, 1, -1) · R · S put the palm at mirror
         images in depth (up to the palm's small curvature)."""
-        from mhe.body.limits import palm_normal, rest_keypoints
-
-        n = palm_normal(rest_keypoints(self.mano), self.mano.side)
+        n = self.limits.palm
         return torch.eye(3, dtype=torch.float64) - 2 * torch.outer(n, n)
 
     def plausible(self, theta: Tensor) -> Tensor:

@@ -114,14 +114,14 @@ class MultiHypothesisModel(nn.Module):
         self.pose_dim = spec.pose_dim
         # With the rotation in the flow, its variable is (6D global rotation, pose θ) and the head
         # gives no rotation.
-        self.rotation_in_flow = bool(getattr(cfg, "rotation_in_flow", False))
+        self.rotation_in_flow = bool(cfg.rotation_in_flow)
         self.flow_dim = self.pose_dim + (6 if self.rotation_in_flow else 0)
         self.encoder = build_encoder(cfg, num_keypoints=spec.num_keypoints, obs_dim=2)
         self.flow = ConditionalFlow(
             self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
         )
         self.rot_dim = 0 if self.rotation_in_flow else ROTATION_DIMS[cfg.head_rotation]
-        self.flip_mixture = bool(getattr(cfg, "flip_mixture", False))
+        self.flip_mixture = bool(cfg.flip_mixture)
         if self.flip_mixture:
             if not self.rotation_in_flow:
                 raise ValueError("model.flip_mixture needs model.rotation_in_flow: true (it flips the flow's rotation)")
