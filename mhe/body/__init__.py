@@ -17,6 +17,11 @@ from mhe.body.files import (
     read_model_file,
 )
 from mhe.body.keypoints import (
+    BODY_BONE,
+    BODY_KEYPOINTS,
+    BODY_PARENTS,
+    BODY_ROOT,
+    SMPL_TO_BODY,
     DEFAULT_TIPS,
     FINGER_OF_KEYPOINT,
     FINGERS,
@@ -46,6 +51,7 @@ from mhe.body.models import (
 from mhe.body.standin import build_standin_mano, build_standin_smpl, ensure_standin
 
 __all__ = [
+    "BODY_BONE", "BODY_KEYPOINTS", "BODY_PARENTS", "BODY_ROOT", "SMPL_TO_BODY",
     "BodyModel", "BodyModelFileError", "BodyOutput", "DEFAULT_TIPS", "FINGERS", "FINGER_OF_KEYPOINT",
     "FROM_FREIHAND", "FROM_RHD", "HAND_BONE", "HAND_KEYPOINTS", "HAND_PARENTS", "HAND_ROOT", "HandModel",
     "HandOutput", "KNOWN_MD5", "MANO_PARENTS", "ModelFileInfo", "SMPL_JOINT_NAMES", "SMPL_PARENTS",

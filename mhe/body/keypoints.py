@@ -28,6 +28,16 @@ __all__ = [
     "DEFAULT_TIPS",
     "SMPL_PARENTS",
     "SMPL_JOINT_NAMES",
+    "BODY_KEYPOINTS",
+    "BODY_ROOT",
+    "BODY_BONE",
+    "BODY_PARENTS",
+    "SMPL_TO_BODY",
+    "OPENPOSE_KEYPOINTS",
+    "SMPL_TO_OPENPOSE",
+    "PROHMR_EXTRA_KEYPOINTS",
+    "BODY_FROM_OPENPOSE",
+    "BODY_FROM_PROHMR_EXTRA",
 ]
 
 FINGERS: tuple[str, ...] = ("thumb", "index", "middle", "ring", "pinky")
@@ -88,3 +98,46 @@ SMPL_JOINT_NAMES: list[str] = [
     "left_thumb", "left_index", "left_middle", "left_ring", "left_pinky",
     "right_thumb", "right_index", "right_middle", "right_ring", "right_pinky",
 ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- bodies
+
+# The package's 17 body keypoints: Human3.6M's evaluation joints in their usual order. They are taken
+# from smplx's 45-joint SMPL output by index (:data:`SMPL_TO_BODY`): the kinematic joints where H36M
+# has a joint of the same name, spine2 for H36M's "spine", the neck joint for "thorax", the nose
+# landmark for "nose" and SMPL's head joint for "head". (H36M's own regressor from the mesh is part of
+# the licensed data; this map needs no file, so real SMPL and the stand-in give the same keypoints.)
+BODY_KEYPOINTS: list[str] = [
+    "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "spine", "thorax", "nose", "head",
+    "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
+]  # fmt: skip
+# Root = pelvis; 3D outputs are divided by the pelvis -> thorax distance (the torso), as the hand's by
+# one finger bone, and rescaled by the ground truth's in metric evaluation.
+BODY_ROOT: int = 0
+BODY_BONE: tuple[int, int] = (0, 8)
+BODY_PARENTS: np.ndarray = np.array([-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15])
+# indices into smplx's 45 SMPL joints (SMPL_JOINT_NAMES) of the 17 body keypoints
+SMPL_TO_BODY: np.ndarray = np.array([0, 2, 5, 8, 1, 4, 7, 6, 12, 24, 15, 16, 18, 20, 17, 19, 21])
+
+# OpenPose BODY_25 (the 2D detector ProHMR's npz files store as body_keypoints_2d)
+OPENPOSE_KEYPOINTS: list[str] = [
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+    "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+    "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe",
+    "left_heel", "right_big_toe", "right_small_toe", "right_heel",
+]  # fmt: skip
+# indices into smplx's 45 SMPL joints of the 25 OpenPose keypoints (mid_hip = pelvis, neck = neck)
+SMPL_TO_OPENPOSE: np.ndarray = np.array(
+    [24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34]
+)
+# The 19 ground-truth keypoints of ProHMR's npz files (extra_keypoints_2d / _3d), in their order.
+PROHMR_EXTRA_KEYPOINTS: list[str] = [
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "right_wrist",
+    "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist", "neck_lsp",
+    "head_top_lsp", "pelvis_mpii", "thorax_mpii", "spine_h36m", "jaw_h36m", "head_h36m",
+]  # fmt: skip
+# for each body keypoint, its index among OpenPose's 25 (-1: OpenPose has none) ...
+BODY_FROM_OPENPOSE: np.ndarray = np.array([8, 9, 10, 11, 12, 13, 14, -1, 1, 0, -1, 5, 6, 7, 2, 3, 4])
+# ... and among ProHMR's 19 extra ground-truth keypoints (-1: none)
+BODY_FROM_PROHMR_EXTRA: np.ndarray = np.array([14, 2, 1, 0, 3, 4, 5, 16, 15, -1, 18, 9, 10, 11, 8, 7, 6])
