@@ -90,17 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on one split",
                         description="Rebuild a checkpoint's experiment and report the metrics of one split, "
-                        f"with the official evaluation settings (S = {EVAL_SAMPLES}, temperature "
+                        f"with the official evaluation settings (S = {EVAL_SAMPLES} for hands, 25 for bodies, temperature "
                         f"{EVAL_TEMPERATURE}, batches of {EVAL_BATCH_SIZE}, seed 0) unless changed.")
     ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt), or a "
                     "shipped one's name (hand_mhentropy, hand_nll, ...)")
     ev.add_argument("--split", choices=("val", "test"), default="test",
                     help="which split to score (default: test, as the README's tables)")
     ev.add_argument("--data", help="dataset to evaluate on (default: the one it was trained on), "
-                    "e.g. synthetic-hands or ho3d")
+                    "e.g. synthetic-hands, ho3d, synthetic-bodies")
     ev.add_argument("--root", help="dataset folder (needed for real data such as HO3D v3)")
-    ev.add_argument("--samples", type=_positive_int, default=EVAL_SAMPLES,
-                    help=f"hypotheses per item (official: {EVAL_SAMPLES})")
+    ev.add_argument("--samples", type=_positive_int, default=None,
+                    help=f"hypotheses per item (default: the protocol's, {EVAL_SAMPLES} for hands, 25 for bodies)")
     ev.add_argument("--temperature", type=_positive_float, default=EVAL_TEMPERATURE,
                     help=f"sampling temperature (official: {EVAL_TEMPERATURE})")
     ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,

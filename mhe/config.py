@@ -25,6 +25,8 @@ PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 class ModelConfig:
     """The multi-hypothesis model: encoder → context → conditional flow over the pose + deterministic head."""
 
+    # which body the model decodes hypotheses with: "hand" (MANO, 21 keypoints) or "body" (SMPL, 17 keypoints).
+    body: Literal["hand", "body"] = "hand"
     # which encoder turns a batch into the context: "mlp" on 2D keypoints + visibility, "resmlp" a residual
     # MLP on position- and size-normalised visible keypoints, "cnn" on small image crops, "resnet"
     # (torchvision) on image crops (official: ResNet-50).
@@ -45,8 +47,8 @@ class ModelConfig:
     flow_transforms: int = 4
     # hidden widths of each coupling network (official: (512, 512)).
     flow_hidden: tuple[int, ...] = (128, 128)
-    # parameterisation of the finger pose the flow models: MANO PCA coefficients (official),
-    # axis-angle per joint, or the continuous 6D rotation representation.
+    # parameterisation of the pose the flow models: MANO PCA coefficients (the official hand setting),
+    # axis-angle per joint, or the continuous 6D rotation representation (ProHMR's, for bodies).
     pose_repr: Literal["pca", "axis_angle", "6d"] = "pca"
     # number of MANO PCA components when pose_repr == "pca" (official: 45, i.e. the full basis).
     num_pca_comps: int = 45
@@ -63,7 +65,8 @@ class ModelConfig:
     # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability;
     # training enumerates both branches exactly. Reverse KL alone rarely finds both tilts.
     flip_mixture: bool = False
-    # weight of the soft joint-limit prior per squared radian outside a limit (pose_prior: joint_limits).
+    # weight of the soft joint-limit prior per squared radian outside a limit (hands with pose_prior:
+    # joint_limits; bodies always).
     joint_limit_weight: float = 200.0
     # hidden width of the deterministic head (global rotation, shape, camera) (official: 512).
     head_hidden: int = 128
@@ -90,12 +93,15 @@ class DataConfig:
     # number of test items (generated data) or a cap on them (real data; None = all): what
     # `mhe evaluate --split test` scores (the README's tables use 500).
     test_size: int | None = 500
-    # target fraction of occluded finger joints in generated data (HO3D is heavily occluded).
+    # generated hands: target fraction of occluded finger joints (HO3D is heavily occluded); generated
+    # bodies: fraction of items with an occluder in front of a limb.
     occlusion: float = 0.4
     # also produce rendered image crops (needed by the "cnn" / "resnet" encoders).
     images: bool = False
     # seed of the generated splits (independent of the training seed, so data stay fixed across runs).
     data_seed: int = 0
+    # generated bodies: fraction of items whose crop cuts part of the body off (truncation).
+    truncation: float = 0.3
     # generated hands: which joints count as visible, "depth" (the package's rule: object on the ray or
     # the hand's own surface 2 cm in front) or "official" (HO3D's rule: some hand pixel in a 9 x 9 window
     # and less than 40 mm behind the depth map).
@@ -235,6 +241,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
         ("data.val_size", d.val_size, d.val_size is None or d.val_size >= 1, "positive or null"),
         ("data.test_size", d.test_size, d.test_size is None or d.test_size >= 1, "positive or null"),
         ("data.occlusion", d.occlusion, 0.0 <= d.occlusion <= 1.0, "a fraction in [0, 1]"),
+        ("data.truncation", d.truncation, 0.0 <= d.truncation <= 1.0, "a fraction in [0, 1]"),
         ("train.epochs", t.epochs, t.epochs >= 1 or t.steps is not None, "at least 1 (or set train.steps)"),
         ("train.steps", t.steps, t.steps is None or t.steps >= 1, "positive or null"),
         ("train.batch_size", t.batch_size, t.batch_size >= 1, "a positive integer"),

@@ -60,7 +60,8 @@ def collect_predictions(
     Returns CPU tensors ``pred_xyz (N, S, J, 3)`` mm, ``pred_uv (N, S, J, 2)`` px, ``gt_xyz (N, J, 3)``,
     ``gt_uv (N, J, 2)``, ``visible (N, J)`` bool, ready for :func:`mhe.metrics.evaluate`; and, when the
     model or the data give them, ``mode_xyz (N, 1, J, 3)`` mm, ``plausible (N, S)`` bool and
-    ``px_per_mm (N,)`` (the dataset's camera scale). Every random
+    ``px_per_mm (N,)`` (the dataset's camera scale) and ``ambiguous (N,)`` bool (the dataset's ambiguous
+    subset, e.g. truncated or heavily occluded bodies). Every random
     generator is seeded with ``seed`` for the call and restored afterwards (``None``: not touched).
     """
     if num_samples < 1:
@@ -84,7 +85,7 @@ def collect_predictions(
                 keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
                 keep["visible"].append(batch["visible"].bool().cpu())
                 optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
-                            "px_per_mm": batch.get("px_per_mm")}
+                            "px_per_mm": batch.get("px_per_mm"), "ambiguous": batch.get("ambiguous")}
                 for key, value in optional.items():
                     if value is not None:
                         keep.setdefault(key, []).append(value.cpu() if value.dtype == torch.bool else value.float().cpu())
@@ -107,11 +108,22 @@ def score_predictions(
     predictions: dict[str, Tensor], root: int, flip_keypoints: Sequence[int] | None = None
 ) -> dict[str, float]:
     """The metrics (:func:`mhe.metrics.evaluate`) of :func:`collect_predictions`' output, its optional
-    keys included; ``flip_keypoints``: the rigid part whose depth flip is counted (a body's palm)."""
-    p = predictions
-    return evaluate(p["pred_xyz"], p["gt_xyz"], p["pred_uv"], p["gt_uv"], p["visible"], root=root,
-                    px_per_mm=p.get("px_per_mm"), mode_xyz=p.get("mode_xyz"), plausible=p.get("plausible"),
-                    flip_keypoints=flip_keypoints)
+    keys included; ``flip_keypoints``: the rigid part whose depth flip is counted (a hand's palm). When
+    the data mark an ambiguous subset, its count ``n_ambiguous`` and every metric on it as
+    ``<name>_ambiguous`` are added."""
+    def score(p: dict[str, Tensor]) -> dict[str, float]:
+        return evaluate(p["pred_xyz"], p["gt_xyz"], p["pred_uv"], p["gt_uv"], p["visible"], root=root,
+                        px_per_mm=p.get("px_per_mm"), mode_xyz=p.get("mode_xyz"), plausible=p.get("plausible"),
+                        flip_keypoints=flip_keypoints)
+
+    out = score(predictions)
+    if "ambiguous" in predictions:
+        subset = predictions["ambiguous"].bool()
+        out["n_ambiguous"] = float(subset.sum())
+        if subset.any():
+            picked = {k: v[subset] for k, v in predictions.items() if k != "ambiguous"}
+            out.update({f"{k}_ambiguous": v for k, v in score(picked).items() if not k.startswith("n_")})
+    return out
 
 
 def evaluate_model(

@@ -89,6 +89,34 @@ def build_hand_model(cfg: ExperimentConfig, train_set: Dataset | None = None) ->
     return MultiHypothesisHand(cfg.model, init_camera=init)
 
 
+def build_body_model(cfg: ExperimentConfig, train_set: Dataset | None = None) -> nn.Module:
+    """The SMPL body model for ``cfg``, its camera bias started at the training set's mean camera."""
+    from mhe.models.body import MultiHypothesisBody
+
+    init = mean_camera(train_set) if train_set is not None else (0.0, 0.0, 0.0)
+    return MultiHypothesisBody(cfg.model, init_camera=init)
+
+
+#: One model builder per ``model.body``.
+MODELS: dict[str, Callable[[ExperimentConfig, Dataset | None], nn.Module]] = {
+    "hand": build_hand_model,
+    "body": build_body_model,
+}
+
+
+def build_model(cfg: ExperimentConfig, train_set: Dataset | None = None) -> nn.Module:
+    """The model ``cfg.model.body`` names (a hand or a body), camera bias from ``train_set`` when given."""
+    if cfg.model.body not in MODELS:
+        raise ConfigError(f"model.body must be one of {', '.join(MODELS)}, got {cfg.model.body!r}")
+    return MODELS[cfg.model.body](cfg, train_set)
+
+
+def _need_body(cfg: ExperimentConfig, body: str) -> None:
+    if cfg.model.body != body:
+        raise ConfigError(f"data.dataset={cfg.data.dataset!r} holds {body}s but model.body={cfg.model.body!r}; "
+                          f"set model.body={body} (and a {body} model's settings, e.g. the {body}_* configs)")
+
+
 # what a model reads, by encoder: keypoint encoders make it a 2D→3D lifting model
 INPUT_KINDS = {
     "mlp": "visible 2D keypoints (2D→3D lifting)",
@@ -98,13 +126,14 @@ INPUT_KINDS = {
 }
 
 # datasets generated from ``data.data_seed`` (``mhe evaluate --data-seed`` draws a fresh split of them)
-GENERATED_DATASETS = ("synthetic-hands",)
+GENERATED_DATASETS = ("synthetic-hands", "synthetic-bodies")
 
 
 def build_synthetic_hands(cfg: ExperimentConfig) -> Experiment:
     """Synthetic occluded hands (:class:`mhe.data.SyntheticHands`), generated once and cached."""
     from mhe.data import SyntheticHands
 
+    _need_body(cfg, "hand")
     d = cfg.data
     common = dict(seed=d.data_seed, occlusion=d.occlusion, images=d.images, image_size=cfg.model.image_size,
                   visibility=d.visibility, rotation=d.rotation, cache_dir=data_dir() / "cache",
@@ -120,6 +149,7 @@ def build_ho3d(cfg: ExperimentConfig) -> Experiment:
     from mhe.body import load_mano
     from mhe.data import HO3D
 
+    _need_body(cfg, "hand")
     d = cfg.data
     if not d.root:
         raise ConfigError("data.dataset=ho3d needs data.root=<folder of HO3D v3 (the one holding train.txt)>")
@@ -130,10 +160,26 @@ def build_ho3d(cfg: ExperimentConfig) -> Experiment:
                       _cap(held_out, d.test_size))
 
 
+def build_synthetic_bodies(cfg: ExperimentConfig) -> Experiment:
+    """Synthetic ambiguous bodies (:class:`mhe.data.SyntheticBodies`: truncation, occluders, limb depth),
+    generated once and cached."""
+    from mhe.data.synthetic_bodies import SyntheticBodies
+
+    _need_body(cfg, "body")
+    d = cfg.data
+    common = dict(seed=d.data_seed, occlusion=d.occlusion, truncation=d.truncation,
+                  cache_dir=data_dir() / "cache", progress=cfg.train.progress)
+    train = SyntheticBodies("train", size=d.train_size, **common)
+    val = SyntheticBodies("val", size=d.val_size, **common)
+    test = SyntheticBodies("test", size=d.test_size, **common)
+    return Experiment(build_body_model(cfg, train), train, val, evaluate_model, test)
+
+
 #: One builder per ``data.dataset``.
 EXPERIMENTS: dict[str, ExperimentBuilder] = {
     "synthetic-hands": build_synthetic_hands,
     "ho3d": build_ho3d,
+    "synthetic-bodies": build_synthetic_bodies,
 }
 
 
@@ -194,7 +240,7 @@ def evaluate_checkpoint(
     split: str = "test",
     dataset: str | None = None,
     root: str | None = None,
-    num_samples: int = EVAL_SAMPLES,
+    num_samples: int | None = None,
     temperature: float = EVAL_TEMPERATURE,
     batch_size: int = EVAL_BATCH_SIZE,
     max_items: int | None = None,
@@ -209,6 +255,9 @@ def evaluate_checkpoint(
     ``data_overrides`` (``"data.rotation=ho3d"``, ...) evaluate on another setting of the data; only keys
     of the ``data`` section are accepted.
 
+    ``num_samples``: hypotheses per item; None takes the body's protocol (``model.spec.eval_samples``:
+    200 for hands, 25 for bodies).
+
     ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``). The split is
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
     the same call gives the same numbers (on the same device).
@@ -217,7 +266,7 @@ def evaluate_checkpoint(
     "seed", "data_seed", "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model)
     is ``None``.
     """
-    if num_samples < 1:
+    if num_samples is not None and num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -252,6 +301,8 @@ def evaluate_checkpoint(
     data = exp.split(split)
     load_model_state(exp.model, ckpt, source=str(path))
     model = exp.model.to(default_device(device)).eval()
+    if num_samples is None:  # the body's protocol: 200 hypotheses for hands, the best of 25 for bodies
+        num_samples = int(getattr(model.spec, "eval_samples", EVAL_SAMPLES))
     data = _cap(data, max_items)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     metrics = exp.evaluate_fn(model, loader, num_samples=num_samples, temperature=temperature)
@@ -279,6 +330,10 @@ def evaluate_checkpoint(
 HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
 # Other shipped models: MHEntropy with the rotation in the flow, or over another pose parameterisation.
 HAND_VARIANTS = ("mhentropy_rot", "mhentropy_aa")
+# The shipped body models (configs body_<name>): MHEntropy from visible 2D keypoints and with a 3D term,
+# ProHMR's NLL objective without and with its 3D keypoint term, min-of-N and a deterministic regressor.
+BODY_MODELS = ("mhentropy", "mhentropy_3d", "nll", "nll_3d", "min_of_n", "deterministic")
+SHIPPED = {"hand": HAND_OBJECTIVES + HAND_VARIANTS, "body": BODY_MODELS}
 
 
 def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.Module, ExperimentConfig]:
@@ -286,7 +341,7 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.M
     path = resolve_checkpoint_path(path)
     ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt, source=str(path))
-    model = build_hand_model(cfg)
+    model = build_model(cfg)
     load_model_state(model, ckpt, source=str(path))
     return model.to(default_device(device)).eval(), cfg
 
@@ -307,32 +362,37 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str 
 def load_or_train(
     objective: str,
     *,
+    body: str = "hand",
     smoke: bool = False,
     overrides: tuple[str, ...] | list[str] = (),
     directory: str | os.PathLike | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> tuple[nn.Module, ExperimentConfig]:
-    """The hand model trained with ``objective`` (one of :data:`HAND_OBJECTIVES` or :data:`HAND_VARIANTS`).
+    """The ``body`` ("hand" or "body") model trained with ``objective`` (hands: one of
+    :data:`HAND_OBJECTIVES` or :data:`HAND_VARIANTS`; bodies: one of :data:`BODY_MODELS`).
 
-    Loads ``<directory>/hand_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
-    exists; otherwise trains the packaged config ``hand_<objective>`` with a progress bar and keeps the
+    Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
+    exists; otherwise trains the packaged config ``<body>_<objective>`` with a progress bar and keeps the
     result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder.
     """
-    if objective not in HAND_OBJECTIVES + HAND_VARIANTS:
-        raise ValueError(f"objective must be one of {HAND_OBJECTIVES + HAND_VARIANTS}, got {objective!r}")
+    if body not in SHIPPED:
+        raise ValueError(f"body must be one of {tuple(SHIPPED)}, got {body!r}")
+    if objective not in SHIPPED[body]:
+        raise ValueError(f"objective must be one of {SHIPPED[body]} for body={body!r}, got {objective!r}")
     directory = Path(directory) if directory is not None else checkpoint_dir()
-    path = directory / f"hand_{objective}.pt"
+    path = directory / f"{body}_{objective}.pt"
     if path.exists() and not smoke and not overrides:
         return load_model(path, device)
     extra = list(overrides)
     if smoke:
-        out = tempfile.mkdtemp(prefix=f"mhe_smoke_{objective}_")
+        out = tempfile.mkdtemp(prefix=f"mhe_smoke_{body}_{objective}_")
         extra += ["train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
                   "train.batch_size=16", "train.eval_every=0", f"train.out_dir={out}"]
     else:
-        extra += [f"train.out_dir={directory / 'runs' / objective}"]
-    cfg = load_config(f"hand_{objective}", extra)
+        run = objective if body == "hand" else f"{body}_{objective}"
+        extra += [f"train.out_dir={directory / 'runs' / run}"]
+    cfg = load_config(f"{body}_{objective}", extra)
     if device is not None:
         cfg.device = device
     cfg.train.progress = progress

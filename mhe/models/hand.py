@@ -19,7 +19,7 @@ from mhe.body.limits import PLAUSIBLE_TOLERANCE, FingerLimits
 from mhe.config import ModelConfig
 from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 from mhe.models.multi_hypothesis import MultiHypothesisModel, BodySpec
-from mhe.priors import hand_log_prior
+from mhe.priors import hand_log_prior, rot6d_orthonormality
 
 CROP_PIXELS = 256  # metrics report 2D errors in pixels of a 256 × 256 crop, as the paper
 POSE_DIMS = {"axis_angle": 45, "6d": 90}
@@ -100,6 +100,9 @@ class HandSpec(BodySpec):
         images in depth (up to the palm's small curvature)."""
         n = self.limits.palm
         return torch.eye(3, dtype=torch.float64) - 2 * torch.outer(n, n)
+
+    def rotation_penalty(self, theta: Tensor) -> Tensor:
+        return rot6d_orthonormality(theta) if self.pose_repr == "6d" else theta.new_zeros(theta.shape[:-1])
 
     def plausible(self, theta: Tensor) -> Tensor:
         """Whether each hypothesis' every finger joint is within its anatomical limits (up to

@@ -52,6 +52,7 @@ class BodySpec(nn.Module):
         pose_dim: D, the dimension of the flow's variable θ.
         shape_dim: number of shape coefficients β the head predicts.
         crop_pixels: side of the crop in pixels that 2D metrics are reported in.
+        eval_samples: hypotheses per item in the evaluation protocol (hands 200, bodies 25).
     """
 
     name: str = "body"
@@ -61,6 +62,7 @@ class BodySpec(nn.Module):
     pose_dim: int
     shape_dim: int = 10
     crop_pixels: int = 256
+    eval_samples: int = 200  # hypotheses per item of the body's evaluation protocol (hands: 200)
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         """3D keypoints in metres ``(B, S, J, 3)`` of poses ``θ (B, S, D)`` with the head's per-item outputs."""
@@ -82,6 +84,11 @@ class BodySpec(nn.Module):
         """The reflection ``S (3, 3)`` across the plane of the body's rigid part (the palm) in the body
         model's frame: a rotation R and ``diag(1, 1, -1) · R · S`` put that part at mirror images in depth."""
         raise NotImplementedError(f"the {self.name} spec defines no rigid part to flip")
+
+    def rotation_penalty(self, theta: Tensor) -> Tensor:
+        """The 6D orthonormality deviation ``(...)`` of the rotations inside ``θ (..., D)`` (0 when θ holds
+        none): what ProHMR's orthonormality loss penalises (the spec's prior includes it already)."""
+        return theta.new_zeros(theta.shape[:-1])
 
     def plausible(self, theta: Tensor) -> Tensor | None:
         """Whether each pose ``θ (..., D)`` is anatomically plausible ``(...)`` bool; None when the body
@@ -178,26 +185,27 @@ class MultiHypothesisModel(nn.Module):
 
     def split_flow_variable(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """The flow's samples ``(B, S, flow_dim)`` → (pose θ (B, S, D), the head's outputs with the
-        per-hypothesis ``global_orient`` (B, S, 3) when the flow samples it, the rotation's extra
-        log-prior (B, S): its 6D orthonormality term, 0 otherwise)."""
+        per-hypothesis ``global_orient`` (B, S, 3) when the flow samples it, the global rotation's 6D
+        orthonormality deviation (B, S), 0 otherwise)."""
         if not self.rotation_in_flow:
             return theta, head, theta.new_zeros(theta.shape[:-1])
         rot6d, pose = theta[..., :6], theta[..., 6:]
         orient = matrix_to_axis_angle(rot6d_to_matrix(rot6d))
-        return pose, {**head, "global_orient": orient}, -ORTHO_WEIGHT * rot6d_orthonormality(rot6d)
+        return pose, {**head, "global_orient": orient}, rot6d_orthonormality(rot6d)
 
     def decode(self, theta: Tensor, log_q: Tensor, head: dict[str, Tensor]) -> Hypotheses:
         """Turn ``θ (B, S, D)`` and the head's outputs into :class:`Hypotheses`.
 
         ``pred_obs (B, S, J, 2)`` are crop coordinates in [-1, 1]; extras hold ``joints_3d``
         (B, S, J, 3) root-relative and divided by the predicted bone (unitless, as the dataset's),
-        ``joints_metric`` (B, S, J, 3) root-relative in metres, and the head's outputs. Only the
+        ``joints_metric`` (B, S, J, 3) root-relative in metres, ``orthonormality`` (B, S) the 6D rotations'
+        deviation from orthonormal (ProHMR's loss term), and the head's outputs. Only the
         keypoints are computed; :meth:`vertices` gives the meshes of chosen hypotheses.
         """
         B, S, _ = theta.shape
         expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
         flow_variable = theta
-        theta, head, rot_prior = self.split_flow_variable(theta, head)
+        theta, head, rot_ortho = self.split_flow_variable(theta, head)
         joints = self.spec.keypoints(theta, head).to(theta.dtype)
         root = joints[..., self.spec.root : self.spec.root + 1, :]
         rel = joints - root
@@ -208,9 +216,9 @@ class MultiHypothesisModel(nn.Module):
             params=flow_variable,
             log_q=log_q,
             pred_obs=uv,
-            log_prior=self.spec.log_prior(theta, head) + rot_prior,
+            log_prior=self.spec.log_prior(theta, head) - ORTHO_WEIGHT * rot_ortho,
             extras={"joints_3d": rel / bone.clamp_min(1e-8)[..., None, None], "joints_metric": rel,
-                    "pose": theta, **head},
+                    "pose": theta, "orthonormality": rot_ortho + self.spec.rotation_penalty(theta), **head},
         )
 
     def vertices(self, hyp: Hypotheses) -> Tensor:
@@ -290,16 +298,22 @@ class MultiHypothesisModel(nn.Module):
             theta, log_q = torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q)
         return self.decode(theta, log_q, head)
 
-    def log_prob(self, batch: dict, params: Tensor) -> Tensor:
-        """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``
-        (with the rotation in the flow, also of the batch's ground-truth ``global_orient`` (B, 3) as 6D)."""
-        ctx = self.context(batch)
+    def flow_target(self, batch: dict, params: Tensor) -> Tensor:
+        """The flow variable ``(B, flow_dim)`` of ground-truth pose parameters ``params (B, D')`` (with the
+        rotation in the flow, the batch's ground-truth ``global_orient`` (B, 3) as 6D in front)."""
         theta = self.spec.params_from_gt(params)
         if self.rotation_in_flow:
             if "global_orient" not in batch:
                 raise KeyError("model.rotation_in_flow needs the batch's ground-truth 'global_orient' (B, 3) for NLL")
             rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"].to(theta)))
             theta = torch.cat([rot, theta], dim=-1)
+        return theta
+
+    def log_prob(self, batch: dict, params: Tensor) -> Tensor:
+        """``log q(params | batch)`` for ground-truth pose parameters ``params (B, D')`` → ``(B,)``
+        (with the rotation in the flow, also of the batch's ground-truth ``global_orient`` (B, 3) as 6D)."""
+        ctx = self.context(batch)
+        theta = self.flow_target(batch, params)
         if self.flip_mixture:
             log_p0, log_p1 = self.flip_log_weights(ctx)
             return torch.logaddexp(log_p0[:, 0] + self.flow.log_prob(theta, ctx),

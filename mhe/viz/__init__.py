@@ -18,6 +18,8 @@ OBJECTIVE_COLORS = {
     "mhentropy": "#1b9e77",
     "mhentropy_aa": "#1f78b4",
     "mhentropy_rot": "#6a3d9a",
+    "mhentropy_3d": "#0b5d45",
+    "nll_3d": "#3b6310",
     "no_entropy": "#d95f02",
     "no_reconstruction": "#7570b3",
     "no_prior": "#e7298a",

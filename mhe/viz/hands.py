@@ -25,6 +25,8 @@ LABELS = {
     "mhentropy": "MHEntropy",
     "mhentropy_aa": "MHEntropy (axis-angle flow)",
     "mhentropy_rot": "MHEntropy (rotation in the flow)",
+    "mhentropy_3d": "MHEntropy + 3D",
+    "nll_3d": "NLL + 3D (ProHMR-style)",
     "no_entropy": "no entropy",
     "nll": "NLL (ProHMR-style)",
     "min_of_n": "min-of-N",
@@ -36,15 +38,17 @@ def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def _bones(ax: Any, pts: np.ndarray, color: str, alpha: float, lw: float = 1.0) -> None:
-    for j, p in enumerate(HAND_PARENTS):
+def _bones(ax: Any, pts: np.ndarray, color: str, alpha: float, lw: float = 1.0,
+           parents: Sequence[int] = HAND_PARENTS) -> None:
+    for j, p in enumerate(parents):
         if p >= 0:
             ax.plot(pts[[p, j], 0], pts[[p, j], 1], color=color, alpha=alpha, lw=lw, solid_capstyle="round")
 
 
-def _hypothesis_bones(ax: Any, pts: np.ndarray, vis: np.ndarray, color: str, alpha: float) -> None:
+def _hypothesis_bones(ax: Any, pts: np.ndarray, vis: np.ndarray, color: str, alpha: float,
+                      parents: Sequence[int] = HAND_PARENTS) -> None:
     """Bones of every hypothesis pts (S, J, 2): to visible joints in ``color``, to occluded ones in red."""
-    bones = [(p, j) for j, p in enumerate(HAND_PARENTS) if p >= 0]
+    bones = [(p, j) for j, p in enumerate(parents) if p >= 0]
     for wanted, c in ((True, color), (False, OCCLUDED_COLOR)):
         segs = [pts[:, [p, j]] for p, j in bones if vis[j] == wanted]
         if segs:
@@ -68,14 +72,16 @@ def plot_hypotheses(
     visible: Any,
     num_show: int = 20,
     title: str | None = None,
+    parents: Sequence[int] = HAND_PARENTS,
 ) -> Figure:
     """One input, every objective: a row per objective with the hypotheses overlaid in the image
     (left, px) and seen from the side (right, mm: depth z horizontal, y down).
 
     Args:
-        predictions: ``{objective: {"uv": (S, 21, 2) px, "xyz": (S, 21, 3) mm root-relative}}``.
-        gt_uv: (21, 2) ground-truth keypoints in px; gt_xyz: (21, 3) in mm; visible: (21,) bool.
+        predictions: ``{objective: {"uv": (S, J, 2) px, "xyz": (S, J, 3) mm root-relative}}``.
+        gt_uv: (J, 2) ground-truth keypoints in px; gt_xyz: (J, 3) in mm; visible: (J,) bool.
         num_show: at most this many hypotheses drawn per panel.
+        parents: the skeleton's parent of each keypoint (hands: ``HAND_PARENTS``; bodies: ``BODY_PARENTS``).
 
     The house encoding of :mod:`mhe.viz`, in both panels and in the legend: the ground truth in black,
     its visible joints as blue dots and its occluded joints as red crosses; each hypothesis as thin lines,
@@ -98,8 +104,8 @@ def plot_hypotheses(
         ax_img, ax_side = axes[row]
         alpha = float(np.clip(6.0 / max(len(uv), 1) ** 0.5, 0.2, 0.6))
         for ax, hyp, gt, (xlim, ylim) in ((ax_img, uv, gt_uv, lim_img), (ax_side, zy, side(gt_xyz), lim_side)):
-            _hypothesis_bones(ax, hyp, vis, color, alpha)
-            _bones(ax, gt, GROUND_TRUTH_COLOR, alpha=0.95, lw=1.6)
+            _hypothesis_bones(ax, hyp, vis, color, alpha, parents)
+            _bones(ax, gt, GROUND_TRUTH_COLOR, alpha=0.95, lw=1.6, parents=parents)
             draw_joints(ax, gt, vis, size=22)
             ax.set_xlim(*xlim)
             ax.set_ylim(ylim[1], ylim[0])  # y grows downwards, as in the image

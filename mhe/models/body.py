@@ -1,0 +1,137 @@
+"""The multi-hypothesis body: SMPL as a :class:`~mhe.models.multi_hypothesis.BodySpec`, in ProHMR's setting.
+
+The flow samples the whole body pose, the global orientation included: 24 rotations in the continuous
+6D representation (144 numbers; the global one through ``model.rotation_in_flow``, the 23 joints as the
+spec's θ), each kept near a valid rotation by the 6D orthonormality term. The deterministic head gives
+the shape β and the camera. SMPL (:mod:`mhe.body`) turns each hypothesis into the 17 body keypoints
+(:data:`mhe.body.BODY_KEYPOINTS`, Human3.6M's evaluation joints) through its keypoints-only forward,
+which skips the 6890-vertex mesh; meshes are computed on request (:meth:`BodySpec.vertices`).
+
+The prior keeps bodies bodies: the soft anatomical joint limits of :mod:`mhe.body.body_limits` on every
+joint, the orthonormality term, and a soft box on β. ``plausible`` reports whether every joint of a
+hypothesis is within its limits, as for hands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mhe.body import BODY_BONE, BODY_KEYPOINTS, BODY_ROOT, SMPL_TO_BODY, load_smpl
+from mhe.body.body_limits import BODY_PLAUSIBLE_TOLERANCE, BodyLimits
+from mhe.config import ModelConfig
+from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
+from mhe.models.multi_hypothesis import BodySpec, MultiHypothesisModel
+from mhe.priors import ORTHO_WEIGHT, box_prior, rot6d_orthonormality
+
+CROP_PIXELS = 256
+NUM_BODY_JOINTS = 23  # SMPL's joints below the root
+# A soft box on the shape: SMPL's β are unit-variance PCA coefficients, so |β| <= 3 holds real bodies.
+BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT = 3.0, 50.0
+# The body protocol (ProHMR, MHEntropy's body table): the best of 25 hypotheses.
+BODY_EVAL_SAMPLES = 25
+BODY_POSE_DIMS = {"axis_angle": 3 * NUM_BODY_JOINTS, "6d": 6 * NUM_BODY_JOINTS}
+
+
+class SMPLSpec(BodySpec):
+    """SMPL bodies: 17 keypoints (H36M order), root = pelvis, bone = pelvis → thorax, θ = 23 joints in 6D
+    (ProHMR, the default) or axis-angle.
+
+    Args:
+        cfg: the model config (``pose_repr``: "6d" or "axis_angle"; ``joint_limit_weight``).
+        smpl: a body model from :func:`mhe.body.load_smpl` (the neutral one when None).
+    """
+
+    name = "body"
+    num_keypoints = len(BODY_KEYPOINTS)
+    root = BODY_ROOT
+    bone = BODY_BONE
+    crop_pixels = CROP_PIXELS
+    eval_samples = BODY_EVAL_SAMPLES
+
+    def __init__(self, cfg: ModelConfig, smpl: nn.Module | None = None) -> None:
+        super().__init__()
+        if cfg.pose_repr not in BODY_POSE_DIMS:
+            raise ValueError(f"a body model samples SMPL's joint rotations: model.pose_repr must be '6d' (ProHMR) "
+                             f"or 'axis_angle', got {cfg.pose_repr!r}")
+        if not cfg.rotation_in_flow:
+            raise ValueError("a body model samples the global orientation with the pose (ProHMR's setting): "
+                             "set model.rotation_in_flow: true")
+        self.pose_repr = cfg.pose_repr
+        self.joint_limit_weight = float(cfg.joint_limit_weight)
+        smpl = load_smpl() if smpl is None else smpl
+        for module in smpl.modules():
+            for name, buf in list(module._buffers.items()):
+                if buf is not None:
+                    module.register_buffer(name, buf, persistent=False)
+        self.smpl = smpl
+        self.limits = BodyLimits()
+        self.register_buffer("keypoint_ids", torch.as_tensor(SMPL_TO_BODY, dtype=torch.long), persistent=False)
+        self.pose_dim = BODY_POSE_DIMS[cfg.pose_repr]
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "is_standin": bool(self.smpl.is_standin), "gender": self.smpl.gender}
+
+    def body_pose(self, theta: Tensor) -> Tensor:
+        """Flow variable ``θ (..., D)`` → SMPL's ``body_pose`` axis-angle ``(..., 69)``."""
+        if self.pose_repr == "6d":
+            return matrix_to_axis_angle(rot6d_to_matrix(theta.unflatten(-1, (NUM_BODY_JOINTS, 6)))).flatten(-2)
+        return theta
+
+    def smpl_inputs(self, theta: Tensor, head: dict[str, Tensor]) -> dict[str, Tensor]:
+        B, S, _ = theta.shape
+        orient = head["global_orient"]
+        return {
+            "global_orient": orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3),
+            "body_pose": self.body_pose(theta),
+            "betas": head["betas"][:, None].expand(B, S, head["betas"].shape[-1]),
+        }
+
+    def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
+        return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=self.keypoint_ids)
+
+    def vertices(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        out = self.smpl(**self.smpl_inputs(theta, head))
+        return out.vertices, out.joints[..., self.keypoint_ids, :]
+
+    def rotation_penalty(self, theta: Tensor) -> Tensor:
+        """The 6D orthonormality deviation of the 23 joint rotations ``(...)`` (0 for axis-angle)."""
+        if self.pose_repr != "6d":
+            return theta.new_zeros(theta.shape[:-1])
+        return rot6d_orthonormality(theta)
+
+    def log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
+        aa = self.body_pose(theta).unflatten(-1, (NUM_BODY_JOINTS, 3))
+        pose = self.limits.log_prior(aa, self.joint_limit_weight) - ORTHO_WEIGHT * self.rotation_penalty(theta)
+        beta = box_prior(head["betas"], BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT)
+        return pose + beta[:, None]
+
+    def plausible(self, theta: Tensor) -> Tensor:
+        """Whether every joint of each hypothesis is within its anatomical limits: ``θ (..., D)`` → ``(...)``."""
+        aa = self.body_pose(theta.double()).unflatten(-1, (NUM_BODY_JOINTS, 3))
+        return self.limits.plausible(aa, BODY_PLAUSIBLE_TOLERANCE)
+
+    def params_from_gt(self, params: Tensor) -> Tensor:
+        """Ground-truth ``body_pose`` axis-angle ``(B, 69)`` → the flow's pose variable ``(B, D)``."""
+        if self.pose_repr == "axis_angle":
+            return params
+        return matrix_to_rot6d(axis_angle_to_matrix(params.unflatten(-1, (NUM_BODY_JOINTS, 3)))).flatten(-2)
+
+
+class MultiHypothesisBody(MultiHypothesisModel):
+    """The body model: :class:`~mhe.models.multi_hypothesis.MultiHypothesisModel` with an :class:`SMPLSpec`.
+
+    SMPL's buffers are not saved in ``state_dict`` (checkpoints carry no licensed data); a checkpoint
+    records whether a real or a stand-in SMPL was used.
+    """
+
+    def __init__(self, cfg: ModelConfig, smpl: nn.Module | None = None,
+                 init_camera: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        super().__init__(cfg, SMPLSpec(cfg, smpl), init_camera)
+
+    @property
+    def smpl(self) -> nn.Module:
+        """The SMPL layer hypotheses are decoded with."""
+        return self.spec.smpl
