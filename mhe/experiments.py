@@ -76,6 +76,8 @@ def mean_camera(dataset: Dataset, n: int = 16) -> tuple[float, float, float]:
     dataset can, so building a model does not trigger generating a whole cached split)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         return (0.0, 0.0, 0.0)
+    if "camera" not in dataset[0]:  # real data: no orthographic crop camera to start from
+        return (0.0, 0.0, 0.0)
     get = getattr(dataset, "generate", dataset.__getitem__)
     cams = torch.stack([get(i)["camera"] for i in range(min(n, len(dataset)))])  # type: ignore[arg-type]
     return tuple(float(x) for x in cams.mean(0))  # type: ignore[return-value]
@@ -175,11 +177,49 @@ def build_synthetic_bodies(cfg: ExperimentConfig) -> Experiment:
     return Experiment(build_body_model(cfg, train), train, val, evaluate_model, test)
 
 
+def _real_body_splits(cfg: ExperimentConfig, name: str, make: Callable[[str], Dataset | None]) -> Experiment:
+    """A body experiment on files: ``make(split)`` reads a split (None when the folder lacks it); the train
+    split may be absent for evaluation only (it is then empty), the test split falls back to val."""
+    _need_body(cfg, "body")
+    d = cfg.data
+    if not d.root:
+        raise ConfigError(f"data.dataset={name} needs data.root=<the dataset's folder>")
+    train, val, test = make("train"), make("val"), make("test")
+    if train is None and val is None and test is None:
+        raise ConfigError(f"data.root={d.root!r} holds no split of a {name} dataset (see docs/data.md)")
+    test = test if test is not None else val
+    train = _cap(train, d.train_size) if train is not None else Subset(test, [])
+    return Experiment(build_body_model(cfg, train), train, _cap(val, d.val_size) if val is not None else None,
+                      evaluate_model, _cap(test, d.test_size) if test is not None else None)
+
+
+def build_prohmr(cfg: ExperimentConfig) -> Experiment:
+    """Bodies from ProHMR-format ``.npz`` files: ``data.root`` holds ``train.npz``, ``val.npz`` and/or
+    ``test.npz`` (ProHMR's dataset files, renamed or linked)."""
+    from mhe.data.prohmr import ProHMRBodies
+
+    root = Path(cfg.data.root or ".")
+    return _real_body_splits(cfg, "prohmr", lambda split: ProHMRBodies(root / f"{split}.npz")
+                             if (root / f"{split}.npz").is_file() else None)
+
+
+def build_3dpw(cfg: ExperimentConfig) -> Experiment:
+    """3DPW from its raw sequence pickles: ``data.root`` holds ``sequenceFiles/{train,validation,test}``."""
+    from mhe.data.threedpw import ThreeDPW
+
+    root = Path(cfg.data.root or ".")
+    folders = {"train": "train", "val": "validation", "test": "test"}
+    return _real_body_splits(cfg, "3dpw", lambda split: ThreeDPW(root, folders[split])
+                             if any((root / "sequenceFiles" / folders[split]).glob("*.pkl")) else None)
+
+
 #: One builder per ``data.dataset``.
 EXPERIMENTS: dict[str, ExperimentBuilder] = {
     "synthetic-hands": build_synthetic_hands,
     "ho3d": build_ho3d,
     "synthetic-bodies": build_synthetic_bodies,
+    "prohmr": build_prohmr,
+    "3dpw": build_3dpw,
 }
 
 

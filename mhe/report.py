@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["BLOCKS", "hand_results", "hand_takeaways", "render_readme", "seed_summary", "toy_results",
+__all__ = ["BLOCKS", "body_results", "body_takeaways", "hand_results", "hand_takeaways", "render_readme", "seed_summary", "toy_results",
            "setting_results", "validation_results"]
 
 # Display names of the hand models (rows of figures/04_hand_metrics.csv), in table order.
@@ -140,6 +140,66 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
     return "\n".join(f"* {line}" for line in out if line)
 
 
+# Display names and supervision of the body models (rows of figures/05_body_metrics.csv), in table order.
+BODY_LABELS = {
+    "mhentropy": ("MHEntropy", "2D visible"),
+    "nll": ("NLL (ProHMR's objective)", "2D visible + SMPL pose labels"),
+    "min_of_n": ("min-of-N", "2D visible"),
+    "deterministic": ("deterministic (HMR-style)", "2D visible"),
+    "mhentropy_3d": ("MHEntropy + 3D term", "2D visible + 3D keypoints"),
+    "nll_3d": ("NLL + 3D term (ProHMR's objective)", "2D + SMPL pose labels + 3D keypoints"),
+}
+
+
+def body_results(metrics: pd.DataFrame) -> str:
+    """The body table in the paper's shape (``figures/05_body_metrics.csv``): PA-MPJPE of the best of 25
+    hypotheses on all test bodies and on the ambiguous subset, then the diversity on the ambiguous subset
+    (AH, PJD 2D-vis, PJD 3D-occ, RD, ``rd_mm``), the single-answer errors and the plausible fraction."""
+    rows = [n for n in BODY_LABELS if n in metrics.index]
+    lines = ["| model | supervision | PA-MPJPE BH all | PA-MPJPE BH ambiguous | mode MPJPE | mean MPJPE "
+             "| AH (amb.) | PJD 2D-vis px (amb.) | PJD 3D-occ mm (amb.) | RD (amb.) | rd_mm (amb.) | plausible |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in rows:
+        r = metrics.loc[name]
+        label, supervision = BODY_LABELS[name]
+        lines.append(f"| {label} | {supervision} | {_num(r.pa_mpjpe_bh)} | {_num(r.pa_mpjpe_bh_ambiguous)} "
+                     f"| {_num(r.mpjpe_mode)} | {_num(r.mpjpe_mean)} | {_num(r.ah_ambiguous)} "
+                     f"| {_num(r.pjd_2d_vis_ambiguous, 2)} | {_num(r.pjd_3d_occ_ambiguous, 2)} "
+                     f"| {_num(r.rd_ambiguous, 3)} | {_num(r.rd_mm_ambiguous, 3)} | {_pct(r.plausible)} |")
+    text = "\n".join(lines)
+    if rows and "n_ambiguous" in metrics.columns:
+        r = metrics.loc[rows[0]]
+        text = (f"{int(r.n_images)} test bodies, {int(r.n_ambiguous)} of them ambiguous (truncated by the crop or "
+                f"with at least 4 of the 16 non-root keypoints hidden); {_num(r.px_per_mm, 3)} px per mm at the "
+                f"body (mean).\n\n" + text)
+    return text + "\n\n" + body_takeaways(metrics)
+
+
+def body_takeaways(metrics: pd.DataFrame) -> str:
+    """What the body table says, as Markdown bullets whose every number is read from ``metrics``."""
+    m = metrics
+    has = lambda name: name in m.index  # noqa: E731
+    out = []
+    if has("mhentropy") and has("nll"):
+        a, b = m.loc["mhentropy"], m.loc["nll"]
+        out.append(f"**Diverse where the body is hidden** (ambiguous bodies, `rd_mm`, lower is better): MHEntropy "
+                   f"{_num(a.rd_mm_ambiguous, 3)} against NLL's {_num(b.rd_mm_ambiguous, 3)} "
+                   f"({a.rd_mm_ambiguous / b.rd_mm_ambiguous:.2f} ×); occluded-joint diversity "
+                   f"{_num(a.pjd_3d_occ_ambiguous)} mm against {_num(b.pjd_3d_occ_ambiguous)} mm.")
+        out.append(f"**Accuracy of the best of 25** (PA-MPJPE): MHEntropy {_num(a.pa_mpjpe_bh)} mm on all bodies and "
+                   f"{_num(a.pa_mpjpe_bh_ambiguous)} mm on the ambiguous ones; NLL {_num(b.pa_mpjpe_bh)} and "
+                   f"{_num(b.pa_mpjpe_bh_ambiguous)} mm.")
+    if has("mhentropy") and has("deterministic"):
+        a, d = m.loc["mhentropy"], m.loc["deterministic"]
+        out.append(f"**A single answer, fairly compared.** The deterministic regressor is {_num(d.mpjpe_bh)} mm off; "
+                   f"MHEntropy's mode {_num(a.mpjpe_mode)} mm and its average hypothesis {_num(a.mpjpe_mean)} mm.")
+    plaus = [n for n in BODY_LABELS if has(n) and math.isfinite(float(m.loc[n, "plausible"]))]
+    if plaus:
+        parts = ", ".join(f"{BODY_LABELS[n][0]} {_pct(m.loc[n, 'plausible'])}" for n in plaus)
+        out.append(f"**Plausible bodies** (hypotheses whose every joint is within its limits): {parts}.")
+    return "\n".join(f"* {line}" for line in out if line)
+
+
 TOY_LABELS = {
     "exact posterior": "exact posterior", "mhentropy": "MHEntropy", "no_entropy": "no entropy",
     "no_reconstruction": "no reconstruction", "no_prior": "no prior", "nll": "NLL, unbiased annotations",
@@ -198,6 +258,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "hand-results-ho3d-rotation": lambda figures: setting_results(_read(figures / "04_hand_metrics_ho3d_rotation.csv")),
     "hand-validation": lambda figures: validation_results(pd.read_csv(figures / "04_validation_choices.csv")),
     "toy-results": _toy_block,
+    "body-results": lambda figures: body_results(_read(figures / "05_body_metrics.csv")),
 }
 
 

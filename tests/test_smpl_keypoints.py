@@ -62,7 +62,7 @@ def test_any_selection_order_repeats_and_negative_indices(smpl64):
     go, pose, betas, transl = _inputs(5, F64, seed=1)
     ref = smpl64(go, pose, betas, transl).joints
     for sel in ([44, 3, 30, 3], [24], [0], [23, 22], np.array([-1, 10, 40]), list(range(24)),
-                list(range(24, 45)), [2] * 3):
+                list(range(24, 45)), [2] * 3, torch.tensor([24, 0, 12])):
         got = smpl64.keypoints(go, pose, betas, transl, joints=sel)
         torch.testing.assert_close(got, ref[:, np.asarray(sel) % 45], atol=1e-10, rtol=0)
 

@@ -339,7 +339,8 @@ class BodyModel(smplx.SMPL):
 
         Called by ``__init__``; call it again after editing ``v_template``, ``shapedirs``,
         ``posedirs``, ``J_regressor`` or ``lbs_weights`` in place. The derived tensors are
-        non-persistent buffers, so ``.to(device)`` / ``.double()`` move and cast them with the model.
+        non-persistent buffers, so ``.to(device)`` / ``.double()`` move and cast them with the model (a
+        float32 model cast to float64 keeps their float32 rounding until this is called again).
         """
         nb = self.num_betas
         reg, shapedirs = self.J_regressor, self.shapedirs[..., :nb]
@@ -373,7 +374,7 @@ class BodyModel(smplx.SMPL):
         if joints is None:
             sel = np.arange(total)
         else:
-            sel = np.asarray(joints)
+            sel = np.asarray(joints.detach().cpu() if isinstance(joints, Tensor) else joints)
             if sel.ndim != 1 or sel.size == 0 or not (np.issubdtype(sel.dtype, np.integer) or sel.dtype == bool):
                 raise ValueError(f"joints must be a non-empty 1-D sequence of integer indices into the {total} "
                                  f"SMPL joints (SMPL_JOINT_NAMES), got {joints!r}")

@@ -20,6 +20,10 @@ _EXPORTS = {
     "occlusion_stats": "mhe.data.synthetic",
     "consistent_alternative": "mhe.data.synthetic",
     "Occluder": "mhe.data.render",
+    "ProHMRBodies": "mhe.data.prohmr",
+    "write_prohmr_npz": "mhe.data.prohmr",
+    "ThreeDPW": "mhe.data.threedpw",
+    "write_threedpw_sequence": "mhe.data.threedpw",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 
 from mhe.body.keypoints import FINGER_OF_KEYPOINT, HAND_PARENTS
 from mhe.viz import (
+    GROUND_TRUTH_COLOR,
     OCCLUDED_COLOR,
     OCCLUDED_LABEL,
     OCCLUDED_MARKER,
@@ -37,6 +38,7 @@ __all__ = [
     "draw_skeleton_3d",
     "draw_joints",
     "draw_mesh_3d",
+    "plot_body_benchmark",
     "plot_hand_views",
     "plot_poses_2d_3d",
     "plot_mesh_grid",
@@ -358,4 +360,49 @@ def plotly_mesh(
                                               yaxis_title=f"depth z ({unit})", zaxis_title=f"up, −y ({unit})",
                                               camera=dict(eye=dict(x=1.7, y=1.7, z=1.1))),
                       autosize=True, height=640, margin=dict(l=0, r=0, t=40, b=0))
+    return fig
+
+
+def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = None, ncols: int = 4) -> Figure:
+    """Synthetic ambiguous bodies in their 256 px crops: each item's 17 keypoints and bones (the house
+    encoding: visible joints blue dots, hidden ones red crosses), the crop border as a grey frame and the
+    keypoints outside it drawn where they would be. ``items``: dicts with ``keypoints_2d_px (17, 2)`` and
+    ``visible (17,)`` (and, optionally, ``object_occluded`` / ``self_occluded`` / ``outside`` (17,) bool,
+    which the default titles count)."""
+    from mhe.body.keypoints import BODY_PARENTS
+
+    n = len(items)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows + 0.6), squeeze=False,
+                             layout="constrained")
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        item = items[k]
+        uv, vis = _np(item["keypoints_2d_px"]), _np(item["visible"]).astype(bool)
+        for j, p in enumerate(BODY_PARENTS):
+            if p >= 0:
+                ax.plot(uv[[p, j], 0], uv[[p, j], 1], color=GROUND_TRUTH_COLOR if vis[j] and vis[p] else OCCLUDED_COLOR,
+                        lw=1.4, alpha=0.8, solid_capstyle="round")
+        draw_joints(ax, uv, vis, size=16)
+        ax.add_patch(plt.Rectangle((0, 0), 256, 256, fill=False, ec="#999999", lw=1.2, ls="--"))
+        pts = np.concatenate([uv, [[0, 0], [256, 256]]])
+        lo, hi = pts.min(0) - 10, pts.max(0) + 10
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(hi[1], lo[1])
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            title = titles[k]
+        else:
+            counts = [f"{int(_np(item[key]).sum())} {word}" for key, word in
+                      (("outside", "cut off"), ("object_occluded", "behind a box"), ("self_occluded", "self-hidden"))
+                      if key in item and int(_np(item[key]).sum())]
+            title = ", ".join(counts) or "all visible"
+        ax.set_title(title, fontsize=8)
+    fig.legend(handles=[*visibility_handles(), Line2D([], [], color="#999999", ls="--", label="crop border")],
+               loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig

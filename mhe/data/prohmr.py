@@ -1,0 +1,380 @@
+"""Body keypoints from ProHMR's dataset files (``.npz``), in the package's body item format.
+
+ProHMR (Kolotouros et al., ICCV 2021) ships each dataset as one ``.npz`` of per-person arrays:
+``imgname (N,)``, the person box as ``center (N, 2)`` px and ``scale (N,)`` = side / 200 px, SMPL
+``body_pose (N, 72)`` (global orientation first) with ``has_body_pose (N,)``, ``betas (N, 10)`` with
+``has_betas (N,)``, 2D keypoints ``body_keypoints_2d (N, 25, 3)`` (OpenPose BODY_25 order, x, y,
+confidence) and ``extra_keypoints_2d (N, 19, 3)`` (the ground-truth keypoints,
+:data:`mhe.body.keypoints.PROHMR_EXTRA_KEYPOINTS`), and the same in 3D, ``body_keypoints_3d (N, 25, 4)``
+/ ``extra_keypoints_3d (N, 19, 4)`` (x, y, z metres, confidence). :class:`ProHMRBodies` reads such a
+file into items for the 17 body keypoints (:data:`mhe.body.BODY_KEYPOINTS`); :func:`write_prohmr_npz`
+writes a license-free file in the same format from posed SMPL bodies seen by a perspective camera.
+
+The item dictionary, shared with :mod:`mhe.data.threedpw` (see :func:`body_item`)::
+
+    obs (17, 2)            crop coordinates in [-1, 1] (pixel = (obs + 1) * crop_size / 2)
+    visible (17,) bool     the keypoint's 2D position is known and inside the crop
+    keypoints_2d_px (17, 2) crop pixels
+    joints_3d (17, 3)      root-relative (pelvis), divided by the pelvis -> thorax distance
+    scale ()               that distance in metres
+    joints_3d_mm (17, 3)   root-relative, millimetres
+    params (69,)           SMPL body pose, axis-angle
+    global_orient (3,)     SMPL global orientation, axis-angle
+    betas (10,)            SMPL shape
+    px_per_mm ()           crop pixels per millimetre at the person's depth
+    has_3d () bool, has_smpl () bool, ambiguous () bool
+
+Unknown values are NaN, never a made-up number, and the flags say which are known: the 2D position of
+a keypoint no source has (``visible`` is then false; the encoders never read such coordinates), 3D
+joints when ``has_3d`` is false (and single keypoints without a 3D point), SMPL parameters when
+``has_smpl`` is false, and ``px_per_mm`` always for ProHMR files: they hold no camera intrinsics, so the
+focal length and hence the pixels per millimetre at the person cannot be recovered.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch.utils.data import Dataset
+
+from mhe.body.keypoints import (
+    BODY_BONE,
+    BODY_FROM_OPENPOSE,
+    BODY_FROM_PROHMR_EXTRA,
+    BODY_KEYPOINTS,
+    BODY_ROOT,
+    PROHMR_EXTRA_KEYPOINTS,
+    SMPL_JOINT_NAMES,
+    SMPL_TO_BODY,
+    SMPL_TO_OPENPOSE,
+)
+from mhe.errors import DataFileError
+
+__all__ = [
+    "AMBIGUOUS_MIN_HIDDEN",
+    "BODY_ITEM_KEYS",
+    "ProHMRBodies",
+    "body_item",
+    "write_prohmr_npz",
+]
+
+# An item is "ambiguous" (truncated or heavily occluded) when some body keypoint lies outside the crop or
+# at least this many of the 16 non-root keypoints are not visible.
+AMBIGUOUS_MIN_HIDDEN = 4
+
+BODY_ITEM_KEYS: tuple[str, ...] = (
+    "obs", "visible", "keypoints_2d_px", "joints_3d", "scale", "joints_3d_mm", "params", "global_orient",
+    "betas", "px_per_mm", "has_3d", "has_smpl", "ambiguous",
+)  # fmt: skip
+_BOOL_KEYS = ("visible", "has_3d", "has_smpl", "ambiguous")
+_K = len(BODY_KEYPOINTS)
+
+
+def body_item(
+    px: np.ndarray,
+    visible: np.ndarray,
+    xyz: np.ndarray | None,
+    *,
+    params: np.ndarray | None,
+    global_orient: np.ndarray | None,
+    betas: np.ndarray | None,
+    px_per_mm: float,
+    crop_size: int = 256,
+) -> dict[str, torch.Tensor]:
+    """One body item from its parts (NaN marks unknown values; see the module docstring).
+
+    ``px (17, 2)`` crop pixels (NaN where unknown), ``visible (17,)`` bool (the caller's own test; it is
+    narrowed to known positions inside the crop), ``xyz (17, 3)`` metres in any frame (NaN rows where a
+    keypoint has no 3D point) or None, SMPL ``params (69,)`` / ``global_orient (3,)`` / ``betas (10,)`` or
+    None when unknown, ``px_per_mm`` (NaN when unknown).
+    """
+    px = np.asarray(px, dtype=np.float64).reshape(_K, 2)
+    known = np.isfinite(px).all(-1)
+    inside = known & ((px >= 0) & (px <= crop_size)).all(-1)
+    visible = np.asarray(visible, dtype=bool).reshape(_K) & inside
+    non_root = np.arange(_K) != BODY_ROOT
+    ambiguous = bool((known & ~inside).any() or (~visible[non_root]).sum() >= AMBIGUOUS_MIN_HIDDEN)
+    nan3 = np.full((_K, 3), np.nan)
+    has_3d = xyz is not None and bool(np.isfinite(np.asarray(xyz)[[BODY_ROOT, BODY_BONE[1]]]).all())
+    if has_3d:
+        xyz = np.asarray(xyz, dtype=np.float64).reshape(_K, 3)
+        rel = xyz - xyz[BODY_ROOT]
+        scale = float(np.linalg.norm(xyz[BODY_BONE[1]] - xyz[BODY_BONE[0]]))
+        if not scale > 0:
+            has_3d = False
+    if not has_3d:
+        rel, scale = nan3, float("nan")
+    has_smpl = params is not None and global_orient is not None and betas is not None
+    item = {
+        "obs": px * (2.0 / crop_size) - 1.0,
+        "visible": visible,
+        "keypoints_2d_px": px,
+        "joints_3d": rel / scale,
+        "scale": np.float64(scale),
+        "joints_3d_mm": rel * 1000.0,
+        "params": np.full(69, np.nan) if params is None else np.asarray(params, dtype=np.float64).reshape(69),
+        "global_orient": (np.full(3, np.nan) if global_orient is None
+                          else np.asarray(global_orient, dtype=np.float64).reshape(3)),
+        "betas": np.full(10, np.nan) if betas is None else np.asarray(betas, dtype=np.float64).reshape(10),
+        "px_per_mm": np.float64(px_per_mm),
+        "has_3d": np.bool_(has_3d),
+        "has_smpl": np.bool_(has_smpl),
+        "ambiguous": np.bool_(ambiguous),
+    }
+    return {k: torch.as_tensor(np.asarray(v), dtype=torch.bool if k in _BOOL_KEYS else torch.float32)
+            for k, v in item.items()}
+
+
+# --------------------------------------------------------------------------------------- the reader
+
+# key -> (shape after N, required); -1 in a shape matches any size
+_PROHMR_KEYS: dict[str, tuple[tuple[int, ...], bool]] = {
+    "imgname": ((), True),
+    "center": ((2,), True),
+    "scale": ((), True),
+    "body_keypoints_2d": ((25, 3), True),
+    "extra_keypoints_2d": ((19, 3), False),
+    "body_keypoints_3d": ((25, 4), False),
+    "extra_keypoints_3d": ((19, 4), False),
+    "body_pose": ((72,), False),
+    "has_body_pose": ((), False),
+    "betas": ((10,), False),
+    "has_betas": ((), False),
+    "gender": ((), False),
+}
+
+
+def _shape_text(n: Any, shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in (n, *shape)) + ("," if not shape else "") + ")"
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All known keys of a ProHMR npz, checked: a missing required key or a wrong shape is an error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no ProHMR dataset file at {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # zipfile / numpy raise many types on damaged input
+        raise DataFileError(f"ProHMR dataset file {path} cannot be read as .npz ({type(err).__name__}: "
+                            f"{str(err)[:120]})") from None
+    out: dict[str, np.ndarray] = {}
+    with npz:
+        for key, (_, required) in _PROHMR_KEYS.items():
+            if key not in npz.files:
+                if required:
+                    raise DataFileError(
+                        f"ProHMR dataset file {path} has no key {key!r} (expected shape "
+                        f"{_shape_text('N', _PROHMR_KEYS[key][0])}); keys there: {sorted(npz.files)}")
+                continue
+            try:
+                out[key] = npz[key]
+            except ValueError:  # an object array (e.g. names pickled by an older numpy)
+                with np.load(path, allow_pickle=True) as again:
+                    out[key] = again[key]
+    n = len(out["imgname"]) if np.ndim(out["imgname"]) == 1 else None
+    for key, arr in out.items():
+        shape = _PROHMR_KEYS[key][0]
+        if n is None or arr.shape != (n, *shape):
+            raise DataFileError(
+                f"ProHMR dataset file {path}: key {key!r} has shape {arr.shape}, expected "
+                f"{_shape_text(n if n is not None else 'N', shape)} (N = len(imgname)"
+                f"{f' = {n}' if n is not None else ''})")
+    return out
+
+
+def _pick(primary: np.ndarray, primary_map: np.ndarray, secondary: np.ndarray, secondary_map: np.ndarray,
+          width: int) -> np.ndarray:
+    """Per body keypoint, the coordinates from ``primary`` where its confidence > 0, else from ``secondary``
+    where its confidence > 0, else NaN: arrays (M, width + 1) with confidence last -> (17, width)."""
+    out = np.full((_K, width), np.nan)
+    for src, index in ((secondary, secondary_map), (primary, primary_map)):  # primary wins: written last
+        if src is None:
+            continue
+        ok = index >= 0
+        rows = src[index[ok]]
+        good = rows[:, width] > 0
+        out[np.flatnonzero(ok)[good]] = rows[good, :width]
+    return out
+
+
+class ProHMRBodies(Dataset):
+    """A ProHMR dataset file (``.npz``) as body items (keys: :data:`BODY_ITEM_KEYS`).
+
+    Args:
+        path: the ``.npz`` file (e.g. ProHMR's ``h36m_val_p2.npz`` or one from :func:`write_prohmr_npz`).
+        crop_size: pixel size of the crop ``keypoints_2d_px`` refers to (the model's 256).
+
+    The crop is the square of side ``200 * scale`` px centred on ``center``, mapped onto
+    ``[0, crop_size]`` (and ``obs`` onto ``[-1, 1]``). Each body keypoint's 2D position comes from the
+    ground-truth ``extra_keypoints_2d`` where its confidence is positive, else from OpenPose's
+    ``body_keypoints_2d`` where that is positive (maps :data:`~mhe.body.keypoints.BODY_FROM_PROHMR_EXTRA`,
+    :data:`~mhe.body.keypoints.BODY_FROM_OPENPOSE`), else it is unknown (NaN, not visible); visible = known
+    and inside the crop. The 3D keypoints come likewise from ``extra_keypoints_3d`` / ``body_keypoints_3d``;
+    ``has_3d`` is false when the pelvis or the thorax has no 3D point. ``has_smpl`` = ``has_body_pose``
+    and ``has_betas``. ``px_per_mm`` is NaN (no intrinsics in these files). Required keys: ``imgname``,
+    ``center``, ``scale``, ``body_keypoints_2d``; the others are optional, as in ProHMR's own loader, and
+    a missing one means "unknown". Image names: :attr:`imgname`.
+    """
+
+    def __init__(self, path: str | os.PathLike, crop_size: int = 256) -> None:
+        self.path = Path(path)
+        self.crop_size = int(crop_size)
+        data = _read_npz(self.path)
+        self.imgname = [str(s) for s in data["imgname"]]
+        n = len(self.imgname)
+        self._center = data["center"].astype(np.float64)
+        self._scale = data["scale"].astype(np.float64)
+        if n and not (np.isfinite(self._scale).all() and (self._scale > 0).all()):
+            bad = int(np.flatnonzero(~(self._scale > 0))[0])
+            raise DataFileError(f"ProHMR dataset file {self.path}: key 'scale' must be positive (box side / 200 "
+                                f"px), item {bad} has {self._scale[bad]}")
+        get = lambda k: None if k not in data else data[k].astype(np.float64)  # noqa: E731
+        self._kp2d = (get("extra_keypoints_2d"), get("body_keypoints_2d"))
+        self._kp3d = (get("extra_keypoints_3d"), get("body_keypoints_3d"))
+        zeros = np.zeros(n)
+        self._pose = get("body_pose")
+        self._has_pose = (get("has_body_pose") if "has_body_pose" in data else zeros) > 0
+        self._betas = get("betas")
+        self._has_betas = (get("has_betas") if "has_betas" in data else zeros) > 0
+        if self._pose is None:
+            self._has_pose = zeros > 0
+        if self._betas is None:
+            self._has_betas = zeros > 0
+
+    def __len__(self) -> int:
+        return len(self.imgname)
+
+    def crop_box(self, index: int) -> tuple[float, float, float]:
+        """(x0, y0, side) in image pixels of item ``index``'s crop."""
+        side = 200.0 * float(self._scale[index])
+        cx, cy = self._center[index]
+        return float(cx - side / 2), float(cy - side / 2), side
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items in {self.path}")
+        index = index % len(self)
+        extra2d, op2d = (None if a is None else a[index] for a in self._kp2d)
+        uv = _pick(extra2d, BODY_FROM_PROHMR_EXTRA, op2d, BODY_FROM_OPENPOSE, 2)
+        x0, y0, side = self.crop_box(index)
+        px = (uv - np.array([x0, y0])) * (self.crop_size / side)
+        extra3d, op3d = (None if a is None else a[index] for a in self._kp3d)
+        xyz = None
+        if extra3d is not None or op3d is not None:
+            xyz = _pick(extra3d, BODY_FROM_PROHMR_EXTRA, op3d, BODY_FROM_OPENPOSE, 3)
+        has_smpl = bool(self._has_pose[index] and self._has_betas[index])
+        pose = self._pose[index] if self._pose is not None else None
+        return body_item(
+            px, np.isfinite(px).all(-1), xyz,
+            params=pose[3:] if has_smpl else None,
+            global_orient=pose[:3] if has_smpl else None,
+            betas=self._betas[index] if has_smpl else None,
+            px_per_mm=float("nan"),
+            crop_size=self.crop_size,
+        )
+
+
+# --------------------------------------------------------------------------------------- the writer
+
+
+def _extra_from_smpl() -> np.ndarray:
+    """For each of ProHMR's 19 extra keypoints, the index among smplx's 45 SMPL joints (-1: none).
+
+    A body keypoint's definition (:data:`SMPL_TO_BODY`) gives the ones the 17 body keypoints map to
+    (e.g. thorax_mpii = SMPL's neck, spine_h36m = spine2); the rest match an SMPL joint by name once the
+    dataset suffix is dropped (neck_lsp = neck); head_top_lsp and jaw_h36m have no SMPL counterpart.
+    """
+    out = np.full(len(PROHMR_EXTRA_KEYPOINTS), -1)
+    for body, extra in enumerate(BODY_FROM_PROHMR_EXTRA):
+        if extra >= 0:
+            out[extra] = SMPL_TO_BODY[body]
+    for i, name in enumerate(PROHMR_EXTRA_KEYPOINTS):
+        base = name.rsplit("_", 1)[0] if name.endswith(("_lsp", "_mpii", "_h36m")) else name
+        if out[i] < 0 and base in SMPL_JOINT_NAMES:
+            out[i] = SMPL_JOINT_NAMES.index(base)
+    return out
+
+
+EXTRA_FROM_SMPL: np.ndarray = _extra_from_smpl()
+
+
+def random_camera_bodies(n: int, rng: np.random.Generator, smpl: Any) -> dict[str, np.ndarray]:
+    """``n`` posed SMPL bodies standing upright in front of an OpenCV camera (x right, y down, z forward).
+
+    Returns ``global_orient (n, 3)`` (camera frame), ``body_pose (n, 69)``, ``betas (n, 10)``,
+    ``transl (n, 3)`` and ``joints (n, 45, 3)`` metres in the camera frame (smplx's 45 joints).
+    """
+    # upright (SMPL's y up -> the camera's -y, facing the camera) with a random turn about the vertical
+    yaw = rng.uniform(-np.pi, np.pi, n)
+    tilt = rng.normal(0.0, 0.15, (n, 3))
+    orient = (Rotation.from_rotvec(tilt) * Rotation.from_euler("x", np.pi)
+              * Rotation.from_rotvec(np.outer(yaw, [0.0, 1.0, 0.0]))).as_rotvec()
+    pose = rng.normal(0.0, 0.25, (n, 69))
+    betas = rng.normal(0.0, 1.0, (n, 10))
+    transl = np.stack([rng.uniform(-0.5, 0.5, n), rng.uniform(-0.3, 0.3, n), rng.uniform(3.5, 7.0, n)], 1)
+    dtype = smpl.kp_joint_rest.dtype
+    t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    with torch.no_grad():
+        joints = smpl.keypoints(t(orient), t(pose), t(betas), t(transl)).double().numpy()
+    return {"global_orient": orient, "body_pose": pose, "betas": betas, "transl": transl, "joints": joints}
+
+
+def write_prohmr_npz(path: str | os.PathLike, n: int, *, smpl: Any = None, seed: int = 0,
+                     focal: float = 1000.0, image_size: tuple[int, int] = (1000, 1000)) -> Path:
+    """Write a license-free ProHMR-format ``.npz`` of ``n`` posed SMPL bodies; returns the path.
+
+    Bodies from :func:`random_camera_bodies` (``smpl``: a :class:`mhe.body.BodyModel`, default the neutral
+    stand-in) are projected by a pinhole camera (``focal`` px, principal point at the image centre).
+    ``body_keypoints_2d/_3d`` hold the 25 OpenPose keypoints (:data:`SMPL_TO_OPENPOSE`), ``extra_*`` the
+    19 ground-truth keypoints where SMPL has a counterpart (:data:`EXTRA_FROM_SMPL`; head_top_lsp and
+    jaw_h36m get confidence 0), all with confidence 1; 3D points are in the camera frame, metres. The
+    person box is the square around all keypoints enlarged 1.2 times (``scale`` = side / 200).
+    ``body_pose`` is the global orientation in the camera frame followed by the 69 body pose values.
+    """
+    if smpl is None:
+        from mhe.body import load_smpl
+
+        smpl = load_smpl(standin=True, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    bodies = random_camera_bodies(n, rng, smpl)
+    joints = bodies["joints"]
+    K = np.array([[focal, 0.0, image_size[0] / 2], [0.0, focal, image_size[1] / 2], [0.0, 0.0, 1.0]])
+
+    def keypoints(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        have = index >= 0
+        xyz = np.zeros((n, len(index), 3))
+        xyz[:, have] = joints[:, index[have]]
+        uvw = xyz @ K.T
+        uv = np.divide(uvw[..., :2], uvw[..., 2:], out=np.zeros((n, len(index), 2)), where=uvw[..., 2:] != 0)
+        conf = np.broadcast_to(have.astype(np.float64), (n, len(index)))[..., None]
+        return np.concatenate([uv, conf], -1), np.concatenate([xyz, conf], -1)
+
+    op2d, op3d = keypoints(SMPL_TO_OPENPOSE)
+    ex2d, ex3d = keypoints(EXTRA_FROM_SMPL)
+    pts = np.concatenate([op2d[..., :2], ex2d[..., :2][:, EXTRA_FROM_SMPL >= 0]], 1)
+    lo, hi = pts.min(1), pts.max(1)
+    center = (lo + hi) / 2
+    scale = 1.2 * (hi - lo).max(1) / 200.0
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # np.savez would append ".npz" to a path without it
+        np.savez(
+            f,
+            imgname=np.array([f"images/synthetic_{i:06d}.jpg" for i in range(n)]),
+            center=center,
+            scale=scale,
+            body_pose=np.concatenate([bodies["global_orient"], bodies["body_pose"]], 1),
+            has_body_pose=np.ones(n),
+            betas=bodies["betas"],
+            has_betas=np.ones(n),
+            body_keypoints_2d=op2d,
+            extra_keypoints_2d=ex2d,
+            body_keypoints_3d=op3d,
+            extra_keypoints_3d=ex3d,
+        )
+    return path
