@@ -186,7 +186,7 @@ def _real_body_splits(cfg: ExperimentConfig, name: str, make: Callable[[str], Da
         raise ConfigError(f"data.dataset={name} needs data.root=<the dataset's folder>")
     train, val, test = make("train"), make("val"), make("test")
     if train is None and val is None and test is None:
-        raise ConfigError(f"data.root={d.root!r} holds no split of a {name} dataset (see docs/data.md)")
+        raise ConfigError(f"data.root={d.root!r} holds no split of a {name} dataset (see docs/formats.md)")
     test = test if test is not None else val
     train = _cap(train, d.train_size) if train is not None else Subset(test, [])
     return Experiment(build_body_model(cfg, train), train, _cap(val, d.val_size) if val is not None else None,

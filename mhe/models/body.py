@@ -33,6 +33,12 @@ BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT = 3.0, 50.0
 # The body protocol (ProHMR, MHEntropy's body table): the best of 25 hypotheses.
 BODY_EVAL_SAMPLES = 25
 BODY_POSE_DIMS = {"axis_angle": 3 * NUM_BODY_JOINTS, "6d": 6 * NUM_BODY_JOINTS}
+# The flow's pose variable θ is a scaled offset from the rest pose: rotation = REST + BODY_FLOW_SCALE · θ
+# (6D: the identity's two columns; axis-angle: zero). The flow's standard normal base then starts near
+# the rest pose with joint rotations of ~0.5 rad, not at random rotations; the map is affine, so it
+# changes log q by a constant only (no effect on any objective's gradients).
+BODY_FLOW_SCALE = 0.5
+_REST = {"6d": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), "axis_angle": (0.0, 0.0, 0.0)}
 
 
 class SMPLSpec(BodySpec):
@@ -50,6 +56,7 @@ class SMPLSpec(BodySpec):
     bone = BODY_BONE
     crop_pixels = CROP_PIXELS
     eval_samples = BODY_EVAL_SAMPLES
+    mode_first = True  # ProHMR: hypothesis 0 is the mode (zero noise)
 
     def __init__(self, cfg: ModelConfig, smpl: nn.Module | None = None) -> None:
         super().__init__()
@@ -70,15 +77,22 @@ class SMPLSpec(BodySpec):
         self.limits = BodyLimits()
         self.register_buffer("keypoint_ids", torch.as_tensor(SMPL_TO_BODY, dtype=torch.long), persistent=False)
         self.pose_dim = BODY_POSE_DIMS[cfg.pose_repr]
+        rest = torch.tensor(_REST[cfg.pose_repr], dtype=torch.float32).repeat(NUM_BODY_JOINTS)
+        self.register_buffer("rest", rest, persistent=False)
+
+    def rotations(self, theta: Tensor) -> Tensor:
+        """Flow variable ``θ (..., D)`` → the 23 joint rotations in the pose representation ``(..., D)``."""
+        return self.rest.to(theta.dtype) + BODY_FLOW_SCALE * theta
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "is_standin": bool(self.smpl.is_standin), "gender": self.smpl.gender}
 
     def body_pose(self, theta: Tensor) -> Tensor:
         """Flow variable ``θ (..., D)`` → SMPL's ``body_pose`` axis-angle ``(..., 69)``."""
+        rot = self.rotations(theta)
         if self.pose_repr == "6d":
-            return matrix_to_axis_angle(rot6d_to_matrix(theta.unflatten(-1, (NUM_BODY_JOINTS, 6)))).flatten(-2)
-        return theta
+            return matrix_to_axis_angle(rot6d_to_matrix(rot.unflatten(-1, (NUM_BODY_JOINTS, 6)))).flatten(-2)
+        return rot
 
     def smpl_inputs(self, theta: Tensor, head: dict[str, Tensor]) -> dict[str, Tensor]:
         B, S, _ = theta.shape
@@ -100,7 +114,7 @@ class SMPLSpec(BodySpec):
         """The 6D orthonormality deviation of the 23 joint rotations ``(...)`` (0 for axis-angle)."""
         if self.pose_repr != "6d":
             return theta.new_zeros(theta.shape[:-1])
-        return rot6d_orthonormality(theta)
+        return rot6d_orthonormality(self.rotations(theta))
 
     def log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         aa = self.body_pose(theta).unflatten(-1, (NUM_BODY_JOINTS, 3))
@@ -115,9 +129,9 @@ class SMPLSpec(BodySpec):
 
     def params_from_gt(self, params: Tensor) -> Tensor:
         """Ground-truth ``body_pose`` axis-angle ``(B, 69)`` → the flow's pose variable ``(B, D)``."""
-        if self.pose_repr == "axis_angle":
-            return params
-        return matrix_to_rot6d(axis_angle_to_matrix(params.unflatten(-1, (NUM_BODY_JOINTS, 3)))).flatten(-2)
+        rot = params if self.pose_repr == "axis_angle" else matrix_to_rot6d(
+            axis_angle_to_matrix(params.unflatten(-1, (NUM_BODY_JOINTS, 3)))).flatten(-2)
+        return (rot - self.rest.to(rot.dtype)) / BODY_FLOW_SCALE
 
 
 class MultiHypothesisBody(MultiHypothesisModel):

@@ -53,6 +53,8 @@ class BodySpec(nn.Module):
         shape_dim: number of shape coefficients β the head predicts.
         crop_pixels: side of the crop in pixels that 2D metrics are reported in.
         eval_samples: hypotheses per item in the evaluation protocol (hands 200, bodies 25).
+        mode_first: whether :meth:`MultiHypothesisModel.predict` returns the mode as hypothesis 0 and
+            S - 1 samples after it (ProHMR's body protocol) instead of S samples (the hand protocol).
     """
 
     name: str = "body"
@@ -63,6 +65,7 @@ class BodySpec(nn.Module):
     shape_dim: int = 10
     crop_pixels: int = 256
     eval_samples: int = 200  # hypotheses per item of the body's evaluation protocol (hands: 200)
+    mode_first: bool = False  # predictions put the mode first (ProHMR's body protocol), then S - 1 samples
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         """3D keypoints in metres ``(B, S, J, 3)`` of poses ``θ (B, S, D)`` with the head's per-item outputs."""
@@ -329,16 +332,28 @@ class MultiHypothesisModel(nn.Module):
         protocol), ``uv_px (B, S, J, 2)`` in pixels of the crop, ``mode_xyz_mm (B, 1, J, 3)`` the mode
         (zero noise) and, for bodies with joint limits, ``plausible (B, S)`` bool. A deterministic model
         returns its mode alone (S = 1) whatever ``num_samples`` and ``temperature``. The hypotheses are
-        drawn first, so they are those of :meth:`hypotheses` under the same generator state."""
-        hyp = self.mode(batch) if self.deterministic else self.hypotheses(batch, num_samples, temperature)
-        mode = hyp if self.deterministic else self.mode(batch)
+        drawn first, so they are those of :meth:`hypotheses` under the same generator state. For a body
+        with ``spec.mode_first`` (SMPL, ProHMR's protocol) hypothesis 0 is the mode and S - 1 samples follow."""
+        mode_first = self.spec.mode_first and not self.deterministic
+        if self.deterministic:
+            hyp = self.mode(batch)
+        elif mode_first and num_samples == 1:
+            hyp = self.mode(batch)
+        else:
+            hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
+        mode = hyp if self.deterministic or (mode_first and num_samples == 1) else self.mode(batch)
         scale_mm = batch["scale"].to(hyp.pred_obs)[:, None, None, None] * 1000.0
+        joints, obs, pose = hyp.extras["joints_3d"], hyp.pred_obs, hyp.extras["pose"]
+        if mode_first and num_samples > 1:  # ProHMR's protocol: hypothesis 0 is the mode
+            joints = torch.cat([mode.extras["joints_3d"], joints], 1)
+            obs = torch.cat([mode.pred_obs, obs], 1)
+            pose = torch.cat([mode.extras["pose"], pose], 1)
         out = {
-            "xyz_mm": hyp.extras["joints_3d"] * scale_mm,
-            "uv_px": crop_to_pixels(hyp.pred_obs, self.spec.crop_pixels),
+            "xyz_mm": joints * scale_mm,
+            "uv_px": crop_to_pixels(obs, self.spec.crop_pixels),
             "mode_xyz_mm": mode.extras["joints_3d"] * scale_mm,
         }
-        plausible = self.spec.plausible(hyp.extras["pose"])
+        plausible = self.spec.plausible(pose)
         if plausible is not None:
             out["plausible"] = plausible
         return out

@@ -1,0 +1,142 @@
+"""The SMPL body model (ProHMR's setting), ProHMR's objective, the body protocol and the body experiments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mhe.body import BODY_BONE, BODY_ROOT, SMPL_TO_BODY
+from mhe.config import ConfigError
+from mhe.config_io import load_config
+from mhe.evaluation import collect_predictions, score_predictions
+from mhe.geometry import project_orthographic
+from mhe.metrics import evaluate
+from mhe.models.body import BODY_FLOW_SCALE, MultiHypothesisBody
+from mhe.objectives import OBJECTIVES, _keypoint_l1
+
+
+@pytest.fixture(scope="module")
+def model() -> MultiHypothesisBody:
+    torch.manual_seed(0)
+    return MultiHypothesisBody(load_config("body_mhentropy").model)
+
+
+def _batch(model: MultiHypothesisBody, B: int = 6, seed: int = 0) -> dict:
+    """Bodies posed by SMPL with a known camera, as the datasets' items hold them."""
+    g = torch.Generator().manual_seed(seed)
+    orient = torch.randn(B, 3, generator=g) * 0.4
+    pose = torch.randn(B, 69, generator=g) * 0.15
+    betas = torch.randn(B, 10, generator=g) * 0.3
+    joints = model.smpl.keypoints(orient, pose, betas, joints=SMPL_TO_BODY)
+    rel = joints - joints[:, BODY_ROOT : BODY_ROOT + 1]
+    bone = (joints[:, BODY_BONE[1]] - joints[:, BODY_BONE[0]]).norm(dim=-1)
+    camera = torch.stack([torch.full((B,), 0.2), torch.zeros(B), torch.zeros(B)], -1)
+    obs = project_orthographic(rel, camera[:, 0], camera[:, 1:])
+    return {"obs": obs, "visible": torch.rand(B, 17, generator=g) > 0.3, "params": pose, "global_orient": orient,
+            "betas": betas, "joints_3d": rel / bone[:, None, None], "joints_3d_mm": rel * 1000, "scale": bone,
+            "keypoints_2d_px": (obs + 1) * 128, "camera": camera, "px_per_mm": torch.full((B,), 0.16),
+            "ambiguous": torch.arange(B) % 2 == 0}
+
+
+def test_ground_truth_parameters_round_trip_through_the_flow_variable(model):
+    pose = torch.randn(5, 69, dtype=torch.float64) * 0.6
+    theta = model.spec.params_from_gt(pose)
+    assert theta.shape == (5, 138)
+    assert torch.allclose(model.spec.body_pose(theta), pose, atol=1e-6)
+    assert torch.allclose(model.spec.rotation_penalty(theta), torch.zeros(5, dtype=torch.float64), atol=1e-10)
+    # θ = 0 is the rest pose
+    assert torch.allclose(model.spec.body_pose(torch.zeros(2, 138)), torch.zeros(2, 69), atol=1e-6)
+    assert BODY_FLOW_SCALE > 0
+
+
+def test_decoding_the_ground_truth_reproduces_the_batch(model):
+    """The flow variable of the ground truth, the true shape and camera → the batch's 2D and 3D keypoints."""
+    batch = _batch(model)
+    theta = model.flow_target(batch, batch["params"])[:, None]
+    head = {"betas": batch["betas"], "log_scale": batch["camera"][:, 0], "trans": batch["camera"][:, 1:]}
+    hyp = model.decode(theta, torch.zeros(theta.shape[:2]), head)
+    assert torch.allclose(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5)
+    assert torch.allclose(hyp.extras["joints_3d"][:, 0], batch["joints_3d"], atol=1e-5)
+    assert hyp.extras["orthonormality"].abs().max() < 1e-8
+
+
+def test_predict_puts_the_mode_first_and_reports_plausibility(model):
+    batch = _batch(model)
+    model.eval()
+    out = model.predict(batch, 25, 0.8)
+    assert out["xyz_mm"].shape == (6, 25, 17, 3) and out["uv_px"].shape == (6, 25, 17, 2)
+    assert torch.equal(out["xyz_mm"][:, :1], out["mode_xyz_mm"])
+    assert out["plausible"].shape == (6, 25) and out["plausible"].dtype == torch.bool
+    # the other 24 are samples: they differ from the mode
+    assert (out["xyz_mm"][:, 1:] - out["mode_xyz_mm"]).abs().amax() > 1.0
+    one = model.predict(batch, 1, 0.8)
+    assert torch.equal(one["xyz_mm"], one["mode_xyz_mm"])
+
+
+@pytest.mark.parametrize("name", ["mhentropy", "prohmr", "min_of_n", "deterministic"])
+def test_every_objective_trains_the_body_model(model, name):
+    model.train()
+    batch = _batch(model)
+    kwargs = {"num_samples": 4}
+    if name == "prohmr":
+        kwargs.update(w_2d_samples=0.01, w_3d_mode=0.05, w_3d_samples=0.01)
+    loss, terms = OBJECTIVES[name](model, batch, **kwargs)
+    model.zero_grad()
+    loss.backward()
+    assert math.isfinite(loss.item()) and math.isfinite(terms["loss"])
+    grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    if name == "prohmr":
+        assert {"nll", "kp2d_mode", "kp2d_samples", "kp3d_mode", "kp3d_samples", "params", "betas",
+                "ortho"} <= set(terms)
+
+
+def test_prohmr_keypoint_loss_by_hand():
+    pred = torch.tensor([[[[0.0, 0.0], [1.0, 2.0]]]])  # (B=1, S=1, K=2, 2)
+    target = torch.tensor([[[0.5, -0.5], [1.0, 1.0]]])
+    assert _keypoint_l1(pred, target).item() == pytest.approx(0.5 + 0.5 + 0.0 + 1.0)
+    assert _keypoint_l1(pred, target, torch.tensor([[True, False]])).item() == pytest.approx(1.0)
+
+
+def test_prohmr_objective_weights_combine_its_terms(model):
+    """The loss is the weighted sum of the terms it logs (ProHMR's weights as defaults)."""
+    batch = _batch(model)
+    model.train()
+    torch.manual_seed(3)
+    loss, t = OBJECTIVES["prohmr"](model, batch, num_samples=2, w_3d_mode=0.05)
+    expected = 1e-3 * t["nll"] + 0.01 * t["kp2d_mode"] + 0.05 * t["kp3d_mode"] + 1e-3 * t["params"] \
+        + 5e-4 * t["betas"] + 0.1 * t["ortho"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_ambiguous_subset_is_scored_like_a_separate_evaluation(model):
+    model.eval()
+    batch = _batch(model, B=8)
+    p = collect_predictions(model, [batch], num_samples=6, temperature=0.8)
+    assert p["ambiguous"].tolist() == batch["ambiguous"].tolist()
+    out = score_predictions(p, root=BODY_ROOT)
+    sub = batch["ambiguous"]
+    alone = evaluate(p["pred_xyz"][sub], p["gt_xyz"][sub], p["pred_uv"][sub], p["gt_uv"][sub], p["visible"][sub],
+                     root=BODY_ROOT, px_per_mm=p["px_per_mm"][sub], mode_xyz=p["mode_xyz"][sub],
+                     plausible=p["plausible"][sub])
+    assert out["n_ambiguous"] == 4
+    for key in ("pa_mpjpe_bh", "rd_mm", "pjd_3d_occ", "plausible"):
+        assert out[f"{key}_ambiguous"] == pytest.approx(alone[key], nan_ok=True)
+    assert out["pa_mpjpe_bh"] != pytest.approx(out["pa_mpjpe_bh_ambiguous"])
+
+
+def test_body_configs_need_a_body_model_and_the_rotation_in_the_flow():
+    cfg = load_config("body_mhentropy", ["model.rotation_in_flow=false"])
+    with pytest.raises(ValueError, match="rotation_in_flow"):
+        MultiHypothesisBody(cfg.model)
+    cfg = load_config("body_mhentropy", ["model.pose_repr=pca"])
+    with pytest.raises(ValueError, match="pose_repr"):
+        MultiHypothesisBody(cfg.model)
+    from mhe.experiments import build_experiment
+
+    with pytest.raises(ConfigError, match="model.body"):
+        build_experiment(load_config("body_mhentropy", ["model.body=hand"]))
+    with pytest.raises(ConfigError, match="model.body"):
+        build_experiment(load_config("hand_mhentropy", ["model.body=body"]))
