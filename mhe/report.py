@@ -155,6 +155,8 @@ def body_results(metrics: pd.DataFrame) -> str:
     """The body table in the paper's shape (``figures/05_body_metrics.csv``): PA-MPJPE of the best of 25
     hypotheses on all test bodies and on the ambiguous subset, then the diversity on the ambiguous subset
     (AH, PJD 2D-vis, PJD 3D-occ, RD, ``rd_mm``), the single-answer errors and the plausible fraction."""
+    from mhe.data.synthetic_bodies import AMBIGUOUS_MIN_HIDDEN
+
     rows = [n for n in BODY_LABELS if n in metrics.index]
     lines = ["| model | supervision | PA-MPJPE BH all | PA-MPJPE BH ambiguous | mode MPJPE | mean MPJPE "
              "| AH (amb.) | PJD 2D-vis px (amb.) | PJD 3D-occ mm (amb.) | RD (amb.) | rd_mm (amb.) | plausible |",
@@ -170,7 +172,7 @@ def body_results(metrics: pd.DataFrame) -> str:
     if rows and "n_ambiguous" in metrics.columns:
         r = metrics.loc[rows[0]]
         text = (f"{int(r.n_images)} test bodies, {int(r.n_ambiguous)} of them ambiguous (truncated by the crop or "
-                f"with at least 4 of the 16 non-root keypoints hidden); {_num(r.px_per_mm, 3)} px per mm at the "
+                f"with at least {AMBIGUOUS_MIN_HIDDEN} of the 16 non-root keypoints hidden); {_num(r.px_per_mm, 3)} px per mm at the "
                 f"body (mean).\n\n" + text)
     return text + "\n\n" + body_takeaways(metrics)
 

@@ -66,7 +66,9 @@ def test_exports():
     assert mhe.data.ProHMRBodies is ProHMRBodies and mhe.data.ThreeDPW is ThreeDPW
     assert mhe.data.write_prohmr_npz is write_prohmr_npz
     assert mhe.data.write_threedpw_sequence is write_threedpw_sequence
-    assert AMBIGUOUS_MIN_HIDDEN == 4
+    from mhe.data import synthetic_bodies
+
+    assert AMBIGUOUS_MIN_HIDDEN == synthetic_bodies.AMBIGUOUS_MIN_HIDDEN  # one definition for every body dataset
 
 
 # ------------------------------------------------------------------------------------------ ProHMR
@@ -144,8 +146,8 @@ def test_prohmr_sources_fallback_and_visibility(tmp_path, prohmr_file):
     raw["extra_keypoints_2d"][1, hip_e, 2] = 0.0  # neither source: unknown
     raw["body_keypoints_2d"][1, hip_o, 2] = 0.0
     raw["extra_keypoints_2d"][1, BODY_FROM_PROHMR_EXTRA[KP["spine"]], 2] = 0.0  # OpenPose has no spine
-    # three more hidden: with the two above, AMBIGUOUS_MIN_HIDDEN + 1 of the 16
-    for name in ("left_wrist", "left_elbow", "left_knee"):
+    # four more hidden: with the two above, AMBIGUOUS_MIN_HIDDEN of the 16
+    for name in ("left_wrist", "left_elbow", "left_knee", "right_ankle"):
         raw["extra_keypoints_2d"][1, BODY_FROM_PROHMR_EXTRA[KP[name]], 2] = 0.0
         raw["body_keypoints_2d"][1, BODY_FROM_OPENPOSE[KP[name]], 2] = 0.0
     ds, ref = ProHMRBodies(_save(tmp_path / "mixed.npz", raw)), ProHMRBodies(prohmr_file)
@@ -153,9 +155,9 @@ def test_prohmr_sources_fallback_and_visibility(tmp_path, prohmr_file):
     moved = ds[0]["keypoints_2d_px"][KP["right_hip"]] - ref[0]["keypoints_2d_px"][KP["right_hip"]]
     torch.testing.assert_close(moved, torch.full((2,), 10.0 * 256 / side), atol=1e-3, rtol=0)
     item = ds[1]
-    hidden = [KP[n] for n in ("right_hip", "spine", "left_wrist", "left_elbow", "left_knee")]
+    hidden = [KP[n] for n in ("right_hip", "spine", "left_wrist", "left_elbow", "left_knee", "right_ankle")]
     assert torch.isnan(item["obs"][hidden]).all() and not item["visible"][hidden].any()
-    assert int((~item["visible"]).sum()) == 5 and item["ambiguous"]
+    assert AMBIGUOUS_MIN_HIDDEN == 6 and int((~item["visible"]).sum()) == 6 and item["ambiguous"]
     assert not ds[0]["ambiguous"]
     _check_item(item)
 

@@ -15,6 +15,7 @@ from mhe.body.body_limits import BodyLimits
 from mhe.data.render import Occluder
 from mhe.data.synthetic_bodies import (
     AMBIGUOUS_MIN_HIDDEN,
+    GENERATOR_VERSION,
     SyntheticBodies,
     _capsule_entry,
     body_occlusion_rates,
@@ -162,7 +163,7 @@ def test_cache_round_trip(tmp_path, smpl):
     ds = SyntheticBodies("test", 20, seed=4, cache_dir=tmp_path, smpl=smpl)
     first = [ds[i] for i in range(3)]
     files = list(tmp_path.iterdir())
-    assert [f.name for f in files] == [ds.cache_key()] and "v1" in ds.cache_key()
+    assert [f.name for f in files] == [ds.cache_key()] and f"v{GENERATOR_VERSION}" in ds.cache_key()
     again = SyntheticBodies("test", 20, seed=4, cache_dir=tmp_path, smpl=smpl)
     fresh = SyntheticBodies("test", 20, seed=4, smpl=smpl)
     for i, item in enumerate(first):

@@ -20,6 +20,8 @@ _EXPORTS = {
     "occlusion_stats": "mhe.data.synthetic",
     "consistent_alternative": "mhe.data.synthetic",
     "Occluder": "mhe.data.render",
+    "SyntheticBodies": "mhe.data.synthetic_bodies",
+    "body_occlusion_rates": "mhe.data.synthetic_bodies",
     "ProHMRBodies": "mhe.data.prohmr",
     "write_prohmr_npz": "mhe.data.prohmr",
     "ThreeDPW": "mhe.data.threedpw",

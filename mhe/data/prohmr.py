@@ -53,6 +53,7 @@ from mhe.body.keypoints import (
     SMPL_TO_BODY,
     SMPL_TO_OPENPOSE,
 )
+from mhe.data.synthetic_bodies import AMBIGUOUS_MIN_HIDDEN
 from mhe.errors import DataFileError
 
 __all__ = [
@@ -65,7 +66,6 @@ __all__ = [
 
 # An item is "ambiguous" (truncated or heavily occluded) when some body keypoint lies outside the crop or
 # at least this many of the 16 non-root keypoints are not visible.
-AMBIGUOUS_MIN_HIDDEN = 4
 
 BODY_ITEM_KEYS: tuple[str, ...] = (
     "obs", "visible", "keypoints_2d_px", "joints_3d", "scale", "joints_3d_mm", "params", "global_orient",

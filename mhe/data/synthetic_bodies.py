@@ -76,11 +76,11 @@ __all__ = [
 
 DEFAULT_SIZES = {"train": 20000, "val": 1000, "test": 1000}
 # Bump when the generator changes what an item holds: disk caches of older items are then ignored.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _SPLIT_NAME = {"train": "training", "val": "validation", "test": "test"}
 # An item is ambiguous when it is truncated or at least this many of its 16 non-root keypoints are hidden.
-AMBIGUOUS_MIN_HIDDEN = 4
+AMBIGUOUS_MIN_HIDDEN = 6  # of the 16 non-root keypoints: more than a third hidden
 # Metres a keypoint may lie behind another body part's surface and still be visible.
 SELF_TOLERANCE = 0.05
 BETA_BOX = 1.0
