@@ -218,9 +218,10 @@ def evaluate_per_image(
     B, S = pred_xyz.shape[:2]
     extra: dict[str, Tensor] = {}
     if px_per_mm is not None:
-        if tuple(px_per_mm.shape) != (B,) or not bool((px_per_mm > 0).all()):
-            raise ValueError(f"px_per_mm must be (B,) = ({B},) positive pixels per millimetre, got shape "
-                             f"{tuple(px_per_mm.shape)}")
+        # NaN: the scale is unknown for that image (e.g. a ProHMR npz has no intrinsics); its mm figures are NaN
+        if tuple(px_per_mm.shape) != (B,) or not bool(((px_per_mm > 0) | px_per_mm.isnan()).all()):
+            raise ValueError(f"px_per_mm must be (B,) = ({B},) positive pixels per millimetre (or NaN where "
+                             f"unknown), got shape {tuple(px_per_mm.shape)} with minimum {float(px_per_mm.min()):g}")
     if mode_xyz is not None:
         if tuple(mode_xyz.shape) != (B, 1, *pred_xyz.shape[2:]):
             raise ValueError(f"mode_xyz must be (B, 1, J, 3) = {(B, 1, *pred_xyz.shape[2:])}, got {tuple(mode_xyz.shape)}")
@@ -277,7 +278,8 @@ def evaluate(
         gt_uv: (B, J, 2) ground-truth 2D keypoints, pixels.
         visible: (B, J) bool visibility of each ground-truth joint.
         root: index of the root joint (left out of the visible/occluded sets; 4 for hands).
-        px_per_mm: (B,) the ground-truth camera's pixels per millimetre at the body (optional).
+        px_per_mm: (B,) the ground-truth camera's pixels per millimetre at the body (optional; NaN where
+            unknown: those images are left out of the mm figures).
         mode_xyz: (B, 1, J, 3) the model's mode (zero-noise hypothesis), mm (optional).
         plausible: (B, S) bool, whether each hypothesis is anatomically plausible (optional).
         flip_keypoints: the keypoints of a rigid part (the palm) for :func:`depth_flip` (optional).
@@ -302,7 +304,7 @@ def evaluate(
     out["rd"] = ratio_of_diversity(out["pjd_2d_vis"], out["pjd_3d_occ"])
     if px_per_mm is not None:
         out["rd_mm"] = ratio_of_diversity(out["pjd_2d_vis_mm"], out["pjd_3d_occ"])
-        out["px_per_mm"] = float(px_per_mm.double().mean())
+        out["px_per_mm"] = _nanmean(px_per_mm.double())
     if flipped is not None:
         is_flip = flipped > 0.5
         out["flip_rate"] = float(is_flip.double().mean())

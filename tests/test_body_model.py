@@ -140,3 +140,43 @@ def test_body_configs_need_a_body_model_and_the_rotation_in_the_flow():
         build_experiment(load_config("body_mhentropy", ["model.body=hand"]))
     with pytest.raises(ConfigError, match="model.body"):
         build_experiment(load_config("hand_mhentropy", ["model.body=body"]))
+
+
+def test_body_experiments_on_files_train_and_evaluate(tmp_path):
+    """data.dataset=prohmr / 3dpw: the readers' files, a short run, an evaluation with the body protocol."""
+    from mhe.data.prohmr import write_prohmr_npz
+    from mhe.data.threedpw import write_threedpw_sequence
+    from mhe.experiments import build_experiment, evaluate_checkpoint, train_experiment
+
+    npz = tmp_path / "prohmr"
+    npz.mkdir()
+    write_prohmr_npz(npz / "train.npz", 12, seed=0)
+    write_prohmr_npz(npz / "test.npz", 6, seed=1)
+    pw = tmp_path / "3dpw"
+    write_threedpw_sequence(pw, "seq_a", 5, split="test", seed=2)
+    common = ["train.steps=2", "train.batch_size=4", "train.eval_every=0", "train.progress=false",
+              "data.val_size=null", "data.test_size=null", "data.train_size=null"]
+    cfg = load_config("body_mhentropy", ["data.dataset=prohmr", f"data.root={npz}",
+                                         f"train.out_dir={tmp_path / 'run'}", *common])
+    exp = build_experiment(cfg)
+    assert len(exp.train_set) == 12 and exp.val_set is None and len(exp.test_set) == 6
+    result = train_experiment(cfg, overwrite=True)
+    out = evaluate_checkpoint(result.checkpoint, split="test")
+    assert out["num_samples"] == 25 and out["items"] == 6 and out["dataset"] == "prohmr"
+    assert out["metrics"]["pa_mpjpe_bh"] is not None and out["metrics"]["pa_mpjpe_bh"] > 0
+    on_3dpw = evaluate_checkpoint(result.checkpoint, split="test", dataset="3dpw", root=str(pw), num_samples=3)
+    assert on_3dpw["items"] > 0 and on_3dpw["metrics"]["mpjpe_bh"] is not None
+    with pytest.raises(ConfigError, match="data.root"):
+        build_experiment(load_config("body_mhentropy", ["data.dataset=prohmr"]))
+    with pytest.raises(ConfigError, match="no split"):
+        build_experiment(load_config("body_mhentropy", ["data.dataset=prohmr", f"data.root={tmp_path}"]))
+
+
+def test_load_or_train_a_body_in_smoke_mode(tmp_path):
+    from mhe.experiments import BODY_MODELS, load_or_train
+
+    assert "mhentropy" in BODY_MODELS and "nll" in BODY_MODELS
+    model, cfg = load_or_train("nll", body="body", smoke=True, directory=tmp_path, progress=False)
+    assert isinstance(model, MultiHypothesisBody) and cfg.objective.name == "prohmr"
+    with pytest.raises(ValueError, match="objective must be one of"):
+        load_or_train("mhentropy_aa", body="body", smoke=True)
