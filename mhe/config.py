@@ -56,7 +56,9 @@ class ModelConfig:
     # ±π/2 per joint axis around MANO's mean pose), "official" (PCA: the same box; axis-angle / 6D: the
     # official option, MANO's flat hand mean and a soft ball ‖θ‖ <= π on the 45-D vector) or
     # "joint_limits" (the soft anatomical joint-limit prior of mhe.body.limits, on top of the PCA box).
-    pose_prior: Literal["box", "official", "joint_limits"] = "box"
+    # Bodies: "joint_limits" (mhe.body.body_limits) or "learned" (the joint limits plus a Gaussian mixture
+    # fitted on unpaired poses, mhe.body.pose_prior, as priors learned from mocap).
+    pose_prior: Literal["box", "official", "joint_limits", "learned"] = "box"
     # sample the global rotation with the flow (6D, with the orthonormality term, as ProHMR does for
     # bodies) instead of regressing it with the deterministic head: a palm whose tilt sign the 2D
     # keypoints cannot decide can then be two hypotheses.

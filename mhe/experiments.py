@@ -371,8 +371,9 @@ HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic"
 # Other shipped models: MHEntropy with the rotation in the flow, or over another pose parameterisation.
 HAND_VARIANTS = ("mhentropy_rot", "mhentropy_aa")
 # The shipped body models (configs body_<name>): MHEntropy from visible 2D keypoints and with a 3D term,
-# ProHMR's NLL objective without and with its 3D keypoint term, min-of-N and a deterministic regressor.
-BODY_MODELS = ("mhentropy", "mhentropy_3d", "nll", "nll_3d", "min_of_n", "deterministic")
+# ProHMR's objective in its 2D-visible setting (no pose labels), with pose labels (NLL) and with its 3D
+# keypoint term, min-of-N and a deterministic regressor.
+BODY_MODELS = ("mhentropy", "mhentropy_3d", "prohmr_2d", "nll", "nll_3d", "min_of_n", "deterministic")
 SHIPPED = {"hand": HAND_OBJECTIVES + HAND_VARIANTS, "body": BODY_MODELS}
 
 

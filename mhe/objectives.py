@@ -234,15 +234,20 @@ def prohmr(
 
     The defaults are ProHMR's published weights (3D terms off: the 2D-supervised setting; set
     ``w_3d_mode=0.05`` for its 3D setting). ``num_samples`` samples besides the mode (ProHMR: 2).
+    Without pose labels (``w_nll = w_params = 0``, ProHMR's loss on images that have none) only the
+    keypoint and orthonormality terms remain: the paper's "2D-visible supervision" setting of ProHMR.
     """
-    _check_batch(batch, "params")
-    value = -model.log_prob(batch, batch["params"]).mean()
+    labels = w_nll > 0 or w_params > 0
+    _check_batch(batch, *(("params",) if labels else ()))
     mode = model.mode(batch)
     want_samples = w_2d_samples > 0 or w_3d_samples > 0
     hyp = model.hypotheses(batch, num_samples) if want_samples else None
     vis = batch["visible"]
-    loss = w_nll * value
-    terms = {"nll": value.item()}
+    loss = mode.pred_obs.new_zeros(())
+    terms = {}
+    if w_nll > 0:
+        value = -model.log_prob(batch, batch["params"]).mean()
+        loss, terms["nll"] = loss + w_nll * value, value.item()
     for name, w, h in (("kp2d_mode", w_2d_mode, mode), ("kp2d_samples", w_2d_samples, hyp)):
         if w > 0 and h is not None:
             kp = _keypoint_l1(h.pred_obs / 2, batch["obs"] / 2, vis).mean()

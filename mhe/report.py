@@ -143,6 +143,7 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
 # Display names and supervision of the body models (rows of figures/05_body_metrics.csv), in table order.
 BODY_LABELS = {
     "mhentropy": ("MHEntropy", "2D visible"),
+    "prohmr_2d": ("ProHMR's objective, no pose labels", "2D visible"),
     "nll": ("NLL (ProHMR's objective)", "2D visible + SMPL pose labels"),
     "min_of_n": ("min-of-N", "2D visible"),
     "deterministic": ("deterministic (HMR-style)", "2D visible"),

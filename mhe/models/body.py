@@ -8,7 +8,8 @@ the shape β and the camera. SMPL (:mod:`mhe.body`) turns each hypothesis into t
 which skips the 6890-vertex mesh; meshes are computed on request (:meth:`BodySpec.vertices`).
 
 The prior keeps bodies bodies: the soft anatomical joint limits of :mod:`mhe.body.body_limits` on every
-joint, the orthonormality term, and a soft box on β. ``plausible`` reports whether every joint of a
+joint (``model.pose_prior: joint_limits``), optionally a pose mixture fitted on unpaired poses
+(``learned``, :mod:`mhe.body.pose_prior`), the orthonormality term, and a soft box on β. ``plausible`` reports whether every joint of a
 hypothesis is within its limits, as for hands.
 """
 
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mhe.body import BODY_BONE, BODY_KEYPOINTS, BODY_ROOT, SMPL_TO_BODY, load_smpl
+from mhe.body import BODY_BONE, BODY_KEYPOINTS, BODY_PARENTS, BODY_ROOT, SMPL_TO_BODY, load_smpl
 from mhe.body.body_limits import BODY_PLAUSIBLE_TOLERANCE, BodyLimits
+from mhe.body.pose_prior import benchmark_pose_gmm
 from mhe.config import ModelConfig
 from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 from mhe.models.multi_hypothesis import BodySpec, MultiHypothesisModel
@@ -52,6 +54,8 @@ class SMPLSpec(BodySpec):
 
     name = "body"
     num_keypoints = len(BODY_KEYPOINTS)
+    keypoint_names = tuple(BODY_KEYPOINTS)
+    parents = tuple(int(p) for p in BODY_PARENTS)
     root = BODY_ROOT
     bone = BODY_BONE
     crop_pixels = CROP_PIXELS
@@ -66,7 +70,11 @@ class SMPLSpec(BodySpec):
         if not cfg.rotation_in_flow:
             raise ValueError("a body model samples the global orientation with the pose (ProHMR's setting): "
                              "set model.rotation_in_flow: true")
+        if cfg.pose_prior not in ("joint_limits", "learned"):
+            raise ValueError(f"a body's model.pose_prior must be 'joint_limits' or 'learned' (joint limits plus a "
+                             f"pose mixture fitted on unpaired poses), got {cfg.pose_prior!r}")
         self.pose_repr = cfg.pose_repr
+        self.pose_prior = cfg.pose_prior
         self.joint_limit_weight = float(cfg.joint_limit_weight)
         smpl = load_smpl() if smpl is None else smpl
         for module in smpl.modules():
@@ -75,6 +83,8 @@ class SMPLSpec(BodySpec):
                     module.register_buffer(name, buf, persistent=False)
         self.smpl = smpl
         self.limits = BodyLimits()
+        # the learned prior's mixture is saved with the model (it holds no licensed data)
+        self.pose_gmm = benchmark_pose_gmm() if self.pose_prior == "learned" else None
         self.register_buffer("keypoint_ids", torch.as_tensor(SMPL_TO_BODY, dtype=torch.long), persistent=False)
         self.pose_dim = BODY_POSE_DIMS[cfg.pose_repr]
         rest = torch.tensor(_REST[cfg.pose_repr], dtype=torch.float32).repeat(NUM_BODY_JOINTS)
@@ -119,6 +129,8 @@ class SMPLSpec(BodySpec):
     def log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         aa = self.body_pose(theta).unflatten(-1, (NUM_BODY_JOINTS, 3))
         pose = self.limits.log_prior(aa, self.joint_limit_weight) - ORTHO_WEIGHT * self.rotation_penalty(theta)
+        if self.pose_gmm is not None:
+            pose = pose + self.pose_gmm.log_prob(aa.flatten(-2))
         beta = box_prior(head["betas"], BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT)
         return pose + beta[:, None]
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mhe.body import HAND_BONE, HAND_ROOT, load_mano
+from mhe.body import HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_mano
 from mhe.body.limits import PLAUSIBLE_TOLERANCE, FingerLimits
 from mhe.config import ModelConfig
 from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
@@ -36,6 +36,8 @@ class HandSpec(BodySpec):
 
     name = "hand"
     num_keypoints = 21
+    keypoint_names = tuple(HAND_KEYPOINTS)
+    parents = tuple(int(p) for p in HAND_PARENTS)
     root = HAND_ROOT
     bone = HAND_BONE
     crop_pixels = CROP_PIXELS

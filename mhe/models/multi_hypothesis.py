@@ -47,6 +47,7 @@ class BodySpec(nn.Module):
     Attributes:
         name: "hand", "body", ...
         num_keypoints: J, the keypoints the model predicts and the encoder reads.
+        keypoint_names, parents: their names and each one's parent in the drawn skeleton (-1: none).
         root: index of the root keypoint (3D outputs are root-relative).
         bone: (parent, child) keypoints whose distance normalises 3D outputs (the paper's protocol).
         pose_dim: D, the dimension of the flow's variable θ.
@@ -59,6 +60,8 @@ class BodySpec(nn.Module):
 
     name: str = "body"
     num_keypoints: int
+    keypoint_names: tuple[str, ...] = ()
+    parents: tuple[int, ...] = ()
     root: int
     bone: tuple[int, int]
     pose_dim: int

@@ -20,6 +20,7 @@ OBJECTIVE_COLORS = {
     "mhentropy_rot": "#6a3d9a",
     "mhentropy_3d": "#0b5d45",
     "nll_3d": "#3b6310",
+    "prohmr_2d": "#b2df8a",
     "no_entropy": "#d95f02",
     "no_reconstruction": "#7570b3",
     "no_prior": "#e7298a",

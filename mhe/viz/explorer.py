@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
-from mhe.body import HAND_ROOT
+from mhe.body import HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT
 from mhe.metrics import ITEM_METRICS, item_metrics, joint_diversity, per_item_metrics, ratio_of_diversity
 from mhe.viz import OBJECTIVE_COLORS
 from mhe.viz.explorer_figures import (
@@ -119,6 +119,16 @@ class HypothesisExplorer:
         if int(num_samples) < 2:
             raise ValueError(f"num_samples must be at least 2 (diversity needs two hypotheses), got {num_samples}")
         self.models = dict(models)
+        specs = {name: getattr(m, "spec", None) for name, m in self.models.items()}
+        kinds = {(s.num_keypoints, s.root) for s in specs.values() if s is not None}
+        if len(kinds) > 1:
+            raise ValueError("the models decode different bodies (keypoints, root): explore hands and bodies "
+                             "in separate explorers")
+        spec = next(iter(specs.values()))
+        # the body the hypotheses are of (hands by default: models without a spec are hand models)
+        self.root = int(spec.root) if spec is not None else HAND_ROOT
+        self.keypoint_names = tuple(spec.keypoint_names) if spec is not None else tuple(HAND_KEYPOINTS)
+        self.parents = tuple(spec.parents) if spec is not None else tuple(int(p) for p in HAND_PARENTS)
         self.dataset = dataset
         self.num_samples = int(num_samples)
         self.temperature = self._check_temperature(temperature)
@@ -221,7 +231,7 @@ class HypothesisExplorer:
         """:func:`mhe.metrics.item_metrics` of the first ``num_hypotheses`` (default all S) hypotheses of item ``index``."""
         hyp, _, _ = self._shown(index, objective, temperature, num_hypotheses)
         gt_xyz, gt_uv, visible = self._ground_truth(index)
-        out = item_metrics(hyp["xyz_mm"], gt_xyz, hyp["uv_px"], gt_uv, visible, HAND_ROOT)
+        out = item_metrics(hyp["xyz_mm"], gt_xyz, hyp["uv_px"], gt_uv, visible, self.root)
         if "plausible" in hyp:  # the fraction of the shown hypotheses within the joint limits
             out["plausible"] = float(hyp["plausible"].double().mean())
         return out
@@ -246,12 +256,12 @@ class HypothesisExplorer:
         gt = [self._ground_truth(i) for i in range(n)]
         gt_xyz, gt_uv, vis = (torch.stack(x) for x in zip(*gt))
         keep = torch.ones(vis.shape[1], dtype=torch.bool)
-        keep[HAND_ROOT] = False
+        keep[self.root] = False
         rows = []
         for name in names:
             hyps = [self._shown(i, name, t, S)[0] for i in range(n)]
             per = per_item_metrics(torch.stack([h["xyz_mm"] for h in hyps]), gt_xyz,
-                                   torch.stack([h["uv_px"] for h in hyps]), gt_uv, vis, HAND_ROOT)
+                                   torch.stack([h["uv_px"] for h in hyps]), gt_uv, vis, self.root)
             frame = pd.DataFrame({k: per[k].cpu().numpy() for k in METRIC_KEYS})
             if all("plausible" in h for h in hyps):
                 frame["plausible"] = torch.stack([h["plausible"].double().mean() for h in hyps]).numpy()
@@ -301,6 +311,7 @@ class HypothesisExplorer:
         (default all S) hypotheses at ``temperature`` (default the explorer's), metrics in the title."""
         hyp, t, n = self._shown(index, objective, temperature, num_hypotheses)
         return hypotheses_figure(hyp["xyz_mm"], hyp["uv_px"], *self._ground_truth(index),
+                                 joint_names=self.keypoint_names, parents=self.parents, root=self.root,
                                  color=OBJECTIVE_COLORS.get(objective, "#555555"),
                                  title=self.title(index, objective, t, n))
 

@@ -260,7 +260,7 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None) -> 
     fig.update_layout(
         title=dict(text=title or "accuracy vs diversity, one point per test item (click a point to explore it)",
                    font=dict(size=14)),
-        xaxis_title="PJD 3D of occluded joints (mm): diversity where the hand is hidden",
+        xaxis_title="PJD 3D of occluded joints (mm): diversity where the hand or body is hidden",
         yaxis_title="BH-MPJPE (mm): error of the best hypothesis",
         template="plotly_white", autosize=True, height=560, legend=dict(title="objective"),
         margin=dict(l=70, r=20, t=70, b=60),

@@ -27,6 +27,7 @@ LABELS = {
     "mhentropy_rot": "MHEntropy (rotation in the flow)",
     "mhentropy_3d": "MHEntropy + 3D",
     "nll_3d": "NLL + 3D (ProHMR-style)",
+    "prohmr_2d": "ProHMR, 2D only",
     "no_entropy": "no entropy",
     "nll": "NLL (ProHMR-style)",
     "min_of_n": "min-of-N",
