@@ -234,6 +234,18 @@ def setting_results(metrics: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def body_validation_results(table: pd.DataFrame) -> str:
+    """The README's block of the body settings chosen on validation (``figures/05_body_validation_choices.csv``)."""
+    lines = ["| run | objective | b | prior | steps | PA-MPJPE BH | PA-MPJPE BH ambiguous | mode MPJPE | mean MPJPE "
+             "| PJD 3D-occ | rd_mm | rd_mm ambiguous | plausible |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| `{r['run']}` | {r['objective']} | {_num(r['b'], 3)} | {r['prior']} | {int(r['step'])} "
+                     f"| {_num(r['pa_mpjpe_bh'])} | {_num(r['pa_mpjpe_bh_ambiguous'])} | {_num(r['mpjpe_mode'])} "
+                     f"| {_num(r['mpjpe_mean'])} | {_num(r['pjd_3d_occ'], 2)} | {_num(r['rd_mm'], 3)} "
+                     f"| {_num(r['rd_mm_ambiguous'], 3)} | {_pct(r['plausible'])} |")
+    return "\n".join(lines)
+
+
 def validation_results(table: pd.DataFrame) -> str:
     """The README's block of the settings chosen on validation (``figures/04_validation_choices.csv``)."""
     lines = ["| run | pose | prior | rotation | steps | BH-MPJPE | mean MPJPE | AH | RD | plausible "
@@ -262,6 +274,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "hand-validation": lambda figures: validation_results(pd.read_csv(figures / "04_validation_choices.csv")),
     "toy-results": _toy_block,
     "body-results": lambda figures: body_results(_read(figures / "05_body_metrics.csv")),
+    "body-validation": lambda figures: body_validation_results(pd.read_csv(figures / "05_body_validation_choices.csv")),
 }
 
 

@@ -180,3 +180,20 @@ def test_load_or_train_a_body_in_smoke_mode(tmp_path):
     assert isinstance(model, MultiHypothesisBody) and cfg.objective.name == "prohmr"
     with pytest.raises(ValueError, match="objective must be one of"):
         load_or_train("mhentropy_aa", body="body", smoke=True)
+
+
+def test_the_explorer_shows_bodies(model):
+    """The hand explorer works on body models unchanged: the skeleton, names and root come from the spec."""
+    from mhe.data.synthetic_bodies import SyntheticBodies
+    from mhe.viz.explorer import HypothesisExplorer
+
+    data = SyntheticBodies("test", 4, seed=3)
+    model.eval()
+    ex = HypothesisExplorer({"mhentropy": model}, data, num_samples=6)
+    assert ex.root == BODY_ROOT and len(ex.keypoint_names) == 17 and ex.parents[0] == -1
+    hyp = ex.hypotheses(1, "mhentropy")
+    assert hyp["xyz_mm"].shape == (6, 17, 3)
+    fig = ex.item_figure(1, "mhentropy", num_hypotheses=4)
+    assert "BH-MPJPE" in fig.layout.title.text
+    frame = ex.dataset_metrics(3)
+    assert len(frame) == 3 and frame["occluded"].max() <= 16

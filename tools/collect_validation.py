@@ -1,4 +1,5 @@
-"""Collect the validation results that chose the shipped hand settings into figures/04_validation_choices.csv.
+"""Collect the validation results that chose the shipped settings into figures/04_validation_choices.csv (hands)
+or, with ``--out figures/05_body_validation_choices.csv``, the body runs' (objective, b, prior).
 
 Each candidate is a training run (``runs/<name>``) whose ``val_log.csv`` the trainer wrote; the last
 validation of each (S = 50 at T = 0.8 on the first 256 validation hands, the trainer's setting) goes into
@@ -18,6 +19,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = ("step", "mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "ah", "pjd_2d_vis", "pjd_3d_occ", "rd", "rd_mm", "plausible",
         "flip_rate", "mpjpe_bh_flip", "mpjpe_bh_noflip")
+# bodies: the body protocol's accuracy and the ambiguous subset's diversity
+KEEP_BODY = ("step", "pa_mpjpe_bh", "pa_mpjpe_bh_ambiguous", "mpjpe_mode", "mpjpe_mean", "pjd_2d_vis", "pjd_3d_occ",
+             "rd_mm", "rd_mm_ambiguous", "plausible")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in map(Path, args.runs):
         val = pd.read_csv(run / "val_log.csv")
-        m = load_config(run / "config.yaml").model
+        cfg = load_config(run / "config.yaml")
+        m = cfg.model
+        if m.body == "body":
+            last = val.iloc[-1]
+            row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b,
+                   "prior": f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"}
+            row.update({k: last[k] for k in KEEP_BODY if k in last})
+            rows.append(row)
+            continue
         rotation = "flow + flip mixture" if m.flip_mixture else ("flow" if m.rotation_in_flow else "head")
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
         last = val.iloc[-1]
