@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         if m.body == "body":
             last = val.iloc[-1]
             row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b,
-                   "prior": f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"}
+                   "prior": "none (ProHMR's objective)" if cfg.objective.name == "prohmr"
+                   else f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"}
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
