@@ -185,13 +185,21 @@ def body_takeaways(metrics: pd.DataFrame) -> str:
     out = []
     if has("mhentropy") and has("nll"):
         a, b = m.loc["mhentropy"], m.loc["nll"]
-        out.append(f"**Diverse where the body is hidden** (ambiguous bodies, `rd_mm`, lower is better): MHEntropy "
-                   f"{_num(a.rd_mm_ambiguous, 3)} against NLL's {_num(b.rd_mm_ambiguous, 3)} "
+        out.append(f"**Diversity where the body is hidden** (ambiguous bodies, `rd_mm`, lower is better): MHEntropy "
+                   f"{_num(a.rd_mm_ambiguous, 3)} against NLL's {_num(b.rd_mm_ambiguous, 3)} (ProHMR's objective with "
+                   f"pose labels) "
                    f"({a.rd_mm_ambiguous / b.rd_mm_ambiguous:.2f} ×); occluded-joint diversity "
                    f"{_num(a.pjd_3d_occ_ambiguous)} mm against {_num(b.pjd_3d_occ_ambiguous)} mm.")
         out.append(f"**Accuracy of the best of 25** (PA-MPJPE): MHEntropy {_num(a.pa_mpjpe_bh)} mm on all bodies and "
                    f"{_num(a.pa_mpjpe_bh_ambiguous)} mm on the ambiguous ones; NLL {_num(b.pa_mpjpe_bh)} and "
                    f"{_num(b.pa_mpjpe_bh_ambiguous)} mm.")
+    if has("mhentropy") and has("prohmr_2d"):
+        a, p = m.loc["mhentropy"], m.loc["prohmr_2d"]
+        out.append(f"**Without pose labels ProHMR's objective collapses**, as the paper found: its hypotheses "
+                   f"spread {_num(p.pjd_3d_occ_ambiguous, 2)} mm on hidden joints and {_num(p.pjd_2d_vis_ambiguous, 2)} px "
+                   f"on visible ones (MHEntropy: {_num(a.pjd_3d_occ_ambiguous, 2)} mm and "
+                   f"{_num(a.pjd_2d_vis_ambiguous, 2)} px; `rd_mm` {_num(p.rd_mm_ambiguous, 3)} against "
+                   f"{_num(a.rd_mm_ambiguous, 3)}), and with no prior its bodies are {_pct(p.plausible)} plausible.")
     if has("mhentropy") and has("deterministic"):
         a, d = m.loc["mhentropy"], m.loc["deterministic"]
         out.append(f"**A single answer, fairly compared.** The deterministic regressor is {_num(d.mpjpe_bh)} mm off; "

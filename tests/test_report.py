@@ -83,3 +83,30 @@ def test_readme_blocks_match_the_committed_csvs():
     assert "<!-- generated: hand-results -->" in text
     assert report.render_readme(text, ROOT / "figures") == text, (
         "README.md's generated results differ from figures/*.csv: run `python -m mhe.report`")
+
+
+def _body_table() -> pd.DataFrame:
+    cols = ["pa_mpjpe_bh", "pa_mpjpe_bh_ambiguous", "mpjpe_bh", "mpjpe_mode", "mpjpe_mean", "ah_ambiguous",
+            "pjd_2d_vis_ambiguous", "pjd_3d_occ_ambiguous", "rd_ambiguous", "rd_mm_ambiguous", "plausible",
+            "px_per_mm", "n_images", "n_ambiguous"]
+    rows = {
+        "mhentropy": [70.0, 80.0, 110.0, 125.0, 130.0, 9.0, 2.0, 40.0, 0.05, 0.36, 0.99, 0.14, 500, 230],
+        "prohmr_2d": [160.0, 170.0, 250.0, 250.0, 250.0, 12.0, 0.1, 0.8, 0.125, 0.9, 0.02, 0.14, 500, 230],
+        "nll": [65.0, 72.0, 100.0, 130.0, 170.0, 25.0, 10.0, 120.0, 0.083, 0.6, 0.9, 0.14, 500, 230],
+        "deterministic": [90.0, 99.0, 140.0, 140.0, 140.0, 6.0, 0.0, 0.0, math.nan, math.nan, 0.98, 0.14, 500, 230],
+    }
+    return pd.DataFrame(rows, index=cols).T
+
+
+def test_body_takeaways_quote_only_the_table():
+    table = _body_table()
+    text = report.body_takeaways(table)
+    assert f"({0.36 / 0.6:.2f} ×)" in text and "MHEntropy 0.360 against NLL's 0.600" in text
+    assert "deterministic regressor is 140.0 mm off" in text
+    allowed = {f"{v:.{d}f}" for v in table.to_numpy().ravel() if math.isfinite(v) for d in (1, 2, 3)}
+    allowed |= {f"{100 * v:.1f}" for v in table["plausible"]}
+    assert _numbers(text) <= allowed | {f"{0.36 / 0.6:.2f}"}, _numbers(text) - allowed
+    full = report.body_results(table)
+    assert "| MHEntropy | 2D visible | 70.0 | 80.0 |" in full and "500 test bodies, 230 of them ambiguous" in full
+    # rows in the table's order: MHEntropy, ProHMR without labels, NLL, ..., deterministic
+    assert full.index("| MHEntropy |") < full.index("| ProHMR's objective, no pose labels |") < full.index("| NLL")
