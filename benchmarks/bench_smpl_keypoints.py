@@ -1,6 +1,6 @@
 """SMPL keypoints without the mesh: forward+backward of ``BodyModel.keypoints`` vs the full ``forward``.
 
-Run: ``python benchmarks/smpl_keypoints.py [--batch 512] [--device cpu|cuda] [--threads N] [--repeats 7]
+Run: ``python benchmarks/bench_smpl_keypoints.py [--batch 512] [--device cpu|cuda] [--threads N] [--repeats 7]
 [--json PATH]``. Times, after a warm-up, the median over repeats of one forward+backward pass of B random
 poses and shapes: the full mesh (``forward``, gradients through its joints) and the keypoints-only path
 for the 17 body keypoints (``keypoints(joints=SMPL_TO_BODY)``), and prints both in milliseconds with the
