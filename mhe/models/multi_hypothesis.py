@@ -338,13 +338,11 @@ class MultiHypothesisModel(nn.Module):
         drawn first, so they are those of :meth:`hypotheses` under the same generator state. For a body
         with ``spec.mode_first`` (SMPL, ProHMR's protocol) hypothesis 0 is the mode and S - 1 samples follow."""
         mode_first = self.spec.mode_first and not self.deterministic
-        if self.deterministic:
-            hyp = self.mode(batch)
-        elif mode_first and num_samples == 1:
-            hyp = self.mode(batch)
-        else:
+        if self.deterministic or (mode_first and num_samples == 1):
+            hyp = mode = self.mode(batch)
+        else:  # the samples first, then the mode (which draws no random numbers)
             hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
-        mode = hyp if self.deterministic or (mode_first and num_samples == 1) else self.mode(batch)
+            mode = self.mode(batch)
         scale_mm = batch["scale"].to(hyp.pred_obs)[:, None, None, None] * 1000.0
         joints, obs, pose = hyp.extras["joints_3d"], hyp.pred_obs, hyp.extras["pose"]
         if mode_first and num_samples > 1:  # ProHMR's protocol: hypothesis 0 is the mode
