@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     ev.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
 
+    me = sub.add_parser("meshes", help="write one item's hypotheses as meshes (.ply/.obj/.glb) for MeshLab or Blender",
+                        description="Rebuild a checkpoint's experiment and write the meshes of S hypotheses of one "
+                        "item (one colour each) and of its ground truth (dark grey): mm, root-relative.")
+    me.add_argument("--checkpoint", required=True, help="a checkpoint path or a shipped one's name (body_mhentropy, ...)")
+    me.add_argument("--out", required=True, help="the mesh file to write: .ply, .obj or .glb")
+    me.add_argument("--item", type=_nonnegative_int, default=0, help="index of the item in the split (default 0)")
+    me.add_argument("--split", choices=("val", "test"), default="test")
+    me.add_argument("--samples", type=_positive_int, default=10, help="hypotheses to write (default 10)")
+    me.add_argument("--temperature", type=_positive_float, default=EVAL_TEMPERATURE)
+    me.add_argument("--data-seed", type=_nonnegative_int, help="a fresh split of a generated benchmark")
+    me.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     rep = sub.add_parser("reproduce", help="run every notebook with SMOKE=False and write figures/")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--only", nargs="*", help="substrings of notebook names to run")
@@ -159,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "meshes":
+            return _meshes(args)
         if args.command == "reproduce":
             from mhe.notebooks import reproduce
 
@@ -244,6 +257,24 @@ def _check_device(preference: str | None) -> None:
         default_device(preference)
     except RuntimeError as e:  # CUDA asked for on a machine without it, or a malformed device string
         raise ConfigError(str(e)) from None
+
+
+def _meshes(args: argparse.Namespace) -> int:
+    _check_device(args.device)
+    from mhe.viz.meshes import MESH_FORMATS
+
+    if Path(args.out).suffix.lower() not in MESH_FORMATS:
+        from mhe.config import ConfigError
+
+        raise ConfigError(f"--out {args.out}: give a file ending in {', '.join(MESH_FORMATS)}")
+    from mhe.experiments import export_checkpoint_meshes
+
+    path = export_checkpoint_meshes(args.checkpoint, args.out, index=args.item, split=args.split,
+                                    num_samples=args.samples, temperature=args.temperature,
+                                    data_seed=args.data_seed, device=args.device)
+    print(f"written {path}: {args.samples} hypotheses of {args.split} item {args.item} (one colour each) and the "
+          f"ground truth (dark grey), mm, root-relative")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

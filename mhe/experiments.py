@@ -274,6 +274,37 @@ def train_experiment(
     return trainer.fit(resume=resume, overwrite=overwrite)
 
 
+def _checkpoint_experiment(
+    path: str | os.PathLike, dataset: str | None, root: str | None, data_seed: int | None,
+    data_overrides: Sequence[str],
+) -> tuple[Experiment, dict, ExperimentConfig, Path]:
+    """A checkpoint's experiment rebuilt (optionally on another dataset, root, data seed or data setting):
+    ``(experiment, checkpoint, config, resolved path)``; the weights are not loaded yet."""
+    path = resolve_checkpoint_path(path)
+    ckpt = load_checkpoint(path)
+    cfg = checkpoint_config(ckpt, source=str(path))
+    if dataset is not None:
+        cfg.data.dataset = dataset
+    if root is not None:
+        cfg.data.root = root
+    if data_overrides:
+        bad = [o for o in data_overrides if not o.strip().startswith("data.")]
+        if bad:
+            raise ConfigError(f"evaluation overrides may only change the data section (data.key=value), got "
+                              f"{' '.join(bad)}; the model is the checkpoint's")
+        data = apply_overrides(config_to_dict(cfg), list(data_overrides))
+        cfg = config_from_dict(data)
+        validate_config(cfg)
+    if data_seed is not None:
+        if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
+            raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
+                              f"({', '.join(GENERATED_DATASETS)}); {cfg.data.dataset!r} is read from files")
+        cfg.data.data_seed = int(data_seed)
+    seed_everything(cfg.seed)
+    exp = build_experiment(cfg)
+    return exp, ckpt, cfg, path
+
+
 def evaluate_checkpoint(
     path: str | os.PathLike,
     *,
@@ -314,28 +345,7 @@ def evaluate_checkpoint(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if max_items is not None and max_items < 1:
         raise ValueError(f"max_items must be at least 1, got {max_items}")
-    path = resolve_checkpoint_path(path)
-    ckpt = load_checkpoint(path)
-    cfg = checkpoint_config(ckpt, source=str(path))
-    if dataset is not None:
-        cfg.data.dataset = dataset
-    if root is not None:
-        cfg.data.root = root
-    if data_overrides:
-        bad = [o for o in data_overrides if not o.strip().startswith("data.")]
-        if bad:
-            raise ConfigError(f"evaluation overrides may only change the data section (data.key=value), got "
-                              f"{' '.join(bad)}; the model is the checkpoint's")
-        data = apply_overrides(config_to_dict(cfg), list(data_overrides))
-        cfg = config_from_dict(data)
-        validate_config(cfg)
-    if data_seed is not None:
-        if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
-            raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
-                              f"({', '.join(GENERATED_DATASETS)}); {cfg.data.dataset!r} is read from files")
-        cfg.data.data_seed = int(data_seed)
-    seed_everything(cfg.seed)
-    exp = build_experiment(cfg)
+    exp, ckpt, cfg, path = _checkpoint_experiment(path, dataset, root, data_seed, data_overrides)
     if exp.evaluate_fn is None:
         raise ConfigError(f"the experiment for {cfg.data.dataset!r} has no evaluation function")
     data = exp.split(split)
@@ -362,6 +372,44 @@ def evaluate_checkpoint(
         "items": len(data),  # type: ignore[arg-type]
         "metrics": {k: (None if v != v else float(v)) for k, v in metrics.items()},  # NaN -> None (JSON null)
     }
+
+
+def export_checkpoint_meshes(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    index: int = 0,
+    split: str = "test",
+    num_samples: int = 10,
+    temperature: float = EVAL_TEMPERATURE,
+    dataset: str | None = None,
+    root: str | None = None,
+    data_seed: int | None = None,
+    data_overrides: Sequence[str] = (),
+    device: str | None = None,
+    seed: int = EVAL_SEED,
+) -> Path:
+    """Write the meshes of ``num_samples`` hypotheses of item ``index`` of a checkpoint's ``split`` (and its
+    ground truth) to ``out`` (``.ply``, ``.obj`` or ``.glb``; one colour per hypothesis, mm, root-relative):
+    what ``mhe meshes`` does. Seeded by ``seed``."""
+    from mhe.rng import isolated_rng
+    from mhe.viz.meshes import export_hypothesis_meshes
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    exp, ckpt, cfg, path = _checkpoint_experiment(path, dataset, root, data_seed, data_overrides)
+    data = exp.split(split)
+    if not 0 <= index < len(data):  # type: ignore[arg-type]
+        raise ConfigError(f"item {index} is out of range: the {split} split has {len(data)} items")  # type: ignore[arg-type]
+    load_model_state(exp.model, ckpt, source=str(path))
+    model = exp.model.to(default_device(device)).eval()
+    dev = next(model.parameters()).device
+    item = data[index]
+    batch = {k: v[None].to(dev) for k, v in item.items() if isinstance(v, torch.Tensor)}
+    with isolated_rng(seed):
+        verts = model.predict_meshes(batch, num_samples, temperature)[0].cpu()
+    truth = model.ground_truth_meshes(batch)
+    return export_hypothesis_meshes(out, verts, model.spec.faces, ground_truth=None if truth is None else truth[0].cpu())
 
 
 # ---------------------------------------------------------------------------------------------------

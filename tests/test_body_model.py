@@ -197,3 +197,36 @@ def test_the_explorer_shows_bodies(model):
     assert "BH-MPJPE" in fig.layout.title.text
     frame = ex.dataset_metrics(3)
     assert len(frame) == 3 and frame["occluded"].max() <= 16
+
+
+def test_hypothesis_meshes_match_the_skeletons_and_export(model, tmp_path):
+    """predict_meshes gives the meshes of predict's hypotheses (same seed → the mesh's joints are the
+    skeleton's), and the explorer writes them (one colour per hypothesis + the ground truth) for MeshLab."""
+    import trimesh
+
+    from mhe.data.synthetic_bodies import SyntheticBodies
+    from mhe.viz.explorer import HypothesisExplorer
+    from mhe.viz.meshes import export_hypothesis_meshes
+
+    model.eval()
+    batch = _batch(model, B=2)
+    torch.manual_seed(7)
+    pred = model.predict(batch, 4, 0.8)
+    torch.manual_seed(7)
+    verts = model.predict_meshes(batch, 4, 0.8)
+    assert verts.shape == (2, 4, 6890, 3)
+    # SMPL's joints regressed from the predicted meshes, mapped to the 17 keypoints, are predict's keypoints
+    joints = torch.einsum("jv,bsvc->bsjc", model.smpl.J_regressor.to(verts), verts)
+    body_joints = joints[..., [i for i in SMPL_TO_BODY if i < 24], :]
+    kept = [k for k, i in enumerate(SMPL_TO_BODY) if i < 24]
+    rel = body_joints - body_joints[..., :1, :]
+    assert torch.allclose(rel, pred["xyz_mm"][..., kept, :], atol=1e-2)
+    data = SyntheticBodies("test", 3, seed=3)
+    ex = HypothesisExplorer({"mhentropy": model}, data, num_samples=5)
+    path = ex.export_meshes(tmp_path / "hyps.ply", 1, "mhentropy", num_hypotheses=3)
+    mesh = trimesh.load(path, process=False)
+    assert mesh.vertices.shape == (4 * 6890, 3) and len(mesh.faces) == 4 * len(model.spec.faces)
+    colors = mesh.visual.vertex_colors[:: 6890, :3]
+    assert len({tuple(c) for c in colors.tolist()}) == 4  # three hypotheses and the ground truth
+    with pytest.raises(ValueError, match="ending in"):
+        export_hypothesis_meshes(tmp_path / "x.stl", verts[0].cpu(), model.spec.faces)

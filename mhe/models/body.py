@@ -94,6 +94,11 @@ class SMPLSpec(BodySpec):
         """Flow variable ``θ (..., D)`` → the 23 joint rotations in the pose representation ``(..., D)``."""
         return self.rest.to(theta.dtype) + BODY_FLOW_SCALE * theta
 
+    @property
+    def faces(self):
+        """The mesh's triangles ``(F, 3)`` int64 (numpy)."""
+        return self.smpl.faces
+
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "is_standin": bool(self.smpl.is_standin), "gender": self.smpl.gender}
 

@@ -75,6 +75,11 @@ class HandSpec(BodySpec):
         self.mano = mano
         self.pose_dim = cfg.num_pca_comps if use_pca else POSE_DIMS[cfg.pose_repr]
 
+    @property
+    def faces(self):
+        """The mesh's triangles ``(F, 3)`` int64 (numpy)."""
+        return self.mano.faces
+
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "is_standin": bool(self.mano.is_standin), "side": self.mano.side}
 

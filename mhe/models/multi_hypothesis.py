@@ -358,3 +358,35 @@ class MultiHypothesisModel(nn.Module):
         if plausible is not None:
             out["plausible"] = plausible
         return out
+
+    @torch.no_grad()
+    def predict_meshes(self, batch: dict, num_samples: int, temperature: float) -> Tensor:
+        """The meshes ``(B, S, V, 3)`` in mm of the hypotheses :meth:`predict` returns under the same generator
+        state (same order and count: the mode first for a ``mode_first`` body), root-relative and rescaled
+        as ``predict``'s keypoints are (by the ground-truth bone ``batch["scale"]`` over each hypothesis' own)."""
+        mode_first = self.spec.mode_first and not self.deterministic
+        if self.deterministic or (mode_first and num_samples == 1):
+            parts = [self.mode(batch)]
+        else:
+            hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
+            parts = [self.mode(batch), hyp] if mode_first else [hyp]
+        parent, child = self.spec.bone
+        out = []
+        for h in parts:
+            joints = h.extras["joints_metric"]
+            bone = torch.linalg.vector_norm(joints[..., child, :] - joints[..., parent, :], dim=-1).clamp_min(1e-8)
+            scale = batch["scale"].to(joints)[:, None] / bone * 1000.0
+            out.append(self.vertices(h) * scale[..., None, None])
+        return torch.cat(out, 1)
+
+    @torch.no_grad()
+    def ground_truth_meshes(self, batch: dict) -> Tensor | None:
+        """The ground truth's meshes ``(B, V, 3)`` in mm, root-relative, from the batch's ``params``,
+        ``global_orient`` and ``betas`` (None when the batch lacks them)."""
+        if not all(k in batch for k in ("params", "global_orient", "betas")):
+            return None
+        dtype = next(self.parameters()).dtype
+        theta = self.spec.params_from_gt(batch["params"].to(dtype))[:, None]
+        head = {"global_orient": batch["global_orient"].to(dtype), "betas": batch["betas"].to(dtype)}
+        verts, joints = self.spec.vertices(theta, head)
+        return (verts - joints[..., self.spec.root : self.spec.root + 1, :])[:, 0] * 1000.0

@@ -199,13 +199,8 @@ class HypothesisExplorer:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        model = self.models[objective]
-        device = next(model.parameters()).device
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in default_collate([self.item(index)]).items()}
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self._noise_seed(objective, index))
-            out = model.predict(batch, self.num_samples, t)  # S = 1 for a deterministic model
+        # S = 1 for a deterministic model
+        out = self._seeded(index, objective, lambda m, b: m.predict(b, self.num_samples, t))
         result = {"xyz_mm": out["xyz_mm"][0].float().cpu(), "uv_px": out["uv_px"][0].float().cpu()}
         if "plausible" in out:  # hands: whether each hypothesis keeps every finger joint within its limits
             result["plausible"] = out["plausible"][0].cpu()
@@ -213,6 +208,32 @@ class HypothesisExplorer:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return result
+
+    def _seeded(self, index: int, objective: str, draw: Any) -> Any:
+        """``draw(model, batch)`` on item ``index``'s batch under the noise seeded by (seed, objective, index)."""
+        model = self.models[objective]
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in default_collate([self.item(index)]).items()}
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self._noise_seed(objective, index))
+            return draw(model, batch)
+
+    def export_meshes(self, path: str | Any, index: int, objective: str, temperature: float | None = None,
+                      num_hypotheses: int | None = 10, ground_truth: bool = True) -> Any:
+        """Write the meshes of the first ``num_hypotheses`` hypotheses of item ``index`` — the same hypotheses
+        :meth:`item_figure` shows — to ``path`` (``.ply``, ``.obj`` or ``.glb``: one colour per hypothesis,
+        the ground truth in dark grey when the item holds its parameters), for MeshLab or Blender. mm,
+        root-relative, camera frame (y down). Returns the path."""
+        from mhe.viz.meshes import export_hypothesis_meshes
+
+        objective, index = self._check_objective(objective), self._check_index(index)
+        t, n = self._resolve(temperature, num_hypotheses)
+        verts = self._seeded(index, objective, lambda m, b: m.predict_meshes(b, self.num_samples, t))[0, :n]
+        model = self.models[objective]
+        truth = self._seeded(index, objective, lambda m, b: m.ground_truth_meshes(b)) if ground_truth else None
+        return export_hypothesis_meshes(path, verts.cpu(), model.spec.faces,
+                                        ground_truth=None if truth is None else truth[0].cpu())
 
     def _shown(self, index: int, objective: str, temperature: float | None,
                num_hypotheses: int | None) -> tuple[dict[str, Tensor], float, int]:
