@@ -197,3 +197,17 @@ def test_arguments_are_checked(smpl):
     with pytest.raises(IndexError):
         SyntheticBodies("val", 5, smpl=smpl)[5]
     assert np.isclose(len(SyntheticBodies("val", 7, smpl=smpl)), 7)
+
+
+def test_the_benchmark_figure_draws_each_occluding_box_over_the_keypoints_it_hides():
+    from mhe.viz.body import _occluder_outline
+    from matplotlib.path import Path as MplPath
+
+    data = SyntheticBodies("test", 40, seed=1)
+    with_box = [data[i] for i in range(40) if data[i]["object_occluded"].any()]
+    assert with_box, "no item with an occluder among 40"
+    for item in with_box[:5]:
+        outline = MplPath(_occluder_outline(item))
+        hidden = item["keypoints_2d_px"][item["object_occluded"]].numpy()
+        assert outline.contains_points(hidden, radius=1.0).all()
+    assert _occluder_outline({**with_box[0], "occluder": torch.zeros(16)}) is None

@@ -363,10 +363,27 @@ def plotly_mesh(
     return fig
 
 
+def _occluder_outline(item: dict) -> np.ndarray | None:
+    """The 2D outline (px of the 256 crop) of an item's occluding box, from its ``occluder`` record and
+    ``camera``; None when the item has no occluder."""
+    if "occluder" not in item or "camera" not in item:
+        return None
+    rec, cam = _np(item["occluder"]).astype(np.float64), _np(item["camera"]).astype(np.float64)
+    half = rec[13:16]
+    if not (half > 0).all():
+        return None
+    from scipy.spatial import ConvexHull
+
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * half
+    xyz = rec[1:4] + corners @ rec[4:13].reshape(3, 3).T
+    px = (np.exp(cam[0]) * xyz[:, :2] + cam[1:3] + 1.0) * 128.0
+    return px[ConvexHull(px).vertices]
+
+
 def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = None, ncols: int = 4) -> Figure:
     """Synthetic ambiguous bodies in their 256 px crops: each item's 17 keypoints and bones (the house
     encoding: visible joints blue dots, hidden ones red crosses), the crop border as a grey frame and the
-    keypoints outside it drawn where they would be. ``items``: dicts with ``keypoints_2d_px (17, 2)`` and
+    keypoints outside it drawn where they would be, and an occluding box as a grey shape. ``items``: dicts with ``keypoints_2d_px (17, 2)`` and
     ``visible (17,)`` (and, optionally, ``object_occluded`` / ``self_occluded`` / ``outside`` (17,) bool,
     which the default titles count)."""
     from mhe.body.keypoints import BODY_PARENTS
@@ -382,6 +399,9 @@ def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = No
             continue
         item = items[k]
         uv, vis = _np(item["keypoints_2d_px"]), _np(item["visible"]).astype(bool)
+        box = _occluder_outline(item)
+        if box is not None:
+            ax.add_patch(plt.Polygon(box, closed=True, fc="#9e9e9e", ec="#616161", alpha=0.45, lw=1.0, zorder=1))
         for j, p in enumerate(BODY_PARENTS):
             if p >= 0:
                 ax.plot(uv[[p, j], 0], uv[[p, j], 1], color=GROUND_TRUTH_COLOR if vis[j] and vis[p] else OCCLUDED_COLOR,
@@ -403,6 +423,9 @@ def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = No
                       if key in item and int(_np(item[key]).sum())]
             title = ", ".join(counts) or "all visible"
         ax.set_title(title, fontsize=8)
-    fig.legend(handles=[*visibility_handles(), Line2D([], [], color="#999999", ls="--", label="crop border")],
-               loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[*visibility_handles(), Line2D([], [], color="#999999", ls="--", label="crop border"),
+                        Patch(fc="#9e9e9e", ec="#616161", alpha=0.45, label="occluding box")],
+               loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     return fig
