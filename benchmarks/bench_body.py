@@ -17,8 +17,10 @@ from mhe.body import load_mano, load_smpl
 from mhe.utils import default_device, seed_everything
 
 
-def _time(fn, repeats: int, device: torch.device) -> float:
-    for _ in range(2):  # warm-up (allocator, lazy init)
+def median_ms(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds after ``warmup`` calls (allocator, lazy init), CUDA
+    synchronised around each call."""
+    for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
@@ -68,8 +70,8 @@ def main() -> None:
             (out.joints.square().sum() + out.vertices.square().sum()).backward()
 
         reps = max(2, args.repeats // 2) if name == "SMPL" else args.repeats
-        fwd = _time(forward, reps, device)
-        fb = _time(forward_backward, reps, device)
+        fwd = median_ms(forward, reps, device)
+        fb = median_ms(forward_backward, reps, device)
         print(f"{name:16s} forward {fwd:8.1f} ms   forward+backward {fb:8.1f} ms")
         if hasattr(model, "keypoints"):
             # the keypoints-only path the hand model trains with (no 778-vertex mesh)
@@ -81,8 +83,8 @@ def main() -> None:
             def kp_forward_backward():
                 model.keypoints(go, pose, betas).square().sum().backward()
 
-            kfwd = _time(kp_forward, reps, device)
-            kfb = _time(kp_forward_backward, reps, device)
+            kfwd = median_ms(kp_forward, reps, device)
+            kfb = median_ms(kp_forward_backward, reps, device)
             print(f"{name + ' kp':16s} forward {kfwd:8.1f} ms   forward+backward {kfb:8.1f} ms   "
                   f"(keypoints only: {fb / kfb:.1f}x faster with backward)")
 

@@ -12,31 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
+from bench_body import median_ms  # the benchmarks' one timing helper (same folder)
 from mhe.body import SMPL_TO_BODY, load_smpl
 from mhe.utils import default_device, seed_everything
-
-
-def _time(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
-    """Median wall time of ``fn`` in milliseconds (CUDA synchronised around each call)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -75,9 +58,9 @@ def main() -> None:
         "device": str(device), "threads": torch.get_num_threads(), "batch": B, "dtype": args.dtype,
         "standin": smpl.is_standin, "repeats": args.repeats,
         "forward_backward_ms": {
-            "forward (mesh)": _time(full, args.repeats, device),
-            "keypoints (17 body)": _time(keypoints, args.repeats, device),
-            "keypoints (all 45)": _time(keypoints_all, args.repeats, device),
+            "forward (mesh)": median_ms(full, args.repeats, device),
+            "keypoints (17 body)": median_ms(keypoints, args.repeats, device),
+            "keypoints (all 45)": median_ms(keypoints_all, args.repeats, device),
         },
     }
     ms = results["forward_backward_ms"]

@@ -898,27 +898,8 @@ class SyntheticHands(Dataset):
         else:
             object_occ, self_occ = _official_batch(obs, rel[..., 2], uv_verts, vrel[..., 2], self.faces, camera,
                                                    None if self.occlusion == 0 else occluder)
-        outside = (obs.abs() > 1).any(-1)
-        visible = ~(object_occ | self_occ | outside)
-
         bone = (joints[:, HAND_BONE[1]] - joints[:, HAND_BONE[0]]).norm(dim=-1)
-        items = {
-            "obs": obs,
-            "visible": visible,
-            "keypoints_2d_px": crop_to_pixels(obs, 256),
-            "px_per_mm": _px_per_mm(camera),
-            "joints_3d": rel / bone[:, None, None],
-            "scale": bone,
-            "joints_3d_mm": rel * 1000.0,
-            "params": params,
-            "global_orient": orient,
-            "betas": betas,
-            "camera": camera,
-            "object_occluded": object_occ,
-            "self_occluded": self_occ,
-            "outside": outside,
-            "occluder": occluder,
-        }
+        items = keypoint_items(obs, object_occ, self_occ, camera, rel, bone, params, orient, betas, occluder)
         if self.images:
             colour = np.clip(0.5 + 0.45 * Rotation.from_quat(draws["hue"]).as_matrix()[:, 0], 0.05, 0.95)
             zbuf, fbuf = rasterize_batch(uv_verts, vrel[..., 2], self.faces, raster)
@@ -932,6 +913,32 @@ class SyntheticHands(Dataset):
                 ))  # fmt: skip
             items["image"] = torch.stack(images)
         return items
+
+
+def keypoint_items(obs: Tensor, object_occ: Tensor, self_occ: Tensor, camera: Tensor, rel: Tensor, bone: Tensor,
+                   params: Tensor, orient: Tensor, betas: Tensor, occluder: Tensor) -> dict[str, Tensor]:
+    """The keys every generated item holds, hands and bodies alike, for a batch of n items: from the crop
+    keypoints ``obs (n, J, 2)``, the occlusion masks ``(n, J)``, ``camera (n, 3)``, the root-relative joints
+    ``rel (n, J, 3)`` and ``bone (n,)`` in metres, the pose, rotation, shape and occluder records. A keypoint
+    is visible unless an object or the body hides it or it falls outside the crop."""
+    outside = (obs.abs() > 1).any(-1)
+    return {
+        "obs": obs,
+        "visible": ~(object_occ | self_occ | outside),
+        "keypoints_2d_px": crop_to_pixels(obs, 256),
+        "px_per_mm": _px_per_mm(camera),
+        "joints_3d": rel / bone[:, None, None],
+        "scale": bone,
+        "joints_3d_mm": rel * 1000.0,
+        "params": params,
+        "global_orient": orient,
+        "betas": betas,
+        "camera": camera,
+        "object_occluded": object_occ,
+        "self_occluded": self_occ,
+        "outside": outside,
+        "occluder": occluder,
+    }
 
 
 def _pixels_of(obs: Tensor, n: int) -> tuple[Tensor, Tensor]:

@@ -59,8 +59,8 @@ from torch.utils.data import Dataset
 
 from mhe.body import BODY_BONE, BODY_ROOT, SMPL_TO_BODY, load_smpl
 from mhe.body.body_limits import BodyLimits
-from mhe.data.synthetic import _px_per_mm, _records_hide
-from mhe.geometry import crop_to_pixels, project_orthographic
+from mhe.data.synthetic import _records_hide, keypoint_items
+from mhe.geometry import project_orthographic
 from mhe.utils import atomic_torch_save
 
 __all__ = [
@@ -367,7 +367,6 @@ class SyntheticBodies(Dataset):
     def _generate_chunk(self, indices: Sequence[int]) -> dict[str, Tensor]:
         per_item = [self._draw(self.rng(i)) for i in indices]
         draws = {k: np.concatenate([d[k] for d in per_item]) for k in per_item[0]}
-        n = len(indices)
         params = self.limits.poses({"uniform": draws["uniform"], "normal": draws["normal"]}).float()
         orient = torch.from_numpy(Rotation.from_matrix(_rotation_matrices(draws)).as_rotvec()).float()
         betas = torch.from_numpy(draws["betas"]).float()
@@ -380,34 +379,14 @@ class SyntheticBodies(Dataset):
 
         camera, cut = self._cameras(rel.double(), ca, cb, cr, draws)
         obs = project_orthographic(rel, camera[:, 0], camera[:, 1:])
-        outside = (obs.abs() > 1).any(-1)
-
         occluder, object_occ = self._occluders(rel.double(), ca, cb, cr, draws)
         entry = _capsule_entry(rel[..., :2].double(), ca, cb, cr)  # (n, 17, C)
         allowance = self._allowance[None] * bone.double()[:, None, None]  # (n, 17, C), scaled with the body
         self_occ = (entry < rel[..., 2:].double() - self.self_tolerance - allowance).any(-1)
-        visible = ~(object_occ | self_occ | outside)
-        truncated = outside.any(-1)
-        hidden = (~visible[:, _NON_ROOT]).sum(-1)
-        return {
-            "obs": obs,
-            "visible": visible,
-            "keypoints_2d_px": crop_to_pixels(obs, 256),
-            "px_per_mm": _px_per_mm(camera),
-            "joints_3d": rel / bone[:, None, None],
-            "scale": bone,
-            "joints_3d_mm": rel * 1000.0,
-            "params": params,
-            "global_orient": orient,
-            "betas": betas,
-            "camera": camera,
-            "object_occluded": object_occ,
-            "self_occluded": self_occ,
-            "outside": outside,
-            "truncated": truncated,
-            "ambiguous": truncated | (hidden >= AMBIGUOUS_MIN_HIDDEN),
-            "occluder": occluder,
-        }
+        items = keypoint_items(obs, object_occ, self_occ, camera, rel, bone, params, orient, betas, occluder)
+        truncated = items["outside"].any(-1)
+        hidden = (~items["visible"][:, _NON_ROOT]).sum(-1)
+        return {**items, "truncated": truncated, "ambiguous": truncated | (hidden >= AMBIGUOUS_MIN_HIDDEN)}
 
     def _cameras(self, rel: Tensor, a: Tensor, b: Tensor, r: Tensor,
                  draws: dict[str, np.ndarray]) -> tuple[Tensor, np.ndarray]:

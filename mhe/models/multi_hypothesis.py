@@ -328,6 +328,18 @@ class MultiHypothesisModel(nn.Module):
 
     # -- predictions in metric units (what mhe.evaluation scores) -------------------------------
 
+    def _predicted(self, batch: dict, num_samples: int, temperature: float) -> tuple[list[Hypotheses], Hypotheses]:
+        """The parts of :meth:`predict`'s S hypotheses in order, and the mode: the mode alone for a
+        deterministic model (or S = 1 with ``spec.mode_first``); else the samples, drawn first, then the mode
+        (which draws no random numbers), with the mode as part 0 for a ``mode_first`` body."""
+        mode_first = self.spec.mode_first and not self.deterministic
+        if self.deterministic or (mode_first and num_samples == 1):
+            mode = self.mode(batch)
+            return [mode], mode
+        hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
+        mode = self.mode(batch)
+        return ([mode, hyp] if mode_first else [hyp]), mode
+
     @torch.no_grad()
     def predict(self, batch: dict, num_samples: int, temperature: float) -> dict[str, Tensor]:
         """Hypotheses in metric units: ``xyz_mm (B, S, J, 3)`` root-relative (the model's bone-normalised
@@ -337,18 +349,11 @@ class MultiHypothesisModel(nn.Module):
         returns its mode alone (S = 1) whatever ``num_samples`` and ``temperature``. The hypotheses are
         drawn first, so they are those of :meth:`hypotheses` under the same generator state. For a body
         with ``spec.mode_first`` (SMPL, ProHMR's protocol) hypothesis 0 is the mode and S - 1 samples follow."""
-        mode_first = self.spec.mode_first and not self.deterministic
-        if self.deterministic or (mode_first and num_samples == 1):
-            hyp = mode = self.mode(batch)
-        else:  # the samples first, then the mode (which draws no random numbers)
-            hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
-            mode = self.mode(batch)
-        scale_mm = batch["scale"].to(hyp.pred_obs)[:, None, None, None] * 1000.0
-        joints, obs, pose = hyp.extras["joints_3d"], hyp.pred_obs, hyp.extras["pose"]
-        if mode_first and num_samples > 1:  # ProHMR's protocol: hypothesis 0 is the mode
-            joints = torch.cat([mode.extras["joints_3d"], joints], 1)
-            obs = torch.cat([mode.pred_obs, obs], 1)
-            pose = torch.cat([mode.extras["pose"], pose], 1)
+        parts, mode = self._predicted(batch, num_samples, temperature)
+        joints = torch.cat([h.extras["joints_3d"] for h in parts], 1)
+        obs = torch.cat([h.pred_obs for h in parts], 1)
+        pose = torch.cat([h.extras["pose"] for h in parts], 1)
+        scale_mm = batch["scale"].to(obs)[:, None, None, None] * 1000.0
         out = {
             "xyz_mm": joints * scale_mm,
             "uv_px": crop_to_pixels(obs, self.spec.crop_pixels),
@@ -364,12 +369,7 @@ class MultiHypothesisModel(nn.Module):
         """The meshes ``(B, S, V, 3)`` in mm of the hypotheses :meth:`predict` returns under the same generator
         state (same order and count: the mode first for a ``mode_first`` body), root-relative and rescaled
         as ``predict``'s keypoints are (by the ground-truth bone ``batch["scale"]`` over each hypothesis' own)."""
-        mode_first = self.spec.mode_first and not self.deterministic
-        if self.deterministic or (mode_first and num_samples == 1):
-            parts = [self.mode(batch)]
-        else:
-            hyp = self.hypotheses(batch, num_samples - int(mode_first), temperature)
-            parts = [self.mode(batch), hyp] if mode_first else [hyp]
+        parts, _ = self._predicted(batch, num_samples, temperature)
         parent, child = self.spec.bone
         out = []
         for h in parts:
