@@ -16,11 +16,18 @@ Three questions, three functions on plain tensors (so they serve any model, the 
   α of them, so if the truth is distributed like one more hypothesis, it falls inside with
   probability α (a rank argument, whatever the distribution's shape). :func:`calibration_gap` is the
   mean absolute distance of a curve from the diagonal.
+
+:func:`diagnose_model` puts the three together with selection by extra evidence (:mod:`mhe.selection`)
+for one model over a data loader, on all items and on the ambiguous subset (bodies: the data's
+``ambiguous`` flag; hands: :func:`mhe.data.synthetic.occluded_hands`), one row each: what
+``tools/diagnostics.py`` writes to ``figures/04_hand_diagnostics.csv`` and ``figures/05_body_diagnostics.csv``
+(:func:`diagnostics_table`, with the settings of :data:`DIAGNOSTICS_SETTINGS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,6 +36,10 @@ __all__ = [
     "DEFAULT_ALPHAS",
     "calibration_curve",
     "calibration_gap",
+    "DIAGNOSTICS_SETTINGS",
+    "diagnose_model",
+    "diagnostics_table",
+    "test_split",
     "ground_truth_log_likelihood",
     "hypotheses_ess",
     "importance_ess",
@@ -125,3 +136,179 @@ def calibration_gap(curve: Tensor, alphas: Sequence[float] = DEFAULT_ALPHAS) -> 
     if curve.shape != alphas_t.shape:
         raise ValueError(f"curve has {tuple(curve.shape)} values for {len(alphas_t)} alphas")
     return float((curve.double() - alphas_t).abs().mean())
+
+
+def _calib_columns(curve: Tensor, alphas: Sequence[float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{a:g}": float(v) for a, v in zip(alphas, curve)}
+
+
+@torch.no_grad()
+def diagnose_model(
+    model: Any,
+    loader: Iterable[dict],
+    *,
+    subset: Callable[[Tensor], Tensor] | None = None,
+    subset_name: str = "ambiguous",
+    b: float = 0.03,
+    num_samples: int = 200,
+    temperature: float = 0.8,
+    calibration_samples: int = 200,
+    depth_joints: Sequence[int] = (),
+    view_angle: float = 90.0,
+    noise_mm: float = 0.0,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    seed: int = 0,
+) -> list[dict[str, float | str]]:
+    """Posterior diagnostics and selection by extra evidence of one model, on all items and on a subset.
+
+    Args:
+        model: a :class:`mhe.models.multi_hypothesis.MultiHypothesisModel` (hand or body).
+        loader: the items, in batches (``mhe.evaluation.EVAL_BATCH_SIZE`` for the official sampling).
+        subset: ``visible (N, J) -> (N,) bool`` picking the ambiguous items; ``None``: the data's own
+            ``ambiguous`` flag (bodies).
+        subset_name: the ``subset`` value of the second row.
+        b: the Laplace scale of the target whose ESS is measured (the MHEntropy objective's).
+        num_samples, temperature: the sampling the selection works on (the official evaluation).
+        calibration_samples: hypotheses at temperature 1 for the ESS and the calibration curve.
+        depth_joints: the joints whose depths :func:`mhe.selection.depth_scores` is given.
+        view_angle: the second view, turned about the first camera's y axis (90°: a side view).
+        noise_mm: the noise on the noisy second view's keypoints (a second row of selection).
+        alphas: the calibration levels.
+        seed: every random generator is seeded with it (the sampling and the noise).
+
+    Returns:
+        Two dicts, ``subset`` "all" then ``subset_name``, each with ``n_items``; ``ess`` (mean ESS / S of
+        :func:`hypotheses_ess`), ``gt_loglik_per_dim`` (mean :func:`ground_truth_log_likelihood`),
+        ``calibration_gap_occ`` / ``calibration_gap_vis`` (occluded / visible non-root joints, 3D) and the
+        occluded joints' curve ``calib_occ_<α>`` (all NaN for a deterministic model); the MPJPE (mm) of the
+        ``mode``, the ``mean`` hypothesis (a random pick on average), the ``oracle`` (BH-MPJPE) and of the
+        hypothesis selected by the second view (``selected_side_view``), by the noisy second view
+        (``selected_side_view_noisy``) and by the joints' depths (``selected_depths``).
+    """
+    from mhe import selection as sel
+    from mhe.evaluation import collect_predictions
+    from mhe.rng import isolated_rng
+
+    root = model.spec.root
+    deterministic = bool(getattr(model, "deterministic", False))
+    ess, ll = [], []
+    if not deterministic:
+        with isolated_rng(seed):
+            for batch in loader:
+                ess.append(hypotheses_ess(model, batch, num_samples=calibration_samples, b=b))
+                ll.append(ground_truth_log_likelihood(model, batch))
+        p1 = collect_predictions(model, loader, num_samples=calibration_samples, temperature=1.0, seed=seed)
+    p = collect_predictions(model, loader, num_samples=num_samples, temperature=temperature, seed=seed)
+    pick = p["ambiguous"].bool() if subset is None else subset(p["visible"]).bool()
+    occluded = ~p["visible"]
+    occluded[:, root] = False
+    visible = p["visible"].clone()
+    visible[:, root] = False
+    rotation = sel.view_rotation(view_angle)
+    side = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation)
+    noisy = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation, noise_mm=noise_mm,
+                                   generator=torch.Generator().manual_seed(seed))
+    depth = sel.depth_scores(p["pred_xyz"], p["gt_xyz"], depth_joints) if depth_joints else None
+    rows = []
+    for name, keep in (("all", torch.ones_like(pick)), (subset_name, pick)):
+        row: dict[str, float | str] = {"subset": name, "n_items": int(keep.sum())}
+        nan = float("nan")
+        if deterministic or not keep.any():
+            row.update({"ess": nan, "gt_loglik_per_dim": nan, "calibration_gap_occ": nan, "calibration_gap_vis": nan})
+            row.update({f"calib_occ_{a:g}": nan for a in alphas})
+        else:
+            row["ess"] = float(torch.cat(ess)[keep].nanmean())
+            row["gt_loglik_per_dim"] = float(torch.cat(ll)[keep].double().mean())
+            curve = calibration_curve(p1["pred_xyz"][keep], p1["gt_xyz"][keep], occluded[keep], alphas)
+            row["calibration_gap_occ"] = calibration_gap(curve, alphas)
+            row["calibration_gap_vis"] = calibration_gap(
+                calibration_curve(p1["pred_xyz"][keep], p1["gt_xyz"][keep], visible[keep], alphas), alphas)
+            row.update(_calib_columns(curve, alphas, "calib_occ"))
+        if keep.any():
+            xyz, gt = p["pred_xyz"][keep], p["gt_xyz"][keep]
+            report = sel.selection_report(xyz, gt, side[keep], p["mode_xyz"][keep])
+            row.update({"mode": report["mpjpe_mode"], "mean": report["mpjpe_mean"], "oracle": report["mpjpe_bh"],
+                        "selected_side_view": report["mpjpe_selected"],
+                        "selected_side_view_noisy": sel.selection_report(xyz, gt, noisy[keep])["mpjpe_selected"],
+                        "selected_depths": (sel.selection_report(xyz, gt, depth[keep])["mpjpe_selected"]
+                                            if depth is not None else nan)})
+        else:
+            row.update({k: nan for k in ("mode", "mean", "oracle", "selected_side_view", "selected_side_view_noisy",
+                                         "selected_depths")})
+        rows.append(row)
+    return rows
+
+
+# The settings of the committed diagnostics tables (tools/diagnostics.py, notebook 07), per body kind: the
+# shipped models; the test items (the first n of the fresh test split, data seed 1, as in the metrics tables);
+# the official sampling's S (T = 0.8 for both); the noise (mm, per coordinate) of the noisy second view, about
+# a fifth of the mode's error (hands ~25 mm, bodies ~110 mm); the joints whose depths are given (hands: the five
+# fingertips; bodies: ankles, head and wrists); the ambiguous subset's name; the CSV in figures/.
+DIAGNOSTICS_SETTINGS = {
+    "hand": dict(models=("mhentropy", "mhentropy_rot", "mhentropy_aa", "no_entropy", "nll", "min_of_n", "deterministic"),
+                 items=500, samples=200, noise_mm=5.0, depth_joints=(16, 17, 18, 19, 20), subset="occluded",
+                 csv="04_hand_diagnostics.csv"),
+    "body": dict(models=("mhentropy", "mhentropy_3d", "prohmr_2d", "nll", "nll_3d", "min_of_n", "deterministic"),
+                 items=500, samples=25, noise_mm=25.0, depth_joints=(3, 6, 10, 13, 16), subset="ambiguous",
+                 csv="05_body_diagnostics.csv"),
+}
+
+
+def test_split(body: str, items: int | None = None, *, cached: bool = True):
+    """The first ``items`` (default: the setting's) of the fresh test split (data seed 1) of ``body`` ("hand":
+    :class:`mhe.data.SyntheticHands` with occlusion 0.4; "body": :class:`mhe.data.synthetic_bodies.SyntheticBodies`),
+    as in the metrics tables. ``cached=False`` generates only those items (no disk cache; the same items)."""
+    from torch.utils.data import Subset
+
+    from mhe.utils import data_dir
+
+    if body not in DIAGNOSTICS_SETTINGS:
+        raise ValueError(f"body must be one of {tuple(DIAGNOSTICS_SETTINGS)}, got {body!r}")
+    n = int(items if items is not None else DIAGNOSTICS_SETTINGS[body]["items"])
+    # item i depends on (split, seed, i) only: the cached 500-item split serves any n <= 500
+    cache, size = (data_dir() / "cache", max(n, 500)) if cached else (None, n)
+    if body == "hand":
+        from mhe.data import SyntheticHands
+
+        test = SyntheticHands("test", size=size, seed=1, occlusion=0.4, cache_dir=cache, progress=False)
+    else:
+        from mhe.data.synthetic_bodies import SyntheticBodies
+
+        test = SyntheticBodies("test", size=size, seed=1, cache_dir=cache, progress=False)
+    return Subset(test, range(n))
+
+
+def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = None, *, cached: bool = True,
+                      calibration_samples: int = 200, log: Callable[[str], None] | None = print):
+    """:func:`diagnose_model` of ``models`` (``{name: model}``, e.g. the shipped ``body`` models from
+    :func:`mhe.experiments.load_model`) on the fresh test split (:func:`test_split`) → a DataFrame, one row
+    per (model, subset), with the settings of :data:`DIAGNOSTICS_SETTINGS` for ``body`` ("hand" or "body").
+
+    Hands: the occluded subset is :func:`mhe.data.synthetic.occluded_hands`; bodies: the data's ``ambiguous``
+    flag. The ESS target's Laplace scale is the packaged MHEntropy config's, for every model. ``cached=False``
+    generates the items without the disk cache (the same items; for a few of them).
+    """
+    import pandas as pd
+    from torch.utils.data import DataLoader
+
+    from mhe.config_io import load_config
+    from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED, EVAL_TEMPERATURE
+
+    s = DIAGNOSTICS_SETTINGS.get(body)
+    if s is None:
+        raise ValueError(f"body must be one of {tuple(DIAGNOSTICS_SETTINGS)}, got {body!r}")
+    subset = None
+    if body == "hand":
+        from mhe.data.synthetic import occluded_hands as subset
+    loader = DataLoader(test_split(body, items, cached=cached), batch_size=EVAL_BATCH_SIZE)
+    b = load_config(f"{body}_mhentropy").objective.b
+    rows = []
+    for name, model in models.items():
+        for row in diagnose_model(model, loader, subset=subset, subset_name=s["subset"], b=b, num_samples=s["samples"],
+                                  temperature=EVAL_TEMPERATURE, calibration_samples=calibration_samples,
+                                  depth_joints=s["depth_joints"], noise_mm=s["noise_mm"], seed=EVAL_SEED):
+            rows.append({"model": name, **row})
+            if log is not None:
+                log(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
+                              if not k.startswith("calib_occ_")))
+    return pd.DataFrame(rows)

@@ -9,6 +9,12 @@ Every number the README or a notebook states about a trained model is written he
 
 ``python -m mhe.report`` rewrites them from the CSVs, and ``python -m mhe.report --check`` (and a test)
 fails when the README and the CSVs disagree. Notebook 04 shows :func:`hand_takeaways` of its own table.
+
+The ``gallery`` block lists every PNG in ``figures/`` with the caption its notebook gives it
+(:func:`figure_captions`): a ``# caption: ...`` comment in the cell that saves the figure (or
+``# caption <name>: ...`` for one of several figures a cell saves), else the first sentence of the
+markdown cell above it. Notebook 07 shows :func:`beside_the_paper`, :func:`diagnostics_summary` and
+:func:`selection_summary` of the committed CSVs.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["BLOCKS", "body_results", "body_takeaways", "hand_results", "hand_takeaways", "render_readme", "seed_summary", "toy_results",
-           "setting_results", "validation_results"]
+__all__ = ["BLOCKS", "beside_the_paper", "body_results", "body_takeaways", "diagnostics_summary", "diagnostics_takeaways", "figure_captions", "gallery",
+           "hand_results", "hand_takeaways", "render_readme", "seed_summary", "selection_summary", "selection_takeaways", "setting_results",
+           "toy_results", "validation_results"]
 
 # Display names of the hand models (rows of figures/04_hand_metrics.csv), in table order.
 HAND_LABELS = {
@@ -275,6 +282,183 @@ def _toy_block(figures: Path) -> str:
     return toy_results(_read(figures / "01_posterior_match.csv"))
 
 
+# -- notebook 07: the diagnostics and selection tables, and the paper's numbers beside ours ------------
+
+SELECTIONS = ("selected_side_view", "selected_side_view_noisy", "selected_depths")
+
+
+def diagnostics_summary(frame: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
+    """The posterior diagnostics of a diagnostics table (``tools/diagnostics.py``) for one ``subset``, one
+    row per model: ``n_items``, ``ess`` (ESS / S), ``gt_loglik_per_dim``, ``calibration_gap_occ`` and
+    ``calibration_gap_vis`` (deterministic models: NaN)."""
+    rows = frame[frame["subset"] == subset].set_index("model")
+    return rows[["n_items", "ess", "gt_loglik_per_dim", "calibration_gap_occ", "calibration_gap_vis"]].copy()
+
+
+def selection_summary(frame: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
+    """Selection by extra evidence from a diagnostics table for one ``subset``, one row per model: the MPJPE
+    (mm) of the ``mode``, the ``mean`` hypothesis, each selection (:data:`SELECTIONS`) and the ``oracle``,
+    and for each of the last four its change against the mode in % (``<column>_vs_mode_pct``, negative:
+    better than the mode)."""
+    rows = frame[frame["subset"] == subset].set_index("model")
+    out = rows[["n_items", "mode", "mean"]].copy()
+    for col in (*SELECTIONS, "oracle"):
+        out[col] = rows[col]
+        out[f"{col}_vs_mode_pct"] = 100.0 * (rows[col] / rows["mode"] - 1.0)
+    return out
+
+
+def diagnostics_takeaways(hand: pd.DataFrame, body: pd.DataFrame, samples: int = 200) -> str:
+    """Markdown bullets on the diagnostics tables (hands' occluded and bodies' ambiguous subsets): which
+    model's occluded joints are best calibrated, how far MHEntropy is from it, how many curves lie below the
+    diagonal, and where the ESS sits (``samples``: the S it was measured with)."""
+    out = []
+    for label, frame, subset, unit in (("hands", hand, "occluded", "occluded hands"), ("bodies", body, "ambiguous",
+                                                                                         "ambiguous bodies")):
+        d = diagnostics_summary(frame, subset).dropna(subset=["calibration_gap_occ"])
+        if d.empty:
+            continue
+        best = d["calibration_gap_occ"].idxmin()
+        line = (f"**Calibration, {label}** ({unit}, occluded joints; 0 is calibrated): best "
+                f"{_label(best)} {_num(d.loc[best, 'calibration_gap_occ'], 3)}")
+        if "mhentropy" in d.index and best != "mhentropy":
+            line += (f", MHEntropy {_num(d.loc['mhentropy', 'calibration_gap_occ'], 3)} "
+                     f"({d.loc['mhentropy', 'calibration_gap_occ'] - d.loc[best, 'calibration_gap_occ']:+.3f})")
+        rows = frame[(frame["subset"] == subset) & frame["model"].isin(d.index)]
+        curve = [c for c in frame.columns if c.startswith("calib_occ_")]
+        alphas = [float(c[len("calib_occ_"):]) for c in curve]
+        below = int((rows[curve].to_numpy() < alphas).all(axis=1).sum())
+        line += (f"; {below} of the {len(d)} sampled models' curves lie below the diagonal at every α (too few true "
+                 f"joints inside: hypotheses narrower than their error). ESS / S: {_num(d['ess'].min(), 4)} to "
+                 f"{_num(d['ess'].max(), 4)} (its floor is 1/S = {1 / samples:.3f}).")
+        out.append(line)
+    return "\n".join(f"* {line}" for line in out)
+
+
+def selection_takeaways(hand: pd.DataFrame, body: pd.DataFrame) -> str:
+    """Markdown bullets on selection by a second view, from the diagnostics tables: per model on the occluded
+    hands and on the ambiguous bodies, the selected hypothesis' MPJPE against the mode's, and the oracle's
+    bound on any selection."""
+    out = []
+    for label, frame, subset in (("occluded hands", hand, "occluded"), ("ambiguous bodies", body, "ambiguous")):
+        t = selection_summary(frame, subset)
+        t = t[t["oracle"] < t["mode"]]  # models with a choice to make
+        parts = [f"{_label(m)} {_num(r.selected_side_view)} against {_num(r['mode'])} mm "
+                 f"({r.selected_side_view_vs_mode_pct:+.1f} %; oracle {r.oracle_vs_mode_pct:+.1f} %)"
+                 for m, r in t.iterrows()]
+        out.append(f"**A side view picks a hypothesis, {label}** (S as in the protocol; selected against the mode, "
+                   f"the oracle's change bounding any selection): " + "; ".join(parts) + ".")
+    return "\n".join(f"* {line}" for line in out)
+
+
+def _label(model: str) -> str:
+    from mhe.viz.hands import LABELS
+
+    return LABELS.get(model, HAND_LABELS.get(model, model))
+
+
+def beside_the_paper(hand_metrics: pd.DataFrame, body_metrics: pd.DataFrame) -> pd.DataFrame:
+    """Our numbers (the committed hand and body tables, indexed by model) beside the paper's
+    (:mod:`mhe.paper`): one row per (setting, paper row, metric) with ``ours``, ``our_model`` and ``paper``."""
+    from mhe.paper import BODY_COUNTERPARTS, paper_tables
+
+    paper = paper_tables()
+    rows = []
+    for metric, value in paper["hand"].iloc[0].items():
+        rows.append({"setting": "hands", "paper_row": "MHEntropy", "metric": metric, "our_model": "mhentropy",
+                     "ours": float(hand_metrics.loc["mhentropy", metric]), "paper": float(value)})
+    for table in ("body_accuracy", "body_diversity"):
+        for (method, supervision), values in paper[table].iterrows():
+            model = BODY_COUNTERPARTS.get((method, supervision))
+            for metric, value in values.items():
+                ours = float(body_metrics.loc[model, metric]) if model in body_metrics.index else math.nan
+                rows.append({"setting": "bodies", "paper_row": f"{method} ({supervision})", "metric": metric,
+                             "our_model": model or "—", "ours": ours, "paper": float(value)})
+    return pd.DataFrame(rows)
+
+
+# -- the README's gallery: every figure with the caption its notebook gives it --------------------------
+
+_SAVE = re.compile(r'save_figure\(\s*[^,()]+,\s*(f?)"([^"]+)"')
+_CAPTION = re.compile(r"#\s*caption(?:\s+([\w.-]+))?\s*:\s*(.+?)\s*$")
+
+
+def _markdown_caption(text: str) -> str:
+    """A caption from a markdown cell: its heading (without the section number), then the first sentence
+    of the text below it; or the first sentence of a cell without a heading."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    heading = ""
+    if lines and lines[0].startswith("#"):
+        heading = re.sub(r"^#+\s*(\d+\s*·\s*)?", "", lines.pop(0)).strip()
+    body = " ".join(line for line in lines if line and not line.startswith("#"))
+    sentence = body.split(". ")[0].strip().rstrip(".").replace("**", "")
+    caption = f"{heading}: {sentence}" if heading and sentence else heading or sentence
+    return caption if not caption or caption.endswith((".", "?", "!")) else caption + "."
+
+
+def figure_captions(notebooks: Path) -> dict[str, tuple[str, str]]:
+    """``{figure name or pattern: (notebook stem, caption)}`` for every ``save_figure(fig, "<name>")`` in the
+    notebooks ``NN_*.ipynb`` of ``notebooks``. A name written as an f-string is a pattern (each ``{...}``
+    a wildcard, ``*``). The caption: ``# caption <name>: ...`` for that name, else the nearest
+    ``# caption: ...`` above the call in its cell, else the first sentence of the markdown cell above."""
+    import json
+
+    out: dict[str, tuple[str, str]] = {}
+    for path in sorted(Path(notebooks).glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        markdown = ""
+        for cell in nb.get("cells", []):
+            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            if cell["cell_type"] == "markdown":
+                markdown = src
+                continue
+            if cell["cell_type"] != "code":
+                continue
+            pending = None
+            for line in src.splitlines():
+                cap = _CAPTION.search(line)
+                if cap:
+                    if cap.group(1):
+                        out[cap.group(1)] = (path.stem, cap.group(2))
+                    else:
+                        pending = cap.group(2)
+                    continue
+                for match in _SAVE.finditer(line):
+                    name = re.sub(r"\{[^}]*\}", "*", match.group(2)) if match.group(1) else match.group(2)
+                    out.setdefault(name, (path.stem, pending or _markdown_caption(markdown)))
+                    pending = None
+    return out
+
+
+def _caption_of(stem: str, captions: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    if stem in captions:
+        return captions[stem]
+    for pattern, value in captions.items():
+        if "*" in pattern and re.fullmatch(".+".join(re.escape(p) for p in pattern.split("*")), stem):
+            return value
+    return None
+
+
+def gallery(figures: Path, notebooks: Path | None = None) -> str:
+    """The README's gallery: every ``figures/*.png`` as a thumbnail with its notebook's caption
+    (:func:`figure_captions`), grouped by notebook. A PNG that no notebook saves is listed as such."""
+    from mhe.utils import REPO_ROOT
+
+    notebooks = Path(notebooks) if notebooks is not None else REPO_ROOT / "notebooks"
+    captions = figure_captions(notebooks)
+    groups: dict[str, list[str]] = {}
+    for png in sorted(Path(figures).glob("*.png")):
+        found = _caption_of(png.stem, captions)
+        source, caption = found if found is not None else ("", "(no notebook saves this figure)")
+        groups.setdefault(source, []).append(f'| <img src="figures/{png.name}" width="240"> | `{png.name}`: {caption} |')
+    lines = ["## Gallery", "", "Every figure in `figures/`, with the caption its notebook gives it (written by "
+             "`python -m mhe.report` from the notebooks' `# caption:` comments)."]
+    for source, rows in groups.items():
+        lines += ["", f"**`notebooks/{source}.ipynb`**" if source else "**not saved by any notebook**", "",
+                  "| figure | caption |", "|---|---|", *rows]
+    return "\n".join(lines)
+
+
 # README block name -> what writes it from the figures folder.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "hand-results": _hand_block,
@@ -283,6 +467,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "toy-results": _toy_block,
     "body-results": lambda figures: body_results(_read(figures / "05_body_metrics.csv")),
     "body-validation": lambda figures: body_validation_results(pd.read_csv(figures / "05_body_validation_choices.csv")),
+    "gallery": lambda figures: gallery(figures, figures.resolve().parent / "notebooks"),
 }
 
 

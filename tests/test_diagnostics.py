@@ -79,3 +79,140 @@ def test_model_diagnostics_run_on_a_hand_model(tmp_path):
         expected = model.log_prob(batch, batch["params"]) / 45
     torch.testing.assert_close(ll, expected)
     assert math.isfinite(float(ll.mean()))
+
+
+def test_occluded_hands_by_hand():
+    from mhe.data.synthetic import occluded_hands
+
+    visible = torch.ones(5, 21, dtype=torch.bool)
+    visible[1, [1, 2, 3, 17]] = False  # the whole index finger: occluded
+    visible[2, [1, 2, 3]] = False  # the index finger but its tip: not occluded
+    visible[3, [5, 6, 18]] = False  # the middle finger (its MCP is the root and does not count): occluded
+    visible[4, [13, 14, 15, 16, 7, 8, 9, 20]] = False  # thumb and pinky: two whole fingers
+    visible[4, 4] = False
+    assert occluded_hands(visible).tolist() == [False, True, False, True, True]
+    assert occluded_hands(visible, min_fingers=2).tolist() == [False, False, False, False, True]
+    assert not occluded_hands(torch.zeros(0, 21, dtype=torch.bool)).any()
+    with pytest.raises(ValueError, match="visible"):
+        occluded_hands(torch.ones(2, 17, dtype=torch.bool))
+
+
+class _KnownHypotheses(torch.nn.Module):
+    """A model whose hypotheses are the truth plus fixed offsets: hypothesis 0 exact, then ± pairs (their mean
+    is the truth), scaled by (item + 1); the mode is hypothesis 1. It fits the visible keypoints exactly and
+    q is flat, so the importance weights are all equal."""
+
+    deterministic = False
+    flow_dim = 3
+
+    def __init__(self, num_joints):
+        super().__init__()
+        self.spec = type("Spec", (), {"root": 0})()
+        g = torch.Generator().manual_seed(5)
+        self.pairs = torch.randn(100, num_joints, 3, generator=g, dtype=torch.float64) * 10
+
+    def offsets(self, n, S):
+        half = self.pairs[: (S - 1) // 2]
+        base = torch.cat([torch.zeros_like(half[:1]), torch.stack([half, -half], 1).reshape(-1, *half.shape[1:])])
+        return (torch.arange(1, n + 1, dtype=torch.float64)[:, None, None, None] * base[None]).float()
+
+    def predict(self, batch, S, T):
+        gt = batch["joints_3d_mm"]
+        xyz = gt[:, None] + self.offsets(len(gt), S)
+        return {"xyz_mm": xyz, "uv_px": xyz[..., :2], "mode_xyz_mm": xyz[:, 1:2]}
+
+    def hypotheses(self, batch, S, T):
+        B = len(batch["obs"])
+        return type("H", (), {"pred_obs": batch["obs"][:, None].expand(B, S, *batch["obs"].shape[1:]),
+                              "log_prior": torch.zeros(B, S), "log_q": torch.zeros(B, S)})()
+
+    def log_prob(self, batch, params):
+        return torch.full((len(params),), -6.0)
+
+
+def test_diagnose_model_on_hypotheses_with_known_errors():
+    B, J, S = 6, 5, 21
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(B, J, 3, generator=g) * 50
+    gt[:, 0] = 0
+    visible = torch.ones(B, J, dtype=torch.bool)
+    visible[:, 3:] = False
+    batch = {"joints_3d_mm": gt, "keypoints_2d_px": gt[..., :2], "visible": visible, "obs": gt[..., :2] / 100,
+             "params": torch.zeros(B, 3)}
+    loader = [batch]
+    model = _KnownHypotheses(J)
+    pick = lambda vis: torch.arange(len(vis)) >= 4  # items 4 and 5
+    rows = dg.diagnose_model(model, loader, subset=pick, subset_name="picked", num_samples=S, calibration_samples=S,
+                             depth_joints=(2, 3), noise_mm=0.0)
+    assert [r["subset"] for r in rows] == ["all", "picked"] and [r["n_items"] for r in rows] == [6, 2]
+    # the errors by hand: item i's offsets are (i + 1) x the base offsets
+    base = model.offsets(1, S)[0].double()  # (S, J, 3)
+    per_hyp = torch.linalg.vector_norm(base, dim=-1).mean(-1)  # (S,) MPJPE of item 0's hypotheses
+    for row, scale in ((rows[0], 3.5), (rows[1], 5.5)):  # mean of (i + 1) over the items
+        assert row["ess"] == pytest.approx(1.0)  # equal weights
+        assert row["gt_loglik_per_dim"] == pytest.approx(-2.0)  # -6 nats over 3 dimensions
+        # the truth is the hypotheses' mean: inside every central region
+        assert row["calibration_gap_occ"] == pytest.approx(1 - sum(dg.DEFAULT_ALPHAS) / 9)
+        assert row["calib_occ_0.1"] == pytest.approx(1.0)
+        assert row["oracle"] == pytest.approx(0.0, abs=1e-4)
+        assert row["selected_side_view"] == pytest.approx(0.0, abs=1e-4)  # the exact hypothesis matches the view
+        assert row["selected_side_view_noisy"] == pytest.approx(0.0, abs=1e-4)  # noise 0
+        assert row["selected_depths"] == pytest.approx(0.0, abs=1e-4)
+        assert row["mode"] == pytest.approx(scale * float(per_hyp[1]), rel=1e-4)
+        assert row["mean"] == pytest.approx(scale * float(per_hyp.mean()), rel=1e-4)
+    noisy = dg.diagnose_model(model, loader, subset=pick, num_samples=S, calibration_samples=S, noise_mm=200.0)
+    assert noisy[0]["selected_side_view_noisy"] > 0 and math.isnan(noisy[0]["selected_depths"])
+
+
+def test_diagnose_model_runs_on_a_hand_model_and_a_deterministic_one(tmp_path):
+    from mhe.config import ModelConfig
+    from mhe.data import SyntheticHands
+    from mhe.data.synthetic import occluded_hands
+    from mhe.models.hand import MultiHypothesisHand
+
+    ds = SyntheticHands("val", size=6, seed=1, occlusion=0.4, cache_dir=tmp_path)
+    loader = [default_collate([ds[i] for i in range(6)])]
+    torch.manual_seed(0)
+    cfg = dict(context_dim=32, encoder_hidden=(32,), flow_transforms=2, flow_hidden=(32,), head_hidden=32)
+    model = MultiHypothesisHand(ModelConfig(**cfg)).eval()
+    rows = dg.diagnose_model(model, loader, subset=occluded_hands, subset_name="occluded", num_samples=8,
+                             calibration_samples=8, depth_joints=(16, 17))
+    assert rows[1]["n_items"] == int(occluded_hands(loader[0]["visible"]).sum())
+    r = rows[0]
+    assert 1 / 8 - 1e-9 <= r["ess"] <= 1 + 1e-9 and 0 <= r["calibration_gap_occ"] <= 1
+    assert r["oracle"] <= min(r["selected_side_view"], r["selected_depths"], r["mean"]) + 1e-6
+    # the same seed, the same numbers
+    assert dg.diagnose_model(model, loader, subset=occluded_hands, num_samples=8, calibration_samples=8,
+                             depth_joints=(16, 17))[0] == {**r, "subset": "all"}
+    det = MultiHypothesisHand(ModelConfig(**cfg, deterministic=True)).eval()
+    d = dg.diagnose_model(det, loader, subset=occluded_hands, num_samples=8, depth_joints=(16,))[0]
+    assert math.isnan(d["ess"]) and d["mode"] == pytest.approx(d["oracle"]) == pytest.approx(d["selected_side_view"])
+
+
+def test_calibration_and_selection_figures_from_a_diagnostics_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from mhe.viz.diagnostics import SELECTION_COLUMNS, calibration_points, plot_calibration, plot_selection
+
+    rows = []
+    for model, curve in (("mhentropy", [0.05, 0.1, 0.2]), ("nll", [0.1, 0.3, 0.4]), ("deterministic", [math.nan] * 3)):
+        for subset in ("all", "occluded"):
+            rows.append({"model": model, "subset": subset, "calib_occ_0.5": curve[1], "calib_occ_0.1": curve[0],
+                         "calib_occ_0.9": curve[2], **{c: 10.0 + k for k, c in enumerate(SELECTION_COLUMNS)}})
+    frame = pd.DataFrame(rows)
+    a, v = calibration_points(frame, "nll")
+    assert a.tolist() == [0.1, 0.5, 0.9] and v.tolist() == [0.1, 0.3, 0.4]  # sorted by α, whatever the column order
+    assert calibration_points(frame, "deterministic")[0].size == 0
+    with pytest.raises(KeyError):
+        calibration_points(frame, "nll", "ambiguous")
+    fig = plot_calibration({"hands": frame, "bodies": frame})
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3  # the diagonal and two models with a curve
+    fig = plot_selection({"hands": frame}, subset=None)
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 3 * (len(SELECTION_COLUMNS) - 1)  # every model, every column but the mode
+    # the columns are 10, 11, ... mm with the mode first: each bar is its change against the mode, in %
+    expected = [100 * (10.0 + k) / 10.0 - 100 for k in range(1, len(SELECTION_COLUMNS))]
+    assert sorted({round(b.get_height(), 9) for b in bars}) == pytest.approx(expected)

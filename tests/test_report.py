@@ -110,3 +110,97 @@ def test_body_takeaways_quote_only_the_table():
     assert "| MHEntropy | 2D visible | 70.0 | 80.0 |" in full and "500 test bodies, 230 of them ambiguous" in full
     # rows in the table's order: MHEntropy, ProHMR without labels, NLL, ..., deterministic
     assert full.index("| MHEntropy |") < full.index("| ProHMR's objective, no pose labels |") < full.index("| NLL")
+
+
+# -- notebook 07's tables and the README's gallery ------------------------------------------------------
+
+def _diag_frame() -> pd.DataFrame:
+    rows = []
+    for model, mode, side, oracle, gap in (("mhentropy", 30.0, 24.0, 20.0, 0.4), ("nll", 40.0, 36.0, 30.0, 0.3),
+                                           ("deterministic", 35.0, 35.0, 35.0, math.nan)):
+        for subset, shift in (("all", 0.0), ("occluded", 2.0)):
+            rows.append({"model": model, "subset": subset, "n_items": 10 if subset == "all" else 6, "ess": 0.01,
+                         "gt_loglik_per_dim": -1.0, "calibration_gap_occ": gap, "calibration_gap_vis": gap,
+                         "calib_occ_0.5": 0.5 - gap, "calib_occ_0.1": 0.05,
+                         "mode": mode + shift, "mean": mode + 1 + shift, "oracle": oracle + shift,
+                         "selected_side_view": side + shift, "selected_side_view_noisy": side + 1 + shift,
+                         "selected_depths": mode + shift})
+    return pd.DataFrame(rows)
+
+
+def test_selection_and_diagnostics_summaries_by_hand():
+    frame = _diag_frame()
+    t = report.selection_summary(frame, "occluded")
+    assert t.loc["mhentropy", "mode"] == 32.0 and t.loc["mhentropy", "selected_side_view"] == 26.0
+    assert t.loc["mhentropy", "selected_side_view_vs_mode_pct"] == pytest.approx(100 * (26 / 32 - 1))  # -18.75 %
+    assert t.loc["nll", "oracle_vs_mode_pct"] == pytest.approx(100 * (32 / 42 - 1))
+    assert t.loc["deterministic", "selected_depths_vs_mode_pct"] == 0.0
+    d = report.diagnostics_summary(frame, "all")
+    assert list(d.index) == ["mhentropy", "nll", "deterministic"] and d.loc["nll", "calibration_gap_occ"] == 0.3
+    text = report.diagnostics_takeaways(frame, frame.replace("occluded", "ambiguous"), samples=100)
+    assert "best NLL (ProHMR-style) 0.300, MHEntropy 0.400 (+0.100)" in text and "1/S = 0.010" in text
+    assert "2 of the 2 sampled models' curves lie below the diagonal" in text
+    sel = report.selection_takeaways(frame, frame.replace("occluded", "ambiguous"))
+    assert "MHEntropy 26.0 against 32.0 mm (-18.8 %; oracle -31.2 %)" in sel
+    assert "deterministic" not in sel  # no choice to make: not listed
+
+
+def test_beside_the_paper_sets_our_rows_beside_the_papers():
+    from mhe.paper import PAPER_BODY_ACCURACY, PAPER_HAND
+
+    hand = _table()
+    body = _body_table()
+    t = report.beside_the_paper(hand, body)
+    row = t[(t.setting == "hands") & (t.metric == "mpjpe_bh")].iloc[0]
+    assert row.ours == 20.0 and row.paper == PAPER_HAND["mpjpe_bh"]
+    row = t[(t.paper_row == "MHEntropy (2D visible)") & (t.metric == "pa_mpjpe_bh_ambiguous")].iloc[0]
+    assert row.ours == 80.0 and row.paper == PAPER_BODY_ACCURACY[("MHEntropy", "2D visible")][1]
+    row = t[(t.paper_row == "HMR (2D visible)")].iloc[0]  # no counterpart of ours
+    assert math.isnan(row.ours) and row.our_model == "—"
+
+
+def _notebook(path, cells):
+    import json
+
+    nb = {"cells": [{"cell_type": kind, "metadata": {}, "source": src, **({"outputs": [], "execution_count": None}
+                                                                        if kind == "code" else {})}
+                    for kind, src in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+def test_gallery_takes_each_caption_from_the_notebook_that_saves_the_figure(tmp_path):
+    notebooks, figures = tmp_path / "notebooks", tmp_path / "figures"
+    notebooks.mkdir(), figures.mkdir()
+    _notebook(notebooks / "02_demo.ipynb", [
+        ("markdown", "## 2 · A title\n\nThe first sentence. The second one."),
+        ("code", 'fig = f()\nsave_figure(fig, "02_a")'),
+        ("code", '# caption: Cap B.\nsave_figure(fig, "02_b")\nsave_figure(fig, "02_b2")'),
+        ("code", 'for k in range(2):\n    # caption: Cap C.\n    save_figure(fig, f"02_c_{k}")'),
+        ("code", '# caption 02_d_x: Cap D.\nfor n in names:\n    save_figure(fig, f"02_d_{n}")'),
+    ])
+    _notebook(notebooks / "notes.ipynb", [("code", '# caption: not a numbered notebook\nsave_figure(fig, "99_orphan")')])
+    for name in ("02_a", "02_b", "02_b2", "02_c_0", "02_c_1", "02_d_x", "99_orphan"):
+        (figures / f"{name}.png").write_bytes(b"")
+    (figures / "02_e.html").write_text("")  # not a PNG: not in the gallery
+    captions = report.figure_captions(notebooks)
+    assert captions["02_a"] == ("02_demo", "A title: The first sentence.")
+    assert captions["02_b"][1] == "Cap B." and captions["02_b2"][1] == "A title: The first sentence."
+    assert captions["02_c_*"][1] == "Cap C." and captions["02_d_x"][1] == "Cap D."
+    text = report.gallery(figures, notebooks)
+    assert "| `02_c_1.png`: Cap C. |" in text and "`02_d_x.png`: Cap D." in text
+    assert '<img src="figures/02_a.png" width="240">' in text and "02_e" not in text
+    assert "**`notebooks/02_demo.ipynb`**" in text
+    assert "`99_orphan.png`: (no notebook saves this figure)" in text
+
+
+def test_readme_gallery_lists_every_committed_figure_with_its_notebooks_caption():
+    text = (ROOT / "README.md").read_text()
+    start, end = text.index("<!-- generated: gallery -->"), text.index("<!-- end: gallery -->")
+    block = text[start:end]
+    pngs = sorted((ROOT / "figures").glob("*.png"))
+    assert pngs
+    for png in pngs:
+        assert f'<img src="figures/{png.name}"' in block and f"`{png.name}`:" in block, png.name
+    assert "no notebook saves this figure" not in block, "a committed figure that no notebook writes"
+    assert block == report.gallery(ROOT / "figures", ROOT / "notebooks").join(["<!-- generated: gallery -->\n", "\n"]), (
+        "README.md's gallery is stale: run `python -m mhe.report`")

@@ -49,3 +49,14 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row["run"] == "cand" and row["step"] == 20 and row["mpjpe_bh"] == 25.0
     assert row["rotation"] == "flow + flip mixture" and row["prior"] == "joint_limits (weight 1000)"
+
+
+def test_diagnostics_tool_writes_all_and_ambiguous_rows_per_model(tmp_path):
+    out = tmp_path / "d.csv"
+    assert _tool("diagnostics").main(["--body", "hand", "--smoke", "--items", "6", "--models", "mhentropy",
+                                      "deterministic", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert frame[["model", "subset"]].values.tolist() == [["mhentropy", "all"], ["mhentropy", "occluded"],
+                                                          ["deterministic", "all"], ["deterministic", "occluded"]]
+    assert frame.loc[0, "n_items"] == 6 and frame.loc[0, "ess"] > 0 and pd.isna(frame.loc[2, "ess"])
+    assert (frame["oracle"] <= frame["selected_side_view"] + 1e-6).all()

@@ -18,6 +18,7 @@ _EXPORTS = {
     "write_fake_ho3d": "mhe.data.fake_ho3d",
     "SyntheticHands": "mhe.data.synthetic",
     "occlusion_stats": "mhe.data.synthetic",
+    "occluded_hands": "mhe.data.synthetic",
     "consistent_alternative": "mhe.data.synthetic",
     "Occluder": "mhe.data.render",
     "SyntheticBodies": "mhe.data.synthetic_bodies",

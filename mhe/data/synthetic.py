@@ -60,6 +60,7 @@ __all__ = [
     "HandKinematics",
     "SyntheticHands",
     "consistent_alternative",
+    "occluded_hands",
     "occlusion_rates",
     "occlusion_stats",
     "palm_tilt",
@@ -1014,6 +1015,28 @@ def occlusion_rates(dataset: Dataset, max_items: int | None = None) -> pd.Series
     rates = {k: float(table[k].iloc[_NON_ROOT].mean())
              for k in ("occluded", "object", "self", "outside", "self_only", "outside_only")}
     return pd.Series({**rates, "n_items": int(table["n_items"].iloc[0])})
+
+
+# A hand is "occluded" (the hands' ambiguous subset) when at least this many of its five fingers are hidden
+# whole: every keypoint of the finger, the root excepted, occluded. Nothing the hand shows then says how that
+# finger bends. Fixed from the definition, not from any result (cf. AMBIGUOUS_MIN_HIDDEN for bodies).
+OCCLUDED_MIN_FINGERS = 1
+_FINGER_KEYPOINTS = {f: [j for j, name in enumerate(FINGER_OF_KEYPOINT) if name == f and j != HAND_ROOT]
+                     for f in ("thumb", "index", "middle", "ring", "pinky")}
+
+
+def occluded_hands(visible: Tensor, min_fingers: int = OCCLUDED_MIN_FINGERS) -> Tensor:
+    """Which hands are *occluded*: at least ``min_fingers`` whole fingers hidden → (B,) bool.
+
+    ``visible (B, 21)`` bool in the package's keypoint order (:data:`mhe.body.HAND_KEYPOINTS`). A finger is
+    hidden whole when all its keypoints are occluded (the middle finger's MCP is the root and does not
+    count). This is the hands' counterpart of the bodies' ``ambiguous`` flag.
+    """
+    if visible.dim() != 2 or visible.shape[1] != len(FINGER_OF_KEYPOINT):
+        raise ValueError(f"visible must be (B, {len(FINGER_OF_KEYPOINT)}), got {tuple(visible.shape)}")
+    hidden = ~visible.bool()
+    whole = torch.stack([hidden[:, idx].all(-1) for idx in _FINGER_KEYPOINTS.values()], -1)  # (B, 5)
+    return whole.sum(-1) >= min_fingers
 
 
 def _descendants() -> dict[int, list[int]]:

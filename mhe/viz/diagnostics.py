@@ -1,0 +1,102 @@
+"""Figures of the posterior diagnostics and of selection by extra evidence, drawn from the diagnostics
+CSVs (``figures/04_hand_diagnostics.csv``, ``figures/05_body_diagnostics.csv``, written by
+``tools/diagnostics.py`` through :func:`mhe.diagnostics.diagnose_model`).
+
+:func:`calibration_points` reads a model's calibration curve from such a table (columns ``calib_occ_<α>``),
+:func:`plot_calibration` draws the curves of every model beside the diagonal (one panel per table), and
+:func:`plot_selection` how much a random hypothesis, the hypotheses selected by each piece of evidence and
+the oracle change the MPJPE against the mode's, per model.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mhe.viz import OBJECTIVE_COLORS
+from mhe.viz.hands import LABELS
+
+CALIBRATION_PREFIX = "calib_occ_"
+# what each selection column of a diagnostics table means, in plot order
+SELECTION_COLUMNS = {
+    "mode": "mode",
+    "mean": "a random hypothesis (mean)",
+    "selected_depths": "selected by joint depths",
+    "selected_side_view_noisy": "selected by a noisy side view",
+    "selected_side_view": "selected by a side view",
+    "oracle": "oracle (best hypothesis)",
+}
+
+
+def calibration_points(frame: pd.DataFrame, model: str, subset: str = "all") -> tuple[np.ndarray, np.ndarray]:
+    """The calibration curve ``(alphas, fractions)`` of ``model``'s row for ``subset`` in a diagnostics table
+    (empty arrays when the row has no curve, e.g. a deterministic model)."""
+    cols = [c for c in frame.columns if c.startswith(CALIBRATION_PREFIX)]
+    rows = frame[(frame["model"] == model) & (frame["subset"] == subset)]
+    if rows.empty:
+        raise KeyError(f"no row for model {model!r} and subset {subset!r}")
+    alphas = np.array([float(c[len(CALIBRATION_PREFIX):]) for c in cols])
+    values = rows.iloc[0][cols].to_numpy(dtype=float)
+    keep = np.isfinite(values)
+    order = np.argsort(alphas[keep])
+    return alphas[keep][order], values[keep][order]
+
+
+def plot_calibration(tables: Mapping[str, pd.DataFrame], subset: str = "all",
+                     models: Sequence[str] | None = None) -> Figure:
+    """One panel per diagnostics table (``{title: frame}``): the fraction of ground-truth occluded joints
+    inside the central α-region of the hypotheses against α, one line per model, the diagonal ideal.
+    A curve below the diagonal: the hypotheses are too narrow (over-confident); above: too wide."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4.4), squeeze=False)
+    for ax, (title, frame) in zip(axes[0], tables.items()):
+        ax.plot([0, 1], [0, 1], color="#999999", ls="--", lw=1, label="calibrated (ideal)")
+        names = models if models is not None else list(dict.fromkeys(frame["model"]))
+        for name in names:
+            if name not in set(frame["model"]):
+                continue
+            a, v = calibration_points(frame, name, subset)
+            if len(a):
+                ax.plot(a, v, marker="o", ms=3.5, lw=1.6, color=OBJECTIVE_COLORS.get(name), label=LABELS.get(name, name))
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="α (central region's share of hypotheses)",
+               ylabel="ground-truth occluded joints inside")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all",
+                   models: Sequence[str] | None = None) -> Figure:
+    """One panel per diagnostics table (``{title: frame}``): per model, grouped bars of the change in MPJPE
+    against the model's own mode (%, negative: better) of a random hypothesis, the hypotheses selected by each
+    piece of evidence and the oracle, on the rows of ``subset`` (``None``: each table's ambiguous subset, its
+    first subset other than "all"). The mode's MPJPE (mm) is written under each model's name."""
+    columns = {k: v for k, v in SELECTION_COLUMNS.items() if k != "mode"}
+    fig, axes = plt.subplots(len(tables), 1, figsize=(10, 3.9 * len(tables)), squeeze=False)
+    shades = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(columns)))
+    for ax, (title, frame) in zip(axes[:, 0], tables.items()):
+        which = subset if subset is not None else next((v for v in frame["subset"] if v != "all"), "all")
+        rows = frame[frame["subset"] == which].set_index("model")
+        names = [m for m in (models if models is not None else rows.index) if m in rows.index]
+        width = 0.8 / len(columns)
+        x = np.arange(len(names))
+        mode = rows.loc[names, "mode"].to_numpy(dtype=float)
+        for k, (col, label) in enumerate(columns.items()):
+            if col in rows.columns:
+                change = 100.0 * (rows.loc[names, col].to_numpy(dtype=float) / mode - 1.0)
+                ax.bar(x + (k - (len(columns) - 1) / 2) * width, change, width, color=shades[k], label=label)
+        ax.axhline(0.0, color="#333333", lw=0.8)
+        ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" for n, m in zip(names, mode)]
+        ax.set_xticks(x, ticks, fontsize=7.5)
+        ax.set(ylabel="MPJPE change against the mode (%)", title=f"{title} ({which})")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=3, loc="lower left")
+        low = min(0.0, float(np.nanmin(ax.get_ylim())))
+        ax.set_ylim(low * 1.35, max(5.0, float(ax.get_ylim()[1])))  # room for the legend below the bars
+    fig.tight_layout()
+    return fig
