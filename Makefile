@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make test: the whole test suite, notebooks included (in smoke mode).
+## make test: the whole test suite, notebooks included (in smoke mode). The live-browser tests run
+## afterwards on their own: JupyterLab's widgets must start within 2 s, which a busy machine cannot promise.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:xdist -m browser $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## make reproduce: run the notebook sequence on the embedded defaults and (re)write figures/.
 reproduce: $(STAMP)

@@ -32,6 +32,7 @@ from mhe.viz import (
 from mhe.viz.body import plotly_mesh
 from mhe.viz.explorer import (
     ITEM_TRACES,
+    SELECTED_TRACE,
     HypothesisExplorer,
     accuracy_diversity_figure,
     joint_diversity,
@@ -120,10 +121,11 @@ def bars(fig):
 
 
 def test_per_joint_bars_equal_numpy_pjd(explorer, dataset, mixed_item):
-    n = 25
+    n = 25  # drawn; the bars are the diversity of all S hypotheses, as the title's numbers are
     fig = explorer.item_figure(mixed_item, "mhentropy", num_hypotheses=n)
     hyp = explorer.hypotheses(mixed_item, "mhentropy")
-    xyz, uv = hyp["xyz_mm"][:n].double().numpy(), hyp["uv_px"][:n].double().numpy()
+    xyz, uv = hyp["xyz_mm"].double().numpy(), hyp["uv_px"].double().numpy()
+    assert len(xyz) == S
     vis = dataset[mixed_item]["visible"].numpy()
     expected = np.where(vis, np_pjd(uv), np_pjd(xyz))
     keep = np.arange(21) != HAND_ROOT
@@ -179,28 +181,45 @@ def test_near_zero_temperature_gives_the_mode(explorer, models, dataset):
     torch.testing.assert_close(tiny, mode.expand_as(tiny), atol=1e-3, rtol=0)
 
 
-def test_title_metrics_equal_numpy(explorer, dataset, mixed_item):
+def _np_item(hyp, item, n=None):
+    return np_metrics(hyp["xyz_mm"][:n].double().numpy(), hyp["uv_px"][:n].double().numpy(),
+                      item["joints_3d_mm"].double().numpy(), item["keypoints_2d_px"].double().numpy(),
+                      item["visible"].numpy())
+
+
+def test_item_metrics_of_the_first_n_equal_numpy(explorer, dataset, mixed_item):
     n = 30
-    hyp = explorer.hypotheses(mixed_item, "mhentropy")
-    item = dataset[mixed_item]
-    ref = np_metrics(hyp["xyz_mm"][:n].double().numpy(), hyp["uv_px"][:n].double().numpy(),
-                     item["joints_3d_mm"].double().numpy(), item["keypoints_2d_px"].double().numpy(),
-                     item["visible"].numpy())
+    hyp, item = explorer.hypotheses(mixed_item, "mhentropy"), dataset[mixed_item]
+    ref = _np_item(hyp, item, n)
     got = explorer.item_metrics(mixed_item, "mhentropy", num_hypotheses=n)
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, rel=1e-5)
     assert got["rd"] == pytest.approx(ref["pjd_2d_vis"] / ref["pjd_3d_occ"], rel=1e-5)
-    title = explorer.item_figure(mixed_item, "mhentropy", num_hypotheses=n).layout.title.text
-    assert f"BH-MPJPE {ref['mpjpe_bh']:.1f} mm" in title and f"PJD 3D-occ {ref['pjd_3d_occ']:.1f} mm" in title
-    assert f"item {mixed_item}" in title and f"{n} hypotheses" in title
+
+
+def test_title_shows_the_numbers_of_all_hypotheses_whatever_is_drawn(explorer, dataset, mixed_item):
+    hyp, item = explorer.hypotheses(mixed_item, "mhentropy"), dataset[mixed_item]
+    ref = _np_item(hyp, item)  # all S
+    vis = item["visible"].numpy()
+    occluded = int((~vis & (np.arange(21) != HAND_ROOT)).sum())
+    for n in (1, 7, S):
+        title = explorer.item_figure(mixed_item, "mhentropy", num_hypotheses=n).layout.title.text
+        assert f"BH-MPJPE {ref['mpjpe_bh']:.1f} mm" in title and f"PJD 3D-occ {ref['pjd_3d_occ']:.1f} mm" in title
+        assert f"RD {ref['pjd_2d_vis'] / ref['pjd_3d_occ']:.2f}" in title  # never n/a at one drawn hypothesis
+        assert f"item {mixed_item}" in title and f"{n} of {S} hypotheses drawn" in title
+        assert f"{occluded} of 20 joints occluded (root not counted)" in title
+        assert title == explorer.title(mixed_item, "mhentropy", None, n) == "<br>".join(
+            explorer.describe(mixed_item, "mhentropy", None, n))
+    assert int(explorer.occluded(mixed_item).sum()) == occluded
 
 
 def test_dataset_figure_points_are_per_item_metrics(explorer, dataset):
     n = 4
     fig = explorer.dataset_figure(n)
-    assert [t.meta for t in fig.data] == ["mhentropy", "deterministic"]
+    assert [t.meta for t in fig.data] == ["mhentropy", "deterministic", None]  # last: the ring of a chosen item
     assert fig.data[0].marker.color == OBJECTIVE_COLORS["mhentropy"]
-    ent, det = fig.data
+    ent, det, ring = fig.data
+    assert ring.name == SELECTED_TRACE and len(ring.x) == 0
     np.testing.assert_array_equal(np.asarray(ent.customdata)[:, 0], np.arange(n))
     for i in range(n):
         hyp, item = explorer.hypotheses(i, "mhentropy"), dataset[i]
@@ -212,6 +231,9 @@ def test_dataset_figure_points_are_per_item_metrics(explorer, dataset):
         assert ent.customdata[i][1] == pytest.approx(ref["ah"], rel=1e-5)
     np.testing.assert_array_equal(det.x, np.zeros(n))  # a single prediction has no diversity
     assert "item %{customdata[0]" in ent.hovertemplate
+    assert "%{customdata[4]:.0f} of 20 joints occluded (root not counted)" in ent.hovertemplate  # as the title says
+    frame = explorer.dataset_metrics(n)
+    np.testing.assert_array_equal(frame["occluded"][:n], [int(explorer.occluded(i).sum()) for i in range(n)])
     save_figure(fig, "test_explorer_scatter")  # plotly figures save as html
 
 
@@ -309,6 +331,101 @@ def test_clicking_a_scatter_point_selects_it(explorer):
         ent = live.scatter.data[0]
         ent._dispatch_on_click(Points(point_inds=[2], xs=[0.0], ys=[0.0], trace_name=ent.name, trace_index=0), None)
         assert (live.objective.value, live.item.value) == ("mhentropy", 2)
+
+
+def _browser_trace_deltas(live, traces=None):
+    """What the browser sends back after a redraw: the traces' full x and y, as plotly's widget front end
+    encodes them — an array that arrived as a NumPy buffer (a typed array) as an object with index keys, a
+    plain list as a list."""
+    def encode(value):
+        return {str(i): float(v) for i, v in enumerate(value)} if isinstance(value, np.ndarray) else list(value)
+
+    deltas = [{"uid": t.uid, **{a: encode(t._props[a]) for a in ("x", "y") if t._props.get(a) is not None}}
+              for t in (live.data if traces is None else [live.data[k] for k in traces])]
+    live._handler_js2py_traceDeltas({"new": {"trace_deltas": deltas, "trace_edit_id": live._last_trace_edit_id}})
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        return 1
+    if isinstance(value, dict):
+        return sum(_arrays(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_arrays(v) for v in value)
+    return 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("anywidget") is None, reason="plotly's FigureWidget needs anywidget")
+def test_live_figure_survives_the_browser_report_and_a_reload(explorer, dataset):
+    import plotly.graph_objects as go
+
+    w = explorer.widget(index=0, num_hypotheses=10, dataset_items=3, use_figure_widget=True)
+    for change in (lambda: setattr(w.item, "value", 2), lambda: setattr(w.temperature, "value", 1.3),
+                   lambda: setattr(w.hypotheses, "value", 1), lambda: setattr(w.objective, "value", "deterministic")):
+        change()
+        # The figure holds plain lists, never NumPy arrays: plotly's handler of the browser's report fails on
+        # those ("The truth value of an array ... is ambiguous", a traceback in JupyterLab's log console).
+        assert sum(_arrays(t._props) for t in w.figure.data) == 0
+        _browser_trace_deltas(w.figure)
+        # What a reloaded page rebuilds its view from is the current figure, not the first one.
+        assert w.figure._widget_layout["title"]["text"] == w.figure.layout.title.text
+        shown = w.figure._widget_data[4]  # the ground-truth joints
+        np.testing.assert_allclose(np.stack([np.asarray(shown[a], float) for a in "xyz"], -1),
+                                   dataset[w.item.value]["joints_3d_mm"].numpy(), rtol=1e-6)
+    assert f"item 2 · deterministic" in w.figure._widget_layout["title"]["text"]
+    # The NumPy figure plotly builds by default does fail on the same report: the check is not vacuous.
+    raw = go.FigureWidget(explorer.item_figure(0, "mhentropy", num_hypotheses=5))
+    with raw.batch_update():
+        raw.data[0].update(x=np.arange(3.0))
+    with pytest.raises(ValueError, match="truth value of an array"):
+        _browser_trace_deltas(raw, traces=[0])
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["output", "figurewidget"])
+def test_the_chosen_item_is_ringed_and_brought_into_view(explorer, live):
+    if live and importlib.util.find_spec("anywidget") is None:
+        pytest.skip("plotly's FigureWidget needs anywidget")
+    w = explorer.widget(index=1, num_hypotheses=5, dataset_items=4, use_figure_widget=live)
+    frame = explorer.dataset_metrics(4)
+
+    def ring():
+        t = next(t for t in w.scatter.data if t.name == SELECTED_TRACE)
+        return list(t.x), list(t.y)
+
+    def point(objective, index):
+        row = frame[(frame["objective"] == objective) & (frame["index"] == index)].iloc[0]
+        return [pytest.approx(row["pjd_3d_occ"])], [pytest.approx(row["mpjpe_bh"])]
+
+    assert ring() == point("mhentropy", 1)
+    w.item.value = 3
+    assert ring() == point("mhentropy", 3)
+    w.select(2, "deterministic")
+    assert ring() == point("deterministic", 2) and "item 2" in w.metrics.value
+    w.step(+1)
+    assert w.item.value == 3 and ring() == point("deterministic", 3)
+    w.item.value = N_ITEMS - 2
+    w.step(+1)
+    w.step(+1)  # stays on the last item
+    assert w.item.value == N_ITEMS - 1 and ring() == ([], [])  # not in the scatter: no ring
+    w.item.value = 0
+    w.step(-1)
+    assert w.item.value == 0
+    if live:
+        assert w._anchor.requests == 1  # one click-like selection asked the page to scroll to the figure
+        assert w.scatter._widget_data[-1]["x"] == list(ring()[0])  # the ring survives a reload too
+    else:
+        shown = w._scatter_view.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][-1]
+        assert list(decode(shown["x"])) == pytest.approx(ring()[0])
+
+
+def test_metrics_line_is_the_title(explorer):
+    w = explorer.widget(index=1, num_hypotheses=3, dataset_items=2, use_figure_widget=False)
+    head, numbers = explorer.describe(1, "mhentropy", 0.8, 3)
+    assert w.metrics.value.startswith(f"<b>{head}</b><br>{numbers}")
+    assert w.figure.layout.title.text == f"{head}<br>{numbers}"
+    assert "stays at T" not in w.metrics.value
+    w.temperature.value = 1.5  # the scatter keeps the explorer's temperature, and the line says so
+    assert "The scatter below stays at T = 0.8" in w.metrics.value
 
 
 # -- errors -------------------------------------------------------------------------------------------

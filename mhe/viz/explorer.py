@@ -22,11 +22,13 @@ arguments in :mod:`mhe.metrics`' order ``(pred_xyz, gt_xyz, pred_uv, gt_uv, visi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 import operator
 from collections import OrderedDict
+from copy import deepcopy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,10 +44,13 @@ from mhe.viz import OBJECTIVE_COLORS
 from mhe.viz.explorer_figures import (
     GT_COLOR,
     ITEM_TRACES,
+    SELECTED_TRACE,
     accuracy_diversity_figure,
     hypotheses_figure,
     metrics_text,
+    occluded_phrase,
     plot_temperature_sweep,
+    selected_point,
 )
 from mhe.viz.hands import LABELS
 
@@ -53,6 +58,7 @@ __all__ = [
     "GT_COLOR",
     "ITEM_TRACES",
     "METRIC_KEYS",
+    "SELECTED_TRACE",
     "ExplorerWidget",
     "HypothesisExplorer",
     "accuracy_diversity_figure",
@@ -137,6 +143,7 @@ class HypothesisExplorer:
         self.mode_only = frozenset(o for o, m in self.models.items() if getattr(m, "deterministic", False))
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[tuple, dict[str, Tensor]] = OrderedDict()
+        self._truths: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
 
     # -- checks -------------------------------------------------------------------------------------
 
@@ -242,8 +249,18 @@ class HypothesisExplorer:
         return {k: v[:n] for k, v in hyp.items()}, t, min(n, len(hyp["xyz_mm"]))
 
     def _ground_truth(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        item = self.item(index)
-        return item["joints_3d_mm"].float().cpu(), item["keypoints_2d_px"].float().cpu(), item["visible"].bool().cpu()
+        index = self._check_index(index)
+        if index not in self._truths:  # an item can be costly to build (a rendered crop): keep what we read
+            item = self.item(index)
+            self._truths[index] = (item["joints_3d_mm"].float().cpu(), item["keypoints_2d_px"].float().cpu(),
+                                   item["visible"].bool().cpu())
+        return self._truths[index]
+
+    def occluded(self, index: int) -> Tensor:
+        """(J,) bool: the occluded joints of item ``index`` as every number of the explorer counts them —
+        hidden and not the root (the root carries no diversity; the metrics leave it out)."""
+        vis = self._ground_truth(index)[2]
+        return ~vis & (torch.arange(len(vis)) != self.root)
 
     # -- numbers ------------------------------------------------------------------------------------
 
@@ -276,8 +293,7 @@ class HypothesisExplorer:
         t, S = self._resolve(temperature, num_hypotheses)
         gt = [self._ground_truth(i) for i in range(n)]
         gt_xyz, gt_uv, vis = (torch.stack(x) for x in zip(*gt))
-        keep = torch.ones(vis.shape[1], dtype=torch.bool)
-        keep[self.root] = False
+        occluded = torch.stack([self.occluded(i) for i in range(n)]).sum(-1).numpy()
         rows = []
         for name in names:
             hyps = [self._shown(i, name, t, S)[0] for i in range(n)]
@@ -286,7 +302,7 @@ class HypothesisExplorer:
             frame = pd.DataFrame({k: per[k].cpu().numpy() for k in METRIC_KEYS})
             if all("plausible" in h for h in hyps):
                 frame["plausible"] = torch.stack([h["plausible"].double().mean() for h in hyps]).numpy()
-            frame.insert(0, "occluded", (~vis & keep).sum(-1).numpy())
+            frame.insert(0, "occluded", occluded)
             frame.insert(0, "index", np.arange(n))
             frame.insert(0, "objective", name)
             rows.append(frame)
@@ -316,34 +332,51 @@ class HypothesisExplorer:
 
     # -- figures ------------------------------------------------------------------------------------
 
+    def describe(self, index: int, objective: str, temperature: float | None = None,
+                 num_hypotheses: int | None = None) -> tuple[str, str]:
+        """What the item figure's title and the widget's metrics line say, as two lines of text: the item,
+        objective, T, how many hypotheses are drawn and how many joints are occluded; then the item's
+        metrics (:func:`metrics_text`) over **all** S hypotheses at that temperature — drawing fewer
+        hypotheses changes the picture, never the numbers."""
+        _, t, n = self._shown(index, objective, temperature, num_hypotheses)
+        S = len(self.hypotheses(index, objective, t)["xyz_mm"])
+        if objective in self.mode_only:
+            drawn, over = "its single prediction", "of its single prediction"
+        else:
+            drawn, over = f"T = {t:g} · {n} of {S} hypotheses drawn", f"over all {S} hypotheses"
+        head = (f"item {index} · {LABELS.get(objective, objective)} · {drawn} · "
+                f"{occluded_phrase(int(self.occluded(index).sum()), len(self.keypoint_names))}")
+        return head, f"{metrics_text(self.item_metrics(index, objective, t))} ({over})"
+
     def title(self, index: int, objective: str, temperature: float | None = None,
               num_hypotheses: int | None = None) -> str:
-        """The item figure's title: item, objective, T, S, occluded joints and :func:`metrics_text`."""
-        _, t, n = self._shown(index, objective, temperature, num_hypotheses)
-        vis = self._ground_truth(index)[2]
-        drawn = "its single prediction" if objective in self.mode_only else f"T = {t:g} · {n} hypotheses"
-        head = (f"item {index} · {LABELS.get(objective, objective)} · {drawn} · "
-                f"{int((~vis).sum())} of {len(vis)} joints occluded")
-        return f"{head}<br>{metrics_text(self.item_metrics(index, objective, t, n))}"
+        """The item figure's title: the two lines of :meth:`describe`."""
+        return "<br>".join(self.describe(index, objective, temperature, num_hypotheses))
 
     def item_figure(self, index: int, objective: str, temperature: float | None = None,
                     num_hypotheses: int | None = None) -> Any:
         """:func:`hypotheses_figure` of item ``index`` under ``objective``: the first ``num_hypotheses``
-        (default all S) hypotheses at ``temperature`` (default the explorer's), metrics in the title."""
+        (default all S) hypotheses at ``temperature`` (default the explorer's) drawn; the per-joint
+        diversity and the metrics in the title are those of all S (:meth:`describe`)."""
         hyp, t, n = self._shown(index, objective, temperature, num_hypotheses)
         return hypotheses_figure(hyp["xyz_mm"], hyp["uv_px"], *self._ground_truth(index),
                                  joint_names=self.keypoint_names, parents=self.parents, root=self.root,
                                  color=OBJECTIVE_COLORS.get(objective, "#555555"),
-                                 title=self.title(index, objective, t, n))
+                                 title=self.title(index, objective, t, n),
+                                 diversity=self.joint_diversity(index, objective, t))
 
     def dataset_figure(self, num_items: int | None = None, objectives: Sequence[str] | None = None,
                        temperature: float | None = None, num_hypotheses: int | None = None) -> Any:
         """:func:`accuracy_diversity_figure` of :meth:`dataset_metrics` (same arguments)."""
         frame = self.dataset_metrics(num_items, objectives, temperature, num_hypotheses)
-        t, _ = self._resolve(temperature, None)
-        title = (f"accuracy vs diversity per test item ({frame['index'].nunique()} items, T = {t:g}; "
-                 "a deterministic model: its single prediction)")
-        return accuracy_diversity_figure(frame, title=title)
+        return accuracy_diversity_figure(frame, title=self._dataset_title(frame, temperature, num_hypotheses),
+                                         num_joints=len(self.keypoint_names))
+
+    def _dataset_title(self, frame: pd.DataFrame, temperature: float | None, num_hypotheses: int | None) -> str:
+        t, n = self._resolve(temperature, num_hypotheses)
+        over = f"over all {self.num_samples} hypotheses" if num_hypotheses is None else f"over the first {n} hypotheses"
+        return (f"accuracy vs diversity per test item ({frame['index'].nunique()} items, T = {t:g}, {over}; "
+                "a deterministic model: its single prediction)")
 
     def widget(self, index: int = 0, objective: str | None = None, num_hypotheses: int = 50,
                dataset_items: int = 0, use_figure_widget: bool | None = None) -> ExplorerWidget:
@@ -358,31 +391,102 @@ class HypothesisExplorer:
         return ExplorerWidget(self, index, objective, num_hypotheses, dataset_items, use_figure_widget)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with every NumPy array and scalar turned into plain Python (lists, floats), NaN into None.
+
+    A ``FigureWidget`` must hold plain lists: the browser reports each redraw's trace defaults back with
+    typed arrays encoded as ``{"0": ..., "1": ...}`` objects, and plotly's handler of that report
+    (``_remove_overlapping_props``) fails on a NumPy array in the trace ("The truth value of an array ...
+    is ambiguous"), a traceback in JupyterLab's log console on every redraw. None is plotly's gap (the
+    NaN of a line that separates two bones) and, unlike NaN, valid JSON.
+    """
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, dict) and {"dtype", "bdata"} <= set(value):  # plotly >= 6 encodes arrays so
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if value.get("shape"):
+            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+        return _plain(array)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _plain_figure(fig: Any) -> dict[str, Any]:
+    return _plain(fig.to_plotly_json())
+
+
+def _sync_state(live: Any) -> None:
+    """Store a ``FigureWidget``'s current data and layout in its synced widget state.
+
+    plotly sends in-place updates to the browser as one-off messages and keeps the figure the page rebuilds
+    its view from (``_widget_data``, ``_widget_layout``) as it was when first displayed: after a page
+    reload the figure would show its first state while the controls show the current one. plotly sets
+    the same two traits when a figure is displayed (``_repr_mimebundle_``); this does it after each update.
+    """
+    if hasattr(live, "_widget_data"):
+        live._widget_data = deepcopy(live._data)
+        live._widget_layout = deepcopy(live._layout_obj._props)
+
+
 def _copy_into(live: Any, new: Any) -> None:
     """Replace the data and layout of ``live`` by those of ``new`` (same trace structure), in one update."""
+    spec = _plain_figure(new)
     with live.batch_update():
-        for trace, fresh in zip(live.data, new.data):
-            trace.update(fresh.to_plotly_json(), overwrite=True)
-        live.layout.update(new.layout.to_plotly_json(), overwrite=True)
+        for trace, fresh in zip(live.data, spec["data"]):
+            trace.update(fresh, overwrite=True)
+        live.layout.update(spec["layout"], overwrite=True)
+    _sync_state(live)
+
+
+_ANCHOR_ESM = """
+function render({ model, el }) {
+  // Bring the explored item's figure into view when asked (a click on the scatter far below it).
+  model.on("change:requests", () => el.scrollIntoView({ behavior: "smooth", block: "start" }));
+}
+export default { render };
+"""
+
+
+def _scroll_anchor() -> Any:
+    """A zero-height widget that scrolls the page to itself each time its ``requests`` counter grows."""
+    import anywidget
+    import traitlets
+
+    class ScrollAnchor(anywidget.AnyWidget):
+        _esm = _ANCHOR_ESM
+        requests = traitlets.Int(0).tag(sync=True)
+
+    return ScrollAnchor()
 
 
 class ExplorerWidget:
     """Controls around a live item figure (and optionally the dataset scatter) of a :class:`HypothesisExplorer`.
 
     ``box`` (an ``ipywidgets.VBox``, what a notebook displays; the object itself displays as it) holds a
-    Dropdown ``objective``, IntSliders ``item`` and ``hypotheses`` (how many of the S are shown), a
-    FloatSlider ``temperature``, an HTML line ``metrics`` and the item figure ``figure``, updated in
-    place whenever a control changes. With ``dataset_items > 0`` the accuracy-vs-diversity scatter of
-    the first ``dataset_items`` items sits below (``scatter``); clicking one of its points selects that
-    item and objective. ``figure`` and ``scatter`` are ``FigureWidget``\\ s when ``use_figure_widget``
-    (default: when :func:`figure_widget_available`), else plain figures shown through ``ipywidgets.Output``
-    views that are re-rendered on each change (then clicking is not available).
+    Dropdown ``objective``, IntSliders ``item`` (with ``previous`` / ``next`` buttons) and ``hypotheses``
+    (how many of the S are drawn), a FloatSlider ``temperature``, an HTML line ``metrics`` (the figure
+    title's text, :meth:`HypothesisExplorer.describe`) and the item figure ``figure``, updated in place
+    whenever a control changes. The numbers are always those of all S hypotheses at the chosen temperature;
+    the hypotheses slider only changes how many are drawn. With ``dataset_items > 0`` the
+    accuracy-vs-diversity scatter of the first ``dataset_items`` items sits below (``scatter``, at the
+    explorer's temperature, all S hypotheses); the explored item is ringed in it, and clicking a point
+    selects that item and objective and scrolls the item figure into view. ``figure`` and ``scatter`` are
+    ``FigureWidget``\\ s when ``use_figure_widget`` (default: when :func:`figure_widget_available`), else
+    plain figures shown through ``ipywidgets.Output`` views that are re-rendered on each change (then
+    clicking is not available). Every part of the state lives in the widgets' synced state, so a page
+    reload shows the figure the controls describe.
     """
 
     def __init__(self, explorer: HypothesisExplorer, index: int = 0, objective: str | None = None,
                  num_hypotheses: int = 50, dataset_items: int = 0, use_figure_widget: bool | None = None) -> None:
         import ipywidgets as widgets
-        import plotly.graph_objects as go
 
         self.explorer = ex = explorer
         objective = ex.objectives[0] if objective is None else ex._check_objective(objective)
@@ -391,49 +495,80 @@ class ExplorerWidget:
             raise ValueError(f"num_hypotheses must be at least 1, got {num_hypotheses}")
         self.interactive = figure_widget_available() if use_figure_widget is None else bool(use_figure_widget)
         style = {"description_width": "initial"}
+        wide = widgets.Layout(flex="1 1 auto", width="auto", min_width="260px")
         self.objective = widgets.Dropdown(options=[(LABELS.get(o, o), o) for o in ex.objectives], value=objective,
-                                          description="objective", style=style)
+                                          description="objective", style=style, layout=widgets.Layout(width="auto"))
         self.item = widgets.IntSlider(value=index, min=0, max=len(ex.dataset) - 1, description="item",
-                                      continuous_update=False, style=style)
+                                      continuous_update=False, style=style, layout=wide)
+        self.previous = widgets.Button(description="◀", tooltip="previous item", layout=widgets.Layout(width="36px"))
+        self.next = widgets.Button(description="▶", tooltip="next item", layout=widgets.Layout(width="36px"))
+        self.previous.on_click(lambda _: self.step(-1))
+        self.next.on_click(lambda _: self.step(+1))
         self.temperature = widgets.FloatSlider(value=ex.temperature, min=0.05, max=2.0, step=0.05,
-                                               description="temperature", continuous_update=False, style=style)
+                                               description="temperature", continuous_update=False, style=style,
+                                               layout=wide)
         self.hypotheses = widgets.IntSlider(value=min(int(num_hypotheses), ex.num_samples), min=1,
-                                            max=ex.num_samples, description="hypotheses shown",
-                                            continuous_update=False, style=style)
+                                            max=ex.num_samples, description="hypotheses drawn",
+                                            continuous_update=False, style=style, layout=wide)
         self.metrics = widgets.HTML()
         first = ex.item_figure(index, objective, self.temperature.value, self.hypotheses.value)
-        self.figure, self._view = self._live(first, go, widgets)
-        self.scatter, scatter_view = None, None
+        self.figure, self._view = self._live(first, widgets)
+        self.scatter, scatter_view, self._frame = None, None, None
         if dataset_items > 0:
-            self.scatter, scatter_view = self._live(ex.dataset_figure(dataset_items), go, widgets)
+            self._frame = ex.dataset_metrics(dataset_items)
+            scatter = accuracy_diversity_figure(self._frame, title=ex._dataset_title(self._frame, None, None),
+                                                selected=(objective, index), num_joints=len(ex.keypoint_names))
+            self.scatter, scatter_view = self._live(scatter, widgets)
             if self.interactive:
                 for trace in self.scatter.data:
                     trace.on_click(self.on_scatter_click)
+        self._scatter_view = scatter_view
+        self._anchor = _scroll_anchor() if self.interactive and self.scatter is not None else None
         self._hold = False
         for control in (self.objective, self.item, self.temperature, self.hypotheses):
             control.observe(self.refresh, names="value")
         self._show_metrics()
-        rows = [widgets.HBox([self.objective, self.item]), widgets.HBox([self.temperature, self.hypotheses]),
-                self.metrics, self._view]
+        full = widgets.Layout(width="100%")
+        rows = [widgets.HBox([self.objective, self.item, self.previous, self.next], layout=full),
+                widgets.HBox([self.temperature, self.hypotheses], layout=full)]
+        rows += [self._anchor] if self._anchor is not None else []
+        rows += [self.metrics, self._view]
         if scatter_view is not None:
             rows.append(scatter_view)
-        self.box = widgets.VBox(rows)
+        self.box = widgets.VBox(rows, layout=full)
 
-    def _live(self, fig: Any, go: Any, widgets: Any) -> tuple[Any, Any]:
+    def _live(self, fig: Any, widgets: Any) -> tuple[Any, Any]:
+        import plotly.graph_objects as go
+
         if self.interactive:
-            live = go.FigureWidget(fig)
+            live = go.FigureWidget(_plain_figure(fig))
             return live, live
         view = widgets.Output()
         view.outputs = (_mimebundle(fig),)
         return fig, view
 
     def _show_metrics(self) -> None:
-        ex, o, i = self.explorer, self.objective.value, self.item.value
-        m = ex.item_metrics(i, o, self.temperature.value, self.hypotheses.value)
-        self.metrics.value = f"<b>item {i} · {LABELS.get(o, o)}</b>: {metrics_text(m)}"
+        head, numbers = self.explorer.describe(self.item.value, self.objective.value, self.temperature.value,
+                                               self.hypotheses.value)
+        note = ""
+        if self.scatter is not None and self.objective.value not in self.explorer.mode_only \
+                and abs(self.temperature.value - self.explorer.temperature) > 1e-9:
+            note = f" The scatter below stays at T = {self.explorer.temperature:g}."
+        self.metrics.value = f"<b>{head}</b><br>{numbers}.{note}"
+
+    def _mark_selected(self) -> None:
+        if self.scatter is None:
+            return
+        point = selected_point(self._frame, self.objective.value, self.item.value)
+        ring = next(t for t in self.scatter.data if t.name == SELECTED_TRACE)
+        ring.update(point)
+        if self.interactive:
+            _sync_state(self.scatter)
+        else:
+            self._scatter_view.outputs = (_mimebundle(self.scatter),)
 
     def refresh(self, change: Any = None) -> None:
-        """Redraw the item figure (in place) and the metrics line from the controls' values."""
+        """Redraw the item figure (in place), the metrics line and the scatter's ring from the controls' values."""
         if self._hold:
             return
         ex = self.explorer
@@ -442,9 +577,14 @@ class ExplorerWidget:
         if not self.interactive:
             self._view.outputs = (_mimebundle(self.figure),)
         self._show_metrics()
+        self._mark_selected()
+
+    def step(self, delta: int) -> None:
+        """Show the item ``delta`` places on (the previous / next buttons), staying within the dataset."""
+        self.item.value = min(max(self.item.value + int(delta), self.item.min), self.item.max)
 
     def select(self, index: int, objective: str) -> None:
-        """Show item ``index`` under ``objective`` (one redraw)."""
+        """Show item ``index`` under ``objective`` (one redraw) and bring its figure into view."""
         index, objective = self.explorer._check_index(index), self.explorer._check_objective(objective)
         self._hold = True
         try:
@@ -452,6 +592,8 @@ class ExplorerWidget:
         finally:
             self._hold = False
         self.refresh()
+        if self._anchor is not None:
+            self._anchor.requests += 1
 
     def on_scatter_click(self, trace: Any, points: Any, state: Any = None) -> None:
         """Callback of the dataset scatter: select the clicked point's item and objective."""
@@ -462,4 +604,3 @@ class ExplorerWidget:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.box._repr_mimebundle_(**kwargs)
-

@@ -41,10 +41,13 @@ __all__ = [
     "GT_COLOR",
     "ITEM_HEIGHT",
     "ITEM_TRACES",
+    "SELECTED_TRACE",
     "accuracy_diversity_figure",
     "hypotheses_figure",
     "metrics_text",
+    "occluded_phrase",
     "plot_temperature_sweep",
+    "selected_point",
 ]
 
 GT_COLOR = GROUND_TRUTH_COLOR
@@ -118,6 +121,7 @@ def hypotheses_figure(
     parents: Sequence[int] = tuple(HAND_PARENTS),
     root: int = HAND_ROOT,
     crop_pixels: int = CROP_PIXELS,
+    diversity: Tensor | None = None,
 ) -> Any:
     """One item's hypotheses as a plotly figure with three panels.
 
@@ -126,6 +130,9 @@ def hypotheses_figure(
         uv_px: (S, J, 2) their projections in px of the ``crop_pixels`` crop.
         gt_xyz: (J, 3) ground truth in mm; gt_uv: (J, 2) ground-truth keypoints in px; visible: (J,) bool.
         color: the objective's colour; title: figure title.
+        diversity: (J,) the per-joint diversity to draw in the third panel; by default
+            :func:`mhe.metrics.joint_diversity` of the hypotheses drawn. The explorer passes that of all S
+            hypotheses while drawing only some, so that the bars are the numbers of its title.
 
     Left, 3D (mm, equal axes, seen roughly from the camera): every hypothesis's skeleton as thin
     translucent lines, bones to visible joints in ``color``, bones to occluded joints and the occluded
@@ -195,7 +202,12 @@ def hypotheses_figure(
                    marker=joints(OCCLUDED_COLOR, OCCLUDED_SYMBOL, 10),
                    hovertemplate="%{text}: u %{x:.0f} px, v %{y:.0f} px<extra>occluded</extra>"), 2, "hidden", True)
 
-    div = _np(joint_diversity(torch.as_tensor(xyz), torch.as_tensor(uv), torch.as_tensor(vis)))
+    if diversity is None:
+        div = _np(joint_diversity(torch.as_tensor(xyz), torch.as_tensor(uv), torch.as_tensor(vis)))
+    else:
+        div = _np(diversity)
+        if div.shape != (J,):
+            raise ValueError(f"diversity must have one value per joint, shape ({J},), got {div.shape}")
     keep = np.arange(J) != root
     for mask, unit, c, group in ((vis, "px", VISIBLE_COLOR, "pjd_vis"), (~vis, "mm", OCCLUDED_COLOR, "pjd_occ")):
         add(go.Bar(x=np.where(mask, div, np.nan)[keep], y=label[keep], orientation="h", marker_color=c,
@@ -227,7 +239,18 @@ def hypotheses_figure(
     return fig
 
 
-def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None) -> Any:
+SELECTED_TRACE = "chosen item"  # the accuracy-vs-diversity scatter's last trace: a ring around the explored point
+
+
+def occluded_phrase(count: int | str, num_joints: int) -> str:
+    """How every figure and line of the explorer counts occluded joints: ``"13 of 20 joints occluded (root
+    not counted)"`` — the non-root joints, as the metrics (PJD 3D-occ) count them. ``count`` may be a
+    plotly hover placeholder."""
+    return f"{count} of {int(num_joints) - 1} joints occluded (root not counted)"
+
+
+def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None,
+                              selected: tuple[str, int] | None = None, num_joints: int | None = None) -> Any:
     """Per-item accuracy against diversity, one colour per objective.
 
     ``frame`` has one row per (objective, item) with columns ``objective``, ``index``, ``mpjpe_bh``,
@@ -236,13 +259,17 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None) -> 
     3D-occ, y: BH-MPJPE; hovering a point shows its item index and metrics. Traces follow the order of
     first appearance of the objectives, each with ``meta`` = the objective's name and ``customdata`` rows
     (index, ah, pjd_2d_vis, rd, occluded). Items with no occluded joint have no x and are not drawn.
-    No fixed width: the figure fills its page.
+    The last trace, :data:`SELECTED_TRACE`, rings the point of ``selected = (objective, index)`` (empty
+    when None or when that item is not drawn). ``num_joints`` (J, root included) lets the hover say "k of
+    J − 1 joints occluded", as the explorer's titles do. No fixed width: the figure fills its page.
     """
     import plotly.graph_objects as go
 
     missing = {"objective", "index", "mpjpe_bh", "pjd_3d_occ", "ah", "pjd_2d_vis", "rd", "occluded"} - set(frame)
     if missing:
         raise ValueError(f"frame lacks the columns {sorted(missing)}; build it with HypothesisExplorer.dataset_metrics")
+    count = "%{customdata[4]:.0f}"
+    occluded = f"{count} joints occluded (root not counted)" if num_joints is None else occluded_phrase(count, num_joints)
     fig = go.Figure()
     for name in pd.unique(frame["objective"]):
         part = frame[frame["objective"] == name]
@@ -252,11 +279,15 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None) -> 
             marker=dict(size=7, color=OBJECTIVE_COLORS.get(name, "#555555"), opacity=0.75,
                         line=dict(color="white", width=0.5)),
             customdata=part[["index", "ah", "pjd_2d_vis", "rd", "occluded"]].to_numpy(float),
-            hovertemplate=("item %{customdata[0]:.0f} (%{customdata[4]:.0f} occluded joints)<br>"
+            hovertemplate=(f"item %{{customdata[0]:.0f}}: {occluded}<br>"
                            "BH-MPJPE %{y:.1f} mm<br>PJD 3D-occ %{x:.1f} mm<br>AH %{customdata[1]:.1f} px<br>"
                            "PJD 2D-vis %{customdata[2]:.1f} px<br>RD %{customdata[3]:.2f}"
                            f"<extra>{LABELS.get(name, name)}</extra>"),
         ))
+    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=SELECTED_TRACE, hoverinfo="skip", showlegend=True,
+                             marker=dict(size=20, symbol="circle-open", color=GT_COLOR, line=dict(width=2.5))))
+    if selected is not None:
+        fig.data[-1].update(selected_point(frame, *selected))
     fig.update_layout(
         title=dict(text=title or "accuracy vs diversity, one point per test item (click a point to explore it)",
                    font=dict(size=14)),
@@ -266,6 +297,15 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None) -> 
         margin=dict(l=70, r=20, t=70, b=60),
     )
     return fig
+
+
+def selected_point(frame: pd.DataFrame, objective: str, index: int) -> dict[str, list[float]]:
+    """``{"x": [...], "y": [...]}`` of item ``index`` under ``objective`` in :func:`accuracy_diversity_figure`'s
+    scatter (empty lists when the frame does not hold it or it is not drawn: no occluded joint)."""
+    row = frame[(frame["objective"] == objective) & (frame["index"] == int(index))]
+    if row.empty or not np.isfinite(row["pjd_3d_occ"].iloc[0]) or not np.isfinite(row["mpjpe_bh"].iloc[0]):
+        return {"x": [], "y": []}
+    return {"x": [float(row["pjd_3d_occ"].iloc[0])], "y": [float(row["mpjpe_bh"].iloc[0])]}
 
 
 def plot_temperature_sweep(frame: pd.DataFrame, reference: float | None = 0.8) -> Any:
