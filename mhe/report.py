@@ -400,7 +400,9 @@ def figure_captions(notebooks: Path) -> dict[str, tuple[str, str]]:
     """``{figure name or pattern: (notebook stem, caption)}`` for every ``save_figure(fig, "<name>")`` in the
     notebooks ``NN_*.ipynb`` of ``notebooks``. A name written as an f-string is a pattern (each ``{...}``
     a wildcard, ``*``). The caption: ``# caption <name>: ...`` for that name, else the nearest
-    ``# caption: ...`` above the call in its cell, else the first sentence of the markdown cell above."""
+    ``# caption: ...`` above the call in its cell, else the first sentence of the markdown cell above. A
+    script in ``tools/`` next to ``notebooks`` captions a figure it writes with ``# caption <name>: ...``
+    (its source is then ``tools/<script>.py``)."""
     import json
 
     out: dict[str, tuple[str, str]] = {}
@@ -427,6 +429,12 @@ def figure_captions(notebooks: Path) -> dict[str, tuple[str, str]]:
                     name = re.sub(r"\{[^}]*\}", "*", match.group(2)) if match.group(1) else match.group(2)
                     out.setdefault(name, (path.stem, pending or _markdown_caption(markdown)))
                     pending = None
+    tools = Path(notebooks).resolve().parent / "tools"
+    for path in sorted(tools.glob("*.py")):  # figures a tool writes (e.g. a browser screenshot)
+        for line in path.read_text().splitlines():
+            cap = _CAPTION.search(line)
+            if cap and cap.group(1):
+                out.setdefault(cap.group(1), (f"tools/{path.name}", cap.group(2)))
     return out
 
 
@@ -454,7 +462,9 @@ def gallery(figures: Path, notebooks: Path | None = None) -> str:
     lines = ["## Gallery", "", "Every figure in `figures/`, with the caption its notebook gives it (written by "
              "`python -m mhe.report` from the notebooks' `# caption:` comments)."]
     for source, rows in groups.items():
-        lines += ["", f"**`notebooks/{source}.ipynb`**" if source else "**not saved by any notebook**", "",
+        header = (f"**`{source}`**" if source.endswith(".py") else f"**`notebooks/{source}.ipynb`**" if source
+                  else "**not saved by any notebook**")
+        lines += ["", header, "",
                   "| figure | caption |", "|---|---|", *rows]
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ the page at a smaller window and checks, at every step:
   and the metrics line says the same;
 - neither the page nor the kernel reported an error (widget callbacks' tracebacks are what JupyterLab's
   log console collects), and the log console's counter stays at zero;
-- every panel of the figure fits the output area (no horizontal scroll) at 1440 × 900 and 1280 × 800;
+- every panel of the figure fits the output area (no horizontal scroll) at 1440 × 900 and 1280 × 800,
+  and the figures follow the output area's width when the sidebar closes and opens;
 - a click rings the chosen point and brings the item's figure into view;
 - after a reload the figure shows the state the controls show.
 
@@ -162,6 +163,36 @@ def test_every_control_updates_the_figure_without_errors(lab):
     assert not overflow(lab), overflow(lab)
 
 
+def widths(lab) -> list[tuple[float, float]]:
+    """(figure width, output-area width) of the item figure and of the scatter, px."""
+    return lab.page.evaluate("""() => [...document.querySelectorAll('.widget-vbox .js-plotly-plot')].map(gd => {
+      const main = gd.querySelector('.main-svg');
+      return [main.getBoundingClientRect().width, gd.closest('.jp-OutputArea-output').getBoundingClientRect().width]; })""")
+
+
+def fills(lab, timeout: float = 10) -> list[str]:
+    """Figures narrower than their output area (a figure must follow its width), after at most ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while True:
+        short = [f"a figure {w:.0f} px wide in an output area of {o:.0f} px" for w, o in widths(lab) if w < o - 60]
+        if not short or time.monotonic() > end:
+            return short
+        lab.page.wait_for_timeout(250)
+
+
+def test_the_figures_follow_the_width_of_the_output_area(lab):
+    assert not fills(lab), fills(lab)
+    before = widths(lab)[0][1]
+    for _ in range(2):  # close the left sidebar, then open it again: the output area widens, then narrows
+        lab.page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
+        lab.page.keyboard.press("Control+b")
+        lab.page.wait_for_timeout(800)
+        assert not fills(lab), fills(lab)
+        assert not overflow(lab), overflow(lab)
+    assert abs(widths(lab)[0][1] - before) < 2
+    assert not no_errors(lab), no_errors(lab)
+
+
 def test_a_click_on_the_scatter_rings_the_point_and_shows_its_figure(lab):
     page = lab.page
     target = page.evaluate("""() => {
@@ -217,4 +248,5 @@ def test_a_reload_shows_the_state_of_the_controls(lab):
         {k: before[k] for k in ("objective", "item", "temperature", "drawn")}
     assert after["title"] == before["title"]
     assert not overflow(lab), overflow(lab)  # 1280 × 800: every panel still fits
+    assert not fills(lab), fills(lab)
     assert not no_errors(lab), no_errors(lab)

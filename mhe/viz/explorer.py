@@ -445,25 +445,43 @@ def _copy_into(live: Any, new: Any) -> None:
     _sync_state(live)
 
 
-_ANCHOR_ESM = """
+_HELPER_ESM = """
 function render({ model, el }) {
   // Bring the explored item's figure into view when asked (a click on the scatter far below it).
   model.on("change:requests", () => el.scrollIntoView({ behavior: "smooth", block: "start" }));
+  // Refit the figures whenever the explorer's width changes (a sidebar opened or closed, a cell shown
+  // after being drawn while hidden): plotly's responsive figures listen to the window's resize event.
+  let observer = null, last = 0, timer = null;
+  const watch = (tries) => {
+    const box = el.closest(".widget-vbox");
+    if (!box) { if (tries > 0) setTimeout(() => watch(tries - 1), 200); return; }
+    observer = new ResizeObserver((entries) => {
+      const width = Math.round(entries[0].contentRect.width);
+      if (width === 0 || width === last) return;
+      last = width;
+      clearTimeout(timer);
+      timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 150);
+    });
+    observer.observe(box);
+  };
+  watch(50);
+  return () => { if (observer) observer.disconnect(); clearTimeout(timer); };
 }
 export default { render };
 """
 
 
-def _scroll_anchor() -> Any:
-    """A zero-height widget that scrolls the page to itself each time its ``requests`` counter grows."""
+def _page_helper() -> Any:
+    """A zero-height widget for what only the page can do: scroll to itself each time its ``requests``
+    counter grows, and refit the explorer's figures to the width of the explorer whenever it changes."""
     import anywidget
     import traitlets
 
-    class ScrollAnchor(anywidget.AnyWidget):
-        _esm = _ANCHOR_ESM
+    class ExplorerPageHelper(anywidget.AnyWidget):
+        _esm = _HELPER_ESM
         requests = traitlets.Int(0).tag(sync=True)
 
-    return ScrollAnchor()
+    return ExplorerPageHelper()
 
 
 class ExplorerWidget:
@@ -523,7 +541,7 @@ class ExplorerWidget:
                 for trace in self.scatter.data:
                     trace.on_click(self.on_scatter_click)
         self._scatter_view = scatter_view
-        self._anchor = _scroll_anchor() if self.interactive and self.scatter is not None else None
+        self._anchor = _page_helper() if self.interactive else None
         self._hold = False
         for control in (self.objective, self.item, self.temperature, self.hypotheses):
             control.observe(self.refresh, names="value")
@@ -542,6 +560,7 @@ class ExplorerWidget:
 
         if self.interactive:
             live = go.FigureWidget(_plain_figure(fig))
+            live._config = {"responsive": True}  # fills the output area's width, and follows it
             return live, live
         view = widgets.Output()
         view.outputs = (_mimebundle(fig),)
@@ -592,7 +611,7 @@ class ExplorerWidget:
         finally:
             self._hold = False
         self.refresh()
-        if self._anchor is not None:
+        if self._anchor is not None and self.scatter is not None:
             self._anchor.requests += 1
 
     def on_scatter_click(self, trace: Any, points: Any, state: Any = None) -> None:
