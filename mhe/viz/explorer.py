@@ -8,12 +8,16 @@ hypotheses and every temperature scales the *same* base noise, and caches them. 
 :func:`~mhe.metrics.joint_diversity`) and its figures :mod:`mhe.viz.explorer_figures`' pure plotly
 functions: :meth:`~HypothesisExplorer.item_figure` shows the hypotheses in 3D, projected into the
 256-px crop, and the per-joint diversity (PJD 2D on visible joints, 3D on occluded ones) with the
-item's metrics in the title; :meth:`~HypothesisExplorer.dataset_figure` puts every item's accuracy
+item's metrics in the title (:meth:`~HypothesisExplorer.describe`: always over all S hypotheses, however
+many are drawn; occluded joints counted without the root, :meth:`~HypothesisExplorer.occluded`);
+:meth:`~HypothesisExplorer.dataset_figure` puts every item's accuracy
 (BH-MPJPE) against its occluded-joint diversity (PJD 3D-occ); :meth:`~HypothesisExplorer.widget` puts
 ipywidgets controls (objective, item, temperature, number of hypotheses) around a figure that is
 updated in place (:class:`ExplorerWidget`). The live figure is a ``plotly.graph_objects.FigureWidget``
 when ``anywidget`` is installed (plotly >= 6 needs it; clicking a point of the dataset scatter then
-selects that item), else a plain figure re-rendered into an ``ipywidgets.Output``.
+selects that item), else a plain figure re-rendered into an ``ipywidgets.Output``. A live figure holds
+plain lists (:func:`_plain`; plotly's handler of the browser's reports fails on NumPy arrays) and stores
+each update in its synced state (:func:`_sync_state`), so a reloaded page shows the current figure.
 
 The figure functions and per-item metrics are re-exported here, so ``from mhe.viz.explorer import
 hypotheses_figure, item_metrics, ...`` keeps working; note that :func:`item_metrics` now takes the
