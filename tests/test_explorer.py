@@ -216,10 +216,12 @@ def test_title_shows_the_numbers_of_all_hypotheses_whatever_is_drawn(explorer, d
 def test_dataset_figure_points_are_per_item_metrics(explorer, dataset):
     n = 4
     fig = explorer.dataset_figure(n)
-    assert [t.meta for t in fig.data] == ["mhentropy", "deterministic", None]  # last: the ring of a chosen item
+    assert [t.meta for t in fig.data] == ["mhentropy", "deterministic"]
     assert fig.data[0].marker.color == OBJECTIVE_COLORS["mhentropy"]
-    ent, det, ring = fig.data
-    assert ring.name == SELECTED_TRACE and len(ring.x) == 0
+    ent, det = fig.data
+    ringed = accuracy_diversity_figure(explorer.dataset_metrics(n), selected=("deterministic", 2))
+    assert ringed.data[-1].name == SELECTED_TRACE and ringed.data[-1].meta is None  # the ring: not clickable
+    assert list(ringed.data[-1].x) == [pytest.approx(det.x[2])] and list(ringed.data[-1].y) == [pytest.approx(det.y[2])]
     np.testing.assert_array_equal(np.asarray(ent.customdata)[:, 0], np.arange(n))
     for i in range(n):
         hyp, item = explorer.hypotheses(i, "mhentropy"), dataset[i]

@@ -259,8 +259,8 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None,
     3D-occ, y: BH-MPJPE; hovering a point shows its item index and metrics. Traces follow the order of
     first appearance of the objectives, each with ``meta`` = the objective's name and ``customdata`` rows
     (index, ah, pjd_2d_vis, rd, occluded). Items with no occluded joint have no x and are not drawn.
-    The last trace, :data:`SELECTED_TRACE`, rings the point of ``selected = (objective, index)`` (empty
-    when None or when that item is not drawn). ``num_joints`` (J, root included) lets the hover say "k of
+    With ``selected = (objective, index)`` a last trace, :data:`SELECTED_TRACE`, rings that item's point
+    (empty when the item is not drawn; the explorer's widget moves it in place). ``num_joints`` (J, root included) lets the hover say "k of
     J − 1 joints occluded", as the explorer's titles do. No fixed width: the figure fills its page.
     """
     import plotly.graph_objects as go
@@ -284,10 +284,10 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None,
                            "PJD 2D-vis %{customdata[2]:.1f} px<br>RD %{customdata[3]:.2f}"
                            f"<extra>{LABELS.get(name, name)}</extra>"),
         ))
-    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name=SELECTED_TRACE, hoverinfo="skip", showlegend=True,
-                             marker=dict(size=20, symbol="circle-open", color=GT_COLOR, line=dict(width=2.5))))
     if selected is not None:
-        fig.data[-1].update(selected_point(frame, *selected))
+        fig.add_trace(go.Scatter(**selected_point(frame, *selected), mode="markers", name=SELECTED_TRACE,
+                                 hoverinfo="skip", showlegend=True,
+                                 marker=dict(size=20, symbol="circle-open", color=GT_COLOR, line=dict(width=2.5))))
     fig.update_layout(
         title=dict(text=title or "accuracy vs diversity, one point per test item (click a point to explore it)",
                    font=dict(size=14)),
