@@ -1,8 +1,10 @@
 """Data and metrics speed: synthetic hands per second -- one by one (``generate``, what a DataLoader
 without a cache does) and a whole split at once (``cache_dir``: ``generate_many`` plus the save), with
 and without 64-px images --, their occlusion per finger, HO3D items per second on the generated fake
-folder, and mhe.metrics.evaluate at B = 1000 images, S = 200 hypotheses, J = 21 joints. Prints
-measured numbers."""
+folder, and mhe.metrics.evaluate at B = 1000 images, S = 200 hypotheses, J = 21 joints. The image
+models' data path: a cached split of 64 / 128 px crops generated and written (``cache_dir``), read
+back from disk, and served through a training DataLoader (batch 64, collation included), beside
+the training items/s of the image models (``benchmarks/bench_train.py``). Prints measured numbers."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 import warnings
 
 import torch
+from torch.utils.data import DataLoader
 
 from mhe import metrics
 from mhe.body import HAND_ROOT, load_mano
@@ -37,6 +40,27 @@ def split_rate(mano, size: int, images: bool) -> float:
         return size / (time.perf_counter() - start)
 
 
+def cached_image_path(mano, size: int, image_size: int) -> dict[str, float]:
+    """The image models' data path on a fresh cache of ``size`` crops: items/s generating and writing the
+    split, seconds reading it back, and items/s of a shuffled training DataLoader (batch 64) over it."""
+    with tempfile.TemporaryDirectory() as cache:
+        ds = SyntheticHands("train", size=size, images=True, image_size=image_size, mano=mano, cache_dir=cache,
+                            progress=False)
+        start = time.perf_counter()
+        ds[0]
+        gen = size / (time.perf_counter() - start)
+        ds = SyntheticHands("train", size=size, images=True, image_size=image_size, mano=mano, cache_dir=cache,
+                            progress=False)
+        start = time.perf_counter()
+        ds[0]
+        read = time.perf_counter() - start
+        loader = DataLoader(ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+        start = time.perf_counter()
+        n = sum(len(batch["image"]) for batch in loader)
+        served = n / (time.perf_counter() - start)
+    return {"generate": gen, "read_s": read, "loader": served}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=100, help="items timed per configuration")
@@ -60,6 +84,12 @@ def main() -> None:
     for images, n in ((False, args.split_items), (True, args.image_split_items)):
         label = "images 64px" if images else "no images"
         print(f"SyntheticHands whole split of {n:,} ({label}): {split_rate(mano, n, images):.0f} items/s")
+
+    for image_size in (64, 128):
+        r = cached_image_path(mano, args.image_split_items, image_size)
+        print(f"cached {image_size}px crops, split of {args.image_split_items:,}: generated and written "
+              f"{r['generate']:.0f} items/s, read back in {r['read_s']:.2f} s, DataLoader (batch 64) "
+              f"{r['loader']:.0f} items/s (the CPU image model trains at ~100-200 items/s on one core)")
 
     from mhe.data import SyntheticBodies
 

@@ -418,11 +418,15 @@ def export_checkpoint_meshes(
 HAND_OBJECTIVES = ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")
 # Other shipped models: MHEntropy with the rotation in the flow, or over another pose parameterisation.
 HAND_VARIANTS = ("mhentropy_rot", "mhentropy_aa")
+# The hand models that read pixels (configs hand_<name>): a compact CNN on the rendered 64 px crop, no
+# keypoints and no visibility mask into the network (the likelihood still sees only the visible joints).
+# Kept apart from HAND_VARIANTS: the notebooks' keypoint tables loop over those.
+HAND_IMAGE_MODELS = ("mhentropy_image", "nll_image", "deterministic_image")
 # The shipped body models (configs body_<name>): MHEntropy from visible 2D keypoints and with a 3D term,
 # ProHMR's objective in its 2D-visible setting (no pose labels), with pose labels (NLL) and with its 3D
 # keypoint term, min-of-N and a deterministic regressor.
 BODY_MODELS = ("mhentropy", "mhentropy_3d", "prohmr_2d", "nll", "nll_3d", "min_of_n", "deterministic")
-SHIPPED = {"hand": HAND_OBJECTIVES + HAND_VARIANTS, "body": BODY_MODELS}
+SHIPPED = {"hand": HAND_OBJECTIVES + HAND_VARIANTS + HAND_IMAGE_MODELS, "body": BODY_MODELS}
 
 
 def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.Module, ExperimentConfig]:
@@ -459,7 +463,8 @@ def load_or_train(
     progress: bool = True,
 ) -> tuple[nn.Module, ExperimentConfig]:
     """The ``body`` ("hand" or "body") model trained with ``objective`` (hands: one of
-    :data:`HAND_OBJECTIVES` or :data:`HAND_VARIANTS`; bodies: one of :data:`BODY_MODELS`).
+    :data:`HAND_OBJECTIVES`, :data:`HAND_VARIANTS` or :data:`HAND_IMAGE_MODELS`; bodies: one of
+    :data:`BODY_MODELS`).
 
     Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
     exists; otherwise trains the packaged config ``<body>_<objective>`` with a progress bar and keeps the

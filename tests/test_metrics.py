@@ -224,6 +224,7 @@ def test_pjd_rejects_wrong_rank():
         metrics.pjd(torch.zeros(2, 3, 3))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     args = random_case(5)
