@@ -22,6 +22,18 @@ def _seed_and_isolate(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture(scope="module")
+def mano():
+    """The MANO hand model (the stand-in where no real file is installed; its notice silenced)."""
+    import warnings
+
+    from mhe.body import load_mano
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_mano()
+
+
 @pytest.fixture(scope="session")
 def figures_tmp(tmp_path_factory):
     return tmp_path_factory.mktemp("figures_session")

@@ -23,13 +23,6 @@ from mhe.geometry import project_orthographic
 
 
 @pytest.fixture(scope="module")
-def mano():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_mano()
-
-
-@pytest.fixture(scope="module")
 def test_items(mano):
     ds = SyntheticHands("test", size=24, mano=mano)
     return ds, [ds[i] for i in range(len(ds))]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mhe.body import HAND_ROOT, load_mano
+from mhe.body import HAND_ROOT
 from mhe.data.ho3d import official_visibility
 from mhe.data.render import Occluder, depth_in_windows, pixel_centres, rasterize
 from mhe.data.synthetic import (
@@ -26,13 +26,6 @@ NON_ROOT = [j for j in range(21) if j != HAND_ROOT]
 MASKS = ("visible", "object_occluded", "self_occluded", "outside")
 EXACT = ("params", "global_orient", "betas")
 UNITS = {"joints_3d_mm": 1000.0, "keypoints_2d_px": 128.0}
-
-
-@pytest.fixture(scope="module")
-def mano():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_mano()
 
 
 @pytest.fixture(scope="module")
