@@ -163,14 +163,31 @@ class LabSession:
         self.page.goto(f"http://127.0.0.1:{self.port}/lab/tree/{self.notebook.name}?token={self.token}")
         self._ready()
 
+    def kernel_status(self) -> str:
+        """The kernel's state as JupyterLab's status bar says it ("Idle", "Busy", "Connecting", …; "" before
+        the status bar shows one). The toolbar's execution indicator is no witness: it reads "idle" while the
+        kernel is still connecting, and a Run All given then can be lost."""
+        text = self.page.evaluate(
+            "() => [...document.querySelectorAll('.jp-StatusBar-Widget span')].map(e => e.textContent)"
+            "  .find(t => /\\|\\s*\\S/.test(t) && /ipykernel|Python/.test(t)) || ''")
+        return text.rsplit("|", 1)[-1].strip() if "|" in text else ""
+
+    def _wait_for_kernel(self, status: str = "Idle", timeout: float = 180) -> None:
+        end = time.monotonic() + timeout
+        while self.kernel_status() != status:
+            dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+            if dialog.count() > 0:  # as a user would: keep the notebook's kernel
+                dialog.get_by_role("button", name="Select").click()
+            if time.monotonic() > end:
+                shot = self.workdir / "timeout.png"
+                self.page.screenshot(path=str(shot))
+                raise TimeoutError(f"the kernel is {self.kernel_status()!r}, not {status!r}, after {timeout} s "
+                                   f"(screenshot: {shot}; server log: {self.workdir / 'server.log'})")
+            self.page.wait_for_timeout(250)
+
     def _ready(self) -> None:
         self.page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
-        self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-        self.page.wait_for_timeout(1000)
-        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
-        if dialog.count() > 0:  # as a user would: keep the notebook's kernel
-            dialog.get_by_role("button", name="Select").click()
-            self.page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        self._wait_for_kernel("Idle")
 
     def save(self) -> None:
         """File > Save Notebook (what autosave does every two minutes): the outputs, widget views among
@@ -185,21 +202,32 @@ class LabSession:
         self.page.reload()
         self._ready()
 
+    def _replies(self) -> int:
+        """How many ``execute_reply`` messages the page has received from the kernel so far."""
+        return sum(len(re.findall(r'"msg_type"\s*:\s*"execute_reply"', text)) for text in self.kernel_messages)
+
     def run_all(self, timeout: float = 600) -> float:
-        """Run > Run All Cells, as a user would, and wait until the kernel has been idle for 3 s after working.
-        Returns the seconds it took. Raises RuntimeError when a cell failed (with the kernel's error)."""
+        """Run > Run All Cells, as a user would, once the kernel is idle, and wait until the kernel has
+        answered every code cell and is idle again. Returns the seconds it took. Raises RuntimeError when a
+        cell failed (with the kernel's error) and TimeoutError (with a screenshot) when it takes too long."""
+        nb = json.loads(self.notebook.read_text(encoding="utf-8"))
+        cells = sum(1 for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip())
+        self._wait_for_kernel("Idle")
+        before = self._replies()
         start = time.monotonic()
         self.page.get_by_role("menuitem", name="Run", exact=True).click()
         self.page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        indicator = ".jp-Notebook-ExecutionIndicator"
-        self.page.wait_for_selector(f"{indicator}[data-status='busy']", timeout=60_000)
-        calm = 0.0
-        while calm < 3.0:
+        while self._replies() - before < cells:
+            if self.kernel_errors():
+                raise RuntimeError(f"a cell failed: {self.kernel_errors()[0]}")
             if time.monotonic() - start > timeout:
-                raise TimeoutError(f"the notebook still runs after {timeout} s")
-            status = self.page.get_attribute(indicator, "data-status")
-            calm = calm + 0.5 if status == "idle" else 0.0
+                shot = self.workdir / "timeout.png"
+                self.page.screenshot(path=str(shot))
+                raise TimeoutError(f"after {timeout} s the kernel has answered {self._replies() - before} of "
+                                   f"{cells} code cells (kernel {self.kernel_status()!r}; screenshot: {shot})")
             self.page.wait_for_timeout(500)
+        self._wait_for_kernel("Idle", timeout=max(60.0, timeout - (time.monotonic() - start)))
+        self.page.wait_for_timeout(1000)  # the last outputs (widget views) render
         if self.kernel_errors():
             raise RuntimeError(f"a cell failed: {self.kernel_errors()[0]}")
         return time.monotonic() - start
