@@ -119,13 +119,13 @@ def _need_body(cfg: ExperimentConfig, body: str) -> None:
                           f"set model.body={body} (and a {body} model's settings, e.g. the {body}_* configs)")
 
 
-# what a model reads, by encoder: keypoint encoders make it a 2D→3D lifting model
-INPUT_KINDS = {
-    "mlp": "visible 2D keypoints (2D→3D lifting)",
-    "resmlp": "visible 2D keypoints (2D→3D lifting)",
-    "cnn": "image crops",
-    "resnet": "image crops",
-}
+def input_label(cfg: ExperimentConfig) -> str:
+    """What a model reads, for tables and ``mhe evaluate``: ``"visible 2D keypoints"`` (the keypoint
+    encoders, which make it a 2D→3D lifting model) or ``"image (64 px crop)"`` (the image encoders)."""
+    if cfg.model.encoder in ("cnn", "resnet"):
+        return f"image ({cfg.model.image_size} px crop)"
+    return "visible 2D keypoints" if cfg.model.encoder in ("mlp", "resmlp") else str(cfg.model.encoder)
+
 
 # datasets generated from ``data.data_seed`` (``mhe evaluate --data-seed`` draws a fresh split of them)
 GENERATED_DATASETS = ("synthetic-hands", "synthetic-bodies")
@@ -359,7 +359,7 @@ def evaluate_checkpoint(
     return {
         "checkpoint": str(path),
         "dataset": cfg.data.dataset,
-        "input": INPUT_KINDS.get(cfg.model.encoder, cfg.model.encoder),
+        "input": input_label(cfg),
         "root": cfg.data.root,
         "split": split,
         "num_samples": num_samples,

@@ -227,8 +227,8 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     assert base["data_seed"] == 0 and base["data_overrides"] == []
     assert fresh["data_seed"] == 3 and fresh["data_overrides"] == ["data.rotation=ho3d"]
     printed = capsys.readouterr().out
-    assert "(data seed 3) [data.rotation=ho3d]" in printed and "input: visible 2D keypoints (2D→3D lifting)" in printed
-    assert fresh["input"] == "visible 2D keypoints (2D→3D lifting)"
+    assert "(data seed 3) [data.rotation=ho3d]" in printed and "input: visible 2D keypoints" in printed
+    assert fresh["input"] == "visible 2D keypoints"
     assert fresh["metrics"]["mpjpe_bh"] != base["metrics"]["mpjpe_bh"]  # other hands
     # the new columns: scale-free diversity needs px/mm, plausibility the joint limits
     assert 1.0 < fresh["metrics"]["px_per_mm"] < 3.0 and 0 <= fresh["metrics"]["plausible"] <= 1

@@ -87,6 +87,14 @@ def test_image_models_are_registered_apart_from_the_keypoint_variants():
     assert not set(HAND_IMAGE_MODELS) & set(HAND_VARIANTS)  # the notebooks' keypoint tables loop over those
 
 
+def test_tables_say_what_each_model_reads():
+    from mhe.experiments import input_label
+
+    assert input_label(load_config("hand_mhentropy_image")) == "image (64 px crop)"
+    assert input_label(load_config("hand_mhentropy_image", ["model.image_size=32"])) == "image (32 px crop)"
+    assert input_label(load_config("hand_mhentropy")) == "visible 2D keypoints"
+
+
 def test_load_or_train_knows_the_image_models():
     from mhe.experiments import load_or_train
 

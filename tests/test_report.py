@@ -204,3 +204,42 @@ def test_readme_gallery_lists_every_committed_figure_with_its_notebooks_caption(
     assert "no notebook saves this figure" not in block, "a committed figure that no notebook writes"
     assert block == report.gallery(ROOT / "figures", ROOT / "notebooks").join(["<!-- generated: gallery -->\n", "\n"]), (
         "README.md's gallery is stale: run `python -m mhe.report`")
+
+
+def _table_with_images() -> pd.DataFrame:
+    table = _table()
+    image = pd.DataFrame({
+        "mhentropy_image": [44.0, 15.0, 50.0, 49.0, 45.0, 5.2, 6.7, 0.78, 3.5, 0.52, 1.6, 0.999, 0.4, 57.0, 37.0],
+        "nll_image": [49.0, 14.0, 66.0, 59.0, 67.0, 16.0, 21.6, 0.74, 11.3, 0.50, 1.6, 0.85, 0.4, 60.0, 40.0],
+        "deterministic_image": [57.0, 20.0, 57.0, 57.0, 40.0, 0.0, 0.0, math.nan, 0.0, math.nan, 1.6, 0.99, 0.5, 70, 45],
+    }, index=table.columns).T
+    out = pd.concat([table, image])
+    out.insert(0, "input", ["visible 2D keypoints"] * len(table) + ["image (64 px crop)"] * len(image))
+    return out
+
+
+def test_image_rows_get_an_input_column_and_their_own_takeaway(tmp_path):
+    table = _table_with_images()
+    text = report.hand_results(table)
+    assert "| model | input | BH-MPJPE |" in text
+    assert "| MHEntropy, from the image | image (64 px crop) | 44.0 |" in text
+    assert "| MHEntropy (PCA flow) | visible 2D keypoints | 20.0 |" in text
+    take = report.hand_takeaways(table)
+    line = next(s for s in take.splitlines() if "From pixels" in s)
+    assert "44.0 mm off (from the keypoints: 20.0 mm), against 57.0 mm" in line
+    assert f"0.520 against 0.500 for NLL on the same crops ({0.52 / 0.50:.2f} ×)" in line
+    assert "99.9 % of its hypotheses plausible (NLL 85.0 %)" in line
+    # the CSV round trip the README takes (a string column among the numbers)
+    table.to_csv(tmp_path / "04_hand_metrics.csv", float_format="%.4f")
+    assert report.hand_results(pd.read_csv(tmp_path / "04_hand_metrics.csv", index_col=0)) == text
+
+
+def test_metrics_table_input_column():
+    from mhe.viz.hands import metrics_table
+
+    results = {"a": {"mpjpe_bh": 1.0}, "b": {"mpjpe_bh": 2.0}}
+    table = metrics_table(results, inputs={"a": "visible 2D keypoints", "b": "image (64 px crop)"})
+    assert list(table.columns[:2]) == ["input", "mpjpe_bh"] and table.loc["b", "input"] == "image (64 px crop)"
+    assert math.isnan(table.loc["a", "rd_mm"])
+    with pytest.raises(ValueError, match="no input for \\['b'\\]"):
+        metrics_table(results, inputs={"a": "x"})

@@ -27,6 +27,10 @@ OBJECTIVE_COLORS = {
     "nll": "#66a61e",
     "min_of_n": "#e6ab02",
     "deterministic": "#a6761d",
+    # the same objectives reading the image crop: lighter shades of their keypoint twins
+    "mhentropy_image": "#66c2a5",
+    "nll_image": "#a6d854",
+    "deterministic_image": "#d9b26f",
     "ground_truth": "#333333",
 }
 GROUND_TRUTH_COLOR = OBJECTIVE_COLORS["ground_truth"]

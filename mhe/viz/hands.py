@@ -32,6 +32,9 @@ LABELS = {
     "nll": "NLL (ProHMR-style)",
     "min_of_n": "min-of-N",
     "deterministic": "deterministic",
+    "mhentropy_image": "MHEntropy, image",
+    "nll_image": "NLL, image",
+    "deterministic_image": "deterministic, image",
 }
 
 
@@ -178,14 +181,16 @@ def plot_accuracy_vs_diversity(metrics: pd.DataFrame) -> Figure:
     Left: best-hypothesis 3D error vs 3D diversity of occluded joints (down-right is better: diverse
     *and* one hypothesis close to the truth). Right: worst-hypothesis 2D error on visible joints (AH) vs
     2D diversity of visible joints (down-left is better: every hypothesis explains what is seen).
+    Models that read the image crop (names ending in ``_image``) are squares, the others dots.
     """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     panels = ((axes[0], "pjd_3d_occ", "mpjpe_bh", "PJD 3D occluded (mm)", "BH-MPJPE (mm)"),
               (axes[1], "pjd_2d_vis", "ah", "PJD 2D visible (px)", "AH: worst hypothesis, visible (px)"))
     for ax, x, y, xl, yl in panels:
         for name, row in metrics.iterrows():
+            # squares: models that read the image crop; dots: models that read the visible keypoints
             ax.scatter(row[x], row[y], s=80, color=OBJECTIVE_COLORS.get(str(name), "#555"), edgecolor="black",
-                       zorder=3)
+                       marker="s" if str(name).endswith("_image") else "o", zorder=3)
         # labels of points that nearly coincide (in axis fractions) are stacked downwards, not overprinted
         ax.margins(x=0.08, y=0.14)  # room for labels shifted above the top point or below the lowest
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
@@ -211,11 +216,19 @@ TABLE_COLUMNS = ("mpjpe_bh", "pa_mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "ah", "p
                  "pjd_2d_vis_mm", "rd_mm", "px_per_mm", "plausible", "flip_rate", "mpjpe_bh_flip", "mpjpe_bh_noflip")
 
 
-def metrics_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None) -> pd.DataFrame:
+def metrics_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None,
+                  inputs: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The hand table: one row per objective, columns :data:`TABLE_COLUMNS` (the paper's BH-MPJPE, PA-MPJPE,
     AH, PJD 2D-vis, PJD 3D-occ, RD, then the fair single-answer errors, the scale-free diversity, the
-    plausible fraction and the depth-flip split); a metric a model lacks is NaN."""
+    plausible fraction and the depth-flip split); a metric a model lacks is NaN. ``inputs`` (model name →
+    what it reads, e.g. ``"image (64 px crop)"``) adds a first column ``input``."""
     columns = list(columns or TABLE_COLUMNS)
     df = pd.DataFrame({name: {c: r.get(c, float("nan")) for c in columns} for name, r in results.items()}).T
+    df = df.astype(float)
+    if inputs is not None:
+        missing = [name for name in df.index if name not in inputs]
+        if missing:
+            raise ValueError(f"inputs names no input for {missing}")
+        df.insert(0, "input", [inputs[name] for name in df.index])
     df.index.name = "objective"
     return df
