@@ -156,7 +156,10 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
                    f"{_num(a.mpjpe_bh)} mm off{kp}, against {_num(d.mpjpe_bh)} mm for the deterministic model on the "
                    f"same crops; its mode is {_num(a.mpjpe_mode)} mm off. Its `rd_mm` is {_num(a.rd_mm, 3)} against "
                    f"{_num(n.rd_mm, 3)} for NLL on the same crops ({a.rd_mm / n.rd_mm:.2f} ×), with "
-                   f"{_pct(a.plausible)} of its hypotheses plausible (NLL {_pct(n.plausible)}).")
+                   f"{_pct(a.plausible)} of its hypotheses plausible (NLL {_pct(n.plausible)}). {_pct(a.flip_rate)} of the "
+                   f"hands get a depth-mirrored palm (BH-MPJPE {_num(a.mpjpe_bh_flip)} mm on them, "
+                   f"{_num(a.mpjpe_bh_noflip)} mm on the rest)"
+                   + (f", against {_pct(m.loc['mhentropy', 'flip_rate'])} from the keypoints." if has("mhentropy") else "."))
     return "\n".join(f"* {line}" for line in out if line)
 
 

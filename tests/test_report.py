@@ -229,6 +229,7 @@ def test_image_rows_get_an_input_column_and_their_own_takeaway(tmp_path):
     assert "44.0 mm off (from the keypoints: 20.0 mm), against 57.0 mm" in line
     assert f"0.520 against 0.500 for NLL on the same crops ({0.52 / 0.50:.2f} ×)" in line
     assert "99.9 % of its hypotheses plausible (NLL 85.0 %)" in line
+    assert "40.0 % of the hands get a depth-mirrored palm (BH-MPJPE 57.0 mm on them, 37.0 mm on the rest), against 10.0 %" in line
     # the CSV round trip the README takes (a string column among the numbers)
     table.to_csv(tmp_path / "04_hand_metrics.csv", float_format="%.4f")
     assert report.hand_results(pd.read_csv(tmp_path / "04_hand_metrics.csv", index_col=0)) == text
