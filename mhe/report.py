@@ -279,12 +279,15 @@ def body_validation_results(table: pd.DataFrame) -> str:
 
 def validation_results(table: pd.DataFrame) -> str:
     """The README's block of the settings chosen on validation (``figures/04_validation_choices.csv``)."""
-    has_b = "b" in table.columns
-    lines = ["| run | pose | prior | rotation |" + (" b |" if has_b else "") + " steps | BH-MPJPE | mean MPJPE | AH "
-             "| RD | rd_mm | plausible | flip rate | BH flipped / rest |",
-             "|---|---|---|---|" + ("---|" if has_b else "") + "---|---|---|---|---|---|---|---|---|"]
+    has_b, has_objective = "b" in table.columns, "objective" in table.columns
+    lines = ["| run |" + (" objective |" if has_objective else "") + " pose | prior | rotation |"
+             + (" b |" if has_b else "") + " steps | BH-MPJPE | mean MPJPE | AH | RD | rd_mm | plausible | flip rate "
+             "| BH flipped / rest |",
+             "|---|" + ("---|" if has_objective else "") + "---|---|---|" + ("---|" if has_b else "")
+             + "---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        lines.append(f"| `{r['run']}` | {r['pose']} | {r['prior']} | {r['rotation']} |"
+        lines.append(f"| `{r['run']}` |" + (f" {r['objective']} |" if has_objective else "")
+                     + f" {r['pose']} | {r['prior']} | {r['rotation']} |"
                      + (f" {r['b']:g} |" if has_b else "") + f" {int(r['step'])} "
                      f"| {_num(r['mpjpe_bh'])} | {_num(r['mpjpe_mean'])} "
                      f"| {_num(r['ah'])} | {_num(r['rd'], 3)} | {_num(r.get('rd_mm'), 3)} | {_pct(r['plausible'])} "

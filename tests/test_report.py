@@ -244,3 +244,19 @@ def test_metrics_table_input_column():
     assert math.isnan(table.loc["a", "rd_mm"])
     with pytest.raises(ValueError, match="no input for \\['b'\\]"):
         metrics_table(results, inputs={"a": "x"})
+
+
+def test_validation_table_shows_objective_b_and_rd_mm():
+    table = pd.DataFrame([
+        {"run": "long", "objective": "mhentropy", "pose": "pca", "prior": "joint_limits (weight 1000)", "rotation": "head",
+         "b": 0.015, "step": 9000.0, "mpjpe_bh": 17.18, "mpjpe_mean": 21.36, "ah": 16.0, "rd": 0.522, "rd_mm": 0.3458,
+         "plausible": 0.9991, "flip_rate": 0.0977, "mpjpe_bh_flip": 27.9, "mpjpe_bh_noflip": 16.0},
+        {"run": "old", "objective": "nll", "pose": "pca", "prior": "none (NLL)", "rotation": "head", "b": 0.03,
+         "step": 3000.0, "mpjpe_bh": 25.0, "mpjpe_mean": 37.0, "ah": 50.0, "rd": 1.0, "rd_mm": math.nan,
+         "plausible": 0.9, "flip_rate": 0.3, "mpjpe_bh_flip": 45.0, "mpjpe_bh_noflip": 18.0}])
+    text = report.validation_results(table)
+    assert text.splitlines()[0].startswith("| run | objective | pose | prior | rotation | b | steps |")
+    assert "| `long` | mhentropy | pca | joint_limits (weight 1000) | head | 0.015 | 9000 | 17.2 | 21.4 | 16.0 | 0.522 | 0.346 |" in text
+    assert "| `old` | nll | pca | none (NLL) | head | 0.03 | 3000 |" in text and "| 1.000 | — |" in text
+    # an older table without the objective and b columns still renders
+    assert "| run | pose | prior | rotation | steps |" in report.validation_results(table.drop(columns=["objective", "b"]))

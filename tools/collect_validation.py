@@ -3,7 +3,7 @@ or, with ``--out figures/05_body_validation_choices.csv``, the body runs' (objec
 
 Each candidate is a training run (``runs/<name>``) whose ``val_log.csv`` the trainer wrote; the last
 validation of each (S = 50 at T = 0.8 on the first 256 validation hands, the trainer's setting) goes into
-one row with the candidate's pose parameterisation, prior, rotation and Laplace scale b. Test splits play no part in these choices.
+one row with the candidate's objective, pose parameterisation, prior, rotation and Laplace scale b. Test splits play no part in these choices.
 
     python tools/collect_validation.py runs/jl_pca runs/jl_pca_w1000 ...
 """
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         rotation = "flow + flip mixture" if m.flip_mixture else ("flow" if m.rotation_in_flow else "head")
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
         last = val.iloc[-1]
-        row = {"run": run.name, "pose": m.pose_repr, "prior": prior, "rotation": rotation, "b": cfg.objective.b}
+        if cfg.objective.name == "nll":
+            prior = "none (NLL)"
+        row = {"run": run.name, "objective": cfg.objective.name, "pose": m.pose_repr, "prior": prior,
+               "rotation": rotation, "b": cfg.objective.b}
         row.update({k: last[k] for k in KEEP if k in last})
         rows.append(row)
     pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.4f")
