@@ -179,11 +179,14 @@ class LabSession:
             if dialog.count() > 0:  # as a user would: keep the notebook's kernel
                 dialog.get_by_role("button", name="Select").click()
             if time.monotonic() > end:
-                shot = self.workdir / "timeout.png"
-                self.page.screenshot(path=str(shot))
-                raise TimeoutError(f"the kernel is {self.kernel_status()!r}, not {status!r}, after {timeout} s "
-                                   f"(screenshot: {shot}; server log: {self.workdir / 'server.log'})")
+                raise self._timed_out(f"the kernel is {self.kernel_status()!r}, not {status!r}, after {timeout} s")
             self.page.wait_for_timeout(250)
+
+    def _timed_out(self, what: str) -> TimeoutError:
+        """A TimeoutError saying ``what``, with a screenshot of the page and the server log to look at."""
+        shot = self.workdir / "timeout.png"
+        self.page.screenshot(path=str(shot))
+        return TimeoutError(f"{what} (screenshot: {shot}; server log: {self.workdir / 'server.log'})")
 
     def _ready(self) -> None:
         self.page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
@@ -221,10 +224,8 @@ class LabSession:
             if self.kernel_errors():
                 raise RuntimeError(f"a cell failed: {self.kernel_errors()[0]}")
             if time.monotonic() - start > timeout:
-                shot = self.workdir / "timeout.png"
-                self.page.screenshot(path=str(shot))
-                raise TimeoutError(f"after {timeout} s the kernel has answered {self._replies() - before} of "
-                                   f"{cells} code cells (kernel {self.kernel_status()!r}; screenshot: {shot})")
+                raise self._timed_out(f"after {timeout} s the kernel has answered {self._replies() - before} of "
+                                      f"{cells} code cells (kernel {self.kernel_status()!r})")
             self.page.wait_for_timeout(500)
         self._wait_for_kernel("Idle", timeout=max(60.0, timeout - (time.monotonic() - start)))
         self.page.wait_for_timeout(1000)  # the last outputs (widget views) render
