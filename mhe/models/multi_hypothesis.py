@@ -131,7 +131,8 @@ class MultiHypothesisModel(nn.Module):
         self.flow_dim = self.pose_dim + (6 if self.rotation_in_flow else 0)
         self.encoder = build_encoder(cfg, num_keypoints=spec.num_keypoints, obs_dim=2)
         self.flow = ConditionalFlow(
-            self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden)
+            self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden),
+            kind=cfg.flow_kind,
         )
         self.rot_dim = 0 if self.rotation_in_flow else ROTATION_DIMS[cfg.head_rotation]
         self.flip_mixture = bool(cfg.flip_mixture)
