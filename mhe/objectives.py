@@ -218,6 +218,7 @@ def prohmr(
     w_params: float = 1e-3,
     w_betas: float = 5e-4,
     w_ortho: float = 0.1,
+    w_prior: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """ProHMR's objective, with its loss weights: NLL of the ground-truth pose, keypoint losses on the mode
     and on samples, a parameter loss on the mode and the 6D orthonormality term.
@@ -230,7 +231,11 @@ def prohmr(
       ["joints_metric"]`` against ``batch["joints_3d_mm"] / 1000``), summed over keypoints;
     - ``params``: squared error of the mode's flow variable against the ground truth's (ProHMR's SMPL
       parameter loss on the rotations' 6D columns) and ``betas`` of the shape;
-    - ``ortho``: the 6D orthonormality deviation of the mode and the samples (``extras["orthonormality"]``).
+    - ``ortho``: the 6D orthonormality deviation of the mode and the samples (``extras["orthonormality"]``);
+    - ``prior``: -log p(θ) of the mode and the samples under the model's pose prior (``w_prior``, off by
+      default). ProHMR keeps poses natural with a discriminator trained on mocap (weight 5e-4 on a GAN
+      loss); here the model's prior (the joint limits and, with ``model.pose_prior: learned``, the mixture
+      fitted on unpaired poses) stands in for it, at a weight chosen on validation.
 
     The defaults are ProHMR's published weights (3D terms off: the 2D-supervised setting; set
     ``w_3d_mode=0.05`` for its 3D setting). ``num_samples`` samples besides the mode (ProHMR: 2).
@@ -270,6 +275,11 @@ def prohmr(
         if hyp is not None:
             ortho = (ortho + hyp.extras["orthonormality"].mean()) / 2
         loss, terms["ortho"] = loss + w_ortho * ortho, ortho.item()
+    if w_prior > 0:
+        prior = -mode.log_prior.mean()
+        if hyp is not None:
+            prior = (prior + -hyp.log_prior.mean()) / 2
+        loss, terms["prior"] = loss + w_prior * prior, prior.item()
     terms["loss"] = loss.item()
     return loss, terms
 

@@ -109,6 +109,23 @@ def test_prohmr_objective_weights_combine_its_terms(model):
     expected = 1e-3 * t["nll"] + 0.01 * t["kp2d_mode"] + 0.05 * t["kp3d_mode"] + 1e-3 * t["params"] \
         + 5e-4 * t["betas"] + 0.1 * t["ortho"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert "prior" not in t  # off by default: ProHMR's published loss has no prior term
+
+
+def test_prohmr_prior_term_is_the_models_prior_on_mode_and_samples(model):
+    """w_prior adds -log p(θ) of the mode and of the samples (their average), as the model scores it."""
+    batch = _batch(model)
+    model.train()
+    torch.manual_seed(5)
+    loss, t = OBJECTIVES["prohmr"](model, batch, num_samples=2, w_nll=0.0, w_params=0.0, w_betas=0.0,
+                                   w_2d_samples=0.01, w_prior=0.002)
+    torch.manual_seed(5)
+    mode = model.mode(batch)
+    hyp = model.hypotheses(batch, 2)
+    by_hand = (-mode.log_prior.mean() - hyp.log_prior.mean()).item() / 2
+    assert t["prior"] == pytest.approx(by_hand, rel=1e-5)
+    expected = 0.01 * (t["kp2d_mode"] + t["kp2d_samples"]) + 0.1 * t["ortho"] + 0.002 * t["prior"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_ambiguous_subset_is_scored_like_a_separate_evaluation(model):
