@@ -171,6 +171,10 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     # hypotheses S drawn per item in training (official: 10); passed to objectives that take num_samples.
     num_samples: int = 10
+    # tempering: over the first N steps the reconstruction and prior weights (w_rec, w_prior) ramp linearly
+    # from 0 to their values, so q first fits a flattened target p̃^β (β: 0 → 1) and starts broad; 0: off.
+    # The objective from step N on is unchanged. Only for objectives that take w_rec and w_prior.
+    temper_steps: int = 0
     # validate every this many epochs (0 = never; the last epoch is always validated when > 0).
     eval_every: int = 1
     # hypotheses S per item during validation (official evaluation: 200).
@@ -254,6 +258,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
         ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, "zero or positive"),
         ("train.grad_clip", t.grad_clip, t.grad_clip is None or t.grad_clip >= 0, "zero, positive or null"),
         ("train.num_samples", t.num_samples, t.num_samples >= 1, "a positive integer"),
+        ("train.temper_steps", t.temper_steps, t.temper_steps >= 0, "zero (off) or positive"),
         ("train.eval_every", t.eval_every, t.eval_every >= 0, "zero (never) or positive"),
         ("train.eval_samples", t.eval_samples, t.eval_samples >= 1, "a positive integer"),
         ("train.eval_temperature", t.eval_temperature, t.eval_temperature > 0, "positive"),

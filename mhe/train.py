@@ -123,6 +123,23 @@ def objective_kwargs(obj_cfg: ObjectiveConfig, fn: Objective, num_samples: int) 
     return out
 
 
+TEMPERED_WEIGHTS = ("w_rec", "w_prior")
+
+
+def tempered_weights(fn: Objective, kwargs: dict[str, Any], temper_steps: int) -> dict[str, float]:
+    """The full values of the weights ``train.temper_steps`` ramps up (``w_rec``, ``w_prior``: the config's, or
+    the objective's defaults), or ``{}`` when tempering is off; an objective without them is a ConfigError."""
+    if temper_steps <= 0:
+        return {}
+    params = inspect.signature(fn).parameters
+    missing = [k for k in TEMPERED_WEIGHTS if k not in params]
+    if missing:
+        name = getattr(fn, "__name__", repr(fn))
+        raise ConfigError(f"train.temper_steps={temper_steps} ramps {' and '.join(TEMPERED_WEIGHTS)}, but objective "
+                          f"{name} takes no {', '.join(missing)}; set train.temper_steps=0 for it")
+    return {k: float(kwargs.get(k, params[k].default)) for k in TEMPERED_WEIGHTS}
+
+
 class _ObjectiveModule(nn.Module):
     """Runs the objective inside ``forward`` so DDP sees the call and synchronises the gradients."""
 
@@ -238,6 +255,7 @@ class Trainer:
         self.collate_fn = collate_fn
         self.objective = objective if objective is not None else resolve_objective(config.objective.name)
         self.objective_kwargs = objective_kwargs(config.objective, self.objective, config.train.num_samples)
+        self.tempered = tempered_weights(self.objective, self.objective_kwargs, config.train.temper_steps)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -328,6 +346,10 @@ class Trainer:
         self.model.train()
         batch = move_to_device(batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.tempered:
+            beta = min(1.0, (self.global_step + 1) / self.cfg.train.temper_steps)
+            inner = getattr(self.step_module, "module", self.step_module)
+            inner.kwargs = {**self.objective_kwargs, **{k: beta * v for k, v in self.tempered.items()}}
         loss, terms = self.step_module(batch)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise TypeError(

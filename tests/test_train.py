@@ -28,6 +28,7 @@ from mhe.train import (
     Trainer,
     TrainingInterrupted,
     objective_kwargs,
+    tempered_weights,
     resolve_objective,
 )
 from mhe.utils import seed_everything
@@ -413,3 +414,24 @@ def test_init_from_errors_name_the_problem(tmp_path):
         make_trainer(dummy.small_config(tmp_path / "a", steps=1, init_from=str(bad))).fit()
     with pytest.raises(FileNotFoundError, match="neither a file nor a shipped checkpoint"):
         make_trainer(dummy.small_config(tmp_path / "b", steps=1, init_from="no_such_model")).fit()
+
+
+def test_tempering_ramps_w_rec_and_w_prior_then_holds_them(tmp_path):
+    seen = []
+
+    def recording(model, batch, num_samples=4, w_rec=1.0, w_prior=3.0, w_ent=1.0):
+        seen.append((w_rec, w_prior, w_ent))
+        return dummy.reverse_kl(model, batch, num_samples, w_ent)
+
+    cfg = dummy.small_config(tmp_path, steps=6, temper_steps=4)
+    cfg.objective.w_rec = 2.0  # the config's value is the full weight; w_prior keeps the objective's default
+    make_trainer(cfg, objective=recording).fit()
+    steps = [(k + 1) / 4 for k in range(4)] + [1.0, 1.0]
+    assert seen == [pytest.approx((2.0 * b, 3.0 * b, 1.0)) for b in steps]
+
+
+def test_tempering_needs_the_weights_it_ramps(tmp_path):
+    cfg = dummy.small_config(tmp_path, steps=2, temper_steps=3)
+    with pytest.raises(ConfigError, match="takes no w_rec, w_prior; set train.temper_steps=0"):
+        make_trainer(cfg, objective=dummy.reverse_kl)
+    assert tempered_weights(dummy.reverse_kl, {}, 0) == {}
