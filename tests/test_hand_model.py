@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, default_collate
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.evaluation import collect_predictions, evaluate_model
-from mhe.experiments import HAND_IMAGE_MODELS, HAND_OBJECTIVES, HAND_VARIANTS, export_checkpoint, load_model, load_or_train
+from mhe.experiments import BODY_MODELS, HAND_IMAGE_MODELS, HAND_OBJECTIVES, HAND_VARIANTS, export_checkpoint, load_model, load_or_train
 from mhe.models.hand import MultiHypothesisHand
 from mhe.objectives import OBJECTIVES
 
@@ -244,13 +244,14 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
 _RUN_ONLY = {("train", "progress"), ("train", "out_dir"), ("", "device")}
 
 
-@pytest.mark.parametrize("name", HAND_OBJECTIVES + HAND_VARIANTS + HAND_IMAGE_MODELS)
+@pytest.mark.parametrize("name", [f"hand_{n}" for n in HAND_OBJECTIVES + HAND_VARIANTS + HAND_IMAGE_MODELS]
+                         + [f"body_{n}" for n in BODY_MODELS])
 def test_shipped_checkpoints_come_from_the_packaged_configs(name):
     from mhe.checkpoint import checkpoint_config, checkpoint_dir
     from mhe.config_io import config_to_dict, load_config
 
-    ckpt = torch.load(checkpoint_dir() / f"hand_{name}.pt", weights_only=True)
-    want = config_to_dict(load_config(f"hand_{name}"))
+    ckpt = torch.load(checkpoint_dir() / f"{name}.pt", weights_only=True)
+    want = config_to_dict(load_config(name))
     got = config_to_dict(checkpoint_config(ckpt))  # keys added since it was trained take their defaults
 
     def flat(d):
@@ -265,7 +266,7 @@ def test_shipped_checkpoints_come_from_the_packaged_configs(name):
     a, b = flat(got), flat(want)
     differ = sorted(f"{s}.{k}: shipped {a.get((s, k))!r} vs config {b.get((s, k))!r}"
                     for (s, k) in set(a) | set(b) if (s, k) not in _RUN_ONLY and a.get((s, k)) != b.get((s, k)))
-    assert not differ, (f"mhe/checkpoints/hand_{name}.pt is stale; retrain it with `mhe train --config hand_{name}` "
+    assert not differ, (f"mhe/checkpoints/{name}.pt is stale; retrain it with `mhe train --config {name}` "
                         f"and export it: {differ}")
     assert ckpt["step"] == want["train"]["steps"] and ckpt["optimizer"] is None
 

@@ -109,7 +109,7 @@ def test_body_takeaways_quote_only_the_table():
     full = report.body_results(table)
     assert "| MHEntropy | 2D visible | 70.0 | 80.0 |" in full and "500 test bodies, 230 of them ambiguous" in full
     # rows in the table's order: MHEntropy, ProHMR without labels, NLL, ..., deterministic
-    assert full.index("| MHEntropy |") < full.index("| ProHMR's objective, no pose labels |") < full.index("| NLL")
+    assert full.index("| MHEntropy |") < full.index("| ProHMR's objective + pose prior, no pose labels |") < full.index("| NLL")
 
 
 # -- notebook 07's tables and the README's gallery ------------------------------------------------------

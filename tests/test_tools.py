@@ -51,6 +51,22 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     assert row["rotation"] == "flow + flip mixture" and row["prior"] == "joint_limits (weight 1000)"
 
 
+def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
+    from mhe.config_io import dump_config, load_config
+
+    out = tmp_path / "v.csv"
+    pd.DataFrame({"run": ["old", "p2d"], "objective": ["mhentropy", "prohmr"], "step": [5, 5]}).to_csv(out, index=False)
+    run = tmp_path / "p2d"
+    run.mkdir()
+    dump_config(load_config("body_prohmr_2d"), run / "config.yaml")
+    pd.DataFrame({"step": [7], "pa_mpjpe_bh": [99.0], "rd_mm_ambiguous": [0.5]}).to_csv(run / "val_log.csv")
+    assert _tool("collect_validation").main([str(run), "--out", str(out), "--append"]) == 0
+    frame = pd.read_csv(out)
+    assert frame["run"].tolist() == ["old", "p2d"]  # kept, and the rerun replaced
+    assert frame.loc[1, "step"] == 7 and frame.loc[1, "pa_mpjpe_bh"] == 99.0
+    assert frame.loc[1, "prior"] == "learned (limits weight 1000) × 0.0005 (ProHMR's objective)"
+
+
 def test_diagnostics_tool_writes_all_and_ambiguous_rows_per_model(tmp_path):
     out = tmp_path / "d.csv"
     assert _tool("diagnostics").main(["--body", "hand", "--smoke", "--items", "6", "--models", "mhentropy",

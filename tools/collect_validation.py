@@ -6,6 +6,10 @@ validation of each (S = 50 at T = 0.8 on the first 256 validation hands, the tra
 one row with the candidate's objective, pose parameterisation, prior, rotation and Laplace scale b. Test splits play no part in these choices.
 
     python tools/collect_validation.py runs/jl_pca runs/jl_pca_w1000 ...
+    python tools/collect_validation.py --append --out figures/05_body_validation_choices.csv runs/p2d_prior_0.0005
+
+``--append`` keeps the rows already in ``--out`` (a run's new row replaces its old one), for candidates whose
+run folders are no longer at hand.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--out", default=str(ROOT / "figures" / "04_validation_choices.csv"))
+    parser.add_argument("--append", action="store_true", help="keep the rows already in --out")
     args = parser.parse_args(argv)
     from mhe.config_io import load_config
 
@@ -38,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         m = cfg.model
         if m.body == "body":
             last = val.iloc[-1]
-            row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b,
-                   "prior": "none (ProHMR's objective)" if cfg.objective.name == "prohmr"
-                   else f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"}
+            prior = f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"
+            if cfg.objective.name == "prohmr":
+                w_prior = float(cfg.objective.extra.get("w_prior", 0.0))
+                prior = f"{prior} × {w_prior:g} (ProHMR's objective)" if w_prior > 0 else "none (ProHMR's objective)"
+            row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b, "prior": prior}
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
@@ -53,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                "rotation": rotation, "b": cfg.objective.b}
         row.update({k: last[k] for k in KEEP if k in last})
         rows.append(row)
-    pd.DataFrame(rows).to_csv(args.out, index=False, float_format="%.4f")
+    frame = pd.DataFrame(rows)
+    if args.append and Path(args.out).is_file():
+        old = pd.read_csv(args.out)
+        frame = pd.concat([old[~old["run"].isin(frame["run"])], frame], ignore_index=True)
+    frame.to_csv(args.out, index=False, float_format="%.4f")
     print(f"written {args.out}")
     return 0
 
