@@ -269,10 +269,12 @@ def setting_results(metrics: pd.DataFrame) -> str:
 
 def body_validation_results(table: pd.DataFrame) -> str:
     """The README's block of the body settings chosen on validation (``figures/05_body_validation_choices.csv``)."""
-    lines = ["| run | objective | b | prior | steps | PA-MPJPE BH | PA-MPJPE BH ambiguous | mode MPJPE | mean MPJPE "
-             "| PJD 3D-occ | rd_mm | rd_mm ambiguous | plausible |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | objective | b | prior | flow | tempering steps | steps | PA-MPJPE BH | PA-MPJPE BH ambiguous "
+             "| mode MPJPE | mean MPJPE | PJD 3D-occ | rd_mm | rd_mm ambiguous | plausible |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        lines.append(f"| `{r['run']}` | {r['objective']} | {_num(r['b'], 3)} | {r['prior']} | {int(r['step'])} "
+        lines.append(f"| `{r['run']}` | {r['objective']} | {_num(r['b'], 3)} | {r['prior']} | {r.get('flow', '—')} "
+                     f"| {int(r.get('temper_steps', 0))} | {int(r['step'])} "
                      f"| {_num(r['pa_mpjpe_bh'])} | {_num(r['pa_mpjpe_bh_ambiguous'])} | {_num(r['mpjpe_mode'])} "
                      f"| {_num(r['mpjpe_mean'])} | {_num(r['pjd_3d_occ'], 2)} | {_num(r['rd_mm'], 3)} "
                      f"| {_num(r['rd_mm_ambiguous'], 3)} | {_pct(r['plausible'])} |")

@@ -65,6 +65,7 @@ def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
     assert frame["run"].tolist() == ["old", "p2d"]  # kept, and the rerun replaced
     assert frame.loc[1, "step"] == 7 and frame.loc[1, "pa_mpjpe_bh"] == 99.0
     assert frame.loc[1, "prior"] == "learned (limits weight 1000) × 0.0005 (ProHMR's objective)"
+    assert frame.loc[1, "flow"] == "6 × realnvp" and frame.loc[0, "flow"] == "6 × realnvp" and frame.loc[1, "temper_steps"] == 0
 
 
 def test_diagnostics_tool_writes_all_and_ambiguous_rows_per_model(tmp_path):

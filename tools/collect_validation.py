@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.objective.name == "prohmr":
                 w_prior = float(cfg.objective.extra.get("w_prior", 0.0))
                 prior = f"{prior} × {w_prior:g} (ProHMR's objective)" if w_prior > 0 else "none (ProHMR's objective)"
-            row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b, "prior": prior}
+            row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b, "prior": prior,
+                   "flow": f"{m.flow_transforms} × {m.flow_kind}", "temper_steps": cfg.train.temper_steps}
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.append and Path(args.out).is_file():
         old = pd.read_csv(args.out)
         frame = pd.concat([old[~old["run"].isin(frame["run"])], frame], ignore_index=True)
+        # rows of runs from before a column existed ran with its default (6 RealNVP couplings, no tempering)
+        if "flow" in frame.columns:
+            frame["flow"] = frame["flow"].fillna("6 × realnvp")
+            frame["temper_steps"] = frame["temper_steps"].fillna(0).astype(int)
     frame.to_csv(args.out, index=False, float_format="%.4f")
     print(f"written {args.out}")
     return 0
