@@ -284,15 +284,17 @@ def body_validation_results(table: pd.DataFrame) -> str:
 def validation_results(table: pd.DataFrame) -> str:
     """The README's block of the settings chosen on validation (``figures/04_validation_choices.csv``)."""
     has_b, has_objective = "b" in table.columns, "objective" in table.columns
+    has_temper = "temper_steps" in table.columns
     lines = ["| run |" + (" objective |" if has_objective else "") + " pose | prior | rotation |"
-             + (" b |" if has_b else "") + " steps | BH-MPJPE | mean MPJPE | AH | RD | rd_mm | plausible | flip rate "
-             "| BH flipped / rest |",
+             + (" b |" if has_b else "") + (" tempering steps |" if has_temper else "")
+             + " steps | BH-MPJPE | mean MPJPE | AH | RD | rd_mm | plausible | flip rate | BH flipped / rest |",
              "|---|" + ("---|" if has_objective else "") + "---|---|---|" + ("---|" if has_b else "")
-             + "---|---|---|---|---|---|---|---|---|"]
+             + ("---|" if has_temper else "") + "---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(f"| `{r['run']}` |" + (f" {r['objective']} |" if has_objective else "")
                      + f" {r['pose']} | {r['prior']} | {r['rotation']} |"
-                     + (f" {r['b']:g} |" if has_b else "") + f" {int(r['step'])} "
+                     + (f" {r['b']:g} |" if has_b else "") + (f" {int(r['temper_steps'])} |" if has_temper else "")
+                     + f" {int(r['step'])} "
                      f"| {_num(r['mpjpe_bh'])} | {_num(r['mpjpe_mean'])} "
                      f"| {_num(r['ah'])} | {_num(r['rd'], 3)} | {_num(r.get('rd_mm'), 3)} | {_pct(r['plausible'])} "
                      f"| {_pct(r['flip_rate'])} "

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.objective.name == "nll":
             prior = "none (NLL)"
         row = {"run": run.name, "objective": cfg.objective.name, "pose": m.pose_repr, "prior": prior,
-               "rotation": rotation, "b": cfg.objective.b}
+               "rotation": rotation, "b": cfg.objective.b, "temper_steps": cfg.train.temper_steps}
         row.update({k: last[k] for k in KEEP if k in last})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         # rows of runs from before a column existed ran with its default (6 RealNVP couplings, no tempering)
         if "flow" in frame.columns:
             frame["flow"] = frame["flow"].fillna("6 × realnvp")
-            frame["temper_steps"] = frame["temper_steps"].fillna(0).astype(int)
+        frame["temper_steps"] = frame["temper_steps"].fillna(0).astype(int)
     frame.to_csv(args.out, index=False, float_format="%.4f")
     print(f"written {args.out}")
     return 0
