@@ -212,7 +212,7 @@ def prohmr(
     num_samples: int = 2,
     w_nll: float = 1e-3,
     w_2d_mode: float = 0.01,
-    w_2d_samples: float = 0.0,
+    w_2d_samples: float = 1e-3,
     w_3d_mode: float = 0.0,
     w_3d_samples: float = 0.0,
     w_params: float = 1e-3,

@@ -106,8 +106,8 @@ def test_prohmr_objective_weights_combine_its_terms(model):
     model.train()
     torch.manual_seed(3)
     loss, t = OBJECTIVES["prohmr"](model, batch, num_samples=2, w_3d_mode=0.05)
-    expected = 1e-3 * t["nll"] + 0.01 * t["kp2d_mode"] + 0.05 * t["kp3d_mode"] + 1e-3 * t["params"] \
-        + 5e-4 * t["betas"] + 0.1 * t["ortho"]
+    expected = 1e-3 * t["nll"] + 0.01 * t["kp2d_mode"] + 1e-3 * t["kp2d_samples"] + 0.05 * t["kp3d_mode"] \
+        + 1e-3 * t["params"] + 5e-4 * t["betas"] + 0.1 * t["ortho"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert "prior" not in t  # off by default: ProHMR's published loss has no prior term
 
