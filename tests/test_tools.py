@@ -58,13 +58,15 @@ def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
     pd.DataFrame({"run": ["old", "p2d"], "objective": ["mhentropy", "prohmr"], "step": [5, 5]}).to_csv(out, index=False)
     run = tmp_path / "p2d"
     run.mkdir()
-    dump_config(load_config("body_prohmr_2d"), run / "config.yaml")
+    cfg = load_config("body_prohmr_2d")
+    dump_config(cfg, run / "config.yaml")
     pd.DataFrame({"step": [7], "pa_mpjpe_bh": [99.0], "rd_mm_ambiguous": [0.5]}).to_csv(run / "val_log.csv")
     assert _tool("collect_validation").main([str(run), "--out", str(out), "--append"]) == 0
     frame = pd.read_csv(out)
     assert frame["run"].tolist() == ["old", "p2d"]  # kept, and the rerun replaced
     assert frame.loc[1, "step"] == 7 and frame.loc[1, "pa_mpjpe_bh"] == 99.0
-    assert frame.loc[1, "prior"] == "learned (limits weight 1000) × 0.0005 (ProHMR's objective)"
+    w_prior = cfg.objective.extra["w_prior"]
+    assert frame.loc[1, "prior"] == f"learned (limits weight 1000) × {w_prior:g} (ProHMR's objective)"
     assert frame.loc[1, "flow"] == "6 × realnvp" and frame.loc[0, "flow"] == "6 × realnvp" and frame.loc[1, "temper_steps"] == 0
 
 
