@@ -48,7 +48,7 @@ class ModelConfig:
     # hidden widths of each coupling network (official: (512, 512)).
     flow_hidden: tuple[int, ...] = (128, 128)
     # the coupling kind: "realnvp" (affine couplings, the official flow) or "nsf_coupling" (monotonic
-    # rational-quadratic spline couplings: more expressive per layer, ~1.5x the cost).
+    # rational-quadratic spline couplings: more expressive per layer, ~3x the cost per step on a CPU).
     flow_kind: Literal["realnvp", "nsf_coupling"] = "realnvp"
     # parameterisation of the pose the flow models: MANO PCA coefficients (the official hand setting),
     # axis-angle per joint, or the continuous 6D rotation representation (ProHMR's, for bodies).
