@@ -38,11 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for run in map(Path, args.runs):
-        val = pd.read_csv(run / "val_log.csv")
+        last = pd.read_csv(run / "val_log.csv").iloc[-1]  # the run's final validation
         cfg = load_config(run / "config.yaml")
         m = cfg.model
         if m.body == "body":
-            last = val.iloc[-1]
             prior = f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"
             if cfg.objective.name == "prohmr":
                 w_prior = float(cfg.objective.extra.get("w_prior", 0.0))
@@ -54,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rotation = "flow + flip mixture" if m.flip_mixture else ("flow" if m.rotation_in_flow else "head")
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
-        last = val.iloc[-1]
         if cfg.objective.name == "nll":
             prior = "none (NLL)"
         row = {"run": run.name, "objective": cfg.objective.name, "pose": m.pose_repr, "prior": prior,
