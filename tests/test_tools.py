@@ -79,3 +79,12 @@ def test_diagnostics_tool_writes_all_and_ambiguous_rows_per_model(tmp_path):
                                                           ["deterministic", "all"], ["deterministic", "occluded"]]
     assert frame.loc[0, "n_items"] == 6 and frame.loc[0, "ess"] > 0 and pd.isna(frame.loc[2, "ess"])
     assert (frame["oracle"] <= frame["selected_side_view"] + 1e-6).all()
+
+
+def test_browser_mutants_match_the_current_explorer_code():
+    """Each mutant of tools/check_browser_test.py replaces code that is in the source once, by different code."""
+    tool = _tool("check_browser_test")
+    assert len(tool.MUTANTS) == 3
+    for name, (path, current, defect) in tool.MUTANTS.items():
+        assert (ROOT / path).read_text().count(current) == 1, name
+        assert defect != current, name
