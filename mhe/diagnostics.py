@@ -43,6 +43,8 @@ __all__ = [
     "ground_truth_log_likelihood",
     "hypotheses_ess",
     "importance_ess",
+    "selection_sweep",
+    "SELECTION_COLUMNS",
 ]
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -185,7 +187,6 @@ def diagnose_model(
         hypothesis selected by the second view (``selected_side_view``), by the noisy second view
         (``selected_side_view_noisy``) and by the joints' depths (``selected_depths``).
     """
-    from mhe import selection as sel
     from mhe.evaluation import collect_predictions
     from mhe.rng import isolated_rng
 
@@ -204,11 +205,7 @@ def diagnose_model(
     occluded[:, root] = False
     visible = p["visible"].clone()
     visible[:, root] = False
-    rotation = sel.view_rotation(view_angle)
-    side = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation)
-    noisy = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation, noise_mm=noise_mm,
-                                   generator=torch.Generator().manual_seed(seed))
-    depth = sel.depth_scores(p["pred_xyz"], p["gt_xyz"], depth_joints) if depth_joints else None
+    side, noisy, depth = _evidence_scores(p, view_angle, noise_mm, depth_joints, seed)
     rows = []
     for name, keep in (("all", torch.ones_like(pick)), (subset_name, pick)):
         row: dict[str, float | str] = {"subset": name, "n_items": int(keep.sum())}
@@ -224,19 +221,72 @@ def diagnose_model(
             row["calibration_gap_vis"] = calibration_gap(
                 calibration_curve(p1["pred_xyz"][keep], p1["gt_xyz"][keep], visible[keep], alphas), alphas)
             row.update(_calib_columns(curve, alphas, "calib_occ"))
-        if keep.any():
-            xyz, gt = p["pred_xyz"][keep], p["gt_xyz"][keep]
-            report = sel.selection_report(xyz, gt, side[keep], p["mode_xyz"][keep])
-            row.update({"mode": report["mpjpe_mode"], "mean": report["mpjpe_mean"], "oracle": report["mpjpe_bh"],
-                        "selected_side_view": report["mpjpe_selected"],
-                        "selected_side_view_noisy": sel.selection_report(xyz, gt, noisy[keep])["mpjpe_selected"],
-                        "selected_depths": (sel.selection_report(xyz, gt, depth[keep])["mpjpe_selected"]
-                                            if depth is not None else nan)})
-        else:
-            row.update({k: nan for k in ("mode", "mean", "oracle", "selected_side_view", "selected_side_view_noisy",
-                                         "selected_depths")})
+        row.update(_selection_columns(p, keep, side, noisy, depth))
         rows.append(row)
     return rows
+
+
+def _evidence_scores(p: dict, view_angle: float, noise_mm: float, depth_joints: Sequence[int],
+                     seed: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The scores ``(N, S)`` of the predictions ``p`` by the second view, by the noisy second view and by
+    the joints' depths (``None`` without depth joints)."""
+    from mhe import selection as sel
+
+    rotation = sel.view_rotation(view_angle)
+    side = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation)
+    noisy = sel.second_view_scores(p["pred_xyz"], p["gt_xyz"], rotation, noise_mm=noise_mm,
+                                   generator=torch.Generator().manual_seed(seed))
+    depth = sel.depth_scores(p["pred_xyz"], p["gt_xyz"], depth_joints) if depth_joints else None
+    return side, noisy, depth
+
+
+SELECTION_COLUMNS = ("mode", "mean", "oracle", "selected_side_view", "selected_side_view_noisy", "selected_depths")
+
+
+def _selection_columns(p: dict, keep: Tensor, side: Tensor, noisy: Tensor, depth: Tensor | None) -> dict[str, float]:
+    """MPJPE (mm) over the items ``keep`` of the mode, the mean hypothesis, the oracle and the hypotheses
+    selected by each score ``(N, S)`` (NaN where there is no item or no score): :data:`SELECTION_COLUMNS`."""
+    from mhe import selection as sel
+
+    if not keep.any():
+        return {k: float("nan") for k in SELECTION_COLUMNS}
+    xyz, gt = p["pred_xyz"][keep], p["gt_xyz"][keep]
+    report = sel.selection_report(xyz, gt, side[keep], p["mode_xyz"][keep])
+    return {"mode": report["mpjpe_mode"], "mean": report["mpjpe_mean"], "oracle": report["mpjpe_bh"],
+            "selected_side_view": report["mpjpe_selected"],
+            "selected_side_view_noisy": sel.selection_report(xyz, gt, noisy[keep])["mpjpe_selected"],
+            "selected_depths": (sel.selection_report(xyz, gt, depth[keep])["mpjpe_selected"]
+                                if depth is not None else float("nan"))}
+
+
+def selection_sweep(
+    model: Any,
+    loader: Iterable[dict],
+    temperatures: Sequence[float],
+    subsets: Mapping[str, Callable[[Tensor], Tensor] | None],
+    *,
+    num_samples: int = 200,
+    depth_joints: Sequence[int] = (),
+    view_angle: float = 90.0,
+    noise_mm: float = 0.0,
+    seed: int = 0,
+) -> list[dict[str, float | str]]:
+    """Selection by extra evidence (as in :func:`diagnose_model`) at each sampling temperature: the setting
+    to choose on the validation split. ``subsets`` maps a name to ``visible (N, J) -> (N,) bool`` (``None``:
+    the data's ``ambiguous`` flag; ``lambda v: torch.ones(len(v), dtype=torch.bool)``: every item). One dict
+    per (temperature, subset): ``temperature``, ``subset``, ``n_items`` and :data:`SELECTION_COLUMNS`."""
+    from mhe.evaluation import collect_predictions
+
+    rows = []
+    for t in temperatures:
+        p = collect_predictions(model, loader, num_samples=num_samples, temperature=float(t), seed=seed)
+        side, noisy, depth = _evidence_scores(p, view_angle, noise_mm, depth_joints, seed)
+        for name, subset in subsets.items():
+            keep = (p["ambiguous"] if subset is None else subset(p["visible"])).bool()
+            rows.append({"temperature": float(t), "subset": name, "n_items": int(keep.sum()),
+                         **_selection_columns(p, keep, side, noisy, depth)})
+    return rows
+
 
 
 # The settings of the committed diagnostics tables (tools/diagnostics.py, notebook 07), per body kind: the

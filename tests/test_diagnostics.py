@@ -164,6 +164,32 @@ def test_diagnose_model_on_hypotheses_with_known_errors():
     assert noisy[0]["selected_side_view_noisy"] > 0 and math.isnan(noisy[0]["selected_depths"])
 
 
+def test_selection_sweep_gives_diagnose_models_selection_at_each_temperature():
+    B, J, S = 6, 5, 21
+    gt = torch.randn(B, J, 3, generator=torch.Generator().manual_seed(1)) * 50
+    visible = torch.ones(B, J, dtype=torch.bool)
+    visible[:, 3:] = False
+    batch = {"joints_3d_mm": gt, "keypoints_2d_px": gt[..., :2], "visible": visible, "obs": gt[..., :2] / 100,
+             "params": torch.zeros(B, 3), "ambiguous": torch.tensor([True, False] * 3)}
+    model = _KnownHypotheses(J)
+    everything = lambda vis: torch.ones(len(vis), dtype=torch.bool)
+    rows = dg.selection_sweep(model, [batch], (0.5, 1.0), {"all": everything, "flagged": None}, num_samples=S,
+                              depth_joints=(2, 3), noise_mm=30.0)
+    assert [(r["temperature"], r["subset"], r["n_items"]) for r in rows] == [
+        (0.5, "all", 6), (0.5, "flagged", 3), (1.0, "all", 6), (1.0, "flagged", 3)]
+    # the same numbers as diagnose_model's selection columns on the same items and scores
+    full = dg.diagnose_model(model, [batch], subset=None, subset_name="flagged", num_samples=S, calibration_samples=S,
+                             depth_joints=(2, 3), noise_mm=30.0)
+    for got, want in ((rows[2], full[0]), (rows[3], full[1])):
+        for key in dg.SELECTION_COLUMNS:
+            assert got[key] == pytest.approx(want[key], rel=1e-6), key
+    assert rows[0]["mode"] == pytest.approx(rows[2]["mode"])  # these hypotheses do not depend on T
+    # the flagged items are 0, 2, 4: their mean scale (i + 1) is 3; the mode is hypothesis 1
+    per_hyp = torch.linalg.vector_norm(model.offsets(1, S)[0].double(), dim=-1).mean(-1)
+    assert rows[1]["mode"] == pytest.approx(3.0 * float(per_hyp[1]), rel=1e-4)
+    assert rows[1]["selected_side_view"] == pytest.approx(0.0, abs=1e-4)
+
+
 def test_diagnose_model_runs_on_a_hand_model_and_a_deterministic_one(tmp_path):
     from mhe.config import ModelConfig
     from mhe.data import SyntheticHands

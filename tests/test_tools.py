@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 warnings.filterwarnings("ignore", category=UserWarning)
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +89,20 @@ def test_browser_mutants_match_the_current_explorer_code():
     for name, (path, current, defect) in tool.MUTANTS.items():
         assert (ROOT / path).read_text().count(current) == 1, name
         assert defect != current, name
+
+
+def test_selection_validation_reads_the_validation_split_at_each_temperature(tmp_path):
+    out = tmp_path / "sel.csv"
+    assert _tool("selection_validation").main(["hand_mhentropy", "--items", "6", "--samples", "4",
+                                               "--temperatures", "0.8", "1.0", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert frame[["temperature", "subset"]].values.tolist() == [[0.8, "all"], [0.8, "occluded"], [1.0, "all"],
+                                                                [1.0, "occluded"]]
+    from mhe.config_io import load_config
+
+    assert (frame["model"] == "hand_mhentropy").all()
+    assert (frame["steps"] == load_config("hand_mhentropy").train.steps).all()
+    assert (frame.loc[frame["subset"] == "all", "n_items"] == 6).all()
+    assert (frame["oracle"] <= frame["selected_side_view"] + 1e-6).all()
+    gain = 100 * (frame["selected_side_view"] / frame["mode"] - 1)
+    assert frame["side_view_vs_mode_pct"].to_numpy() == pytest.approx(gain.to_numpy(), rel=1e-3)
