@@ -21,12 +21,16 @@ Three questions, three functions on plain tensors (so they serve any model, the 
 for one model over a data loader, on all items and on the ambiguous subset (bodies: the data's
 ``ambiguous`` flag; hands: :func:`mhe.data.synthetic.occluded_hands`), one row each: what
 ``tools/diagnostics.py`` writes to ``figures/04_hand_diagnostics.csv`` and ``figures/05_body_diagnostics.csv``
-(:func:`diagnostics_table`, with the settings of :data:`DIAGNOSTICS_SETTINGS`).
+(:func:`diagnostics_table`, with the settings of :data:`DIAGNOSTICS_SETTINGS`). How widely to sample
+for selection is a setting like any other: :func:`selection_sweep` measures selection at several
+temperatures on the validation split (``tools/selection_validation.py``) and :func:`selection_temperatures`
+reads each model's choice back from that table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +48,7 @@ __all__ = [
     "hypotheses_ess",
     "importance_ess",
     "selection_sweep",
+    "selection_temperatures",
     "SELECTION_COLUMNS",
 ]
 
@@ -170,7 +175,8 @@ def diagnose_model(
             ``ambiguous`` flag (bodies).
         subset_name: the ``subset`` value of the second row.
         b: the Laplace scale of the target whose ESS is measured (the MHEntropy objective's).
-        num_samples, temperature: the sampling the selection works on (the official evaluation).
+        num_samples, temperature: the sampling the selection works on (the official evaluation's, or the
+            temperature chosen for selection on the validation split: :func:`selection_temperatures`).
         calibration_samples: hypotheses at temperature 1 for the ESS and the calibration curve.
         depth_joints: the joints whose depths :func:`mhe.selection.depth_scores` is given.
         view_angle: the second view, turned about the first camera's y axis (90°: a side view).
@@ -179,7 +185,7 @@ def diagnose_model(
         seed: every random generator is seeded with it (the sampling and the noise).
 
     Returns:
-        Two dicts, ``subset`` "all" then ``subset_name``, each with ``n_items``; ``ess`` (mean ESS / S of
+        Two dicts, ``subset`` "all" then ``subset_name``, each with ``n_items``, ``temperature``; ``ess`` (mean ESS / S of
         :func:`hypotheses_ess`), ``gt_loglik_per_dim`` (mean :func:`ground_truth_log_likelihood`),
         ``calibration_gap_occ`` / ``calibration_gap_vis`` (occluded / visible non-root joints, 3D) and the
         occluded joints' curve ``calib_occ_<α>`` (all NaN for a deterministic model); the MPJPE (mm) of the
@@ -208,7 +214,7 @@ def diagnose_model(
     side, noisy, depth = _evidence_scores(p, view_angle, noise_mm, depth_joints, seed)
     rows = []
     for name, keep in (("all", torch.ones_like(pick)), (subset_name, pick)):
-        row: dict[str, float | str] = {"subset": name, "n_items": int(keep.sum())}
+        row: dict[str, float | str] = {"subset": name, "n_items": int(keep.sum()), "temperature": float(temperature)}
         nan = float("nan")
         if deterministic or not keep.any():
             row.update({"ess": nan, "gt_loglik_per_dim": nan, "calibration_gap_occ": nan, "calibration_gap_vis": nan})
@@ -304,6 +310,33 @@ DIAGNOSTICS_SETTINGS = {
 }
 
 
+# The validation tables of selection (tools/selection_validation.py), per body kind, in figures/.
+SELECTION_VALIDATION_CSV = {"hand": "07_selection_validation.csv"}
+
+
+def selection_temperatures(body: str, path: str | Path | None = None) -> dict[str, float]:
+    """The sampling temperature each model's selection works on, chosen on the validation split: per model
+    of the validation table (``path``; default: the committed ``figures/`` table of ``body``, see
+    :data:`SELECTION_VALIDATION_CSV`), the temperature at which the hypothesis picked by the side view has
+    the lowest MPJPE on the ambiguous subset. Keys are the models' short names (``hand_mhentropy`` →
+    ``mhentropy``); a body kind without a table gives ``{}`` (the official T = 0.8 then applies)."""
+    import pandas as pd
+
+    from mhe.utils import REPO_ROOT
+
+    if path is None:
+        if body not in SELECTION_VALIDATION_CSV:
+            return {}
+        path = REPO_ROOT / "figures" / SELECTION_VALIDATION_CSV[body]
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: it holds the {body} models' selection temperatures chosen on "
+                                    f"validation; write it with `python tools/selection_validation.py`")
+    frame = pd.read_csv(path)
+    rows = frame[frame["subset"] == DIAGNOSTICS_SETTINGS[body]["subset"]]
+    best = rows.loc[rows.groupby("model")["selected_side_view"].idxmin()]
+    return {str(m).removeprefix(f"{body}_"): float(t) for m, t in zip(best["model"], best["temperature"])}
+
+
 def test_split(body: str, items: int | None = None, *, cached: bool = True):
     """The first ``items`` (default: the setting's) of the fresh test split (data seed 1) of ``body`` ("hand":
     :class:`mhe.data.SyntheticHands` with occlusion 0.4; "body": :class:`mhe.data.synthetic_bodies.SyntheticBodies`),
@@ -329,14 +362,17 @@ def test_split(body: str, items: int | None = None, *, cached: bool = True):
 
 
 def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = None, *, cached: bool = True,
-                      calibration_samples: int = 200, log: Callable[[str], None] | None = print):
+                      calibration_samples: int = 200, temperatures: Mapping[str, float] | None = None,
+                      log: Callable[[str], None] | None = print):
     """:func:`diagnose_model` of ``models`` (``{name: model}``, e.g. the shipped ``body`` models from
     :func:`mhe.experiments.load_model`) on the fresh test split (:func:`test_split`) → a DataFrame, one row
     per (model, subset), with the settings of :data:`DIAGNOSTICS_SETTINGS` for ``body`` ("hand" or "body").
 
     Hands: the occluded subset is :func:`mhe.data.synthetic.occluded_hands`; bodies: the data's ``ambiguous``
     flag. The ESS target's Laplace scale is the packaged MHEntropy config's, for every model. ``cached=False``
-    generates the items without the disk cache (the same items; for a few of them).
+    generates the items without the disk cache (the same items; for a few of them). Each model's selection
+    samples at its ``temperatures`` entry (default: :func:`selection_temperatures`, chosen on validation),
+    else at the official T = 0.8; the row's ``temperature`` says which.
     """
     import pandas as pd
     from torch.utils.data import DataLoader
@@ -352,10 +388,12 @@ def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = 
         from mhe.data.synthetic import occluded_hands as subset
     loader = DataLoader(test_split(body, items, cached=cached), batch_size=EVAL_BATCH_SIZE)
     b = load_config(f"{body}_mhentropy").objective.b
+    temperatures = selection_temperatures(body) if temperatures is None else temperatures
     rows = []
     for name, model in models.items():
         for row in diagnose_model(model, loader, subset=subset, subset_name=s["subset"], b=b, num_samples=s["samples"],
-                                  temperature=EVAL_TEMPERATURE, calibration_samples=calibration_samples,
+                                  temperature=temperatures.get(name, EVAL_TEMPERATURE),
+                                  calibration_samples=calibration_samples,
                                   depth_joints=s["depth_joints"], noise_mm=s["noise_mm"], seed=EVAL_SEED):
             rows.append({"model": name, **row})
             if log is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["BLOCKS", "beside_the_paper", "body_results", "body_takeaways", "diagnostics_summary", "diagnostics_takeaways", "figure_captions", "gallery",
-           "hand_results", "hand_takeaways", "render_readme", "seed_summary", "selection_summary", "selection_takeaways", "setting_results",
+           "hand_results", "hand_takeaways", "render_readme", "seed_summary", "selection_summary", "selection_takeaways", "model_label", "setting_results",
            "toy_results", "validation_results"]
 
 # Display names of the hand models (rows of figures/04_hand_metrics.csv), in table order.
@@ -325,12 +325,13 @@ def diagnostics_summary(frame: pd.DataFrame, subset: str = "all") -> pd.DataFram
 
 
 def selection_summary(frame: pd.DataFrame, subset: str = "all") -> pd.DataFrame:
-    """Selection by extra evidence from a diagnostics table for one ``subset``, one row per model: the MPJPE
-    (mm) of the ``mode``, the ``mean`` hypothesis, each selection (:data:`SELECTIONS`) and the ``oracle``,
+    """Selection by extra evidence from a diagnostics table for one ``subset``, one row per model: the sampling
+    ``temperature`` (when the table has it), the MPJPE (mm) of the ``mode``, the ``mean`` hypothesis, each
+    selection (:data:`SELECTIONS`) and the ``oracle``,
     and for each of the last four its change against the mode in % (``<column>_vs_mode_pct``, negative:
     better than the mode)."""
     rows = frame[frame["subset"] == subset].set_index("model")
-    out = rows[["n_items", "mode", "mean"]].copy()
+    out = rows[[c for c in ("n_items", "temperature", "mode", "mean") if c in rows]].copy()
     for col in (*SELECTIONS, "oracle"):
         out[col] = rows[col]
         out[f"{col}_vs_mode_pct"] = 100.0 * (rows[col] / rows["mode"] - 1.0)
@@ -349,7 +350,7 @@ def diagnostics_takeaways(hand: pd.DataFrame, body: pd.DataFrame, samples: int =
             continue
         best = d["calibration_gap_occ"].idxmin()
         line = (f"**Calibration, {label}** ({unit}, occluded joints; 0 is calibrated): best "
-                f"{_label(best)} {_num(d.loc[best, 'calibration_gap_occ'], 3)}")
+                f"{model_label(best)} {_num(d.loc[best, 'calibration_gap_occ'], 3)}")
         if "mhentropy" in d.index and best != "mhentropy":
             line += (f", MHEntropy {_num(d.loc['mhentropy', 'calibration_gap_occ'], 3)} "
                      f"({d.loc['mhentropy', 'calibration_gap_occ'] - d.loc[best, 'calibration_gap_occ']:+.3f})")
@@ -372,15 +373,19 @@ def selection_takeaways(hand: pd.DataFrame, body: pd.DataFrame) -> str:
     for label, frame, subset in (("occluded hands", hand, "occluded"), ("ambiguous bodies", body, "ambiguous")):
         t = selection_summary(frame, subset)
         t = t[t["oracle"] < t["mode"]]  # models with a choice to make
-        parts = [f"{_label(m)} {_num(r.selected_side_view)} against {_num(r['mode'])} mm "
-                 f"({r.selected_side_view_vs_mode_pct:+.1f} %; oracle {r.oracle_vs_mode_pct:+.1f} %)"
+        at = (lambda r: f"; T = {r.temperature:g}") if "temperature" in t else (lambda r: "")
+        parts = [f"{model_label(m)} {_num(r.selected_side_view)} against {_num(r['mode'])} mm "
+                 f"({r.selected_side_view_vs_mode_pct:+.1f} %; oracle {r.oracle_vs_mode_pct:+.1f} %{at(r)})"
                  for m, r in t.iterrows()]
-        out.append(f"**A side view picks a hypothesis, {label}** (S as in the protocol; selected against the mode, "
+        how = ("S as in the protocol, at each model's sampling temperature T (chosen on the validation split where "
+               "a selection table exists, else the official 0.8)" if "temperature" in t else "S as in the protocol")
+        out.append(f"**A side view picks a hypothesis, {label}** ({how}; selected against the mode, "
                    f"the oracle's change bounding any selection): " + "; ".join(parts) + ".")
     return "\n".join(f"* {line}" for line in out)
 
 
-def _label(model: str) -> str:
+def model_label(model: str) -> str:
+    """The display name of a model (``mhentropy`` → "MHEntropy"); unknown names are returned as they are."""
     from mhe.viz.hands import LABELS
 
     return LABELS.get(model, HAND_LABELS.get(model, model))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -242,3 +243,36 @@ def test_calibration_and_selection_figures_from_a_diagnostics_table():
     # the columns are 10, 11, ... mm with the mode first: each bar is its change against the mode, in %
     expected = [100 * (10.0 + k) / 10.0 - 100 for k in range(1, len(SELECTION_COLUMNS))]
     assert sorted({round(b.get_height(), 9) for b in bars}) == pytest.approx(expected)
+
+
+def test_selection_temperatures_pick_the_lowest_selected_error_on_the_ambiguous_subset(tmp_path):
+    path = tmp_path / "sel.csv"
+    pd.DataFrame({"model": ["hand_mhentropy"] * 4 + ["hand_nll"] * 2,
+                  "subset": ["occluded", "occluded", "all", "occluded", "occluded", "occluded"],
+                  "temperature": [0.8, 1.0, 1.5, 1.5, 0.8, 1.2],
+                  "selected_side_view": [20.0, 18.0, 1.0, 19.0, 30.0, 31.0]}).to_csv(path, index=False)
+    # the "all" row at T = 1.5 is not the subset the choice is made on
+    assert dg.selection_temperatures("hand", path) == {"mhentropy": 1.0, "nll": 0.8}
+    assert dg.selection_temperatures("body") == {}  # no body table: the official temperature applies
+
+
+def test_selection_temperature_figure_draws_each_models_changes_and_rings_its_choice():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mhe.viz.diagnostics import plot_selection_temperature
+
+    rows = []
+    for model, selected in (("hand_mhentropy", (16.0, 15.0, 15.5)), ("hand_nll", (18.0, 19.0, 20.0))):
+        for t, sel in zip((0.8, 1.2, 2.0), selected):
+            for subset in ("all", "occluded"):
+                rows.append({"model": model, "subset": subset, "temperature": t, "mode": 20.0, "oracle": sel - 1.0,
+                             "selected_side_view": sel})
+    fig = plot_selection_temperature(pd.DataFrame(rows), "occluded", {"mhentropy": 1.2, "nll": 0.8})
+    lines = fig.axes[0].lines
+    solid = [ln for ln in lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 3]
+    assert len(solid) == 2
+    # the change against the mode, in %: MHEntropy's 16 / 15 / 15.5 mm against 20 mm
+    assert list(solid[0].get_ydata()) == pytest.approx([-20.0, -25.0, -22.5])
+    rings = [ln for ln in lines if len(ln.get_xdata()) == 1]
+    assert [(float(r.get_xdata()[0]), float(r.get_ydata()[0])) for r in rings] == [(1.2, -25.0), pytest.approx((0.8, -10.0))]

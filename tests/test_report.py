@@ -143,6 +143,11 @@ def test_selection_and_diagnostics_summaries_by_hand():
     sel = report.selection_takeaways(frame, frame.replace("occluded", "ambiguous"))
     assert "MHEntropy 26.0 against 32.0 mm (-18.8 %; oracle -31.2 %)" in sel
     assert "deterministic" not in sel  # no choice to make: not listed
+    frame["temperature"] = [1.2, 1.2, 0.8, 0.8, 0.8, 0.8]  # tables that say each model's sampling temperature
+    assert report.selection_summary(frame, "occluded").loc["mhentropy", "temperature"] == 1.2
+    sel = report.selection_takeaways(frame, frame.replace("occluded", "ambiguous"))
+    assert "MHEntropy 26.0 against 32.0 mm (-18.8 %; oracle -31.2 %; T = 1.2)" in sel
+    assert "NLL (ProHMR-style) 38.0 against 42.0 mm (-9.5 %; oracle -23.8 %; T = 0.8)" in sel
 
 
 def test_beside_the_paper_sets_our_rows_beside_the_papers():

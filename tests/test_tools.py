@@ -106,3 +106,9 @@ def test_selection_validation_reads_the_validation_split_at_each_temperature(tmp
     assert (frame["oracle"] <= frame["selected_side_view"] + 1e-6).all()
     gain = 100 * (frame["selected_side_view"] / frame["mode"] - 1)
     assert frame["side_view_vs_mode_pct"].to_numpy() == pytest.approx(gain.to_numpy(), rel=1e-3)
+    # --append adds temperatures and replaces the rows it measures again
+    assert _tool("selection_validation").main(["hand_mhentropy", "--items", "6", "--samples", "4", "--temperatures",
+                                               "1.0", "1.2", "--out", str(out), "--append"]) == 0
+    again = pd.read_csv(out)
+    assert again["temperature"].tolist() == [0.8, 0.8, 1.0, 1.0, 1.2, 1.2]
+    assert again.iloc[:4].equals(frame)  # the same sampling, seeded: the same numbers

@@ -8,6 +8,7 @@ and on the occluded ones, to ``figures/07_selection_validation.csv``. The test s
 
     python tools/selection_validation.py hand_mhentropy hand_nll hand_min_of_n   # the default set
     python tools/selection_validation.py runs/pca_18k --temperatures 0.8 1.0 --out /tmp/sel.csv
+    python tools/selection_validation.py hand_min_of_n --temperatures 2.5 3.0 --append   # extend the grid
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_nll", "hand_min_of_n")
-DEFAULT_TEMPERATURES = (0.6, 0.8, 1.0, 1.2)
+DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_nll", "hand_min_of_n")
+DEFAULT_TEMPERATURES = (0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 
 
 def _checkpoint(name: str) -> str:
@@ -69,12 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=None, help="the first validation items (default: all)")
     parser.add_argument("--samples", type=int, default=200, help="hypotheses per hand (default: 200)")
     parser.add_argument("--out", default=str(ROOT / "figures" / "07_selection_validation.csv"))
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows to --out, replacing its rows of the same (model, temperature, subset)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
 
     torch.set_num_threads(1)
     frame = selection_validation(args.models, args.temperatures, args.items, args.samples)
+    if args.append and Path(args.out).exists():
+        import pandas as pd
+
+        old = pd.read_csv(args.out)
+        key = ["model", "temperature", "subset"]
+        stale = old.set_index(key).index.isin(frame.set_index(key).index)
+        frame = pd.concat([old[~stale], frame], ignore_index=True).sort_values(["model", "temperature"], kind="stable")
     frame.to_csv(args.out, index=False, float_format="%.4f")
     print(f"written {args.out}")
     return 0

@@ -5,7 +5,8 @@ CSVs (``figures/04_hand_diagnostics.csv``, ``figures/05_body_diagnostics.csv``, 
 :func:`calibration_points` reads a model's calibration curve from such a table (columns ``calib_occ_<α>``),
 :func:`plot_calibration` draws the curves of every model beside the diagonal (one panel per table), and
 :func:`plot_selection` how much a random hypothesis, the hypotheses selected by each piece of evidence and
-the oracle change the MPJPE against the mode's, per model.
+the oracle change the MPJPE against the mode's, per model, and :func:`plot_selection_temperature` how that
+change depends on the sampling temperature on the validation split (the choice of T).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all
     """One panel per diagnostics table (``{title: frame}``): per model, grouped bars of the change in MPJPE
     against the model's own mode (%, negative: better) of a random hypothesis, the hypotheses selected by each
     piece of evidence and the oracle, on the rows of ``subset`` (``None``: each table's ambiguous subset, its
-    first subset other than "all"). The mode's MPJPE (mm) is written under each model's name."""
+    first subset other than "all"). The mode's MPJPE (mm), and the sampling temperature when the table has
+    it, are written under each model's name."""
     columns = {k: v for k, v in SELECTION_COLUMNS.items() if k != "mode"}
     fig, axes = plt.subplots(len(tables), 1, figsize=(10, 3.9 * len(tables)), squeeze=False)
     shades = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(columns)))
@@ -91,12 +93,49 @@ def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all
                 change = 100.0 * (rows.loc[names, col].to_numpy(dtype=float) / mode - 1.0)
                 ax.bar(x + (k - (len(columns) - 1) / 2) * width, change, width, color=shades[k], label=label)
         ax.axhline(0.0, color="#333333", lw=0.8)
-        ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" for n, m in zip(names, mode)]
+        temps = rows.loc[names, "temperature"] if "temperature" in rows.columns else [None] * len(names)
+        ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" + (f", T {t:g}" if t is not None else "")
+                 for n, m, t in zip(names, mode, temps)]
         ax.set_xticks(x, ticks, fontsize=7.5)
         ax.set(ylabel="MPJPE change against the mode (%)", title=f"{title} ({which})")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, ncol=3, loc="lower left")
         low = min(0.0, float(np.nanmin(ax.get_ylim())))
         ax.set_ylim(low * 1.35, max(5.0, float(ax.get_ylim()[1])))  # room for the legend below the bars
+    fig.tight_layout()
+    return fig
+
+
+def plot_selection_temperature(frame: pd.DataFrame, subset: str = "occluded",
+                               chosen: Mapping[str, float] | None = None) -> Figure:
+    """Selection against the sampling temperature, from a selection validation table
+    (``tools/selection_validation.py``): per model (one colour), the MPJPE change against its mode (%) of the
+    hypothesis a side view selects (solid) and of the oracle (dotted), on the rows of ``subset``; the
+    temperature chosen for each model (``chosen``, e.g. :func:`mhe.diagnostics.selection_temperatures`) is
+    ringed. The oracle's curve bounds the selected one's."""
+    rows = frame[frame["subset"] == subset]
+    fig, ax = plt.subplots(figsize=(7.4, 4.4))
+    for model, group in rows.groupby("model", sort=False):
+        group = group.sort_values("temperature")
+        name = str(model).split("_", 1)[1] if str(model).startswith(("hand_", "body_")) else str(model)
+        color = OBJECTIVE_COLORS.get(name)
+        t = group["temperature"].to_numpy(dtype=float)
+        mode = group["mode"].to_numpy(dtype=float)
+        selected = 100.0 * (group["selected_side_view"].to_numpy(dtype=float) / mode - 1.0)
+        line, = ax.plot(t, selected, marker="o", ms=3.5, lw=1.6, color=color, label=LABELS.get(name, name))
+        ax.plot(t, 100.0 * (group["oracle"].to_numpy(dtype=float) / mode - 1.0), ls=":", lw=1.2, color=line.get_color())
+        if chosen is not None and name in chosen:
+            k = int(np.argmin(np.abs(t - chosen[name])))
+            ax.plot(t[k], selected[k], "o", ms=11, mfc="none", mec=line.get_color(), mew=1.6)
+    ax.set_xscale("log")
+    ticks = sorted(set(rows["temperature"].astype(float)))
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
+    ax.axhline(0.0, color="#333333", lw=0.8)
+    ax.set(xlabel="sampling temperature T", ylabel="MPJPE change against the mode (%)",
+           title=f"Selection by a side view on the validation split ({subset}): solid selected, dotted oracle")
+    ax.title.set_fontsize(9.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper right")
     fig.tight_layout()
     return fig
