@@ -377,8 +377,8 @@ def selection_takeaways(hand: pd.DataFrame, body: pd.DataFrame) -> str:
         parts = [f"{model_label(m)} {_num(r.selected_side_view)} against {_num(r['mode'])} mm "
                  f"({r.selected_side_view_vs_mode_pct:+.1f} %; oracle {r.oracle_vs_mode_pct:+.1f} %{at(r)})"
                  for m, r in t.iterrows()]
-        how = ("S as in the protocol, at each model's sampling temperature T (chosen on the validation split where "
-               "a selection table exists, else the official 0.8)" if "temperature" in t else "S as in the protocol")
+        how = ("S as in the protocol; T: each model's sampling temperature, chosen on the validation split where a "
+               "selection table exists, else the official 0.8" if "temperature" in t else "S as in the protocol")
         out.append(f"**A side view picks a hypothesis, {label}** ({how}; selected against the mode, "
                    f"the oracle's change bounding any selection): " + "; ".join(parts) + ".")
     return "\n".join(f"* {line}" for line in out)

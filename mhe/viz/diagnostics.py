@@ -93,8 +93,10 @@ def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all
                 change = 100.0 * (rows.loc[names, col].to_numpy(dtype=float) / mode - 1.0)
                 ax.bar(x + (k - (len(columns) - 1) / 2) * width, change, width, color=shades[k], label=label)
         ax.axhline(0.0, color="#333333", lw=0.8)
-        temps = rows.loc[names, "temperature"] if "temperature" in rows.columns else [None] * len(names)
-        ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" + (f", T {t:g}" if t is not None else "")
+        # the sampling temperature, where there is a choice to sample (hypotheses that differ from the mode)
+        temps = [rows.loc[n, "temperature"] if "temperature" in rows.columns and rows.loc[n, "oracle"] < rows.loc[n, "mode"]
+                 else None for n in names]
+        ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" + (f"\nT = {t:g}" if t is not None else "")
                  for n, m, t in zip(names, mode, temps)]
         ax.set_xticks(x, ticks, fontsize=7.5)
         ax.set(ylabel="MPJPE change against the mode (%)", title=f"{title} ({which})")
