@@ -70,6 +70,10 @@ class ModelConfig:
     # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability;
     # training enumerates both branches exactly. Reverse KL alone rarely finds both tilts.
     flip_mixture: bool = False
+    # with the flip mixture: "shared" (the flipped branch is the flow's samples flipped, the same pose) or
+    # "conditional" (each branch has its own flow context, a learned vector added to the encoder's: the
+    # flipped tilt can take a pose of its own; two flow draws per hypothesis in training).
+    flip_branches: Literal["shared", "conditional"] = "shared"
     # weight of the soft joint-limit prior per squared radian outside a limit (hands with pose_prior:
     # joint_limits; bodies always).
     joint_limit_weight: float = 200.0

@@ -341,6 +341,43 @@ def test_flip_mixture_mirrors_the_palm_with_a_unit_jacobian(items):
         assert torch.isfinite(model.log_prob(batch, batch["params"])).all()
 
 
+def test_conditional_flip_branches_have_their_own_pose_and_a_consistent_density(items):
+    _, batch = items
+    B = batch["obs"].shape[0]
+    torch.manual_seed(0)
+    shared = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True)).eval()
+    cond = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
+                                           flip_branches="conditional")).eval()
+    assert not hasattr(shared, "branch_context")
+    missing = cond.load_state_dict(shared.state_dict(), strict=False).missing_keys
+    assert missing == ["branch_context"]
+    with torch.no_grad():
+        cond.flip_head.bias.fill_(0.7)  # P(flipped) ≈ 0.67: both branches matter
+        shared.flip_head.bias.fill_(0.7)
+        # zero branch vectors: the same mixture as the shared branches
+        torch.testing.assert_close(cond.log_prob(batch, batch["params"]), shared.log_prob(batch, batch["params"]))
+        cond.branch_context.copy_(torch.randn(2, SMALL["context_dim"]))
+        # the density of sampled hypotheses is the mixture's, computed directly from the flow
+        hyp = cond.hypotheses(batch, num_samples=5)
+        ctx = cond.context(batch)
+        log_p0, log_p1 = cond.flip_log_weights(ctx)
+        c0, c1 = ctx + cond.branch_context[0], ctx + cond.branch_context[1]
+        direct = torch.logaddexp(log_p0 + cond.flow.log_prob(hyp.params, c0),
+                                 log_p1 + cond.flow.log_prob(cond.flip(hyp.params), c1))
+        torch.testing.assert_close(hyp.log_q, direct, rtol=1e-4, atol=1e-3)
+        # the flipped branch now has a pose of its own: its pose is not the unflipped draw's
+        torch.manual_seed(1)
+        x0, _, x1, _, _ = cond._flip_branches(ctx, 4, 1.0)
+        assert not torch.allclose(x0[..., 6:], x1[..., 6:])
+    # training enumerates both branches; the branch vectors get gradients
+    cond.train()
+    hyp = cond.hypotheses(batch, num_samples=3)
+    assert hyp.params.shape[1] == 6 and torch.allclose(hyp.weights.sum(-1), torch.ones(B))
+    loss, _ = OBJECTIVES["mhentropy"](cond, batch, num_samples=3)
+    loss.backward()
+    assert cond.branch_context.grad is not None and cond.branch_context.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("kind", ["realnvp", "nsf_coupling"])
 def test_flow_kind_reaches_the_flow_and_its_density_is_consistent(items, kind):
     _, batch = items

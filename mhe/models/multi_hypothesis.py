@@ -143,6 +143,13 @@ class MultiHypothesisModel(nn.Module):
             self.flip_head = nn.Linear(cfg.context_dim, 1)  # logit of the flipped branch's probability
             nn.init.zeros_(self.flip_head.weight)
             nn.init.zeros_(self.flip_head.bias)  # both tilts equally likely at the start
+        if cfg.flip_branches not in ("shared", "conditional"):
+            raise ValueError(f"model.flip_branches must be 'shared' or 'conditional', got {cfg.flip_branches!r}")
+        self.flip_conditional = self.flip_mixture and cfg.flip_branches == "conditional"
+        if self.flip_conditional:
+            # each branch's flow context is the encoder's plus a learned vector: the flipped tilt gets a pose
+            # distribution of its own (zero at the start: both branches begin as the shared mixture)
+            self.branch_context = nn.Parameter(torch.zeros(2, cfg.context_dim))
         self.head = nn.Sequential(
             nn.Linear(cfg.context_dim, cfg.head_hidden),
             nn.ReLU(),
@@ -261,15 +268,30 @@ class MultiHypothesisModel(nn.Module):
         logit = self.flip_head(ctx)
         return torch.nn.functional.logsigmoid(-logit), torch.nn.functional.logsigmoid(logit)
 
-    def _flip_branches(self, ctx: Tensor, theta: Tensor, log_q0: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Both branches of flow samples ``θ (B, S, ·)`` with log q0: (flipped θ, log q(θ), log q(flip θ),
-        log P(flipped) (B, 1)) under the mixture q = P(not) · q0 + P(flipped) · q0 ∘ flip."""
-        flipped = self.flip(theta)
-        log_q0_flipped = self.flow.log_prob(flipped, ctx)
+    def _branch_contexts(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """The flow's context of the unflipped and of the flipped branch (the same with shared branches)."""
+        if not self.flip_conditional:
+            return ctx, ctx
+        return ctx + self.branch_context[0], ctx + self.branch_context[1]
+
+    def _flip_branches(self, ctx: Tensor, num_samples: int, temperature: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Samples of both branches of the mixture q(x) = P(not) · q0(x | c0) + P(flipped) · q0(flip x | c1):
+        (x0, log q(x0), x1, log q(x1), log P(flipped) (B, 1)), x0 ``(B, S, ·)`` drawn from q0(· | c0) and
+        x1 = flip(u1) with u1 drawn from q0(· | c1). With shared branches c0 = c1 and u1 = x0 (one draw)."""
+        c0, c1 = self._branch_contexts(ctx)
+        x0, log_q0_x0 = self.flow.rsample_and_log_prob(c0, num_samples, temperature)
+        if self.flip_conditional:
+            u1, log_q1_u1 = self.flow.rsample_and_log_prob(c1, num_samples, temperature)
+        else:
+            u1, log_q1_u1 = x0, log_q0_x0
+        x1 = self.flip(u1)
         log_p0, log_p1 = self.flip_log_weights(ctx)
-        log_q = torch.logaddexp(log_p0 + log_q0, log_p1 + log_q0_flipped)
-        log_q_flipped = torch.logaddexp(log_p0 + log_q0_flipped, log_p1 + log_q0)
-        return flipped, log_q, log_q_flipped, log_p1
+        # flip is an involution with a unit Jacobian: q0(flip x | c1) is the flipped branch's density at x
+        log_q1_x0 = self.flow.log_prob(self.flip(x0), c1)
+        log_q0_x1 = self.flow.log_prob(x1, c0) if self.flip_conditional else log_q1_x0  # shared: flip(x0) = x1
+        log_q_x0 = torch.logaddexp(log_p0 + log_q0_x0, log_p1 + log_q1_x0)
+        log_q_x1 = torch.logaddexp(log_p0 + log_q0_x1, log_p1 + log_q1_u1)
+        return x0, log_q_x0, x1, log_q_x1, log_p1
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
@@ -280,11 +302,11 @@ class MultiHypothesisModel(nn.Module):
         hypotheses, weighted by the branch probabilities: the discrete choice is summed out exactly, so
         its probability gets gradients); in eval mode each hypothesis takes its branch at random."""
         ctx = self.context(batch)
-        theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
         head = self.deterministic_head(ctx)
         if not self.flip_mixture:
+            theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
             return self.decode(theta, log_q, head)
-        flipped, log_q, log_q_flipped, log_p1 = self._flip_branches(ctx, theta, log_q)
+        theta, log_q, flipped, log_q_flipped, log_p1 = self._flip_branches(ctx, num_samples, temperature)
         if self.training:
             p1 = log_p1.exp().expand(-1, num_samples)
             hyp = self.decode(torch.cat([theta, flipped], 1), torch.cat([log_q, log_q_flipped], 1), head)
@@ -297,12 +319,13 @@ class MultiHypothesisModel(nn.Module):
         """The zero-noise hypothesis (S = 1), ProHMR's "sample 0" (with the flip mixture: on the more
         probable branch)."""
         ctx = self.context(batch)
-        theta, log_q = self.flow.rsample_and_log_prob(ctx, 1, temperature=0.0)
         head = self.deterministic_head(ctx)
-        if self.flip_mixture:
-            flipped, log_q, log_q_flipped, log_p1 = self._flip_branches(ctx, theta, log_q)
-            pick = log_p1 > math.log(0.5)
-            theta, log_q = torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q)
+        if not self.flip_mixture:
+            theta, log_q = self.flow.rsample_and_log_prob(ctx, 1, temperature=0.0)
+            return self.decode(theta, log_q, head)
+        theta, log_q, flipped, log_q_flipped, log_p1 = self._flip_branches(ctx, 1, 0.0)
+        pick = log_p1 > math.log(0.5)
+        theta, log_q = torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q)
         return self.decode(theta, log_q, head)
 
     def flow_target(self, batch: dict, params: Tensor) -> Tensor:
@@ -323,8 +346,9 @@ class MultiHypothesisModel(nn.Module):
         theta = self.flow_target(batch, params)
         if self.flip_mixture:
             log_p0, log_p1 = self.flip_log_weights(ctx)
-            return torch.logaddexp(log_p0[:, 0] + self.flow.log_prob(theta, ctx),
-                                   log_p1[:, 0] + self.flow.log_prob(self.flip(theta), ctx))
+            c0, c1 = self._branch_contexts(ctx)
+            return torch.logaddexp(log_p0[:, 0] + self.flow.log_prob(theta, c0),
+                                   log_p1[:, 0] + self.flow.log_prob(self.flip(theta), c1))
         return self.flow.log_prob(theta, ctx)
 
     # -- predictions in metric units (what mhe.evaluation scores) -------------------------------
