@@ -49,7 +49,7 @@ __all__ = [
     "importance_ess",
     "selection_sweep",
     "selection_temperatures",
-    "SELECTION_COLUMNS",
+    "SELECTION_MEASURES",
 ]
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -246,16 +246,16 @@ def _evidence_scores(p: dict, view_angle: float, noise_mm: float, depth_joints: 
     return side, noisy, depth
 
 
-SELECTION_COLUMNS = ("mode", "mean", "oracle", "selected_side_view", "selected_side_view_noisy", "selected_depths")
+SELECTION_MEASURES = ("mode", "mean", "oracle", "selected_side_view", "selected_side_view_noisy", "selected_depths")
 
 
 def _selection_columns(p: dict, keep: Tensor, side: Tensor, noisy: Tensor, depth: Tensor | None) -> dict[str, float]:
     """MPJPE (mm) over the items ``keep`` of the mode, the mean hypothesis, the oracle and the hypotheses
-    selected by each score ``(N, S)`` (NaN where there is no item or no score): :data:`SELECTION_COLUMNS`."""
+    selected by each score ``(N, S)`` (NaN where there is no item or no score): :data:`SELECTION_MEASURES`."""
     from mhe import selection as sel
 
     if not keep.any():
-        return {k: float("nan") for k in SELECTION_COLUMNS}
+        return {k: float("nan") for k in SELECTION_MEASURES}
     xyz, gt = p["pred_xyz"][keep], p["gt_xyz"][keep]
     report = sel.selection_report(xyz, gt, side[keep], p["mode_xyz"][keep])
     return {"mode": report["mpjpe_mode"], "mean": report["mpjpe_mean"], "oracle": report["mpjpe_bh"],
@@ -280,7 +280,7 @@ def selection_sweep(
     """Selection by extra evidence (as in :func:`diagnose_model`) at each sampling temperature: the setting
     to choose on the validation split. ``subsets`` maps a name to ``visible (N, J) -> (N,) bool`` (``None``:
     the data's ``ambiguous`` flag; ``lambda v: torch.ones(len(v), dtype=torch.bool)``: every item). One dict
-    per (temperature, subset): ``temperature``, ``subset``, ``n_items`` and :data:`SELECTION_COLUMNS`."""
+    per (temperature, subset): ``temperature``, ``subset``, ``n_items`` and :data:`SELECTION_MEASURES`."""
     from mhe.evaluation import collect_predictions
 
     rows = []

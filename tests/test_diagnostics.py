@@ -182,7 +182,7 @@ def test_selection_sweep_gives_diagnose_models_selection_at_each_temperature():
     full = dg.diagnose_model(model, [batch], subset=None, subset_name="flagged", num_samples=S, calibration_samples=S,
                              depth_joints=(2, 3), noise_mm=30.0)
     for got, want in ((rows[2], full[0]), (rows[3], full[1])):
-        for key in dg.SELECTION_COLUMNS:
+        for key in dg.SELECTION_MEASURES:
             assert got[key] == pytest.approx(want[key], rel=1e-6), key
     assert rows[0]["mode"] == pytest.approx(rows[2]["mode"])  # these hypotheses do not depend on T
     # the flagged items are 0, 2, 4: their mean scale (i + 1) is 3; the mode is hypothesis 1
