@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
-        rotation = "flow + flip mixture" if m.flip_mixture else ("flow" if m.rotation_in_flow else "head")
+        rotation = (("flow + flip mixture" + (" (conditional)" if m.flip_branches == "conditional" else ""))
+                    if m.flip_mixture else ("flow" if m.rotation_in_flow else "head"))
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
         if cfg.objective.name == "nll":
             prior = "none (NLL)"
