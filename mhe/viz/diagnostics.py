@@ -119,7 +119,7 @@ def plot_selection_temperature(frame: pd.DataFrame, subset: str = "occluded",
     fig, ax = plt.subplots(figsize=(7.4, 4.4))
     for model, group in rows.groupby("model", sort=False):
         group = group.sort_values("temperature")
-        name = str(model).split("_", 1)[1] if str(model).startswith(("hand_", "body_")) else str(model)
+        name = str(model).removeprefix("hand_").removeprefix("body_")  # as mhe.diagnostics.selection_temperatures keys it
         color = OBJECTIVE_COLORS.get(name)
         t = group["temperature"].to_numpy(dtype=float)
         mode = group["mode"].to_numpy(dtype=float)
