@@ -74,6 +74,11 @@ class ModelConfig:
     # "conditional" (each branch has its own flow context, a learned vector added to the encoder's: the
     # flipped tilt can take a pose of its own; two flow draws per hypothesis in training).
     flip_branches: Literal["shared", "conditional"] = "shared"
+    # with the flip mixture, at evaluation only: P(flipped) = sigmoid(logit / flip_temperature), temperature
+    # scaling of the branch weight (training keeps the logit as is). Reverse KL makes the weight
+    # overconfident (0 or 1 for most hands); tools/flip_calibration.py chooses this on validation by the
+    # ground truth's log-likelihood under the model.
+    flip_temperature: float = 1.0
     # weight of the soft joint-limit prior per squared radian outside a limit (hands with pose_prior:
     # joint_limits; bodies always).
     joint_limit_weight: float = 200.0
@@ -246,6 +251,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
         ("model.flow_transforms", m.flow_transforms, m.flow_transforms >= 1, "at least 1"),
         ("model.num_pca_comps", m.num_pca_comps, 1 <= m.num_pca_comps <= 45, "between 1 and 45"),
         ("model.head_hidden", m.head_hidden, m.head_hidden >= 1, "a positive integer"),
+        ("model.flip_temperature", m.flip_temperature, m.flip_temperature > 0, "positive (1: the learned weight)"),
         ("model.encoder_hidden", m.encoder_hidden, all(h >= 1 for h in m.encoder_hidden), "positive widths"),
         ("model.flow_hidden", m.flow_hidden, all(h >= 1 for h in m.flow_hidden), "positive widths"),
         ("model.cnn_channels", m.cnn_channels, len(m.cnn_channels) >= 1 and all(c >= 1 for c in m.cnn_channels),

@@ -24,7 +24,9 @@ for one model over a data loader, on all items and on the ambiguous subset (bodi
 (:func:`diagnostics_table`, with the settings of :data:`DIAGNOSTICS_SETTINGS`). How widely to sample
 for selection is a setting like any other: :func:`selection_sweep` measures selection at several
 temperatures on the validation split (``tools/selection_validation.py``) and :func:`selection_temperatures`
-reads each model's choice back from that table.
+reads each model's choice back from that table. The same holds for the weight of the depth-flip mixture
+(``model.flip_temperature``): :func:`flip_calibration_sweep` scores each temperature on the validation split
+(``tools/flip_calibration.py``) and :func:`flip_temperature_choice` reads the choice back.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ __all__ = [
     "calibration_curve",
     "calibration_gap",
     "DIAGNOSTICS_SETTINGS",
+    "FLIP_CALIBRATION_CSV",
+    "flip_calibration_sweep",
+    "flip_temperature_choice",
     "diagnose_model",
     "diagnostics_table",
     "test_split",
@@ -335,6 +340,82 @@ def selection_temperatures(body: str, path: str | Path | None = None) -> dict[st
     rows = frame[frame["subset"] == DIAGNOSTICS_SETTINGS[body]["subset"]]
     best = rows.loc[rows.groupby("model")["selected_side_view"].idxmin()]
     return {str(m).removeprefix(f"{body}_"): float(t) for m, t in zip(best["model"], best["temperature"])}
+
+
+# The validation table of the flip mixture's temperature scaling (tools/flip_calibration.py), in figures/.
+FLIP_CALIBRATION_CSV = "04_flip_calibration.csv"
+
+# the columns of evaluate_model that flip_calibration_sweep keeps beside the log-likelihood
+_FLIP_COLUMNS = ("mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "rd_mm", "plausible", "flip_rate", "mpjpe_bh_flip",
+                 "mpjpe_bh_noflip", "flip_gap")
+
+
+def flip_calibration_sweep(
+    model: Any,
+    loader: Iterable[dict],
+    flip_temperatures: Sequence[float],
+    *,
+    num_samples: int = 200,
+    temperature: float = 0.8,
+    seed: int = 0,
+    metrics: bool = True,
+) -> list[dict[str, float]]:
+    """Temperature scaling of a flip-mixture model's branch weight, on a (validation) loader.
+
+    For each ``τ`` of ``flip_temperatures`` the model's eval-mode ``flip_temperature`` is set to τ (and put
+    back afterwards) and one row is returned: ``flip_temperature``, ``n_items``, ``gt_log_lik`` (the mean
+    of :func:`ground_truth_log_likelihood`, nats per dimension: the criterion, the higher the better calibrated),
+    ``flipped_weight`` (the mean P(flipped)) and, with ``metrics``, the official sampling's BH / mean / mode
+    MPJPE, ``rd_mm``, ``plausible`` and the depth-flip split (:func:`mhe.evaluation.evaluate_model` with
+    ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``). Only the branch weight changes with τ:
+    each branch's flow density and samples stay the model's."""
+    from mhe.evaluation import evaluate_model
+
+    if not getattr(model, "flip_mixture", False):
+        raise ValueError("flip_calibration_sweep needs a model with the depth-flip mixture (model.flip_mixture: true)")
+    if any(not t > 0 for t in flip_temperatures):
+        raise ValueError(f"flip temperatures must be positive, got {list(flip_temperatures)}")
+    was, mode = model.flip_temperature, model.training
+    model.eval()
+    rows = []
+    try:
+        for tau in flip_temperatures:
+            model.flip_temperature = float(tau)
+            ll, weight, n = 0.0, 0.0, 0
+            with torch.no_grad():
+                for batch in loader:
+                    ll += float(ground_truth_log_likelihood(model, batch).double().sum())
+                    weight += float(model.flip_log_weights(model.context(batch))[1].exp().double().sum())
+                    n += len(batch["visible"])
+            row = {"flip_temperature": float(tau), "n_items": n, "gt_log_lik": ll / n, "flipped_weight": weight / n}
+            if metrics:
+                scores = evaluate_model(model, loader, num_samples=num_samples, temperature=temperature, seed=seed)
+                row.update({k: scores[k] for k in _FLIP_COLUMNS})
+            rows.append(row)
+    finally:
+        model.flip_temperature = was
+        model.train(mode)
+    return rows
+
+
+def flip_temperature_choice(model: str, path: str | Path | None = None) -> float:
+    """The flip temperature chosen on validation for ``model`` (a name in the table's ``model`` column, e.g.
+    ``hand_mhentropy_rot``): the one with the highest ground-truth log-likelihood in ``path`` (default: the
+    committed ``figures/`` table, :data:`FLIP_CALIBRATION_CSV`)."""
+    import pandas as pd
+
+    from mhe.utils import REPO_ROOT
+
+    path = REPO_ROOT / "figures" / FLIP_CALIBRATION_CSV if path is None else Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: it holds the flip temperatures chosen on validation; write it "
+                                f"with `python tools/flip_calibration.py`")
+    frame = pd.read_csv(path)
+    rows = frame[frame["model"] == model]
+    if rows.empty:
+        raise KeyError(f"{path} has no rows for {model!r} (it has {sorted(frame['model'].unique())}); run "
+                       f"`python tools/flip_calibration.py {model} --append`")
+    return float(rows.loc[rows["gt_log_lik"].idxmax(), "flip_temperature"])
 
 
 def test_split(body: str, items: int | None = None, *, cached: bool = True):

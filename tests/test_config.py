@@ -115,6 +115,7 @@ def test_later_override_wins_and_file_is_overridden(tmp_path):
         ("train.lr=-1", "train.lr = -1.0 is invalid: it must be positive"),
         ("train.batch_size=0", "train.batch_size = 0 is invalid"),
         ("data.occlusion=1.5", "data.occlusion = 1.5 is invalid"),
+        ("model.flip_temperature=0", "model.flip_temperature = 0.0 is invalid: it must be positive"),
         ("objective.extra.w_nll=abc", "objective.extra.w_nll: expected a number"),
     ],
 )

@@ -9,6 +9,7 @@ import warnings
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from mhe import diagnostics as dg
@@ -276,3 +277,68 @@ def test_selection_temperature_figure_draws_each_models_changes_and_rings_its_ch
     assert list(solid[0].get_ydata()) == pytest.approx([-20.0, -25.0, -22.5])
     rings = [ln for ln in lines if len(ln.get_xdata()) == 1]
     assert [(float(r.get_xdata()[0]), float(r.get_ydata()[0])) for r in rings] == [(1.2, -25.0), pytest.approx((0.8, -10.0))]
+
+
+def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(tmp_path):
+    from mhe.config import ModelConfig
+    from mhe.data import SyntheticHands
+    from mhe.evaluation import evaluate_model
+    from mhe.models.hand import MultiHypothesisHand
+
+    ds = SyntheticHands("val", size=6, seed=1, occlusion=0.4, cache_dir=tmp_path)
+    loader = [default_collate([ds[i] for i in range(6)])]
+    torch.manual_seed(0)
+    cfg = dict(context_dim=32, encoder_hidden=(32,), flow_transforms=2, flow_hidden=(32,), head_hidden=32)
+    model = MultiHypothesisHand(ModelConfig(**cfg, rotation_in_flow=True, flip_mixture=True,
+                                            flip_branches="conditional", flip_temperature=2.0))
+    with torch.no_grad():
+        model.flip_head.weight.normal_(0, 1.0)  # confident, item-dependent weights
+        model.flip_head.bias.fill_(2.0)
+    model.train()
+    rows = dg.flip_calibration_sweep(model, loader, [1.0, 4.0], num_samples=6, seed=3)
+    assert model.flip_temperature == 2.0 and model.training  # put back as it was
+    assert [r["flip_temperature"] for r in rows] == [1.0, 4.0] and rows[0]["n_items"] == 6
+    model.eval()
+    with torch.no_grad():
+        ctx = model.context(loader[0])
+        logit = model.flip_head(ctx)[:, 0]
+        for r, tau in zip(rows, (1.0, 4.0)):
+            # the weight and the log-likelihood are the calibrated mixture's, computed here from the flow
+            assert r["flipped_weight"] == pytest.approx(float(torch.sigmoid(logit / tau).mean()), rel=1e-5)
+            theta = model.flow_target(loader[0], loader[0]["params"])
+            c0, c1 = model._branch_contexts(ctx)
+            direct = torch.logaddexp(F.logsigmoid(-logit / tau) + model.flow.log_prob(theta, c0),
+                                     F.logsigmoid(logit / tau) + model.flow.log_prob(model.flip(theta), c1))
+            assert r["gt_log_lik"] == pytest.approx(float(direct.mean() / model.flow_dim), rel=1e-5)
+    # the metrics are evaluate_model's at that temperature
+    model.flip_temperature = 4.0
+    scores = evaluate_model(model, loader, num_samples=6, temperature=0.8, seed=3)
+    assert rows[1]["mpjpe_bh"] == scores["mpjpe_bh"] and rows[1]["flip_gap"] == scores["flip_gap"]
+    assert "mpjpe_bh" not in dg.flip_calibration_sweep(model, loader, [1.0], metrics=False)[0]
+    with pytest.raises(ValueError, match="flip mixture"):
+        dg.flip_calibration_sweep(MultiHypothesisHand(ModelConfig(**cfg)), loader, [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        dg.flip_calibration_sweep(model, loader, [0.0])
+
+
+def test_flip_temperature_choice_is_the_highest_log_likelihood(tmp_path):
+    path = tmp_path / "flip.csv"
+    pd.DataFrame({"model": ["a", "a", "a", "b", "b"], "flip_temperature": [1.0, 4.0, 8.0, 1.0, 2.0],
+                  "gt_log_lik": [-2.0, -1.5, -1.7, -1.0, -1.1]}).to_csv(path, index=False)
+    assert dg.flip_temperature_choice("a", path) == 4.0 and dg.flip_temperature_choice("b", path) == 1.0
+    with pytest.raises(KeyError, match="no rows for 'c'"):
+        dg.flip_temperature_choice("c", path)
+    with pytest.raises(FileNotFoundError, match="flip_calibration.py"):
+        dg.flip_temperature_choice("a", tmp_path / "missing.csv")
+
+
+def test_the_shipped_flip_temperature_is_the_one_chosen_on_validation():
+    from mhe.experiments import load_model
+
+    model, cfg = load_model("hand_mhentropy_rot", device="cpu")
+    assert cfg.model.flip_temperature == dg.flip_temperature_choice("hand_mhentropy_rot") == model.flip_temperature
+    from mhe.utils import REPO_ROOT
+
+    table = pd.read_csv(REPO_ROOT / "figures" / dg.FLIP_CALIBRATION_CSV)
+    grid = table[table["model"] == "hand_mhentropy_rot"]["flip_temperature"]
+    assert grid.min() < cfg.model.flip_temperature < grid.max()  # the choice is inside the grid, not at its edge

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, default_collate
 
 from mhe.config import ModelConfig
@@ -392,3 +393,50 @@ def test_flow_kind_reaches_the_flow_and_its_density_is_consistent(items, kind):
         theta, log_q = model.flow.rsample_and_log_prob(ctx, 4, 1.0)
         again = torch.stack([model.flow.log_prob(theta[:, s], ctx) for s in range(4)], 1)
     torch.testing.assert_close(log_q, again, atol=1e-4, rtol=1e-4)
+
+
+def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items):
+    _, batch = items
+    B = batch["obs"].shape[0]
+    torch.manual_seed(0)
+    plain = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
+                                            flip_branches="conditional"))
+    hot = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
+                                          flip_branches="conditional", flip_temperature=4.0))
+    hot.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for m in (plain, hot):
+            m.flip_head.bias.fill_(3.0)  # P(flipped) = sigmoid(3) = 0.95 as learned; sigmoid(3/4) = 0.68 calibrated
+            m.branch_context.copy_(torch.randn(2, SMALL["context_dim"], generator=torch.Generator().manual_seed(1)))
+    ctx = plain.context(batch).detach()
+    # training keeps the learned weight: the same loss weights in both models
+    plain.train(), hot.train()
+    torch.testing.assert_close(hot.flip_log_weights(ctx)[1], plain.flip_log_weights(ctx)[1])
+    torch.testing.assert_close(plain.flip_log_weights(ctx)[1], F.logsigmoid(plain.flip_head(ctx)))
+    plain.eval(), hot.eval()
+    with torch.no_grad():
+        logit = hot.flip_head(ctx)
+        torch.testing.assert_close(hot.flip_log_weights(ctx)[1], F.logsigmoid(logit / 4.0))
+        torch.testing.assert_close(hot.flip_log_weights(ctx)[0], F.logsigmoid(-logit / 4.0))
+        torch.testing.assert_close(plain.flip_log_weights(ctx)[1], F.logsigmoid(logit))
+        # the density of the ground truth is the calibrated mixture's, computed directly from the flow
+        theta = hot.flow_target(batch, batch["params"])
+        c0, c1 = ctx + hot.branch_context[0], ctx + hot.branch_context[1]
+        direct = torch.logaddexp(F.logsigmoid(-logit[:, 0] / 4) + hot.flow.log_prob(theta, c0),
+                                 F.logsigmoid(logit[:, 0] / 4) + hot.flow.log_prob(hot.flip(theta), c1))
+        torch.testing.assert_close(hot.log_prob(batch, batch["params"]), direct, rtol=1e-5, atol=1e-4)
+        # sampled branches follow the calibrated weight: 0.68 of 4000 draws per item (sd 0.007), not 0.95
+        torch.manual_seed(2)
+        x0, _, x1, _, log_p1 = hot._flip_branches(ctx, 1, 1.0)
+        assert torch.allclose(log_p1.exp(), torch.sigmoid(torch.tensor(0.75)).expand(B, 1), atol=1e-5)
+        # the same random numbers as hypotheses() draws: both branches, then the branch choice
+        torch.manual_seed(3)
+        x0, _, x1, _, _ = hot._flip_branches(ctx, 2000, 1.0)
+        torch.manual_seed(3)
+        hyp = hot.hypotheses(batch, num_samples=2000)
+        took_flipped = (hyp.params - x1).abs().amax(-1) == 0
+        assert (took_flipped | ((hyp.params - x0).abs().amax(-1) == 0)).all()
+        # 2000 draws per item: sd 0.01 of the calibrated 0.68 (the learned weight would give 0.95)
+        assert abs(took_flipped.double().mean().item() - torch.sigmoid(torch.tensor(0.75)).item()) < 0.05
+    with pytest.raises(ValueError, match="flip_temperature"):
+        MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_temperature=0.0))

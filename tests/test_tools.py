@@ -116,3 +116,34 @@ def test_selection_validation_reads_the_validation_split_at_each_temperature(tmp
     again = pd.read_csv(out)
     assert again["temperature"].tolist() == [0.8, 0.8, 1.0, 1.0, 1.2, 1.2]
     assert again.iloc[:4].equals(frame)  # the same sampling, seeded: the same numbers
+
+
+def test_flip_calibration_scores_the_validation_split_and_stores_the_choice(tmp_path):
+    import shutil
+
+    import torch
+
+    from mhe.checkpoint import resolve_checkpoint_path
+    from mhe.diagnostics import flip_temperature_choice
+    from mhe.experiments import load_model
+
+    ckpt = tmp_path / "rot.pt"
+    shutil.copy(resolve_checkpoint_path("hand_mhentropy_rot"), ckpt)
+    out = tmp_path / "flip.csv"
+    assert _tool("flip_calibration").main([str(ckpt), "--items", "6", "--samples", "4", "--temperatures", "1", "3",
+                                           "--out", str(out), "--write"]) == 0
+    frame = pd.read_csv(out)
+    assert frame["flip_temperature"].tolist() == [1.0, 3.0] and (frame["n_items"] == 6).all()
+    assert (frame["model"] == str(ckpt)).all() and {"mpjpe_bh", "flip_gap", "gt_log_lik"} <= set(frame.columns)
+    chosen = flip_temperature_choice(str(ckpt), out)
+    assert chosen == frame.loc[frame["gt_log_lik"].idxmax(), "flip_temperature"]
+    model, cfg = load_model(ckpt, device="cpu")
+    assert cfg.model.flip_temperature == chosen == model.flip_temperature
+    shipped, _ = load_model("hand_mhentropy_rot", device="cpu")
+    for a, b in zip(model.state_dict().values(), shipped.state_dict().values()):
+        assert torch.equal(a, b)  # the weights are untouched
+    # --no-metrics: the log-likelihood only; --append replaces the model's rows
+    assert _tool("flip_calibration").main([str(ckpt), "--items", "6", "--temperatures", "2", "--no-metrics",
+                                           "--out", str(out), "--append"]) == 0
+    again = pd.read_csv(out)
+    assert again["flip_temperature"].tolist() == [2.0] and again["mpjpe_bh"].isna().all()

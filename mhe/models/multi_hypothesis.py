@@ -143,6 +143,9 @@ class MultiHypothesisModel(nn.Module):
             self.flip_head = nn.Linear(cfg.context_dim, 1)  # logit of the flipped branch's probability
             nn.init.zeros_(self.flip_head.weight)
             nn.init.zeros_(self.flip_head.bias)  # both tilts equally likely at the start
+        if not cfg.flip_temperature > 0:
+            raise ValueError(f"model.flip_temperature must be positive, got {cfg.flip_temperature!r}")
+        self.flip_temperature = float(cfg.flip_temperature)
         if cfg.flip_branches not in ("shared", "conditional"):
             raise ValueError(f"model.flip_branches must be 'shared' or 'conditional', got {cfg.flip_branches!r}")
         self.flip_conditional = self.flip_mixture and cfg.flip_branches == "conditional"
@@ -264,8 +267,12 @@ class MultiHypothesisModel(nn.Module):
         return torch.cat([na * R[..., 0], b_par * R[..., 0] + nb * R[..., 1], pose], dim=-1)
 
     def flip_log_weights(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
-        """log P(not flipped), log P(flipped) ``(B, 1)`` each, from the context."""
+        """log P(not flipped), log P(flipped) ``(B, 1)`` each, from the context: ``sigmoid(±logit)``, in eval
+        mode with the logit divided by ``model.flip_temperature`` (post-hoc calibration; every density and
+        sample of the eval-mode model uses the calibrated weights)."""
         logit = self.flip_head(ctx)
+        if not self.training and self.flip_temperature != 1.0:
+            logit = logit / self.flip_temperature
         return torch.nn.functional.logsigmoid(-logit), torch.nn.functional.logsigmoid(logit)
 
     def _branch_contexts(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
