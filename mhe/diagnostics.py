@@ -345,6 +345,9 @@ def selection_temperatures(body: str, path: str | Path | None = None) -> dict[st
 # The validation table of the flip mixture's temperature scaling (tools/flip_calibration.py), in figures/.
 FLIP_CALIBRATION_CSV = "04_flip_calibration.csv"
 
+# a tilt "has hypotheses" when its weight is at least this (2 of the official 200)
+BOTH_TILTS = 0.01
+
 # the columns of evaluate_model that flip_calibration_sweep keeps beside the log-likelihood
 _FLIP_COLUMNS = ("mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "rd_mm", "plausible", "flip_rate", "mpjpe_bh_flip",
                  "mpjpe_bh_noflip", "flip_gap")
@@ -365,7 +368,8 @@ def flip_calibration_sweep(
     For each ``τ`` of ``flip_temperatures`` the model's eval-mode ``flip_temperature`` is set to τ (and put
     back afterwards) and one row is returned: ``flip_temperature``, ``n_items``, ``gt_log_lik`` (the mean
     of :func:`ground_truth_log_likelihood`, nats per dimension: the criterion, the higher the better calibrated),
-    ``flipped_weight`` (the mean P(flipped)) and, with ``metrics``, the official sampling's BH / mean / mode
+    ``flipped_weight`` (the mean P(flipped)), ``both_tilts`` (the share of items whose less likely tilt has a
+    weight of at least :data:`BOTH_TILTS`: two hypotheses in 200) and, with ``metrics``, the official sampling's BH / mean / mode
     MPJPE, ``rd_mm``, ``plausible`` and the depth-flip split (:func:`mhe.evaluation.evaluate_model` with
     ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``). Only the branch weight changes with τ:
     each branch's flow density and samples stay the model's."""
@@ -381,13 +385,16 @@ def flip_calibration_sweep(
     try:
         for tau in flip_temperatures:
             model.flip_temperature = float(tau)
-            ll, weight, n = 0.0, 0.0, 0
+            ll, weight, both, n = 0.0, 0.0, 0, 0
             with torch.no_grad():
                 for batch in loader:
                     ll += float(ground_truth_log_likelihood(model, batch).double().sum())
-                    weight += float(model.flip_log_weights(model.context(batch))[1].exp().double().sum())
+                    p1 = model.flip_log_weights(model.context(batch))[1].exp().double()
+                    weight += float(p1.sum())
+                    both += int((torch.minimum(p1, 1 - p1) >= BOTH_TILTS).sum())
                     n += len(batch["visible"])
-            row = {"flip_temperature": float(tau), "n_items": n, "gt_log_lik": ll / n, "flipped_weight": weight / n}
+            row = {"flip_temperature": float(tau), "n_items": n, "gt_log_lik": ll / n, "flipped_weight": weight / n,
+                   "both_tilts": both / n}
             if metrics:
                 scores = evaluate_model(model, loader, num_samples=num_samples, temperature=temperature, seed=seed)
                 row.update({k: scores[k] for k in _FLIP_COLUMNS})

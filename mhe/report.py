@@ -302,6 +302,24 @@ def validation_results(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def flip_calibration_results(table: pd.DataFrame) -> str:
+    """The README's block of the depth-flip weight's temperature scaling on validation
+    (``figures/04_flip_calibration.csv``, ``tools/flip_calibration.py``): per model and τ, the ground
+    truth's log-likelihood (the criterion; the chosen τ, its maximum, in bold), the share of hands whose
+    less likely palm tilt keeps at least 1 % of the weight, and what τ does to the hypotheses."""
+    lines = ["| model | τ | log q(truth), nats/dim | hands with both tilts | BH-MPJPE | mean MPJPE | rd_mm "
+             "| BH flipped / rest |", "|---|---|---|---|---|---|---|---|"]
+    for model, rows in table.groupby("model", sort=False):
+        best = rows["gt_log_lik"].idxmax()
+        for i, r in rows.sort_values("flip_temperature").iterrows():
+            tau = f"**{r['flip_temperature']:g}**" if i == best else f"{r['flip_temperature']:g}"
+            lines.append(f"| {model_label(str(model).removeprefix('hand_'))} | {tau} | {r['gt_log_lik']:.4f} "
+                         f"| {_pct(r['both_tilts'])} "
+                         f"| {_num(r.get('mpjpe_bh'))} | {_num(r.get('mpjpe_mean'))} | {_num(r.get('rd_mm'), 3)} "
+                         f"| {_num(r.get('mpjpe_bh_flip'))} / {_num(r.get('mpjpe_bh_noflip'))} |")
+    return "\n".join(lines)
+
+
 def _hand_block(figures: Path) -> str:
     seeds = figures / "04_hand_seeds.csv"
     return hand_results(_read(figures / "04_hand_metrics.csv"), pd.read_csv(seeds) if seeds.exists() else None)
@@ -508,6 +526,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "hand-results": _hand_block,
     "hand-results-ho3d-rotation": lambda figures: setting_results(_read(figures / "04_hand_metrics_ho3d_rotation.csv")),
     "hand-validation": lambda figures: validation_results(pd.read_csv(figures / "04_validation_choices.csv")),
+    "hand-flip-calibration": lambda figures: flip_calibration_results(pd.read_csv(figures / "04_flip_calibration.csv")),
     "toy-results": _toy_block,
     "body-results": lambda figures: body_results(_read(figures / "05_body_metrics.csv")),
     "body-validation": lambda figures: body_validation_results(pd.read_csv(figures / "05_body_validation_choices.csv")),

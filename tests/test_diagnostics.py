@@ -304,7 +304,9 @@ def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(
         logit = model.flip_head(ctx)[:, 0]
         for r, tau in zip(rows, (1.0, 4.0)):
             # the weight and the log-likelihood are the calibrated mixture's, computed here from the flow
-            assert r["flipped_weight"] == pytest.approx(float(torch.sigmoid(logit / tau).mean()), rel=1e-5)
+            p1 = torch.sigmoid(logit / tau)
+            assert r["flipped_weight"] == pytest.approx(float(p1.mean()), rel=1e-5)
+            assert r["both_tilts"] == float((torch.minimum(p1, 1 - p1) >= 0.01).double().mean())
             theta = model.flow_target(loader[0], loader[0]["params"])
             c0, c1 = model._branch_contexts(ctx)
             direct = torch.logaddexp(F.logsigmoid(-logit / tau) + model.flow.log_prob(theta, c0),
@@ -342,3 +344,20 @@ def test_the_shipped_flip_temperature_is_the_one_chosen_on_validation():
     table = pd.read_csv(REPO_ROOT / "figures" / dg.FLIP_CALIBRATION_CSV)
     grid = table[table["model"] == "hand_mhentropy_rot"]["flip_temperature"]
     assert grid.min() < cfg.model.flip_temperature < grid.max()  # the choice is inside the grid, not at its edge
+
+
+def test_flip_calibration_figure_draws_the_criterion_and_rings_the_choice():
+    from mhe.viz.diagnostics import plot_flip_calibration
+
+    frame = pd.DataFrame({"model": ["m"] * 3 + ["other"], "flip_temperature": [4.0, 1.0, 2.0, 1.0],
+                          "gt_log_lik": [-1.5, -2.0, -1.2, 0.0], "mpjpe_bh_flip": [22.0, 30.0, 25.0, 1.0],
+                          "mpjpe_bh_noflip": [14.0, 14.5, 14.2, 1.0], "mpjpe_mean": [24.0, 22.0, 23.0, 1.0]})
+    fig = plot_flip_calibration(frame, "m", chosen=2.0)
+    ax_ll, ax_mm = fig.axes
+    curve, ring = [ln for ln in ax_ll.get_lines() if len(ln.get_xdata()) != 2]
+    assert list(curve.get_xdata()) == [1.0, 2.0, 4.0] and list(curve.get_ydata()) == [-2.0, -1.2, -1.5]  # sorted by τ
+    assert (float(ring.get_xdata()[0]), float(ring.get_ydata()[0])) == (2.0, -1.2)
+    series = {tuple(ln.get_ydata()) for ln in ax_mm.get_lines() if len(ln.get_xdata()) == 3}
+    assert series == {(30.0, 25.0, 22.0), (14.5, 14.2, 14.0), (22.0, 23.0, 24.0)}  # only model m's rows
+    with pytest.raises(ValueError, match="no rows for 'x'"):
+        plot_flip_calibration(frame, "x")

@@ -7,6 +7,8 @@ CSVs (``figures/04_hand_diagnostics.csv``, ``figures/05_body_diagnostics.csv``, 
 :func:`plot_selection` how much a random hypothesis, the hypotheses selected by each piece of evidence and
 the oracle change the MPJPE against the mode's, per model, and :func:`plot_selection_temperature` how that
 change depends on the sampling temperature on the validation split (the choice of T).
+:func:`plot_flip_calibration` draws the validation table of ``tools/flip_calibration.py``: the temperature
+scaling of the depth-flip weight (``model.flip_temperature``).
 """
 
 from __future__ import annotations
@@ -139,5 +141,46 @@ def plot_selection_temperature(frame: pd.DataFrame, subset: str = "occluded",
     ax.title.set_fontsize(9.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_flip_calibration(frame: pd.DataFrame, model: str, chosen: float | None = None) -> Figure:
+    """Temperature scaling of the depth-flip weight, from a flip calibration table
+    (``tools/flip_calibration.py``) for one ``model``: left, the ground truth's log-likelihood (nats per
+    dimension, the criterion); right, the BH-MPJPE of the hands whose hypotheses mostly mirror the palm
+    (flipped) and of the rest, and the mean over hypotheses, all in mm. The chosen τ (``chosen``, e.g.
+    :func:`mhe.diagnostics.flip_temperature_choice`) is ringed on the left and marked on the right."""
+    rows = frame[frame["model"] == model].sort_values("flip_temperature")
+    if rows.empty:
+        raise ValueError(f"the flip calibration table has no rows for {model!r}")
+    tau = rows["flip_temperature"].to_numpy(dtype=float)
+    fig, (ax_ll, ax_mm) = plt.subplots(1, 2, figsize=(9.6, 3.9))
+    color = OBJECTIVE_COLORS.get(str(model).removeprefix("hand_"), "#4c72b0")
+    ll = rows["gt_log_lik"].to_numpy(dtype=float)
+    ax_ll.plot(tau, ll, marker="o", ms=3.5, lw=1.6, color=color)
+    ax_ll.set(xlabel="flip temperature τ (the weight's logit / τ)", ylabel="log q(ground truth), nats per dim",
+              title="the criterion: the truth's log-likelihood (higher is better)")
+    if "mpjpe_bh_flip" in rows and rows["mpjpe_bh_flip"].notna().any():
+        ax_mm.plot(tau, rows["mpjpe_bh_flip"], marker="o", ms=3.5, lw=1.6, color="#c44e52",
+                   label="BH-MPJPE, hands mostly flipped")
+        ax_mm.plot(tau, rows["mpjpe_bh_noflip"], marker="o", ms=3.5, lw=1.6, color="#4c72b0", label="BH-MPJPE, the rest")
+        ax_mm.plot(tau, rows["mpjpe_mean"], marker="s", ms=3.0, lw=1.2, ls="--", color="#555555",
+                   label="mean over hypotheses")
+        ax_mm.legend(fontsize=7.5)
+    ax_mm.set(xlabel="flip temperature τ", ylabel="mm", title="what it does to the hypotheses")
+    for ax in (ax_ll, ax_mm):
+        ax.set_xscale("log")
+        ax.set_xticks(tau, [f"{v:g}" for v in tau])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(9.5)
+        if chosen is not None:
+            ax.axvline(chosen, color="#333333", lw=0.8, ls=":")
+    if chosen is not None:
+        k = int(np.argmin(np.abs(tau - chosen)))
+        ax_ll.plot(tau[k], ll[k], "o", ms=11, mfc="none", mec=color, mew=1.6)
+    fig.suptitle(f"{LABELS.get(str(model).removeprefix('hand_'), model)}: calibrating the depth-flip weight on "
+                 f"the validation split", fontsize=10.5)
     fig.tight_layout()
     return fig
