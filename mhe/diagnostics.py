@@ -349,7 +349,7 @@ FLIP_CALIBRATION_CSV = "04_flip_calibration.csv"
 BOTH_TILTS = 0.01
 
 # the columns of evaluate_model that flip_calibration_sweep keeps beside the log-likelihood
-_FLIP_COLUMNS = ("mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "rd_mm", "plausible", "flip_rate", "mpjpe_bh_flip",
+_FLIP_COLUMNS = ("mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "ah", "rd_mm", "plausible", "flip_rate", "mpjpe_bh_flip",
                  "mpjpe_bh_noflip", "flip_gap")
 
 
@@ -371,7 +371,8 @@ def flip_calibration_sweep(
     ``flipped_weight`` (the mean P(flipped)), ``both_tilts`` (the share of items whose less likely tilt has a
     weight of at least :data:`BOTH_TILTS`: two hypotheses in 200) and, with ``metrics``, the official sampling's BH / mean / mode
     MPJPE, ``rd_mm``, ``plausible`` and the depth-flip split (:func:`mhe.evaluation.evaluate_model` with
-    ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``). Only the branch weight changes with τ:
+    ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``), AH included: hypotheses on the
+    tilt a hand's weight had shut out may explain its visible keypoints worse. Only the branch weight changes with τ:
     each branch's flow density and samples stay the model's."""
     from mhe.evaluation import evaluate_model
 

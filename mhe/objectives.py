@@ -150,6 +150,7 @@ def mhentropy(
     w_ent: float = 1.0,
     w_3d: float = 0.0,
     temperature: float = 1.0,
+    w_branch: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """MHEntropy: mean over B, S of -w_rec·log p(obs|θ) - w_prior·log p(θ) + w_ent·log q(θ).
 
@@ -158,8 +159,13 @@ def mhentropy(
     stop-gradient). Ablations are weights: ``w_ent=0`` (no entropy: best fit + prior, collapses),
     ``w_rec=0`` (spreads over the prior), ``w_prior=0``. ``w_3d > 0`` adds a mean 3D L1 joint term.
 
+    ``w_branch > 0`` (flip-mixture models only) adds w_branch × the mean of the two branches' own reverse
+    KLs, KL(q_b || p) for each branch q_b alone, whatever its weight. The mixture's KL trains a branch only
+    as much as its weight, so a branch whose weight has gone to 0 for a hand stops learning to explain that
+    hand; this term keeps each branch a posterior of its own palm tilt for every hand.
+
     Terms: ``reconstruction`` (mean -log-likelihood), ``prior`` (mean -log prior), ``entropy``
-    (the estimate -mean log q of H[q]), ``l1_3d`` when used, and ``loss``.
+    (the estimate -mean log q of H[q]), ``branch_kl`` and ``l1_3d`` when used, and ``loss``.
     """
     _check_batch(batch)
     hyp = model.hypotheses(batch, num_samples, temperature)
@@ -167,6 +173,14 @@ def mhentropy(
     rec, prior, log_q = -hyp.mean(loglik), -hyp.mean(hyp.log_prior), hyp.mean(hyp.log_q)
     loss = w_rec * rec + w_prior * prior + w_ent * log_q
     terms = {"reconstruction": rec.item(), "prior": prior.item(), "entropy": -log_q.item()}
+    if w_branch:
+        if "branch_log_q" not in hyp.extras:
+            raise ValueError("objective.extra.w_branch needs a model with the depth-flip mixture "
+                             "(model.rotation_in_flow: true, model.flip_mixture: true)")
+        per_hyp = w_ent * hyp.extras["branch_log_q"] - w_rec * loglik - w_prior * hyp.log_prior
+        branch_kl = per_hyp.mean()  # every hypothesis alike: the mean of the two branches' own KLs
+        loss = loss + w_branch * branch_kl
+        terms["branch_kl"] = branch_kl.item()
     return _with_3d(loss, terms, hyp, batch, w_3d)
 
 

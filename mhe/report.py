@@ -307,15 +307,16 @@ def flip_calibration_results(table: pd.DataFrame) -> str:
     (``figures/04_flip_calibration.csv``, ``tools/flip_calibration.py``): per model and τ, the ground
     truth's log-likelihood (the criterion; the chosen τ, its maximum, in bold), the share of hands whose
     less likely palm tilt keeps at least 1 % of the weight, and what τ does to the hypotheses."""
-    lines = ["| model | τ | log q(truth), nats/dim | hands with both tilts | BH-MPJPE | mean MPJPE | rd_mm "
-             "| BH flipped / rest |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | τ | log q(truth), nats/dim | hands with both tilts | BH-MPJPE | mean MPJPE | AH | rd_mm "
+             "| BH flipped / rest |", "|---|---|---|---|---|---|---|---|---|"]
     for model, rows in table.groupby("model", sort=False):
         best = rows["gt_log_lik"].idxmax()
         for i, r in rows.sort_values("flip_temperature").iterrows():
             tau = f"**{r['flip_temperature']:g}**" if i == best else f"{r['flip_temperature']:g}"
             lines.append(f"| {model_label(str(model).removeprefix('hand_'))} | {tau} | {r['gt_log_lik']:.4f} "
                          f"| {_pct(r['both_tilts'])} "
-                         f"| {_num(r.get('mpjpe_bh'))} | {_num(r.get('mpjpe_mean'))} | {_num(r.get('rd_mm'), 3)} "
+                         f"| {_num(r.get('mpjpe_bh'))} | {_num(r.get('mpjpe_mean'))} | {_num(r.get('ah'))} "
+                         f"| {_num(r.get('rd_mm'), 3)} "
                          f"| {_num(r.get('mpjpe_bh_flip'))} / {_num(r.get('mpjpe_bh_noflip'))} |")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from mhe.data import SyntheticHands
 from mhe.evaluation import collect_predictions, evaluate_model
 from mhe.experiments import BODY_MODELS, HAND_IMAGE_MODELS, HAND_OBJECTIVES, HAND_VARIANTS, export_checkpoint, load_model, load_or_train
 from mhe.models.hand import MultiHypothesisHand
-from mhe.objectives import OBJECTIVES
+from mhe.objectives import OBJECTIVES, laplace_log_likelihood
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -440,3 +440,39 @@ def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items)
         assert abs(took_flipped.double().mean().item() - torch.sigmoid(torch.tensor(0.75)).item()) < 0.05
     with pytest.raises(ValueError, match="flip_temperature"):
         MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_temperature=0.0))
+
+
+def test_branch_term_trains_a_branch_whose_weight_has_gone_to_zero(items):
+    _, batch = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
+                                            flip_branches="conditional")).train()
+    with torch.no_grad():
+        model.flip_head.bias.fill_(-40.0)  # P(flipped) ≈ 4e-18: the mixture's KL no longer trains that branch
+        model.branch_context.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for w in (0.0, 0.5):
+        model.zero_grad()
+        torch.manual_seed(2)
+        loss, terms = OBJECTIVES["mhentropy"](model, batch, num_samples=3, w_branch=w)
+        loss.backward()
+        grads[w] = model.branch_context.grad[1].abs().sum().item()
+        if w:
+            # the term is the mean of each branch's own KL estimate, computed here from the flow directly
+            torch.manual_seed(2)
+            base, _ = OBJECTIVES["mhentropy"](model, batch, num_samples=3)
+            torch.manual_seed(2)
+            hyp = model.hypotheses(batch, num_samples=3)
+            ctx = model.context(batch)
+            c0, c1 = ctx + model.branch_context[0], ctx + model.branch_context[1]
+            own = torch.cat([model.flow.log_prob(hyp.params[:, :3], c0),
+                             model.flow.log_prob(model.flip(hyp.params[:, 3:]), c1)], 1)
+            torch.testing.assert_close(hyp.extras["branch_log_q"], own, rtol=1e-4, atol=1e-3)
+            ll = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], 0.03)
+            expected = (own - ll - hyp.log_prior).mean()
+            assert terms["branch_kl"] == pytest.approx(expected.item(), rel=1e-4)
+            assert loss.item() == pytest.approx(base.item() + w * expected.item(), rel=1e-4)
+    assert grads[0.0] < 1e-8 < grads[0.5]  # only the branch term reaches the shut-out branch
+    plain = MultiHypothesisHand(ModelConfig(**SMALL)).train()
+    with pytest.raises(ValueError, match="w_branch needs a model with the depth-flip mixture"):
+        OBJECTIVES["mhentropy"](plain, batch, num_samples=2, w_branch=0.1)

@@ -270,10 +270,10 @@ def test_validation_table_shows_objective_b_and_rd_mm():
 def test_flip_calibration_block_marks_the_highest_log_likelihood():
     table = pd.DataFrame({"model": ["hand_mhentropy_rot"] * 3, "flip_temperature": [4.0, 1.0, 8.0],
                           "gt_log_lik": [-1.93, -1.95, -1.94], "both_tilts": [0.5, 0.2, 0.6],
-                          "mpjpe_bh": [14.9, 15.4, 14.8], "mpjpe_mean": [22.7, 22.1, 24.4], "rd_mm": [0.448, 0.405, 0.53],
+                          "mpjpe_bh": [14.9, 15.4, 14.8], "mpjpe_mean": [22.7, 22.1, 24.4], "ah": [30.0, 18.0, 40.0], "rd_mm": [0.448, 0.405, 0.53],
                           "mpjpe_bh_flip": [22.3, 29.8, 21.9], "mpjpe_bh_noflip": [14.3, 14.5, 14.3]})
     lines = report.flip_calibration_results(table).splitlines()
     assert len(lines) == 5
-    assert lines[2].startswith(f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 0.405 |")
+    assert lines[2].startswith(f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 18.0 | 0.405 |")
     assert "| **4** | -1.9300 | 50.0 % |" in lines[3] and lines[3].endswith("| 22.3 / 14.3 |")
     assert "**" not in lines[2] + lines[4]

@@ -285,6 +285,11 @@ class MultiHypothesisModel(nn.Module):
         """Samples of both branches of the mixture q(x) = P(not) · q0(x | c0) + P(flipped) · q0(flip x | c1):
         (x0, log q(x0), x1, log q(x1), log P(flipped) (B, 1)), x0 ``(B, S, ·)`` drawn from q0(· | c0) and
         x1 = flip(u1) with u1 drawn from q0(· | c1). With shared branches c0 = c1 and u1 = x0 (one draw)."""
+        return self._flip_branches_with_own_density(ctx, num_samples, temperature)[:5]
+
+    def _flip_branches_with_own_density(self, ctx: Tensor, num_samples: int, temperature: float) -> tuple[Tensor, ...]:
+        """:meth:`_flip_branches` and, last, each branch's own log-density at its samples ``(B, 2S)``:
+        log q0(x0 | c0) and log q0(flip x1 | c1) (the mixture's density is the other's)."""
         c0, c1 = self._branch_contexts(ctx)
         x0, log_q0_x0 = self.flow.rsample_and_log_prob(c0, num_samples, temperature)
         if self.flip_conditional:
@@ -298,7 +303,7 @@ class MultiHypothesisModel(nn.Module):
         log_q0_x1 = self.flow.log_prob(x1, c0) if self.flip_conditional else log_q1_x0  # shared: flip(x0) = x1
         log_q_x0 = torch.logaddexp(log_p0 + log_q0_x0, log_p1 + log_q1_x0)
         log_q_x1 = torch.logaddexp(log_p0 + log_q0_x1, log_p1 + log_q1_u1)
-        return x0, log_q_x0, x1, log_q_x1, log_p1
+        return x0, log_q_x0, x1, log_q_x1, log_p1, torch.cat([log_q0_x0, log_q1_u1], 1)
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
@@ -307,17 +312,20 @@ class MultiHypothesisModel(nn.Module):
 
         With the flip mixture, in training mode both branches of every flow sample are returned (2S
         hypotheses, weighted by the branch probabilities: the discrete choice is summed out exactly, so
-        its probability gets gradients); in eval mode each hypothesis takes its branch at random."""
+        its probability gets gradients; ``extras["branch_log_q"]`` holds each hypothesis' density under its
+        own branch alone); in eval mode each hypothesis takes its branch at random."""
         ctx = self.context(batch)
         head = self.deterministic_head(ctx)
         if not self.flip_mixture:
             theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
             return self.decode(theta, log_q, head)
-        theta, log_q, flipped, log_q_flipped, log_p1 = self._flip_branches(ctx, num_samples, temperature)
+        theta, log_q, flipped, log_q_flipped, log_p1, own = self._flip_branches_with_own_density(
+            ctx, num_samples, temperature)
         if self.training:
             p1 = log_p1.exp().expand(-1, num_samples)
             hyp = self.decode(torch.cat([theta, flipped], 1), torch.cat([log_q, log_q_flipped], 1), head)
             hyp.weights = torch.cat([1 - p1, p1], 1) / num_samples
+            hyp.extras["branch_log_q"] = own  # each branch's own density (the objectives' w_branch term)
             return hyp
         pick = torch.rand(log_q.shape, device=log_q.device) < log_p1.exp()
         return self.decode(torch.where(pick[..., None], flipped, theta), torch.where(pick, log_q_flipped, log_q), head)
