@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
     ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
     ev.add_argument("overrides", nargs="*", metavar="data.key=value",
-                    help="another setting of the generated benchmark, e.g. data.rotation=ho3d data.visibility=official")
+                    help="another setting of the generated benchmark, e.g. data.rotation=ho3d data.visibility=official; "
+                    "also model.flip_temperature=T (the depth-flip weight's temperature, 1: as trained)")
     ev.add_argument("--data-seed", type=_nonnegative_int, help="draw the generated benchmark's split from this "
                     "seed (a fresh test split; default: the seed the model was trained with)")
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")

@@ -274,6 +274,10 @@ def train_experiment(
     return trainer.fit(resume=resume, overwrite=overwrite)
 
 
+# what an evaluation may change: the data, and the settings the model uses only at evaluation
+EVALUATION_OVERRIDES = ("data.", "model.flip_temperature=")
+
+
 def _checkpoint_experiment(
     path: str | os.PathLike, dataset: str | None, root: str | None, data_seed: int | None,
     data_overrides: Sequence[str],
@@ -288,9 +292,10 @@ def _checkpoint_experiment(
     if root is not None:
         cfg.data.root = root
     if data_overrides:
-        bad = [o for o in data_overrides if not o.strip().startswith("data.")]
+        bad = [o for o in data_overrides if not o.strip().startswith(EVALUATION_OVERRIDES)]
         if bad:
-            raise ConfigError(f"evaluation overrides may only change the data section (data.key=value), got "
+            raise ConfigError(f"evaluation overrides may only change the data section (data.key=value) or "
+                              f"model.flip_temperature (an evaluation-time setting), got "
                               f"{' '.join(bad)}; the model is the checkpoint's")
         data = apply_overrides(config_to_dict(cfg), list(data_overrides))
         cfg = config_from_dict(data)
@@ -324,7 +329,8 @@ def evaluate_checkpoint(
     ``data_seed`` draws the generated benchmark's splits from another seed (a fresh test split that no
     setting was chosen on); the seed the model was trained with when None. Real datasets have none.
     ``data_overrides`` (``"data.rotation=ho3d"``, ...) evaluate on another setting of the data; only keys
-    of the ``data`` section are accepted.
+    of the ``data`` section are accepted, and ``model.flip_temperature`` (the depth-flip weight's
+    evaluation-time temperature, e.g. ``"model.flip_temperature=1"`` for the weight as trained).
 
     ``num_samples``: hypotheses per item; None takes the body's protocol (``model.spec.eval_samples``:
     200 for hands, 25 for bodies).

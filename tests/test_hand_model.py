@@ -236,6 +236,16 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     # only the data may change, and only generated data have a seed
     assert main(["evaluate", "--checkpoint", "hand_deterministic", "model.pose_repr=axis_angle"]) == 2
     assert "only change the data section" in capsys.readouterr().err
+    # ... and the depth-flip weight's temperature, which the model uses only at evaluation
+    from mhe.experiments import evaluate_checkpoint
+
+    def rot(*overrides):
+        return evaluate_checkpoint("hand_mhentropy_rot", max_items=6, num_samples=40, data_overrides=overrides)["metrics"]
+
+    shipped_tau = load_model("hand_mhentropy_rot", device="cpu")[1].model.flip_temperature
+    assert shipped_tau != 1.0
+    assert rot(f"model.flip_temperature={shipped_tau}") == rot()
+    assert rot("model.flip_temperature=1")["ah"] != rot()["ah"]
     assert main(["evaluate", "--checkpoint", "hand_deterministic", "--data-seed", "1", "--data", "ho3d",
                  "--root", str(tmp_path)]) == 2
     assert "read from files" in capsys.readouterr().err
