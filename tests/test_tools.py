@@ -50,6 +50,11 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row["run"] == "cand" and row["step"] == 20 and row["mpjpe_bh"] == 25.0
     assert row["rotation"] == "flow + flip mixture (conditional)" and row["prior"] == "joint_limits (weight 1000)"
+    cfg.objective.extra["w_branch"] = 0.2  # each branch's own KL
+    dump_config(cfg, run / "config.yaml")
+    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
+    assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture (conditional, branch KL × 0.2)"
+    cfg.objective.extra.pop("w_branch")
     cfg.model.flip_branches = "shared"  # the earlier mixture, whose flipped branch reuses the unflipped draw
     dump_config(cfg, run / "config.yaml")
     assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0

@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
-        rotation = (("flow + flip mixture" + (" (conditional)" if m.flip_branches == "conditional" else ""))
+        branch_notes = [n for n, on in (("conditional", m.flip_branches == "conditional"),
+                                        (f"branch KL × {cfg.objective.extra.get('w_branch', 0):g}",
+                                         cfg.objective.extra.get("w_branch", 0) > 0)) if on]
+        rotation = (("flow + flip mixture" + (f" ({', '.join(branch_notes)})" if branch_notes else ""))
                     if m.flip_mixture else ("flow" if m.rotation_in_flow else "head"))
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
         if cfg.objective.name == "nll":
