@@ -72,8 +72,9 @@ class ModelConfig:
     flip_mixture: bool = False
     # with the flip mixture: "shared" (the flipped branch is the flow's samples flipped, the same pose) or
     # "conditional" (each branch has its own flow context, a learned vector added to the encoder's: the
-    # flipped tilt can take a pose of its own; two flow draws per hypothesis in training).
-    flip_branches: Literal["shared", "conditional"] = "shared"
+    # flipped tilt can take a pose of its own; two flow draws per hypothesis in training) or "tilt" (as
+    # conditional, each branch's flow folded onto one palm tilt by the flip: the branches cannot share a tilt).
+    flip_branches: Literal["shared", "conditional", "tilt"] = "shared"
     # with the flip mixture, at evaluation only: P(flipped) = sigmoid(logit / flip_temperature), temperature
     # scaling of the branch weight (training keeps the logit as is). Reverse KL makes the weight
     # overconfident (0 or 1 for most hands); tools/flip_calibration.py chooses this on validation by the

@@ -486,3 +486,38 @@ def test_branch_term_trains_a_branch_whose_weight_has_gone_to_zero(items):
     plain = MultiHypothesisHand(ModelConfig(**SMALL)).train()
     with pytest.raises(ValueError, match="w_branch needs a model with the depth-flip mixture"):
         OBJECTIVES["mhentropy"](plain, batch, num_samples=2, w_branch=0.1)
+
+
+def test_tilt_branches_put_each_branch_on_its_own_palm_tilt_with_an_exact_density(items):
+    _, batch = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
+                                            flip_branches="tilt")).eval()
+    with torch.no_grad():
+        model.flip_head.bias.fill_(0.4)
+        model.branch_context.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+        # the flip swaps the tilts, exactly (the tilt axis lies in the palm's plane)
+        u = torch.randn(500, model.flow_dim, generator=torch.Generator().manual_seed(2))
+        assert (model.tilt(model.flip(u)) == ~model.tilt(u)).all()
+        assert (model.fold(u, True) == torch.where(model.tilt(u)[:, None], u, model.flip(u))).all()
+        ctx = model.context(batch)
+        x0, _, x1, _, _ = model._flip_branches(ctx, 50, 1.0)
+        assert model.tilt(x0).all() and not model.tilt(x1).any()  # the branches cannot share a tilt
+        # q(x) = P(its branch) (q0(x | c_b) + q0(flip x | c_b)), computed here from the flow
+        def direct(x):  # x (B, S, D) or (B, D)
+            c0, c1 = ctx + model.branch_context[0], ctx + model.branch_context[1]
+            lp0, lp1 = (w if x.dim() == 3 else w[:, 0] for w in model.flip_log_weights(ctx))
+            own0 = torch.logaddexp(model.flow.log_prob(x, c0), model.flow.log_prob(model.flip(x), c0))
+            own1 = torch.logaddexp(model.flow.log_prob(x, c1), model.flow.log_prob(model.flip(x), c1))
+            return torch.where(model.tilt(x), lp0 + own0, lp1 + own1)
+
+        hyp = model.hypotheses(batch, num_samples=40)
+        assert model.tilt(hyp.params).any() and not model.tilt(hyp.params).all()  # both branches drawn
+        torch.testing.assert_close(hyp.log_q, direct(hyp.params), rtol=1e-4, atol=1e-3)
+        theta = model.flow_target(batch, batch["params"])
+        torch.testing.assert_close(model.log_prob(batch, batch["params"]), direct(theta), rtol=1e-4, atol=1e-3)
+    # training enumerates both branches; the branch term reaches both contexts
+    model.train()
+    loss, terms = OBJECTIVES["mhentropy"](model, batch, num_samples=3, w_branch=0.2)
+    loss.backward()
+    assert torch.isfinite(loss) and (model.branch_context.grad.abs().sum(-1) > 0).all()

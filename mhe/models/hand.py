@@ -108,6 +108,14 @@ class HandSpec(BodySpec):
         n = self.limits.palm
         return torch.eye(3, dtype=torch.float64) - 2 * torch.outer(n, n)
 
+    def tilt_axis(self) -> Tensor:
+        """MANO's x axis projected onto the palm's plane (see :meth:`flip_reflection`), unit length: the
+        tilt of ``model.flip_branches: tilt`` is the sign of its depth after the global rotation."""
+        n = self.limits.palm.double()
+        d = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+        d = d - (d @ n) * n
+        return d / torch.linalg.vector_norm(d)
+
     def rotation_penalty(self, theta: Tensor) -> Tensor:
         return rot6d_orthonormality(theta) if self.pose_repr == "6d" else theta.new_zeros(theta.shape[:-1])
 

@@ -91,6 +91,11 @@ class BodySpec(nn.Module):
         model's frame: a rotation R and ``diag(1, 1, -1) · R · S`` put that part at mirror images in depth."""
         raise NotImplementedError(f"the {self.name} spec defines no rigid part to flip")
 
+    def tilt_axis(self) -> Tensor:
+        """A unit vector ``(3,)`` in the plane of the rigid part, in the body model's frame: the depth of its
+        rotated image, ``(R · d)_z``, changes sign under the depth flip (``model.flip_branches: tilt``)."""
+        raise NotImplementedError(f"the {self.name} spec defines no rigid part to flip")
+
     def rotation_penalty(self, theta: Tensor) -> Tensor:
         """The 6D orthonormality deviation ``(...)`` of the rotations inside ``θ (..., D)`` (0 when θ holds
         none): what ProHMR's orthonormality loss penalises (the spec's prior includes it already)."""
@@ -146,9 +151,13 @@ class MultiHypothesisModel(nn.Module):
         if not cfg.flip_temperature > 0:
             raise ValueError(f"model.flip_temperature must be positive, got {cfg.flip_temperature!r}")
         self.flip_temperature = float(cfg.flip_temperature)
-        if cfg.flip_branches not in ("shared", "conditional"):
-            raise ValueError(f"model.flip_branches must be 'shared' or 'conditional', got {cfg.flip_branches!r}")
-        self.flip_conditional = self.flip_mixture and cfg.flip_branches == "conditional"
+        if cfg.flip_branches not in ("shared", "conditional", "tilt"):
+            raise ValueError(f"model.flip_branches must be 'shared', 'conditional' or 'tilt', got {cfg.flip_branches!r}")
+        self.flip_conditional = self.flip_mixture and cfg.flip_branches in ("conditional", "tilt")
+        # tilt: each branch is its own flow folded onto one half of the rotations (the palm tilted one way)
+        self.flip_tilt = self.flip_mixture and cfg.flip_branches == "tilt"
+        if self.flip_tilt:
+            self.register_buffer("tilt_axis", spec.tilt_axis().float(), persistent=False)
         if self.flip_conditional:
             # each branch's flow context is the encoder's plus a learned vector: the flipped tilt gets a pose
             # distribution of its own (zero at the start: both branches begin as the shared mixture)
@@ -254,17 +263,36 @@ class MultiHypothesisModel(nn.Module):
         both sides (``diag(1, 1, -1) = -diag(-1, -1, 1)``, ``S = -(rotation by π about the normal)``),
         which preserves the invariant measure of rotations: the map is an involution with a unit
         Jacobian, so ``q0(flip(x))`` is a density without correction."""
-        a, b, pose = theta[..., 0:3], theta[..., 3:6], theta[..., 6:]
+        na, b_par, nb, R = self._frame(theta)
+        mirror = torch.tensor([1.0, 1.0, -1.0], dtype=theta.dtype, device=theta.device)
+        R = mirror[:, None] * (R @ self.reflection.to(theta.dtype))
+        return torch.cat([na * R[..., 0], b_par * R[..., 0] + nb * R[..., 1], theta[..., 6:]], dim=-1)
+
+    @staticmethod
+    def _frame(theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The 6D rotation (a, b) in front of ``θ``: |a|, b·a/|a|, |b⊥| and the rotation R (Gram-Schmidt,
+        columns a/|a|, b⊥/|b⊥| and their cross product)."""
+        a, b = theta[..., 0:3], theta[..., 3:6]
         na = torch.linalg.vector_norm(a, dim=-1, keepdim=True)
         r1 = a / na
         b_par = (b * r1).sum(-1, keepdim=True)
         b_perp = b - b_par * r1
         nb = torch.linalg.vector_norm(b_perp, dim=-1, keepdim=True)
         r2 = b_perp / nb
-        R = torch.stack([r1, r2, torch.linalg.cross(r1, r2, dim=-1)], dim=-1)  # columns r1 r2 r3
-        mirror = torch.tensor([1.0, 1.0, -1.0], dtype=theta.dtype, device=theta.device)
-        R = mirror[:, None] * (R @ self.reflection.to(theta.dtype))
-        return torch.cat([na * R[..., 0], b_par * R[..., 0] + nb * R[..., 1], pose], dim=-1)
+        return na, b_par, nb, torch.stack([r1, r2, torch.linalg.cross(r1, r2, dim=-1)], dim=-1)
+
+    def tilt(self, theta: Tensor) -> Tensor:
+        """The palm's tilt of flow variables ``θ (..., flow_dim)``: True where ``(R · d)_z >= 0`` (d: the
+        spec's :meth:`~BodySpec.tilt_axis`, in the palm's plane, so the depth flip changes the tilt)."""
+        R = self._frame(theta)[3]
+        return (R[..., 2, :] * self.tilt_axis.to(theta.dtype)).sum(-1) >= 0
+
+    def fold(self, theta: Tensor, up: bool) -> Tensor:
+        """``θ`` where its tilt is ``up``, its depth flip elsewhere: a sample of a flow folded onto one tilt.
+        The flip is an involution with a unit Jacobian that swaps the two tilts, so the folded density at x
+        (of that tilt) is q0(x) + q0(flip x), exactly."""
+        keep = self.tilt(theta) == up
+        return torch.where(keep[..., None], theta, self.flip(theta))
 
     def flip_log_weights(self, ctx: Tensor) -> tuple[Tensor, Tensor]:
         """log P(not flipped), log P(flipped) ``(B, 1)`` each, from the context: ``sigmoid(±logit)``, in eval
@@ -291,6 +319,8 @@ class MultiHypothesisModel(nn.Module):
         """:meth:`_flip_branches` and, last, each branch's own log-density at its samples ``(B, 2S)``:
         log q0(x0 | c0) and log q0(flip x1 | c1) (the mixture's density is the other's)."""
         c0, c1 = self._branch_contexts(ctx)
+        if self.flip_tilt:
+            return self._tilt_branches(ctx, c0, c1, num_samples, temperature)
         x0, log_q0_x0 = self.flow.rsample_and_log_prob(c0, num_samples, temperature)
         if self.flip_conditional:
             u1, log_q1_u1 = self.flow.rsample_and_log_prob(c1, num_samples, temperature)
@@ -304,6 +334,18 @@ class MultiHypothesisModel(nn.Module):
         log_q_x0 = torch.logaddexp(log_p0 + log_q0_x0, log_p1 + log_q1_x0)
         log_q_x1 = torch.logaddexp(log_p0 + log_q0_x1, log_p1 + log_q1_u1)
         return x0, log_q_x0, x1, log_q_x1, log_p1, torch.cat([log_q0_x0, log_q1_u1], 1)
+
+    def _tilt_branches(self, ctx: Tensor, c0: Tensor, c1: Tensor, num_samples: int, temperature: float) -> tuple[Tensor, ...]:
+        """:meth:`_flip_branches_with_own_density` for ``flip_branches: tilt``: branch 0 is q0(· | c0) folded
+        onto the up tilt, branch 1 q0(· | c1) folded onto the other, so every x lies in one branch only and
+        q(x) = P(its branch) · (q0(x | c_b) + q0(flip x | c_b))."""
+        u0, log_u0 = self.flow.rsample_and_log_prob(c0, num_samples, temperature)
+        u1, log_u1 = self.flow.rsample_and_log_prob(c1, num_samples, temperature)
+        own0 = torch.logaddexp(log_u0, self.flow.log_prob(self.flip(u0), c0))
+        own1 = torch.logaddexp(log_u1, self.flow.log_prob(self.flip(u1), c1))
+        log_p0, log_p1 = self.flip_log_weights(ctx)
+        return (self.fold(u0, True), log_p0 + own0, self.fold(u1, False), log_p1 + own1, log_p1,
+                torch.cat([own0, own1], 1))
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
@@ -359,6 +401,13 @@ class MultiHypothesisModel(nn.Module):
         (with the rotation in the flow, also of the batch's ground-truth ``global_orient`` (B, 3) as 6D)."""
         ctx = self.context(batch)
         theta = self.flow_target(batch, params)
+        if self.flip_tilt:
+            log_p0, log_p1 = self.flip_log_weights(ctx)
+            c0, c1 = self._branch_contexts(ctx)
+            flipped = self.flip(theta)
+            own0 = torch.logaddexp(self.flow.log_prob(theta, c0), self.flow.log_prob(flipped, c0))
+            own1 = torch.logaddexp(self.flow.log_prob(theta, c1), self.flow.log_prob(flipped, c1))
+            return torch.where(self.tilt(theta), log_p0[:, 0] + own0, log_p1[:, 0] + own1)
         if self.flip_mixture:
             log_p0, log_p1 = self.flip_log_weights(ctx)
             c0, c1 = self._branch_contexts(ctx)
