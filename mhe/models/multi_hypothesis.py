@@ -317,7 +317,8 @@ class MultiHypothesisModel(nn.Module):
 
     def _flip_branches_with_own_density(self, ctx: Tensor, num_samples: int, temperature: float) -> tuple[Tensor, ...]:
         """:meth:`_flip_branches` and, last, each branch's own log-density at its samples ``(B, 2S)``:
-        log q0(x0 | c0) and log q0(flip x1 | c1) (the mixture's density is the other's)."""
+        log q0(x0 | c0) and log q0(flip x1 | c1) (the mixture's density is the other's; with tilt branches,
+        each branch's folded density)."""
         c0, c1 = self._branch_contexts(ctx)
         if self.flip_tilt:
             return self._tilt_branches(ctx, c0, c1, num_samples, temperature)
