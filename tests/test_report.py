@@ -277,3 +277,57 @@ def test_flip_calibration_block_marks_the_highest_log_likelihood():
     assert lines[2].startswith(f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 18.0 | 0.405 |")
     assert "| **4** | -1.9300 | 50.0 % |" in lines[3] and lines[3].endswith("| 22.3 / 14.3 |")
     assert "**" not in lines[2] + lines[4]
+
+
+def _readme_bullet(text: str, title: str) -> str:
+    """The README bullet ``- **<title>...`` up to the next bullet or blank line, on one line."""
+    start = text.index(f"- **{title}")
+    ends = [i for i in (text.find("\n- ", start + 1), text.find("\n\n", start)) if i != -1]
+    return " ".join(text[start:min(ends)].split())
+
+
+def test_readme_validation_bullets_quote_the_committed_csvs():
+    """The hand-written numbers of the README's "Chosen on validation" bullets, recomputed from the CSVs."""
+    from mhe.diagnostics import flip_temperature_choice
+
+    text = (ROOT / "README.md").read_text()
+    runs = pd.read_csv(ROOT / "figures" / "04_validation_choices.csv").set_index("run")
+
+    def v(run: str, col: str, digits: int = 1) -> str:
+        return f"{runs.loc[run, col]:.{digits}f}"
+
+    def gap(run: str) -> float:
+        return runs.loc[run, "mpjpe_bh_flip"] - runs.loc[run, "mpjpe_bh_noflip"]
+
+    quoted = {
+        "Training length": [f"BH-MPJPE ({v('pca_18k', 'mpjpe_bh')} mm)", v("pca_9k", "mpjpe_bh"),
+                            f"falls from {v('pca_9k', 'rd_mm', 3)} to {v('pca_18k', 'rd_mm', 3)}",
+                            f"({v('mon_9k', 'rd_mm', 3)}, then {v('mon_18k', 'rd_mm', 3)})",
+                            f"BH-MPJPE {v('nll_9k', 'mpjpe_bh')} → {v('nll_18k', 'mpjpe_bh')} mm",
+                            f"`rd_mm` {v('nll_9k', 'rd_mm', 3)} → {v('nll_18k', 'rd_mm', 3)}"],
+        "Conditional flip branches": [
+            f"BH-MPJPE {v('rot_cond', 'mpjpe_bh')} against {v('rot_9k', 'mpjpe_bh')} mm",
+            f"`rd_mm` {v('rot_cond', 'rd_mm', 3)} against {v('rot_9k', 'rd_mm', 3)}",
+            f"BH {v('rot_cond', 'mpjpe_bh_flip')} / rest {v('rot_cond', 'mpjpe_bh_noflip')} against "
+            f"{v('rot_9k', 'mpjpe_bh_flip')} / {v('rot_9k', 'mpjpe_bh_noflip')} mm"],
+        "Tempering": [f"gap {gap('rot_temper'):.1f} mm at the end"],
+    }
+    temper = pd.read_csv(ROOT / "figures" / "04_tempering_validation.csv")
+    quoted["Tempering"] += [f"flip rate {temper.flip_rate[0]:.2f} and {temper.flip_rate[1]:.2f}",
+                            f"flip gap of {temper.flip_gap[0]:.1f} and {temper.flip_gap[1]:.1f} mm"]
+    flips = pd.read_csv(ROOT / "figures" / "04_flip_calibration.csv")
+
+    def at_choice(model: str) -> pd.Series:
+        rows = flips[flips["model"] == model]
+        return rows[rows["flip_temperature"] == flip_temperature_choice(model)].iloc[0]
+
+    b, s = at_choice("runs/rot_branch"), at_choice("hand_mhentropy_rot")
+    quoted["Each branch's own KL"] = [
+        f"AH {b.ah:.1f} at its chosen τ, against {s.ah:.1f}",
+        f"{b.mpjpe_bh_flip:.1f} / {b.mpjpe_bh_noflip:.1f} mm at its chosen τ, against "
+        f"{s.mpjpe_bh_flip:.1f} / {s.mpjpe_bh_noflip:.1f}",
+        f"{b.gt_log_lik:.3f} against {s.gt_log_lik:.3f} nats".replace("-", "−")]
+    for title, phrases in quoted.items():
+        bullet = _readme_bullet(text, title)
+        for phrase in phrases:
+            assert phrase in bullet, f"README bullet {title!r} should quote {phrase!r} (from the CSVs)"
