@@ -111,13 +111,22 @@ def checkpoint_dir() -> Path:
 
 
 def resolve_checkpoint_path(source: str | os.PathLike) -> Path:
-    """A checkpoint file from a path, or from a shipped checkpoint's name (``"hand_mhentropy_aa"``).
+    """A checkpoint file from a path, a run folder (its ``last.pt``, as ``mhe train`` writes it) or a
+    shipped checkpoint's name (``"hand_mhentropy_aa"``).
 
-    Raises ``FileNotFoundError`` naming both places looked in and the shipped names available.
+    Raises ``FileNotFoundError`` naming both places looked in and the shipped names available, or, for a
+    folder without ``last.pt``, saying so.
     """
     path = Path(source)
     if path.is_file():
         return path
+    if path.is_dir():
+        if (path / "last.pt").is_file():
+            return path / "last.pt"
+        raise FileNotFoundError(
+            f"{str(source)!r} is a folder without a last.pt: pass a checkpoint file, or a run folder that "
+            "`mhe train` has written a checkpoint to"
+        )
     shipped = checkpoint_dir() / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
     if path.parent == Path(".") and shipped.is_file():
         return shipped

@@ -15,6 +15,7 @@ from mhe.checkpoint import (
     check_resume_config,
     load_checkpoint,
     load_model_state,
+    resolve_checkpoint_path,
     restore_rng_state,
     save_checkpoint,
 )
@@ -112,6 +113,19 @@ def test_load_errors(tmp_path):
     torch.save(state, newer)
     with pytest.raises(CheckpointMismatchError, match=r"lacks the entries \['rng'\]"):
         load_checkpoint(newer)
+
+
+def test_resolve_checkpoint_path_file_run_folder_and_shipped_name(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match="folder without a last.pt"):
+        resolve_checkpoint_path(run)
+    save_checkpoint(run / "last.pt", model=nn.Linear(2, 2), config=config_to_dict(ExperimentConfig()))
+    assert resolve_checkpoint_path(run) == run / "last.pt"
+    assert resolve_checkpoint_path(run / "last.pt") == run / "last.pt"
+    assert resolve_checkpoint_path("hand_mhentropy").name == "hand_mhentropy.pt"
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped checkpoint"):
+        resolve_checkpoint_path(tmp_path / "nope.pt")
 
 
 def test_model_mismatch_names_keys_and_shapes(tmp_path):

@@ -28,11 +28,6 @@ DEFAULT_MODELS = ("hand_mhentropy_rot",)
 DEFAULT_TEMPERATURES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
 
 
-def _checkpoint(name: str) -> str:
-    path = Path(name)
-    return str(path / "last.pt") if path.is_dir() else name
-
-
 def flip_calibration(models, temperatures, items: int | None = None, num_samples: int = 200, metrics: bool = True,
                      log=print):
     """A DataFrame with one row per (model, τ) of :func:`mhe.diagnostics.flip_calibration_sweep` on the
@@ -46,7 +41,7 @@ def flip_calibration(models, temperatures, items: int | None = None, num_samples
 
     rows = []
     for name in models:
-        model, cfg = load_model(_checkpoint(name), device="cpu")
+        model, cfg = load_model(name, device="cpu")
         if not cfg.model.flip_mixture:
             raise SystemExit(f"flip_calibration: {name} has no depth-flip mixture (model.flip_mixture: false)")
         val = build_experiment(cfg).val_set
@@ -105,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         tau = flip_temperature_choice(name, args.out)
         print(f"{name}: chosen model.flip_temperature = {tau:g}")
         if args.write:
-            print(f"  stored in {write_flip_temperature(_checkpoint(name), tau)}")
+            print(f"  stored in {write_flip_temperature(name, tau)}")
     return 0
 
 

@@ -23,11 +23,6 @@ DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "
 DEFAULT_TEMPERATURES = (0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 
 
-def _checkpoint(name: str) -> str:
-    path = Path(name)
-    return str(path / "last.pt") if path.is_dir() else name
-
-
 def selection_validation(models, temperatures, items: int | None = None, num_samples: int = 200, log=print):
     """A DataFrame with one row per (model, subset, temperature) of
     :func:`mhe.diagnostics.selection_sweep` on the validation split of each model's own config."""
@@ -43,7 +38,7 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
     s = DIAGNOSTICS_SETTINGS["hand"]
     rows = []
     for name in models:
-        model, cfg = load_model(_checkpoint(name), device="cpu")
+        model, cfg = load_model(name, device="cpu")
         if cfg.model.body != "hand":
             raise SystemExit(f"selection_validation: {name} is a {cfg.model.body} model; this tool takes hand models")
         val = build_experiment(cfg).val_set
