@@ -35,6 +35,22 @@ USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError
 EVAL_SAMPLES, EVAL_TEMPERATURE, EVAL_BATCH_SIZE = 200, 0.8, 50
 
 
+def validation_sweep_parser(description: str, models, temperatures, out: str | Path,
+                            append_help: str) -> argparse.ArgumentParser:
+    """The arguments the validation-sweep tools share (``tools/flip_calibration.py``,
+    ``tools/selection_validation.py``): the models, a temperature grid, how many validation items and
+    hypotheses, the CSV and whether to add to it."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("models", nargs="*", default=list(models),
+                        help="shipped names or run folders / checkpoints (default: %(default)s)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=list(temperatures))
+    parser.add_argument("--items", type=int, default=None, help="the first validation items (default: all)")
+    parser.add_argument("--samples", type=int, default=200, help="hypotheses per hand (default: 200)")
+    parser.add_argument("--out", default=str(out))
+    parser.add_argument("--append", action="store_true", help=append_help)
+    return parser
+
+
 def _int_at_least(minimum: int, what: str):
     """An argparse type: an integer >= ``minimum`` ("positive", "non-negative" in the message)."""
 

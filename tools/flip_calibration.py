@@ -18,10 +18,11 @@ untouched); for a shipped model, also set it in its packaged YAML (the shipped-c
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
+
+from mhe.cli import validation_sweep_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy_rot",)
@@ -71,16 +72,10 @@ def write_flip_temperature(checkpoint: str | Path, tau: float) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
-                        help="shipped names or run folders / checkpoints (default: %(default)s)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES))
-    parser.add_argument("--items", type=int, default=None, help="the first validation items (default: all)")
-    parser.add_argument("--samples", type=int, default=200, help="hypotheses per hand (default: 200)")
+    parser = validation_sweep_parser(__doc__.splitlines()[0], DEFAULT_MODELS, DEFAULT_TEMPERATURES,
+                                     ROOT / "figures" / "04_flip_calibration.csv",
+                                     "add the rows to --out, replacing its rows of the same models")
     parser.add_argument("--no-metrics", action="store_true", help="the log-likelihood only (seconds, not minutes)")
-    parser.add_argument("--out", default=str(ROOT / "figures" / "04_flip_calibration.csv"))
-    parser.add_argument("--append", action="store_true",
-                        help="add the rows to --out, replacing its rows of the same models")
     parser.add_argument("--write", action="store_true", help="store each model's chosen τ in its checkpoint file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)

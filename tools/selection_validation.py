@@ -13,10 +13,11 @@ and on the occluded ones, to ``figures/07_selection_validation.csv``. The test s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
+
+from mhe.cli import validation_sweep_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_nll", "hand_min_of_n")
@@ -58,15 +59,9 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=list(DEFAULT_MODELS),
-                        help="shipped names or run folders / checkpoints (default: %(default)s)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES))
-    parser.add_argument("--items", type=int, default=None, help="the first validation items (default: all)")
-    parser.add_argument("--samples", type=int, default=200, help="hypotheses per hand (default: 200)")
-    parser.add_argument("--out", default=str(ROOT / "figures" / "07_selection_validation.csv"))
-    parser.add_argument("--append", action="store_true",
-                        help="add the rows to --out, replacing its rows of the same (model, temperature, subset)")
+    parser = validation_sweep_parser(__doc__.splitlines()[0], DEFAULT_MODELS, DEFAULT_TEMPERATURES,
+                                     ROOT / "figures" / "07_selection_validation.csv",
+                                     "add the rows to --out, replacing its rows of the same (model, temperature, subset)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
