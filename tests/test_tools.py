@@ -54,6 +54,10 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     dump_config(cfg, run / "config.yaml")
     assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
     assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture (conditional, branch KL × 0.2)"
+    cfg.model.flip_branches = "tilt"  # each branch folded onto one palm tilt
+    dump_config(cfg, run / "config.yaml")
+    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
+    assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture (one palm tilt per branch, branch KL × 0.2)"
     cfg.objective.extra.pop("w_branch")
     cfg.model.flip_branches = "shared"  # the earlier mixture, whose flipped branch reuses the unflipped draw
     dump_config(cfg, run / "config.yaml")

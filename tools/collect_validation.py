@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             continue
         branch_notes = [n for n, on in (("conditional", m.flip_branches == "conditional"),
+                                        ("one palm tilt per branch", m.flip_branches == "tilt"),
                                         (f"branch KL × {cfg.objective.extra.get('w_branch', 0):g}",
                                          cfg.objective.extra.get("w_branch", 0) > 0)) if on]
         rotation = (("flow + flip mixture" + (f" ({', '.join(branch_notes)})" if branch_notes else ""))
