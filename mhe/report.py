@@ -306,11 +306,14 @@ def flip_calibration_results(table: pd.DataFrame) -> str:
     """The README's block of the depth-flip weight's temperature scaling on validation
     (``figures/04_flip_calibration.csv``, ``tools/flip_calibration.py``): per model and τ, the ground
     truth's log-likelihood (the criterion; the chosen τ, its maximum, in bold), the share of hands whose
-    less likely palm tilt keeps at least 1 % of the weight, and what τ does to the hypotheses."""
+    less likely palm tilt keeps at least 1 % of the weight, and what τ does to the hypotheses. A shipped model
+    (``hand_...``) shows every τ; a candidate run only its chosen one."""
     lines = ["| model | τ | log q(truth), nats/dim | hands with both tilts | BH-MPJPE | mean MPJPE | AH | rd_mm "
              "| BH flipped / rest |", "|---|---|---|---|---|---|---|---|---|"]
     for model, rows in table.groupby("model", sort=False):
         best = rows["gt_log_lik"].idxmax()
+        if not str(model).startswith("hand_"):
+            rows = rows.loc[[best]]
         for i, r in rows.sort_values("flip_temperature").iterrows():
             tau = f"**{r['flip_temperature']:g}**" if i == best else f"{r['flip_temperature']:g}"
             lines.append(f"| {model_label(str(model).removeprefix('hand_'))} | {tau} | {r['gt_log_lik']:.4f} "

@@ -277,6 +277,10 @@ def test_flip_calibration_block_marks_the_highest_log_likelihood():
     assert lines[2].startswith(f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 18.0 | 0.405 |")
     assert "| **4** | -1.9300 | 50.0 % |" in lines[3] and lines[3].endswith("| 22.3 / 14.3 |")
     assert "**" not in lines[2] + lines[4]
+    # a candidate run shows only its chosen τ
+    candidate = table.assign(model="runs/rot_tilt", gt_log_lik=[-2.6, -2.5, -2.7])
+    lines = report.flip_calibration_results(pd.concat([table, candidate])).splitlines()
+    assert len(lines) == 6 and lines[5].startswith("| runs/rot_tilt | **1** | -2.5000 |")
 
 
 def _readme_bullet(text: str, title: str) -> str:
@@ -335,6 +339,15 @@ def test_readme_validation_bullets_quote_the_committed_csvs():
         f"{b.mpjpe_bh_flip:.1f} / {b.mpjpe_bh_noflip:.1f} mm at its chosen τ, against "
         f"{s.mpjpe_bh_flip:.1f} / {s.mpjpe_bh_noflip:.1f}",
         f"{b.gt_log_lik:.3f} against {s.gt_log_lik:.3f} nats".replace("-", "−")]
+    tilt = at_choice("runs/rot_tilt")
+    quoted["One palm tilt per branch"] = [
+        f"BH-MPJPE {v('rot_tilt', 'mpjpe_bh')} and {v('rot_tilt_w1', 'mpjpe_bh')} against {v('rot_cond', 'mpjpe_bh')} mm",
+        f"BH {v('rot_tilt', 'mpjpe_bh_flip')} / rest {v('rot_tilt', 'mpjpe_bh_noflip')} and "
+        f"{v('rot_tilt_w1', 'mpjpe_bh_flip')} / {v('rot_tilt_w1', 'mpjpe_bh_noflip')} against "
+        f"{v('rot_cond', 'mpjpe_bh_flip')} / {v('rot_cond', 'mpjpe_bh_noflip')} mm",
+        f"chosen τ = {tilt.flip_temperature:g}",
+        f"({tilt.gt_log_lik:.3f} against {s.gt_log_lik:.3f} nats".replace("-", "−"),
+        f"({tilt.mpjpe_bh_flip:.1f} / {tilt.mpjpe_bh_noflip:.1f} against {s.mpjpe_bh_flip:.1f} / {s.mpjpe_bh_noflip:.1f} mm)"]
     for title, phrases in quoted.items():
         bullet = _readme_bullet(text, title)
         for phrase in phrases:
