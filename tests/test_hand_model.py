@@ -452,14 +452,21 @@ def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items)
         MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_temperature=0.0))
 
 
+def _mixture_hand(branches: str, flip_bias: float, context_sd: float) -> MultiHypothesisHand:
+    """A small rotation-in-the-flow hand with the flip mixture: the weight's logit ``flip_bias`` everywhere
+    (the head's bias) and branch context vectors drawn with sd ``context_sd``, seeded."""
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_branches=branches))
+    with torch.no_grad():
+        model.flip_head.bias.fill_(flip_bias)
+        model.branch_context.normal_(0, context_sd, generator=torch.Generator().manual_seed(1))
+    return model
+
+
 def test_branch_term_trains_a_branch_whose_weight_has_gone_to_zero(items):
     _, batch = items
-    torch.manual_seed(0)
-    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
-                                            flip_branches="conditional")).train()
-    with torch.no_grad():
-        model.flip_head.bias.fill_(-40.0)  # P(flipped) ≈ 4e-18: the mixture's KL no longer trains that branch
-        model.branch_context.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
+    # P(flipped) ≈ 4e-18: the mixture's KL no longer trains that branch
+    model = _mixture_hand("conditional", flip_bias=-40.0, context_sd=0.3).train()
     grads = {}
     for w in (0.0, 0.5):
         model.zero_grad()
@@ -490,12 +497,8 @@ def test_branch_term_trains_a_branch_whose_weight_has_gone_to_zero(items):
 
 def test_tilt_branches_put_each_branch_on_its_own_palm_tilt_with_an_exact_density(items):
     _, batch = items
-    torch.manual_seed(0)
-    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
-                                            flip_branches="tilt")).eval()
+    model = _mixture_hand("tilt", flip_bias=0.4, context_sd=0.5).eval()
     with torch.no_grad():
-        model.flip_head.bias.fill_(0.4)
-        model.branch_context.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
         # the flip swaps the tilts, exactly (the tilt axis lies in the palm's plane)
         u = torch.randn(500, model.flow_dim, generator=torch.Generator().manual_seed(2))
         assert (model.tilt(model.flip(u)) == ~model.tilt(u)).all()

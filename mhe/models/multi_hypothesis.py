@@ -342,11 +342,16 @@ class MultiHypothesisModel(nn.Module):
         q(x) = P(its branch) · (q0(x | c_b) + q0(flip x | c_b))."""
         u0, log_u0 = self.flow.rsample_and_log_prob(c0, num_samples, temperature)
         u1, log_u1 = self.flow.rsample_and_log_prob(c1, num_samples, temperature)
-        own0 = torch.logaddexp(log_u0, self.flow.log_prob(self.flip(u0), c0))
-        own1 = torch.logaddexp(log_u1, self.flow.log_prob(self.flip(u1), c1))
+        own0, own1 = self._folded_log_prob(u0, c0, log_u0), self._folded_log_prob(u1, c1, log_u1)
         log_p0, log_p1 = self.flip_log_weights(ctx)
         return (self.fold(u0, True), log_p0 + own0, self.fold(u1, False), log_p1 + own1, log_p1,
                 torch.cat([own0, own1], 1))
+
+    def _folded_log_prob(self, x: Tensor, ctx: Tensor, log_q_x: Tensor | None = None) -> Tensor:
+        """The density of q0(· | ctx) folded onto one tilt, at ``x`` or at its flip (the same value: the
+        flip is an involution with a unit Jacobian): log(q0(x) + q0(flip x)); ``log_q_x`` when known."""
+        log_q_x = self.flow.log_prob(x, ctx) if log_q_x is None else log_q_x
+        return torch.logaddexp(log_q_x, self.flow.log_prob(self.flip(x), ctx))
 
     # -- the protocol of mhe.objectives ---------------------------------------------------------
 
@@ -403,12 +408,12 @@ class MultiHypothesisModel(nn.Module):
         ctx = self.context(batch)
         theta = self.flow_target(batch, params)
         if self.flip_tilt:
+            # each item's x lies in the branch of its tilt: only that branch's folded density is needed
             log_p0, log_p1 = self.flip_log_weights(ctx)
             c0, c1 = self._branch_contexts(ctx)
-            flipped = self.flip(theta)
-            own0 = torch.logaddexp(self.flow.log_prob(theta, c0), self.flow.log_prob(flipped, c0))
-            own1 = torch.logaddexp(self.flow.log_prob(theta, c1), self.flow.log_prob(flipped, c1))
-            return torch.where(self.tilt(theta), log_p0[:, 0] + own0, log_p1[:, 0] + own1)
+            up = self.tilt(theta)
+            own = self._folded_log_prob(theta, torch.where(up[:, None], c0, c1))
+            return torch.where(up, log_p0[:, 0], log_p1[:, 0]) + own
         if self.flip_mixture:
             log_p0, log_p1 = self.flip_log_weights(ctx)
             c0, c1 = self._branch_contexts(ctx)
