@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mhe.utils import REPO_ROOT
 
@@ -34,7 +35,8 @@ def run_notebook(
     """Execute ``path`` with papermill, injecting ``parameters``; return the executed copy's path.
 
     The kernel runs in the notebooks folder (so relative paths behave as in JupyterLab) and with
-    this process's environment (so ``MHE_FIGURES_DIR`` etc. carry over).
+    this process's environment (so ``MHE_FIGURES_DIR`` etc. carry over), less ``MPLBACKEND``: the kernel
+    keeps Jupyter's inline backend, so every figure is stored in the executed notebook as it is shown.
     """
     import papermill as pm
 
@@ -42,6 +44,16 @@ def run_notebook(
     out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
+    backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        _execute(pm, path, out, parameters, timeout)
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
+    return out
+
+
+def _execute(pm: Any, path: Path, out: Path, parameters: dict | None, timeout: int) -> None:
     pm.execute_notebook(
         str(path),
         str(out),
@@ -53,7 +65,6 @@ def run_notebook(
         execution_timeout=timeout,
         log_output=False,
     )
-    return out
 
 
 def strip_notebook(path: str | os.PathLike) -> bool:
@@ -88,6 +99,10 @@ def reproduce(seed: int = 0, only: list[str] | None = None) -> None:
         print(f"[mhe] running {path.name} ...", flush=True)
         run_notebook(path, {"SMOKE": False, "SEED": seed})
         print(f"[mhe]   done in {time.perf_counter() - start:.1f} s", flush=True)
+    # The README's generated blocks quote the CSVs the notebooks just wrote: regenerate them too.
+    from mhe.report import main as report_main
+
+    report_main(["--readme", str(REPO_ROOT / "README.md"), "--figures", str(REPO_ROOT / "figures")])
     print(
         f"[mhe] all {len(notebooks)} notebooks in {time.perf_counter() - total:.1f} s; "
         f"figures in {REPO_ROOT / 'figures'}, executed notebooks in {BUILD_DIR}",

@@ -39,3 +39,12 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     # Notebooks save their figures through mhe.viz.save_figure: smoke runs must produce some.
     written = list((tmp_path / "figures").glob("*"))
     assert written, f"{path.name} wrote no figures in smoke mode"
+    # ... and every cell that saves a figure shows it inline (a PNG, or plotly's own output).
+    executed = json.loads(out.read_text())
+    for cell in executed["cells"]:
+        src = "".join(cell.get("source", []))
+        if cell["cell_type"] != "code" or "save_figure(" not in src:
+            continue
+        shown = [o for o in cell.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+                 and ({"image/png", "application/vnd.plotly.v1+json", "text/html"} & set(o.get("data", {})))]
+        assert shown, f"{path.name}: this cell saves a figure but shows none inline:\n{src[:300]}"

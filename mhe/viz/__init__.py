@@ -46,15 +46,48 @@ VISIBLE_LABEL = "visible joint (given to the model)"
 OCCLUDED_LABEL = "occluded joint (never seen by the model)"
 
 
-def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab, papermill, nbmake), False in a script or the tests."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # IPython is a notebook dependency, not a core one
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def show_figure(fig: Any) -> None:
+    """Display ``fig`` once in the notebook's output (matplotlib: as an inline PNG; plotly: interactive).
+
+    A pyplot figure is closed after it is displayed, so that the inline backend does not show it a
+    second time at the end of the cell. Outside a notebook this does nothing.
+    """
+    if not in_notebook():
+        return
+    from IPython.display import display
+
+    display(fig)
+    if hasattr(fig, "savefig"):
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def save_figure(fig: Any, name: str, dpi: int = 150, show: bool | None = None) -> Path:
     """Write a matplotlib figure to ``<figures>/<name>.png`` or a plotly figure to ``<name>.html``.
 
-    Returns the written path. ``$MHE_FIGURES_DIR`` redirects the output (tests use a temp folder).
+    In a notebook the figure is also shown inline, once (``show=None``: when running in a kernel; pass
+    ``show=False`` to only write it). Returns the written path. ``$MHE_FIGURES_DIR`` redirects the output
+    (tests use a temp folder).
     """
     out = figures_dir()
+    if show is None:
+        show = in_notebook()
     if hasattr(fig, "savefig"):
         path = out / f"{name}.png"
         fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+        if show:
+            show_figure(fig)
         return path
     if hasattr(fig, "write_html"):
         path = out / f"{name}.html"
@@ -62,5 +95,7 @@ def save_figure(fig: Any, name: str, dpi: int = 150) -> Path:
         # responsive (the figure takes the page's width and follows it when the window is resized).
         fig.write_html(path, include_plotlyjs=True, full_html=True, config={"responsive": True},
                        default_width="100%")
+        if show:
+            show_figure(fig)
         return path
     raise TypeError(f"save_figure expects a matplotlib or plotly figure, got {type(fig).__name__}")

@@ -10,18 +10,15 @@ import math
 import textwrap
 from collections.abc import Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from torch import Tensor
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from mhe.viz import OBJECTIVE_COLORS  # noqa: E402
+from mhe.viz import OBJECTIVE_COLORS
 
 _GT = OBJECTIVE_COLORS["ground_truth"]
 MODE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")  # one per exact arm solution
