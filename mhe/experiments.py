@@ -496,6 +496,13 @@ def load_or_train(
     if device is not None:
         cfg.device = device
     cfg.train.progress = progress
+    if not smoke and not overrides:
+        # No silent hours: a missing checkpoint means a full training run, so say so before it starts.
+        print(f"[mhe] no checkpoint at {path}: training {body}_{objective} from scratch, {cfg.train.steps} steps "
+              f"(the shipped models took 20-80 CPU-minutes each on 2 cores; "
+              f"{'the progress bar shows the time left' if progress else 'progress=False: no progress bar'}). "
+              f"Ctrl-C saves the run; `mhe train --config {body}_{objective} train.out_dir={cfg.train.out_dir} --resume` "
+              "continues it.", flush=True)
     result = train_experiment(cfg, overwrite=True)
     if not smoke and not overrides:
         export_checkpoint(result.checkpoint, path)
