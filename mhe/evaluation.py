@@ -61,7 +61,9 @@ def collect_predictions(
     ``gt_uv (N, J, 2)``, ``visible (N, J)`` bool, ready for :func:`mhe.metrics.evaluate`; and, when the
     model or the data give them, ``mode_xyz (N, 1, J, 3)`` mm, ``plausible (N, S)`` bool and
     ``px_per_mm (N,)`` (the dataset's camera scale) and ``ambiguous (N,)`` bool (the dataset's ambiguous
-    subset, e.g. truncated or heavily occluded bodies). Every random
+    subset, e.g. truncated or heavily occluded bodies); ``valid_3d (N, J)`` bool when some joint has no 3D
+    label (a NaN in ``joints_3d_mm``, or an item whose ``has_3d`` is false: real files), so that the 3D
+    metrics leave those joints out (:func:`mhe.metrics.evaluate`). Every random
     generator is seeded with ``seed`` for the call and restored afterwards (``None``: not touched).
     """
     if num_samples < 1:
@@ -84,6 +86,7 @@ def collect_predictions(
                 keep["gt_xyz"].append(batch["joints_3d_mm"].float().cpu())
                 keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
                 keep["visible"].append(batch["visible"].bool().cpu())
+                keep.setdefault("valid_3d", []).append(_valid_3d(batch).cpu())
                 optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
                             "px_per_mm": batch.get("px_per_mm"), "ambiguous": batch.get("ambiguous")}
                 for key, value in optional.items():
@@ -99,9 +102,21 @@ def collect_predictions(
         raise ValueError("the loader yielded no items to evaluate")
     n = len(keep["visible"])
     out = {k: torch.cat(v) for k, v in keep.items() if len(v) == n}  # optional keys only when every batch had them
+    if bool(out["valid_3d"].all()):  # every joint labelled (synthetic data, HO3D): the metrics need no mask
+        del out["valid_3d"]
     if max_items is not None:
         out = {k: v[:max_items] for k, v in out.items()}
     return out
+
+
+def _valid_3d(batch: Mapping[str, Any]) -> Tensor:
+    """(B, J) bool: the joints with a 3D label, i.e. a finite ``joints_3d_mm`` in an item whose ``has_3d``
+    (when the data give it) is true."""
+    gt = batch["joints_3d_mm"]
+    valid = torch.isfinite(gt).all(-1)
+    if "has_3d" in batch:
+        valid = valid & batch["has_3d"].bool().reshape(-1, 1).to(valid.device)
+    return valid
 
 
 def score_predictions(
@@ -114,7 +129,7 @@ def score_predictions(
     def score(p: dict[str, Tensor]) -> dict[str, float]:
         return evaluate(p["pred_xyz"], p["gt_xyz"], p["pred_uv"], p["gt_uv"], p["visible"], root=root,
                         px_per_mm=p.get("px_per_mm"), mode_xyz=p.get("mode_xyz"), plausible=p.get("plausible"),
-                        flip_keypoints=flip_keypoints)
+                        flip_keypoints=flip_keypoints, valid_3d=p.get("valid_3d"))
 
     out = score(predictions)
     if "ambiguous" in predictions:
