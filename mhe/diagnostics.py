@@ -27,6 +27,10 @@ temperatures on the validation split (``tools/selection_validation.py``) and :fu
 reads each model's choice back from that table. The same holds for the weight of the depth-flip mixture
 (``model.flip_temperature``): :func:`flip_calibration_sweep` scores each temperature on the validation split
 (``tools/flip_calibration.py``) and :func:`flip_temperature_choice` reads the choice back.
+
+How many hypotheses are worth drawing? :func:`best_of_s` turns the errors of S hypotheses into the expected
+best-of-s error for every s up to S (the BH-MPJPE of s hypotheses), and :func:`best_of_s_table` measures that
+curve for several models on a few items.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULT_ALPHAS",
+    "best_of_s",
+    "best_of_s_table",
     "calibration_curve",
     "calibration_gap",
     "DIAGNOSTICS_SETTINGS",
@@ -148,6 +154,55 @@ def calibration_gap(curve: Tensor, alphas: Sequence[float] = DEFAULT_ALPHAS) -> 
     if curve.shape != alphas_t.shape:
         raise ValueError(f"curve has {tuple(curve.shape)} values for {len(alphas_t)} alphas")
     return float((curve.double() - alphas_t).abs().mean())
+
+
+def best_of_s(errors: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Expected error of the best of s hypotheses, for each s of ``sizes``, from the errors of S i.i.d. ones.
+
+    Args:
+        errors: (B, S) the error of each of S hypotheses drawn independently per item (e.g. MPJPE, mm).
+        sizes: the s to report, each in [1, S].
+
+    Returns:
+        (len(sizes),) float64: for each s, the mean over items of the minimum error among s hypotheses. The S
+        hypotheses are cut into ⌊S/s⌋ disjoint groups of s and the groups' minima averaged, an unbiased
+        estimate of E[min of s] that uses every hypothesis (s = 1 gives the mean error, s = S the BH error).
+    """
+    if errors.dim() != 2:
+        raise ValueError(f"errors must be (B, S), got {tuple(errors.shape)}")
+    B, S = errors.shape
+    out = []
+    for s in sizes:
+        s = int(s)
+        if not 1 <= s <= S:
+            raise ValueError(f"every size must lie in [1, S = {S}], got {s}")
+        groups = S // s
+        out.append(errors[:, :groups * s].double().reshape(B, groups, s).min(-1).values.mean())
+    return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+@torch.no_grad()
+def best_of_s_table(models: Mapping[str, Any], dataset: Any, sizes: Sequence[int], *, temperature: float = 0.8,
+                    seed: int = 0, batch_size: int = 4):
+    """:func:`best_of_s` of the 3D MPJPE (mm) of each model on ``dataset`` → a DataFrame with columns ``model``,
+    ``S`` and ``mpjpe_bh`` (one row per model and size), and ``mpjpe_mode``, the model's mode (its zero-noise
+    hypothesis; NaN when the model has none). Each model draws max(sizes) hypotheses per item at
+    ``temperature`` (seeded by ``seed``); memory grows as ``batch_size`` × max(sizes)."""
+    import pandas as pd
+    from torch.utils.data import DataLoader
+
+    from mhe.evaluation import collect_predictions
+    from mhe.metrics import mpjpe
+
+    top = max(int(s) for s in sizes)
+    rows = []
+    for name, model in models.items():
+        p = collect_predictions(model, DataLoader(dataset, batch_size=batch_size), num_samples=top,
+                                temperature=temperature, seed=seed)
+        curve = best_of_s(mpjpe(p["pred_xyz"], p["gt_xyz"]), sizes)
+        mode = float(mpjpe(p["mode_xyz"], p["gt_xyz"]).mean()) if "mode_xyz" in p else float("nan")
+        rows += [{"model": name, "S": int(s), "mpjpe_bh": float(v), "mpjpe_mode": mode} for s, v in zip(sizes, curve)]
+    return pd.DataFrame(rows)
 
 
 def _calib_columns(curve: Tensor, alphas: Sequence[float], prefix: str) -> dict[str, float]:

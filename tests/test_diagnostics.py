@@ -361,3 +361,41 @@ def test_flip_calibration_figure_draws_the_criterion_and_rings_the_choice():
     assert series == {(30.0, 25.0, 22.0), (14.5, 14.2, 14.0), (22.0, 23.0, 24.0)}  # only model m's rows
     with pytest.raises(ValueError, match="no rows for 'x'"):
         plot_flip_calibration(frame, "x")
+
+
+def test_best_of_s_by_hand_and_against_the_closed_form():
+    errors = torch.tensor([[4.0, 2.0, 3.0, 1.0], [1.0, 5.0, 2.0, 6.0]])
+    # s = 1: the mean error; s = 2: groups (4, 2), (3, 1) -> 2, 1 and (1, 5), (2, 6) -> 1, 2; s = 4: the minimum
+    torch.testing.assert_close(dg.best_of_s(errors, [1, 2, 4]), torch.tensor([3.0, 1.5, 1.0], dtype=torch.float64))
+    # errors uniform on (0, 1): E[min of s] = 1 / (s + 1)
+    u = torch.rand(200, 1000, generator=torch.Generator().manual_seed(0))
+    sizes = [1, 4, 10, 100]
+    torch.testing.assert_close(dg.best_of_s(u, sizes), torch.tensor([1 / (s + 1) for s in sizes], dtype=torch.float64),
+                               atol=0.01, rtol=0.1)
+    curve = dg.best_of_s(u, [1, 2, 5, 10, 50, 1000])
+    assert (curve.diff() <= 0).all()  # never rises with s
+    with pytest.raises(ValueError, match="lie in"):
+        dg.best_of_s(u, [1001])
+
+
+def test_best_of_s_table_and_its_figure_on_a_hand_model(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mhe.config import ModelConfig
+    from mhe.data import SyntheticHands
+    from mhe.models.hand import MultiHypothesisHand
+    from mhe.viz.diagnostics import plot_best_of_s
+
+    ds = SyntheticHands("val", size=3, seed=1, occlusion=0.4, cache_dir=tmp_path)
+    torch.manual_seed(0)
+    cfg = dict(context_dim=32, encoder_hidden=(32,), flow_transforms=2, flow_hidden=(32,), head_hidden=32)
+    models = {"mhentropy": MultiHypothesisHand(ModelConfig(**cfg)).eval(),
+              "nll": MultiHypothesisHand(ModelConfig(**cfg)).eval()}
+    frame = dg.best_of_s_table(models, ds, [1, 2, 8], batch_size=2)
+    assert list(frame.columns) == ["model", "S", "mpjpe_bh", "mpjpe_mode"] and len(frame) == 6
+    for _, group in frame.groupby("model"):
+        assert (group["mpjpe_bh"].diff().dropna() <= 1e-9).all() and group["mpjpe_mode"].notna().all()
+    pd.testing.assert_frame_equal(frame, dg.best_of_s_table(models, ds, [1, 2, 8], batch_size=2))  # seeded
+    fig = plot_best_of_s(frame)
+    assert len(fig.axes[0].lines) == 4  # a curve and a mode line per model

@@ -8,7 +8,8 @@ CSVs (``figures/04_hand_diagnostics.csv``, ``figures/05_body_diagnostics.csv``, 
 the oracle change the MPJPE against the mode's, per model, and :func:`plot_selection_temperature` how that
 change depends on the sampling temperature on the validation split (the choice of T).
 :func:`plot_flip_calibration` draws the validation table of ``tools/flip_calibration.py``: the temperature
-scaling of the depth-flip weight (``model.flip_temperature``).
+scaling of the depth-flip weight (``model.flip_temperature``). :func:`plot_best_of_s` draws how the best of s
+hypotheses' error falls as s grows (:func:`mhe.diagnostics.best_of_s_table`).
 """
 
 from __future__ import annotations
@@ -182,5 +183,30 @@ def plot_flip_calibration(frame: pd.DataFrame, model: str, chosen: float | None 
         ax_ll.plot(tau[k], ll[k], "o", ms=11, mfc="none", mec=color, mew=1.6)
     fig.suptitle(f"{LABELS.get(str(model).removeprefix('hand_'), model)}: calibrating the depth-flip weight on "
                  f"the validation split", fontsize=10.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_best_of_s(frame: pd.DataFrame, title: str | None = None) -> Figure:
+    """The best-of-s error against s (log axis), one line per model of a :func:`mhe.diagnostics.best_of_s_table`
+    frame, each model's mode (its zero-noise hypothesis) as a dotted horizontal line of the same colour."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.3))
+    for model, group in frame.groupby("model", sort=False):
+        group = group.sort_values("S")
+        name = str(model).removeprefix("hand_").removeprefix("body_")
+        line, = ax.plot(group["S"], group["mpjpe_bh"], marker="o", ms=3.5, lw=1.8, color=OBJECTIVE_COLORS.get(name),
+                        label=f"{LABELS.get(name, name)}: best of s")
+        mode = float(group["mpjpe_mode"].iloc[0])
+        if np.isfinite(mode):
+            ax.axhline(mode, color=line.get_color(), ls=":", lw=1.2, label=f"{LABELS.get(name, name)}: its mode")
+    sizes = sorted(set(frame["S"].astype(int)))
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(v) for v in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="s, hypotheses drawn (log scale)", ylabel="best-of-s MPJPE (mm)",
+           title=title or "The error of the best of s hypotheses against s")
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, ncol=2)
     fig.tight_layout()
     return fig
