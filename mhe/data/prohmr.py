@@ -160,8 +160,12 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:  # zipfile / numpy raise many types on damaged input
-        raise DataFileError(f"ProHMR dataset file {path} cannot be read as .npz ({type(err).__name__}: "
-                            f"{str(err)[:120]})") from None
+        raise DataFileError(f"ProHMR dataset file {path} cannot be read as .npz: {_load_failure(path, err)}; "
+                            "it is damaged or not a ProHMR dataset file (a zip of .npy arrays, see "
+                            "docs/formats.md)") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # np.load also reads a single .npy array
+        raise DataFileError(f"ProHMR dataset file {path} is a single .npy array, not an .npz of named arrays "
+                            "(imgname, center, scale, body_keypoints_2d, ...; see docs/formats.md)")
     out: dict[str, np.ndarray] = {}
     with npz:
         for key, (_, required) in _PROHMR_KEYS.items():
@@ -174,8 +178,18 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             try:
                 out[key] = npz[key]
             except ValueError:  # an object array (e.g. names pickled by an older numpy)
+                if key != "imgname":  # only the names are pickled in ProHMR's files; numbers never are
+                    raise DataFileError(f"ProHMR dataset file {path}: key {key!r} holds Python objects, not "
+                                        "numbers") from None
                 with np.load(path, allow_pickle=True) as again:
                     out[key] = again[key]
+            except Exception as err:  # a damaged member of the zip
+                raise DataFileError(f"ProHMR dataset file {path}: key {key!r} cannot be read "
+                                    f"({_load_failure(path, err)}); the file is damaged") from None
+            if key != "imgname" and key != "gender" and not np.issubdtype(out[key].dtype, np.number) \
+                    and out[key].dtype != bool:
+                raise DataFileError(f"ProHMR dataset file {path}: key {key!r} holds {out[key].dtype} values, "
+                                    "expected numbers")
     n = len(out["imgname"]) if np.ndim(out["imgname"]) == 1 else None
     for key, arr in out.items():
         shape = _PROHMR_KEYS[key][0]
@@ -187,19 +201,44 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _pick(primary: np.ndarray, primary_map: np.ndarray, secondary: np.ndarray, secondary_map: np.ndarray,
-          width: int) -> np.ndarray:
+def _load_failure(path: Path, err: Exception) -> str:
+    """What went wrong reading ``path``, in words (numpy's own text advises ``allow_pickle``, which would
+    run code from the file: never the fix for a dataset file)."""
+    text = str(err)
+    if "allow_pickle" in text or "pickle" in text.lower():
+        return "it is not a numpy .npz/.npy file (numpy could only try to unpickle it)"
+    return f"{type(err).__name__}: {text[:160] or 'no details'}"
+
+
+def _pick(primary: np.ndarray | None, primary_map: np.ndarray, secondary: np.ndarray | None,
+          secondary_map: np.ndarray, width: int) -> np.ndarray:
     """Per body keypoint, the coordinates from ``primary`` where its confidence > 0, else from ``secondary``
-    where its confidence > 0, else NaN: arrays (M, width + 1) with confidence last -> (17, width)."""
-    out = np.full((_K, width), np.nan)
+    where its confidence > 0, else NaN: arrays (..., M, width + 1) with confidence last -> (..., 17, width)."""
+    lead = next(a.shape[:-2] for a in (primary, secondary) if a is not None) if (
+        primary is not None or secondary is not None) else ()
+    out = np.full((*lead, _K, width), np.nan)
     for src, index in ((secondary, secondary_map), (primary, primary_map)):  # primary wins: written last
         if src is None:
             continue
-        ok = index >= 0
-        rows = src[index[ok]]
-        good = rows[:, width] > 0
-        out[np.flatnonzero(ok)[good]] = rows[good, :width]
+        ok = np.flatnonzero(index >= 0)
+        rows = src[..., index[ok], :]
+        good = rows[..., width] > 0
+        out[..., ok, :] = np.where(good[..., None], rows[..., :width], out[..., ok, :])
     return out
+
+
+def _first_bad(path: Path, key: str, bad: np.ndarray, values: np.ndarray, names: list[str], what: str,
+               part: str = "keypoint") -> None:
+    """Raise for the first item where ``bad (N, ...)`` is true, naming the file, key, item and value."""
+    if not bad.any():
+        return
+    where = np.argwhere(bad)[0]
+    item = int(where[0])
+    value = values[tuple(where[: values.ndim])] if values.ndim else values
+    at = f"item {item} ({names[item]})" + (f", {part} {int(where[1])}" if bad.ndim > 1 else "")
+    raise DataFileError(f"ProHMR dataset file {path}: key {key!r} of {at} is {np.array2string(np.asarray(value))}"
+                        f"; {what} ({int(bad.reshape(len(bad), -1).any(-1).sum())} item(s) in all). Fix or drop "
+                        "those items")
 
 
 class ProHMRBodies(Dataset):
@@ -218,62 +257,122 @@ class ProHMRBodies(Dataset):
     ``has_3d`` is false when the pelvis or the thorax has no 3D point. ``has_smpl`` = ``has_body_pose``
     and ``has_betas``. ``px_per_mm`` is NaN (no intrinsics in these files). Required keys: ``imgname``,
     ``center``, ``scale``, ``body_keypoints_2d``; the others are optional, as in ProHMR's own loader, and
-    a missing one means "unknown". Image names: :attr:`imgname`.
+    a missing one means "unknown".
+
+    **Checks.** Every number the items are made of is checked when the file is opened: ``center`` finite,
+    ``scale`` finite and positive, each keypoint's confidence finite and not negative and its coordinates
+    finite where the confidence is positive, ``body_pose`` / ``betas`` finite where ``has_body_pose`` /
+    ``has_betas`` say they exist, the flags finite. A value that fails is a
+    :class:`~mhe.errors.DataFileError` naming the file, the key, the item (and its image) and the value.
+    Values marked missing (confidence 0, a flag 0) may be anything, NaN included: they are never read.
+
+    **Skipped items.** An item none of whose 17 keypoints is visible gives a keypoint model nothing to
+    read; it is left out, and counted: :attr:`skipped_items` (int), :attr:`skipped_reason` (text, empty
+    when none). A file with no usable item left, or none at all, is a :class:`~mhe.errors.DataFileError`.
+    :attr:`imgname` (image names) and :attr:`file_index` (the row in the file) are those of the items kept.
     """
 
     def __init__(self, path: str | os.PathLike, crop_size: int = 256) -> None:
         self.path = Path(path)
         self.crop_size = int(crop_size)
         data = _read_npz(self.path)
-        self.imgname = [str(s) for s in data["imgname"]]
-        n = len(self.imgname)
-        self._center = data["center"].astype(np.float64)
-        self._scale = data["scale"].astype(np.float64)
-        if n and not (np.isfinite(self._scale).all() and (self._scale > 0).all()):
-            bad = int(np.flatnonzero(~(self._scale > 0))[0])
-            raise DataFileError(f"ProHMR dataset file {self.path}: key 'scale' must be positive (box side / 200 "
-                                f"px), item {bad} has {self._scale[bad]}")
-        get = lambda k: None if k not in data else data[k].astype(np.float64)  # noqa: E731
+        names = [str(s) for s in data["imgname"]]
+        n = len(names)
+        if n == 0:
+            raise DataFileError(f"ProHMR dataset file {self.path} holds no items (its arrays have length 0); "
+                                "give a file with at least one person")
+        f64 = {k: v.astype(np.float64) for k, v in data.items() if k not in ("imgname", "gender")}
+        self._check(f64, names)
+        self._center, self._scale = f64["center"], f64["scale"]
+        get = lambda k: f64.get(k)  # noqa: E731
         self._kp2d = (get("extra_keypoints_2d"), get("body_keypoints_2d"))
         self._kp3d = (get("extra_keypoints_3d"), get("body_keypoints_3d"))
         zeros = np.zeros(n)
         self._pose = get("body_pose")
-        self._has_pose = (get("has_body_pose") if "has_body_pose" in data else zeros) > 0
+        self._has_pose = (get("has_body_pose") if "has_body_pose" in f64 else zeros) > 0
         self._betas = get("betas")
-        self._has_betas = (get("has_betas") if "has_betas" in data else zeros) > 0
+        self._has_betas = (get("has_betas") if "has_betas" in f64 else zeros) > 0
         if self._pose is None:
             self._has_pose = zeros > 0
         if self._betas is None:
             self._has_betas = zeros > 0
+        # 2D keypoints of every item at once: which items have anything visible
+        uv = _pick(self._kp2d[0], BODY_FROM_PROHMR_EXTRA, self._kp2d[1], BODY_FROM_OPENPOSE, 2)
+        side = 200.0 * self._scale
+        x0y0 = self._center - side[:, None] / 2
+        px = (uv - x0y0[:, None]) * (self.crop_size / side)[:, None, None]
+        visible = np.isfinite(px).all(-1) & ((px >= 0) & (px <= self.crop_size)).all(-1)
+        usable = visible.any(-1)
+        self.file_index = np.flatnonzero(usable)
+        self.skipped_items = int(n - len(self.file_index))
+        self.skipped_reason = (
+            f"{self.skipped_items} of {n} items in {self.path.name} have no visible keypoint (no 2D keypoint "
+            "with positive confidence inside the crop), so a keypoint model has nothing to read: skipped"
+            if self.skipped_items else "")
+        if not len(self.file_index):
+            raise DataFileError(f"ProHMR dataset file {self.path}: none of its {n} items has a visible keypoint "
+                                "(a 2D keypoint with positive confidence inside the crop of side 200 * scale "
+                                "around center), so nothing is left to use; check the confidences in "
+                                "body_keypoints_2d / extra_keypoints_2d and center / scale")
+        self.imgname = [names[i] for i in self.file_index]
+
+    def _check(self, f64: dict[str, np.ndarray], names: list[str]) -> None:
+        """Every number the items read is finite and in range (see the class docstring)."""
+        path = self.path
+        center, scale = f64["center"], f64["scale"]
+        _first_bad(path, "center", ~np.isfinite(center).all(-1), center, names, "expected finite pixel coordinates")
+        _first_bad(path, "scale", ~(np.isfinite(scale) & (scale > 0)), scale, names,
+                   "expected a finite positive number (the person box's side / 200 px)")
+        for key in ("has_body_pose", "has_betas"):
+            if key in f64:
+                _first_bad(path, key, ~np.isfinite(f64[key]), f64[key], names, "expected 0 or 1")
+        for key in ("body_keypoints_2d", "extra_keypoints_2d", "body_keypoints_3d", "extra_keypoints_3d"):
+            if key not in f64:
+                continue
+            kp = f64[key]
+            conf = kp[..., -1]
+            _first_bad(path, key, ~(np.isfinite(conf) & (conf >= 0)), kp, names,
+                       "its confidence (last column) must be finite and not negative (0: missing)")
+            _first_bad(path, key, (conf > 0) & ~np.isfinite(kp[..., :-1]).all(-1), kp, names,
+                       "a keypoint with positive confidence needs finite coordinates (confidence 0 marks a "
+                       "missing one)")
+        for key, flag in (("body_pose", "has_body_pose"), ("betas", "has_betas")):
+            if key in f64:
+                has = (f64[flag] > 0) if flag in f64 else np.zeros(len(names), dtype=bool)
+                _first_bad(path, key, has[:, None] & ~np.isfinite(f64[key]), f64[key], names,
+                           f"expected finite values where {flag} is 1 (set {flag} to 0 for an item without them)",
+                           part="value")
 
     def __len__(self) -> int:
-        return len(self.imgname)
+        return len(self.file_index)
 
     def crop_box(self, index: int) -> tuple[float, float, float]:
         """(x0, y0, side) in image pixels of item ``index``'s crop."""
-        side = 200.0 * float(self._scale[index])
-        cx, cy = self._center[index]
+        row = self.file_index[index]
+        side = 200.0 * float(self._scale[row])
+        cx, cy = self._center[row]
         return float(cx - side / 2), float(cy - side / 2), side
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items in {self.path}")
         index = index % len(self)
-        extra2d, op2d = (None if a is None else a[index] for a in self._kp2d)
+        row = self.file_index[index]
+        extra2d, op2d = (None if a is None else a[row] for a in self._kp2d)
         uv = _pick(extra2d, BODY_FROM_PROHMR_EXTRA, op2d, BODY_FROM_OPENPOSE, 2)
         x0, y0, side = self.crop_box(index)
         px = (uv - np.array([x0, y0])) * (self.crop_size / side)
-        extra3d, op3d = (None if a is None else a[index] for a in self._kp3d)
+        extra3d, op3d = (None if a is None else a[row] for a in self._kp3d)
         xyz = None
         if extra3d is not None or op3d is not None:
             xyz = _pick(extra3d, BODY_FROM_PROHMR_EXTRA, op3d, BODY_FROM_OPENPOSE, 3)
-        has_smpl = bool(self._has_pose[index] and self._has_betas[index])
-        pose = self._pose[index] if self._pose is not None else None
+        has_smpl = bool(self._has_pose[row] and self._has_betas[row])
+        pose = self._pose[row] if self._pose is not None else None
         return body_item(
             px, np.isfinite(px).all(-1), xyz,
             params=pose[3:] if has_smpl else None,
             global_orient=pose[:3] if has_smpl else None,
-            betas=self._betas[index] if has_smpl else None,
+            betas=self._betas[row] if has_smpl else None,
             px_per_mm=float("nan"),
             crop_size=self.crop_size,
         )

@@ -125,8 +125,48 @@ def read_sequence(path: str | os.PathLike) -> dict[str, Any]:
             raise _bad(path, "genders", f"of person {p} is {g!r}, expected 'm' or 'f'")
         genders.append(_GENDERS[g.lower()])
     out["genders"] = genders
+    _check_values(path, out)
     out["campose_valid"] = [v > 0 for v in out["campose_valid"]]
     return out
+
+
+def _check_values(path: Path, seq: dict[str, Any]) -> None:
+    """Every number the items read is finite and in range; a failure names the file, the key, the person,
+    the frame, the entry and the value (a :class:`DataFileError`)."""
+    def text(value: Any) -> str:
+        return str(np.asarray(value, dtype=np.float64).tolist())
+
+    def first(key: str, a: np.ndarray, ok: np.ndarray, where: str, what: str) -> None:
+        """Refuse the first entry of ``a`` where ``ok`` is false (``ok`` has ``a``'s shape)."""
+        if ok.all():
+            return
+        pos = tuple(int(i) for i in np.argwhere(~ok)[0])
+        frames = int((~ok).reshape(len(ok), -1).any(-1).sum()) if a.ndim > 1 and a.shape[0] > 1 else 0
+        at = where + (f"frame {pos[0]}, " if frames else "") + (f"entry {pos[1:] if len(pos) > 2 else pos[-1]}"
+                                                                  if a.ndim > (1 if frames else 0) else "")
+        raise _bad(path, key, f"({at.rstrip(', ')}) is {text(a[pos])}; {what}"
+                              + (f" ({frames} frame(s) in all)" if frames else ""))
+
+    K = seq["cam_intrinsics"]
+    first("cam_intrinsics", K, np.isfinite(K), "", "expected finite pinhole intrinsics")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise _bad(path, "cam_intrinsics", f"is {text(K)}; the focal lengths K[0, 0] and K[1, 1] must be positive")
+    first("cam_poses", seq["cam_poses"], np.isfinite(seq["cam_poses"]), "", "expected finite numbers")
+    for p, b in enumerate(seq["betas"]):
+        first("betas", b, np.isfinite(b), f"person {p}, ", "expected finite shape coefficients")
+    checks = {"poses": "expected finite SMPL axis-angle values", "trans": "expected finite metres",
+              "campose_valid": "expected 0 or 1"}
+    for key, what in checks.items():
+        for p, a in enumerate(seq[key]):
+            first(key, a, np.isfinite(a), f"person {p}, ", what)
+    for p, a in enumerate(seq["poses2d"]):
+        conf = a[:, 2]
+        bad = ~(np.isfinite(conf) & (conf >= 0))
+        if bad.any():
+            f, k = (int(i) for i in np.argwhere(bad)[0])
+            raise _bad(path, "poses2d", f"(person {p}, frame {f}): the confidence of keypoint {k} "
+                                        f"({COCO18_KEYPOINTS[k]}) is {text(conf[f, k])}; expected a finite number "
+                                        ">= 0 (0: not detected)")
 
 
 def _project(xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -171,6 +211,11 @@ class ThreeDPW(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split = Path(root), split
         folder = self.root / "sequenceFiles" / split
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"3DPW folder {self.root} " + ("is a file" if self.root.exists() else "does not exist")
+                + f": give the 3DPW folder that holds sequenceFiles/{{train,validation,test}}/*.pkl (download 3DPW, "
+                "or write one with mhe.data.threedpw.write_threedpw_sequence)")
         files = sorted(folder.glob("*.pkl")) if folder.is_dir() else []
         if not files:
             raise FileNotFoundError(
@@ -188,12 +233,35 @@ class ThreeDPW(Dataset):
         self._models: dict[str, Any] = {}
         self.sequences = [read_sequence(f) for f in files]
         rows = []
+        no_camera, undetected = [], 0
+        has = BODY_FROM_COCO18 >= 0
         for s, seq in enumerate(self.sequences):
+            if not any(v.any() for v in seq["campose_valid"]):
+                no_camera.append(seq["sequence"])
             for p, valid in enumerate(seq["campose_valid"]):
-                for f in np.flatnonzero(valid):
+                # a frame with no detected keypoint leaves a keypoint model nothing to read
+                detected = (seq["poses2d"][p][:, 2][:, BODY_FROM_COCO18[has]] > 0).any(-1)
+                undetected += int((valid & ~detected).sum())
+                for f in np.flatnonzero(valid & detected):
                     rows.append((s, p, int(f)))
         self.index = np.array(rows, dtype=np.int64).reshape(-1, 3)
         self._cache: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        #: items (person, frame with a valid camera) left out because no keypoint of theirs is detected
+        self.skipped_items = int(undetected)
+        reasons = []
+        if undetected:
+            reasons.append(f"{undetected} of {undetected + len(rows)} (person, frame) items with a valid camera pose "
+                           "have no detected keypoint (poses2d confidence 0 everywhere), so a keypoint model has "
+                           "nothing to read: skipped")
+        if no_camera:
+            reasons.append(f"sequence(s) {', '.join(no_camera)} have campose_valid 0 in every frame: no item")
+        #: why items were skipped, in words ("" when none)
+        self.skipped_reason = "; ".join(reasons)
+        if not rows:
+            raise DataFileError(
+                f"3DPW {split} split at {folder} has no usable item (an item is a person's frame with "
+                "campose_valid 1 and some keypoint detected in poses2d): "
+                + (self.skipped_reason or "its sequences list no person"))
 
     def __len__(self) -> int:
         return len(self.index)
