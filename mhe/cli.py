@@ -40,7 +40,7 @@ def validation_sweep_parser(description: str, models, temperatures, out: str | P
     """The arguments the validation-sweep tools share (``tools/flip_calibration.py``,
     ``tools/selection_validation.py``): the models, a temperature grid, how many validation items and
     hypotheses, the CSV and whether to add to it."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("models", nargs="*", default=list(models),
                         help="shipped names or run folders / checkpoints (default: %(default)s)")
     parser.add_argument("--temperatures", type=float, nargs="+", default=list(temperatures))
@@ -83,14 +83,15 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``mhe`` command (sub-commands train, evaluate, reproduce, info)."""
     parser = argparse.ArgumentParser(
-        prog="mhe", description="Multi-hypothesis 3D hand and body pose with MHEntropy."
+        prog="mhe", description="Multi-hypothesis 3D hand and body pose with MHEntropy.", allow_abbrev=False
     )
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (it may register experiments / objectives); repeatable")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train an experiment from a YAML config",
+    # allow_abbrev=False everywhere: no prefix matching, so `--data` is never taken for `--data-seed`
+    tr = sub.add_parser("train", help="train an experiment from a YAML config", allow_abbrev=False,
                         description="Train the experiment a config describes. Launch with "
                         "`torchrun --nproc_per_node N -m mhe.cli train ...` for several GPUs/processes. "
                         "Ctrl-C saves a checkpoint; continue with --resume.")
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on one split",
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint on one split", allow_abbrev=False,
                         description="Rebuild a checkpoint's experiment and report the metrics of one split, "
                         f"with the official evaluation settings (S = {EVAL_SAMPLES} for hands, 25 for bodies, temperature "
                         f"{EVAL_TEMPERATURE}, batches of {EVAL_BATCH_SIZE}, seed 0) unless changed.")
@@ -128,9 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-seed", type=_nonnegative_int, help="draw the generated benchmark's split from this "
                     "seed (a fresh test split; default: the seed the model was trained with)")
     ev.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
-    ev.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT")
+    ev.add_argument("--json", metavar="OUT", help="also write the result as JSON to OUT (- for standard output: "
+                    "the table then goes to standard error)")
+    ev.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
 
     me = sub.add_parser("meshes", help="write one item's hypotheses as meshes (.ply/.obj/.glb) for MeshLab or Blender",
+                        allow_abbrev=False,
                         description="Rebuild a checkpoint's experiment and write the meshes of S hypotheses of one "
                         "item (one colour each) and of its ground truth (dark grey): mm, root-relative.")
     me.add_argument("--checkpoint", required=True, help="a checkpoint path or a shipped one's name (body_mhentropy, ...)")
@@ -139,17 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--split", choices=("val", "test"), default="test")
     me.add_argument("--samples", type=_positive_int, default=10, help="hypotheses to write (default 10)")
     me.add_argument("--temperature", type=_positive_float, default=EVAL_TEMPERATURE)
+    me.add_argument("--data", help="dataset to take the item from (default: the one it was trained on)")
+    me.add_argument("--root", help="dataset folder (needed for data read from files: ho3d, prohmr, 3dpw)")
     me.add_argument("--data-seed", type=_nonnegative_int, help="a fresh split of a generated benchmark")
+    me.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     me.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
-    rep = sub.add_parser("reproduce", help="run every notebook with SMOKE=False and write figures/")
+    rep = sub.add_parser("reproduce", help="run every notebook with SMOKE=False and write figures/",
+                         allow_abbrev=False)
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--only", nargs="*", help="substrings of notebook names to run")
 
-    sub.add_parser("info", help="versions, devices, body-model files, experiments")
+    sub.add_parser("info", help="versions, devices, body-model files, experiments", allow_abbrev=False)
     return parser
 
 
-REAL_DATASETS = ("ho3d",)  # datasets read from a folder: --root is required
+REAL_DATASETS = ("ho3d", "prohmr", "3dpw")  # datasets read from a folder: --root is required
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,11 +171,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.overrides = list(args.overrides) + extra
         else:
             sub.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "evaluate" and args.data in REAL_DATASETS and not args.root:
-        sub.error(f"--data {args.data} needs --root <folder of the dataset> (for HO3D v3: the folder holding train.txt)")
-    if args.command == "evaluate" and args.json and Path(args.json).is_dir():
-        sub.error(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
+    if args.command in ("evaluate", "meshes") and args.data in REAL_DATASETS and not args.root:
+        sub.error(f"--data {args.data} needs --root <folder of the dataset> ({ROOT_HINTS[args.data]})")
     return args
+
+
+# what --root must hold, per dataset read from files (see docs/formats.md)
+ROOT_HINTS = {
+    "ho3d": "for HO3D v3: the folder holding train.txt",
+    "prohmr": "the folder holding train.npz, val.npz and/or test.npz",
+    "3dpw": "the folder holding sequenceFiles/{train,validation,test}/*.pkl",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +244,9 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("train.progress=false")
     cfg = load_config(args.config, overrides)
     _check_device(cfg.device)
+    from mhe.experiments import check_settings_apply
+
+    check_settings_apply(cfg, args.overrides)  # a data.* key the dataset does not read is refused
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -277,24 +294,29 @@ def _check_device(preference: str | None) -> None:
 
 
 def _meshes(args: argparse.Namespace) -> int:
-    _check_device(args.device)
+    from mhe.errors import check_output_path
     from mhe.viz.meshes import MESH_FORMATS
 
-    if Path(args.out).suffix.lower() not in MESH_FORMATS:
-        from mhe.config import ConfigError
-
-        raise ConfigError(f"--out {args.out}: give a file ending in {', '.join(MESH_FORMATS)}")
+    # before any work: the file would not be written after the sampling
+    check_output_path(args.out, overwrite=args.overwrite, option="--out", suffixes=MESH_FORMATS)
+    _check_device(args.device)
     from mhe.experiments import export_checkpoint_meshes
 
     path = export_checkpoint_meshes(args.checkpoint, args.out, index=args.item, split=args.split,
                                     num_samples=args.samples, temperature=args.temperature,
-                                    data_seed=args.data_seed, device=args.device)
+                                    dataset=args.data, root=args.root, data_seed=args.data_seed,
+                                    device=args.device, overwrite=args.overwrite)
     print(f"written {path}: {args.samples} hypotheses of {args.split} item {args.item} (one colour each) and the "
           f"ground truth (dark grey), mm, root-relative")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from mhe.errors import check_output_path
+
+    to_stdout = args.json == "-"
+    if args.json is not None and not to_stdout:  # before any work: never clobber, never lose the result
+        check_output_path(args.json, overwrite=args.overwrite, option="--json")
     _check_device(args.device)
     from mhe.experiments import evaluate_checkpoint
 
@@ -311,19 +333,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         data_seed=args.data_seed,
         data_overrides=args.overrides,
     )
+    table = sys.stderr if to_stdout else sys.stdout  # `--json -`: standard output holds the JSON alone
     seed_note = f" (data seed {result['data_seed']})" if result["data_seed"] is not None else ""
     if result["data_overrides"]:
         seed_note += f" [{' '.join(result['data_overrides'])}]"
-    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}, {result['split']} split{seed_note}: "
-          f"{result['items']} items, S = {result['num_samples']}, temperature {result['temperature']}, "
-          f"batches of {result['batch_size']}, seed {result['seed']}; input: {result['input']}")
+    where = f" at {result['root']}" if result.get("root") else ""
+    skipped = result.get("skipped_items", 0)
+    skip_note = f" ({skipped} more skipped: nothing usable in them)" if skipped else ""
+    print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}{where}, {result['split']} split"
+          f"{seed_note}: {result['items']} items{skip_note}, S = {result['num_samples']}, temperature "
+          f"{result['temperature']}, batches of {result['batch_size']}, seed {result['seed']}; input: {result['input']}",
+          file=table)
     width = max((len(k) for k in result["metrics"]), default=0)
     for k, v in result["metrics"].items():
-        print(f"  {k:<{width}}  {_fmt(v, '.4f')}")
-    if args.json:
+        print(f"  {k:<{width}}  {_fmt(v, '.4f')}", file=table)
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    if to_stdout:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    elif args.json is not None:
         from mhe.utils import atomic_write_bytes
 
-        path = atomic_write_bytes(args.json, (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+        path = atomic_write_bytes(args.json, text.encode())
         print(f"written {path}")
     return 0
 

@@ -285,6 +285,12 @@ def validate_config(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key} = {value!r} is invalid: it must be {expected}")
     if not cfg.train.out_dir:
         raise ConfigError("train.out_dir is empty: give a folder for logs and checkpoints")
+    if m.flip_temperature != 1.0 and not m.flip_mixture:
+        raise ConfigError(
+            f"model.flip_temperature={m.flip_temperature!r} scales the weight of the depth-flip mixture, and "
+            "model.flip_mixture is false, so it would change nothing: drop it, or set model.flip_mixture=true "
+            "(with model.rotation_in_flow=true) for a model that has the mixture"
+        )
     if (cfg.objective.name == "deterministic") != m.deterministic:
         raise ConfigError(
             f"objective.name={cfg.objective.name!r} with model.deterministic={str(m.deterministic).lower()}: "

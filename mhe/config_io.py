@@ -188,6 +188,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Set dotted keys in nested plain ``data`` (a copy is returned); unknown sections are an error."""
     import copy
 
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"overrides must be a list of 'key=value' strings, e.g. [{overrides!r}], not a single string")
+
     data = copy.deepcopy(data)
     for text in overrides:
         keys, value = parse_override(text)
@@ -215,6 +218,8 @@ def load_config(
     ``path`` may also name a packaged config (``"hand_mhentropy"``). Raises :class:`ConfigError` on
     unknown keys, wrong types or values outside a field's choices.
     """
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"overrides must be a list of 'key=value' strings, e.g. [{overrides!r}], not a single string")
     data: dict[str, Any] = {}
     if path is not None:
         resolved = resolve_config_path(path)

@@ -4,19 +4,31 @@
 rendezvous address in the environment; :func:`init_distributed` reads them and joins the process group
 with NCCL on CUDA and Gloo on CPU. Without those variables everything degrades to a single process, so
 the same trainer code runs everywhere. Only rank 0 logs and writes checkpoints.
+
+Start-up fails fast: a missing or malformed variable is a :class:`~mhe.errors.DistributedSetupError` (one
+line from ``mhe``); while the processes wait for each other, a note says what they wait for after
+:data:`NOTICE_AFTER_S` seconds, Ctrl-C stops the wait, and after ``$MHE_DIST_TIMEOUT`` seconds (default
+:data:`DEFAULT_TIMEOUT_S`) it gives up with a message.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from mhe.errors import DistributedSetupError
 from mhe.utils import default_device
+
+DEFAULT_TIMEOUT_S = 300.0  # how long the processes wait for each other at start-up ($MHE_DIST_TIMEOUT)
+NOTICE_AFTER_S = 10.0  # after this long, say what is awaited
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,103 @@ class DistInfo:
         return self.world_size > 1
 
 
+LAUNCH_HINT = "launch with `torchrun --nproc_per_node N -m mhe.cli train ...`, which sets them all"
+
+
+def _env_int(name: str, default: int | None = None, minimum: int = 0) -> int:
+    """An integer environment variable of the rendezvous, checked (a DistributedSetupError names it)."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        if default is not None:
+            return default
+        raise DistributedSetupError(f"{name} is not set; {LAUNCH_HINT}")
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise DistributedSetupError(f"{name}={text!r} is not an integer; {LAUNCH_HINT}") from None
+    if value < minimum:
+        raise DistributedSetupError(f"{name}={value} must be at least {minimum}; {LAUNCH_HINT}")
+    return value
+
+
 def launched_distributed() -> bool:
-    """True when the environment says this process is one of several (``torchrun`` sets ``WORLD_SIZE``)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True when the environment says this process is one of several (``torchrun`` sets ``WORLD_SIZE``);
+    a malformed ``WORLD_SIZE`` is a :class:`~mhe.errors.DistributedSetupError`."""
+    return _env_int("WORLD_SIZE", default=1, minimum=1) > 1
+
+
+def _rendezvous_env() -> tuple[int, int, str, int]:
+    """``(rank, world_size, master_addr, master_port)`` from the environment, every value checked."""
+    world = _env_int("WORLD_SIZE", default=1, minimum=1)
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT", "RANK") if not os.environ.get(k, "").strip()]
+    if missing:
+        raise DistributedSetupError(
+            f"WORLD_SIZE={world} (several processes) but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"not set; {LAUNCH_HINT} (or set MASTER_ADDR, MASTER_PORT and RANK for each process)")
+    rank = _env_int("RANK")
+    if rank >= world:
+        raise DistributedSetupError(f"RANK={rank} but WORLD_SIZE={world}: ranks are 0 to {world - 1}")
+    port = _env_int("MASTER_PORT", minimum=1)
+    if port > 65535:
+        raise DistributedSetupError(f"MASTER_PORT={port} is not a port number (1 to 65535)")
+    return rank, world, os.environ["MASTER_ADDR"].strip(), port
+
+
+def _timeout_s() -> float:
+    text = os.environ.get("MHE_DIST_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise DistributedSetupError(f"MHE_DIST_TIMEOUT={text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise DistributedSetupError(f"MHE_DIST_TIMEOUT={text} must be a positive number of seconds")
+    return value
+
+
+def _join_process_group(backend: str, rank: int, world: int, addr: str, port: int) -> None:
+    """``dist.init_process_group`` with a deadline, a note on what it waits for, and Ctrl-C honoured.
+
+    torch blocks inside C++ while the processes meet, where Python cannot act on Ctrl-C; the call runs in
+    a helper thread and this one waits for it in short slices (a KeyboardInterrupt then ends the wait;
+    the helper thread is a daemon and dies with the process)."""
+    outcome: dict[str, BaseException | None] = {}
+
+    def join() -> None:
+        try:
+            dist.init_process_group(backend=backend)
+            outcome["error"] = None
+        except BaseException as e:  # handed to the waiting thread
+            outcome["error"] = e
+
+    timeout = _timeout_s()
+    what = (f"the {world} processes (WORLD_SIZE={world}) to meet at {addr}:{port} (MASTER_ADDR:MASTER_PORT); "
+            f"this is RANK={rank}")
+    worker = threading.Thread(target=join, name="mhe-rendezvous", daemon=True)
+    start = time.monotonic()
+    worker.start()
+    noted = False
+    while worker.is_alive():
+        worker.join(0.1)
+        waited = time.monotonic() - start
+        if not noted and waited >= NOTICE_AFTER_S and worker.is_alive():
+            print(f"[mhe] waiting for {what}; Ctrl-C stops, the wait ends after {timeout:g} s "
+                  "($MHE_DIST_TIMEOUT)", file=sys.stderr, flush=True)
+            noted = True
+        if waited >= timeout and worker.is_alive():
+            raise DistributedSetupError(
+                f"gave up after {timeout:g} s waiting for {what}: start every rank (torchrun starts them "
+                "together), check MASTER_ADDR and MASTER_PORT, or wait longer with MHE_DIST_TIMEOUT=<seconds>")
+    error = outcome.get("error")
+    if error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise DistributedSetupError(
+            f"cannot join the process group at {addr}:{port} as RANK={rank} of WORLD_SIZE={world} "
+            f"({type(error).__name__}: {first}); check MASTER_ADDR and MASTER_PORT (a free port on the "
+            "rank-0 machine)") from None
 
 
 def init_distributed(device: str | None = None) -> DistInfo:
@@ -54,24 +160,19 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if not launched_distributed() and not (dist.is_available() and dist.is_initialized()):
         return DistInfo(device=base)
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        raise DistributedSetupError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
+    local_rank = _env_int("LOCAL_RANK", default=0)
     if base.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise DistributedSetupError(
                 f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
                 "use --nproc_per_node <= the number of GPUs"
             )
         base = torch.device("cuda", local_rank)
         torch.cuda.set_device(base)
     if not dist.is_initialized():
-        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT", "RANK") if k not in os.environ]
-        if missing:
-            raise RuntimeError(
-                f"WORLD_SIZE > 1 but {', '.join(missing)} not set; launch with "
-                "`torchrun --nproc_per_node N -m mhe.cli train ...`"
-            )
-        dist.init_process_group(backend="nccl" if base.type == "cuda" else "gloo")
+        rank, world, addr, port = _rendezvous_env()
+        _join_process_group("nccl" if base.type == "cuda" else "gloo", rank, world, addr, port)
     return DistInfo(
         rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=base
     )

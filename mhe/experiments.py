@@ -14,7 +14,9 @@ This module imports models, data, the trainer and the metrics; none of them impo
 
 from __future__ import annotations
 
+import numbers
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,7 +55,9 @@ class Experiment(NamedTuple):
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
         data = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[name]
         if data is None:
-            raise ConfigError(f"this experiment has no {name} split")
+            have = [s for s, d in zip(SPLITS, (self.train_set, self.val_set, self.test_set)) if d is not None]
+            raise ConfigError(f"this experiment has no {name} split (its builder gave none); it has: "
+                              f"{', '.join(have) or 'none'}")
         return data
 
 
@@ -113,10 +117,122 @@ def build_model(cfg: ExperimentConfig, train_set: Dataset | None = None) -> nn.M
     return MODELS[cfg.model.body](cfg, train_set)
 
 
+PLURAL = {"hand": "hands", "body": "bodies"}
+
+
 def _need_body(cfg: ExperimentConfig, body: str) -> None:
     if cfg.model.body != body:
-        raise ConfigError(f"data.dataset={cfg.data.dataset!r} holds {body}s but model.body={cfg.model.body!r}; "
-                          f"set model.body={body} (and a {body} model's settings, e.g. the {body}_* configs)")
+        mine = cfg.model.body
+        others = [d for d, b in DATASET_BODY.items() if b == mine]
+        shipped = ", ".join(f"{body}_{n}" for n in SHIPPED.get(body, ())[:3])
+        raise ConfigError(
+            f"data.dataset={cfg.data.dataset} holds {PLURAL.get(body, body)}, but this is a {mine} model "
+            f"(model.body={mine}): use a {body} checkpoint (shipped: {shipped}, ...) or train one from a {body}_* "
+            f"config" + (f"; a {mine} model reads data.dataset={' / '.join(others)}" if others else ""))
+
+
+#: What the data of each built-in dataset are (the model's ``model.body`` must match).
+DATASET_BODY = {"synthetic-hands": "hand", "ho3d": "hand", "synthetic-bodies": "body", "prohmr": "body",
+                "3dpw": "body"}
+
+_SIZES = ("train_size", "val_size", "test_size")
+#: The ``data.*`` settings each built-in dataset reads: any other would change nothing, so an override of it
+#: is refused (:func:`check_settings_apply`). Datasets added by plugins are not checked.
+DATA_KEYS: dict[str, tuple[str, ...]] = {
+    "synthetic-hands": ("dataset", *_SIZES, "data_seed", "occlusion", "images", "visibility", "rotation"),
+    "ho3d": ("dataset", "root", *_SIZES, "images"),
+    "synthetic-bodies": ("dataset", *_SIZES, "data_seed", "occlusion", "truncation"),
+    "prohmr": ("dataset", "root", *_SIZES),
+    "3dpw": ("dataset", "root", *_SIZES),
+}
+#: What ``data.root`` must hold for the datasets read from files (docs/formats.md).
+ROOT_CONTENT = {
+    "ho3d": "HO3D v3 (train.txt, evaluation.txt and the sequence folders)",
+    "prohmr": "ProHMR dataset files named train.npz, val.npz and/or test.npz",
+    "3dpw": "3DPW's sequenceFiles/{train,validation,test}/*.pkl",
+}
+
+
+def check_overrides_type(overrides: Any, name: str = "overrides") -> list[str]:
+    """``overrides`` as a list of ``"key=value"`` strings; a single string (whose characters would be taken
+    one by one) or anything else is a ``TypeError`` saying what to pass."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(f"{name} must be a list of 'key=value' strings, e.g. [{overrides!r}], not a single string")
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of 'key=value' strings, got {type(overrides).__name__}") from None
+    bad = [o for o in items if not isinstance(o, str)]
+    if bad:
+        raise TypeError(f"{name} must be a list of 'key=value' strings; {bad[0]!r} is a {type(bad[0]).__name__}")
+    return items
+
+
+def check_settings_apply(cfg: ExperimentConfig, overrides: Sequence[str]) -> None:
+    """Refuse the ``key=value`` overrides that would change nothing for ``cfg``: a ``data.*`` key that
+    ``cfg.data.dataset`` does not read (:data:`DATA_KEYS`), ``model.flip_temperature`` on a model without
+    the depth-flip mixture. Raises :class:`ConfigError` saying why and what to do instead."""
+    dataset = cfg.data.dataset
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        parts = key.split(".")
+        reads = DATA_KEYS.get(dataset)
+        if len(parts) == 2 and parts[0] == "data" and reads is not None and parts[1] not in reads:
+            users = [d for d, keys in DATA_KEYS.items() if parts[1] in keys]
+            raise ConfigError(
+                f"{key} is not read by data.dataset={dataset}, so it would change nothing"
+                + (f" (it is a setting of {', '.join(users)})" if users else "")
+                + f"; drop it. {dataset} reads: {', '.join('data.' + k for k in reads)}")
+        if key == "model.flip_temperature" and not cfg.model.flip_mixture:
+            raise ConfigError(
+                "model.flip_temperature scales the weight of the depth-flip mixture, and this model has none "
+                "(model.flip_mixture=false), so it would change nothing; drop it (the shipped model with the "
+                "mixture: hand_mhentropy_rot)")
+
+
+def _check_root_applies(cfg: ExperimentConfig, root: str) -> None:
+    """``root`` given for a dataset that is not read from a folder: refuse (it would be ignored)."""
+    reads = DATA_KEYS.get(cfg.data.dataset)
+    if reads is None or "root" in reads:
+        return
+    options = [d for d, keys in DATA_KEYS.items() if "root" in keys and DATASET_BODY.get(d) == cfg.model.body]
+    raise ConfigError(
+        f"--root {root}: data.dataset={cfg.data.dataset} is generated, not read from a folder, so the folder "
+        f"would be ignored; say which dataset it holds with --data (dataset=), e.g. "
+        + " or ".join(f"--data {d} ({ROOT_CONTENT[d]})" for d in options))
+
+
+def _missing_split(cfg: ExperimentConfig, exp: Experiment, split: str) -> ConfigError:
+    """The error for a split the experiment lacks, saying what to add (files for a dataset read from files)."""
+    have = [s for s, d in zip(SPLITS, (exp.train_set, exp.val_set, exp.test_set))
+            if d is not None and len(d) > 0]  # type: ignore[arg-type]
+    alt = [s for s in have if s != "train" and s != split]
+    other = f", or score --split {alt[0]} (the folder has it)" if alt else ""
+    root = cfg.data.root
+    if cfg.data.dataset == "prohmr":
+        return ConfigError(f"data.root={root} holds no {split}.npz, so there is no {split} split: add {split}.npz "
+                           f"there (a ProHMR dataset file, see docs/formats.md){other}")
+    if cfg.data.dataset == "3dpw":
+        folder = {"train": "train", "val": "validation", "test": "test"}[split]
+        return ConfigError(f"data.root={root} holds no {split} split: add 3DPW's {folder} sequences there "
+                           f"(sequenceFiles/{folder}/*.pkl){other}")
+    return ConfigError(f"the experiment for data.dataset={cfg.data.dataset} has no {split} split"
+                       + (f"; it has: {', '.join(have)}" if have else ""))
+
+
+def _split_of(exp: Experiment, cfg: ExperimentConfig, split: str) -> Dataset:
+    if split in SPLITS and {"train": exp.train_set, "val": exp.val_set, "test": exp.test_set}[split] is None:
+        raise _missing_split(cfg, exp, split)
+    return exp.split(split)
+
+
+def skipped_items(dataset: Any) -> int:
+    """How many items a dataset reader skipped as unusable (its ``skipped_items``; 0 when it has none),
+    looking through :class:`~torch.utils.data.Subset` wrappers."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    n = getattr(dataset, "skipped_items", 0)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
 def input_label(cfg: ExperimentConfig) -> str:
@@ -183,12 +299,19 @@ def _real_body_splits(cfg: ExperimentConfig, name: str, make: Callable[[str], Da
     _need_body(cfg, "body")
     d = cfg.data
     if not d.root:
-        raise ConfigError(f"data.dataset={name} needs data.root=<the dataset's folder>")
+        raise ConfigError(f"data.dataset={name} needs data.root=<the dataset's folder: {ROOT_CONTENT[name]}>")
+    root = Path(d.root)
+    if not root.exists():
+        raise FileNotFoundError(f"data.root={d.root}: no such folder; it should hold {ROOT_CONTENT[name]}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"data.root={d.root} is a file; give the folder that holds {ROOT_CONTENT[name]}")
     train, val, test = make("train"), make("val"), make("test")
     if train is None and val is None and test is None:
-        raise ConfigError(f"data.root={d.root!r} holds no split of a {name} dataset (see docs/formats.md)")
-    test = test if test is not None else val
-    train = _cap(train, d.train_size) if train is not None else Subset(test, [])
+        there = sorted(p.name for p in root.iterdir())[:8]
+        raise ConfigError(f"data.root={d.root} holds no split of a {name} dataset: it should hold "
+                          f"{ROOT_CONTENT[name]} (see docs/formats.md); it holds: {', '.join(there) or 'nothing'}")
+    # no stand-ins: a split the folder lacks stays absent (a test split scored on val files would be mislabelled)
+    train = _cap(train, d.train_size) if train is not None else Subset(val if val is not None else test, [])
     return Experiment(build_body_model(cfg, train), train, _cap(val, d.val_size) if val is not None else None,
                       evaluate_model, _cap(test, d.test_size) if test is not None else None)
 
@@ -210,7 +333,8 @@ def build_3dpw(cfg: ExperimentConfig) -> Experiment:
     root = Path(cfg.data.root or ".")
     folders = {"train": "train", "val": "validation", "test": "test"}
     return _real_body_splits(cfg, "3dpw", lambda split: ThreeDPW(root, folders[split])
-                             if any((root / "sequenceFiles" / folders[split]).glob("*.pkl")) else None)
+                             if (root / "sequenceFiles" / folders[split]).is_dir()
+                             and any((root / "sequenceFiles" / folders[split]).glob("*.pkl")) else None)
 
 
 #: One builder per ``data.dataset``.
@@ -270,6 +394,12 @@ def train_experiment(
     # every rank builds the same initial model (DDP also broadcasts rank 0's weights)
     seed_everything(cfg.seed)
     exp = build_experiment(cfg)
+    if info.is_main:
+        for name, data in (("train", exp.train_set), ("val", exp.val_set)):
+            n = skipped_items(data)
+            if n:
+                print(f"[mhe] {cfg.data.dataset} {name} split: {n} items skipped (nothing usable in them); "
+                      f"{len(data)} used", flush=True)  # type: ignore[arg-type]
     trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info)
     return trainer.fit(resume=resume, overwrite=overwrite)
 
@@ -284,13 +414,20 @@ def _checkpoint_experiment(
 ) -> tuple[Experiment, dict, ExperimentConfig, Path]:
     """A checkpoint's experiment rebuilt (optionally on another dataset, root, data seed or data setting):
     ``(experiment, checkpoint, config, resolved path)``; the weights are not loaded yet."""
+    data_overrides = check_overrides_type(data_overrides, "data_overrides")
+    for name, value in (("dataset", dataset), ("root", root)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a str, got {type(value).__name__} ({value!r})")
+    if data_seed is not None and (not isinstance(data_seed, numbers.Integral) or isinstance(data_seed, bool) or data_seed < 0):
+        raise TypeError(f"data_seed must be a non-negative int, got {data_seed!r}")
     path = resolve_checkpoint_path(path)
     ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt, source=str(path))
     if dataset is not None:
         cfg.data.dataset = dataset
     if root is not None:
-        cfg.data.root = root
+        cfg.data.root = os.fspath(root)
+        _check_root_applies(cfg, os.fspath(root))
     if data_overrides:
         bad = [o for o in data_overrides if not o.strip().startswith(EVALUATION_OVERRIDES)]
         if bad:
@@ -300,6 +437,7 @@ def _checkpoint_experiment(
         data = apply_overrides(config_to_dict(cfg), list(data_overrides))
         cfg = config_from_dict(data)
         validate_config(cfg)
+        check_settings_apply(cfg, data_overrides)
     if data_seed is not None:
         if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
             raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
@@ -343,18 +481,15 @@ def evaluate_checkpoint(
     "seed", "data_seed", "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model)
     is ``None``.
     """
-    if num_samples is not None and num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if max_items is not None and max_items < 1:
-        raise ValueError(f"max_items must be at least 1, got {max_items}")
+    _check_int("num_samples", num_samples, optional=True)
+    _check_number("temperature", temperature)
+    _check_int("batch_size", batch_size)
+    _check_int("max_items", max_items, optional=True)
     exp, ckpt, cfg, path = _checkpoint_experiment(path, dataset, root, data_seed, data_overrides)
     if exp.evaluate_fn is None:
         raise ConfigError(f"the experiment for {cfg.data.dataset!r} has no evaluation function")
-    data = exp.split(split)
+    data = _split_of(exp, cfg, split)
+    skipped = skipped_items(data)
     load_model_state(exp.model, ckpt, source=str(path))
     model = exp.model.to(default_device(device)).eval()
     if num_samples is None:  # the body's protocol: 200 hypotheses for hands, the best of 25 for bodies
@@ -376,8 +511,27 @@ def evaluate_checkpoint(
         "data_seed": cfg.data.data_seed if cfg.data.dataset in GENERATED_DATASETS else None,
         "step": ckpt["step"],
         "items": len(data),  # type: ignore[arg-type]
+        "skipped_items": skipped,  # items of the split the reader found nothing usable in (not scored)
         "metrics": {k: (None if v != v else float(v)) for k, v in metrics.items()},  # NaN -> None (JSON null)
     }
+
+
+def _check_int(name: str, value: Any, *, optional: bool = False, minimum: int = 1) -> None:
+    """An integer argument of a library call: a clear TypeError for another type, ValueError below ``minimum``."""
+    if value is None and optional:
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    """A positive finite number argument (temperatures): TypeError for a string, ValueError otherwise."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, e.g. 0.8, got {type(value).__name__} ({value!r})")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"{name} must be positive, got {value}")
 
 
 def export_checkpoint_meshes(
@@ -394,17 +548,22 @@ def export_checkpoint_meshes(
     data_overrides: Sequence[str] = (),
     device: str | None = None,
     seed: int = EVAL_SEED,
+    overwrite: bool = False,
 ) -> Path:
     """Write the meshes of ``num_samples`` hypotheses of item ``index`` of a checkpoint's ``split`` (and its
     ground truth) to ``out`` (``.ply``, ``.obj`` or ``.glb``; one colour per hypothesis, mm, root-relative):
-    what ``mhe meshes`` does. Seeded by ``seed``."""
+    what ``mhe meshes`` does. Seeded by ``seed``. An existing ``out`` is replaced only with ``overwrite``
+    (and only if it is a regular file); checked before any sampling."""
+    from mhe.errors import check_output_path
     from mhe.rng import isolated_rng
-    from mhe.viz.meshes import export_hypothesis_meshes
+    from mhe.viz.meshes import MESH_FORMATS, export_hypothesis_meshes
 
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    check_output_path(out, overwrite=overwrite, option="out", suffixes=MESH_FORMATS, overwrite_hint="overwrite=True")
+    _check_int("num_samples", num_samples)
+    _check_int("index", index, minimum=0)
+    _check_number("temperature", temperature)
     exp, ckpt, cfg, path = _checkpoint_experiment(path, dataset, root, data_seed, data_overrides)
-    data = exp.split(split)
+    data = _split_of(exp, cfg, split)
     if not 0 <= index < len(data):  # type: ignore[arg-type]
         raise ConfigError(f"item {index} is out of range: the {split} split has {len(data)} items")  # type: ignore[arg-type]
     load_model_state(exp.model, ckpt, source=str(path))
@@ -445,9 +604,14 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[nn.M
     return model.to(default_device(device)).eval(), cfg
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str | None = None) -> Path:
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str | None = None, *,
+                      overwrite: bool = False) -> Path:
     """Copy a training checkpoint without its optimizer state (what ships in ``mhe/checkpoints``);
-    ``name`` renames the run (e.g. a candidate run chosen on validation becomes ``hand_mhentropy``)."""
+    ``name`` renames the run (e.g. a candidate run chosen on validation becomes ``hand_mhentropy``).
+    An existing ``dst`` is replaced only with ``overwrite=True`` (and only if it is a regular file)."""
+    from mhe.errors import check_output_path
+
+    check_output_path(dst, overwrite=overwrite, option="dst", overwrite_hint="overwrite=True")
     state = load_checkpoint(src)
     if name is not None:
         state["config"]["name"] = name
@@ -474,36 +638,57 @@ def load_or_train(
 
     Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
     exists; otherwise trains the packaged config ``<body>_<objective>`` with a progress bar and keeps the
-    result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder.
+    result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder,
+    removed afterwards.
+
+    ``overrides`` (``["train.steps=200", ...]``) train a variant, never loaded from nor exported to the
+    shipped checkpoints. Runs go to ``<directory>/runs/<run>`` when ``directory`` is given, else to
+    ``<data folder>/runs/<run>`` (never into the package), unless the overrides set ``train.out_dir``. A run
+    folder that already holds a run is continued (resumed; a finished run ends at once), never
+    overwritten: a run of another config there is refused with a message.
     """
+    overrides = check_overrides_type(overrides)
     if body not in SHIPPED:
         raise ValueError(f"body must be one of {tuple(SHIPPED)}, got {body!r}")
     if objective not in SHIPPED[body]:
         raise ValueError(f"objective must be one of {SHIPPED[body]} for body={body!r}, got {objective!r}")
-    directory = Path(directory) if directory is not None else checkpoint_dir()
-    path = directory / f"{body}_{objective}.pt"
+    base = Path(directory) if directory is not None else None
+    path = (base if base is not None else checkpoint_dir()) / f"{body}_{objective}.pt"
     if path.exists() and not smoke and not overrides:
         return load_model(path, device)
     extra = list(overrides)
+    user_out = any(o.split("=", 1)[0].strip() == "train.out_dir" for o in overrides)
+    temp: str | None = None
     if smoke:
-        out = tempfile.mkdtemp(prefix=f"mhe_smoke_{body}_{objective}_")
         extra += ["train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
-                  "train.batch_size=16", "train.eval_every=0", f"train.out_dir={out}"]
-    else:
+                  "train.batch_size=16", "train.eval_every=0"]
+        if not user_out:
+            temp = tempfile.mkdtemp(prefix=f"mhe_smoke_{body}_{objective}_")
+            extra += [f"train.out_dir={temp}"]
+    elif not user_out:
         run = objective if body == "hand" else f"{body}_{objective}"
-        extra += [f"train.out_dir={directory / 'runs' / run}"]
-    cfg = load_config(f"{body}_{objective}", extra)
-    if device is not None:
-        cfg.device = device
-    cfg.train.progress = progress
-    if not smoke and not overrides:
-        # No silent hours: a missing checkpoint means a full training run, so say so before it starts.
-        print(f"[mhe] no checkpoint at {path}: training {body}_{objective} from scratch, {cfg.train.steps} steps "
-              f"(the shipped models took 20-80 CPU-minutes each on 2 cores; "
-              f"{'the progress bar shows the time left' if progress else 'progress=False: no progress bar'}). "
-              f"Ctrl-C saves the run; `mhe train --config {body}_{objective} train.out_dir={cfg.train.out_dir} --resume` "
-              "continues it.", flush=True)
-    result = train_experiment(cfg, overwrite=True)
-    if not smoke and not overrides:
-        export_checkpoint(result.checkpoint, path)
-    return load_model(result.checkpoint, device)
+        extra += [f"train.out_dir={(base if base is not None else data_dir()) / 'runs' / run}"]
+    try:
+        cfg = load_config(f"{body}_{objective}", extra)
+        if device is not None:
+            cfg.device = device
+        cfg.train.progress = progress
+        out = cfg.out_path()
+        resume = temp is None and (out / "last.pt").exists()
+        if not smoke and not overrides:
+            # No silent hours: a missing checkpoint means a full training run, so say so before it starts.
+            print(f"[mhe] no checkpoint at {path}: training {body}_{objective} from scratch, {cfg.train.steps} steps "
+                  f"(the shipped models took 20-80 CPU-minutes each on 2 cores; "
+                  f"{'the progress bar shows the time left' if progress else 'progress=False: no progress bar'}). "
+                  f"Ctrl-C saves the run; `mhe train --config {body}_{objective} train.out_dir={cfg.train.out_dir} "
+                  "--resume` continues it." + (f" Continuing the run in {out}." if resume else ""), flush=True)
+        elif resume and progress:
+            print(f"[mhe] continuing the run in {out} (it is never overwritten; pass another train.out_dir "
+                  "for a fresh one)", flush=True)
+        result = train_experiment(cfg, resume=resume)
+        if not smoke and not overrides:
+            export_checkpoint(result.checkpoint, path)
+        return load_model(result.checkpoint, device)
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)

@@ -153,6 +153,18 @@ class _ObjectiveModule(nn.Module):
         return self.objective(self.model, batch, **self.kwargs)
 
 
+def summarize_names(names: list[str], limit: int = 8) -> str:
+    """Tensor names grouped by their first two components with counts (``flow.transforms (24), head.rot (2)``),
+    at most ``limit`` groups shown."""
+    groups: dict[str, int] = {}
+    for n in names:
+        key = ".".join(n.split(".")[:2])
+        groups[key] = groups.get(key, 0) + 1
+    shown = [f"{k}.* ({v})" if v > 1 else (next(n for n in names if ".".join(n.split(".")[:2]) == k)) for k, v in
+             list(groups.items())[:limit]]
+    return ", ".join(shown) + (f", ... ({len(groups) - limit} more groups)" if len(groups) > limit else "")
+
+
 # ---------------------------------------------------------------------------------------------------
 # data order, RNG isolation, logging
 
@@ -428,6 +440,15 @@ class Trainer:
         """Restore model, optimizer, RNGs and position from a checkpoint, checking the config matches."""
         ckpt = load_checkpoint(path, map_location="cpu")
         check_resume_config(ckpt["config"], config_to_dict(self.cfg), source=str(path))
+        if ckpt["step"] > self.total_steps:
+            t = self.cfg.train
+            length = f"train.steps={t.steps}" if t.steps else f"train.epochs={t.epochs} ({self.total_steps} steps)"
+            raise ConfigError(
+                f"{path} is at step {ckpt['step']}, past the end of this config's run ({length}): resuming would "
+                f"stop at once and rewrite the run's config.yaml and logs. Resume with train.steps of at least "
+                f"{ckpt['step']} (e.g. its own config: --config {self.out_dir / 'config.yaml'}), or start a fresh "
+                "run in another train.out_dir"
+            )
         load_model_state(self.model, ckpt, source=str(path))
         if ckpt.get("optimizer") is not None:
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -460,10 +481,17 @@ class Trainer:
         verbose = self.dist.is_main and self.cfg.train.progress
         if self.cfg.train.init_partial:
             loaded, skipped = load_matching_state(self.model, ckpt)
-            if verbose:
-                print(f"[mhe] initialised {len(loaded)} of {len(loaded) + len(skipped)} tensors from {path}"
-                      + (f"; fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""),
-                      flush=True)
+            total = len(loaded) + len(skipped)
+            if not loaded:
+                raise ConfigError(
+                    f"train.init_from={source}: none of this model's {total} tensors has a match (same name and "
+                    f"shape) in {path}, so nothing would be copied; choose a checkpoint of a similar model, or "
+                    "drop train.init_from"
+                )
+            if self.dist.is_main:  # always said, progress bar or not: a partial copy is easy to mistake
+                print(f"[mhe] initialised {len(loaded)} of {total} tensors from {path} (train.init_partial: name "
+                      f"and shape match); {len(skipped)} keep their fresh initialisation"
+                      + (f": {summarize_names(skipped)}" if skipped else ""), flush=True)
             return path
         check_model_config(ckpt["config"], config_to_dict(self.cfg), source=str(path))
         load_model_state(self.model, ckpt, source=str(path))
