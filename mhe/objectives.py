@@ -116,13 +116,59 @@ def _check_batch(batch: dict, *keys: str) -> None:
             )
 
 
+def labelled_3d(batch: dict, key: str = "joints_3d") -> Tensor:
+    """(B, J) bool: the joints with a 3D label in ``batch[key]`` (B, J, 3): finite, in an item whose
+    ``has_3d`` (when the batch has it) is true. Real files lack some (NaN there, see docs/formats.md)."""
+    valid = torch.isfinite(batch[key]).all(-1)
+    if "has_3d" in batch:
+        valid = valid & batch["has_3d"].to(valid.device).bool().reshape(-1, 1)
+    return valid
+
+
+def labelled_pose(batch: dict) -> Tensor:
+    """(B,) bool: the items with ground-truth SMPL / MANO parameters (``has_smpl`` when the batch has it, and
+    finite ``params``, ``global_orient`` and ``betas`` where given)."""
+    ok = torch.isfinite(batch["params"]).all(-1)
+    for key in ("global_orient", "betas"):
+        if key in batch:
+            ok = ok & torch.isfinite(batch[key].to(ok.device)).reshape(len(ok), -1).all(-1)
+    if "has_smpl" in batch:
+        ok = ok & batch["has_smpl"].to(ok.device).bool().reshape(-1)
+    return ok
+
+
+def _without_missing_pose(batch: dict, ok: Tensor) -> dict:
+    """``batch`` with the pose labels of the items outside ``ok`` set to 0 (never scored: masked by the caller;
+    zero, not NaN, so that no NaN reaches a gradient through a masked branch)."""
+    out = dict(batch)
+    for key in ("params", "global_orient", "betas"):
+        if key in batch:
+            v = batch[key]
+            out[key] = torch.where(ok.to(v.device).reshape(-1, *([1] * (v.dim() - 1))), v, v.new_zeros(()))
+    return out
+
+
+def _masked_item_mean(values: Tensor, ok: Tensor) -> Tensor:
+    """Mean of values (B,) over the items in ok (B,) bool; 0 (with the graph kept) when there is none."""
+    ok = ok.to(values.device)
+    return torch.where(ok, values, values.new_zeros(())).sum() / ok.sum().clamp_min(1)
+
+
 def _l1_3d(hyp: Hypotheses, batch: dict) -> Tensor:
-    """Mean absolute 3D joint error over B, S, J and xyz (3D supervision)."""
+    """Mean absolute 3D joint error over B, S, J and xyz (3D supervision), over the joints with a 3D label
+    (:func:`labelled_3d`; 0 when the batch has none)."""
     if "joints_3d" not in batch:
         raise KeyError("w_3d > 0 needs batch['joints_3d'] (B, J, 3)")
     if "joints_3d" not in hyp.extras:
         raise KeyError("w_3d > 0 needs the model to return extras['joints_3d'] (B, S, J, 3)")
-    return (hyp.extras["joints_3d"] - batch["joints_3d"].unsqueeze(1)).abs().mean()
+    valid = labelled_3d(batch)
+    if bool(valid.all()):
+        return (hyp.extras["joints_3d"] - batch["joints_3d"].unsqueeze(1)).abs().mean()
+    pred = hyp.extras["joints_3d"]
+    keep = valid[:, None, :, None].to(pred.device)
+    gt = torch.where(valid[..., None], batch["joints_3d"], 0.0).unsqueeze(1)
+    err = torch.where(keep, (pred - gt).abs(), pred.new_zeros(()))
+    return err.sum() / (valid.sum() * pred.shape[1] * pred.shape[-1]).clamp_min(1)
 
 
 def _with_3d(
@@ -199,7 +245,7 @@ def nll(
     the ground truth, not samples). Terms: ``nll``, ``keypoints`` (when used), ``loss``.
     """
     _check_batch(batch, "params")
-    value = -model.log_prob(batch, batch["params"]).mean()
+    value = _nll_term(model, batch)
     loss = w_nll * value
     terms = {"nll": value.item()}
     if w_keypoints > 0:
@@ -211,12 +257,24 @@ def nll(
     return loss, terms
 
 
+def _nll_term(model: HypothesisModel, batch: dict) -> Tensor:
+    """-log q(params_gt | batch), the mean over the items with pose labels (:func:`labelled_pose`)."""
+    ok = labelled_pose(batch)
+    if bool(ok.all()):
+        return -model.log_prob(batch, batch["params"]).mean()
+    clean = _without_missing_pose(batch, ok)
+    return -_masked_item_mean(model.log_prob(clean, clean["params"]), ok)
+
+
 def _keypoint_l1(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-    """ProHMR's keypoint loss: L1 summed over keypoints and coordinates (masked by ``weight (B, K)``),
-    per hypothesis ``(B, S)``."""
+    """ProHMR's keypoint loss: L1 summed over keypoints and coordinates (masked by ``weight (B, K)``: a bool
+    mask selects, so a NaN target outside it never reaches the sum), per hypothesis ``(B, S)``."""
     err = (pred - target.unsqueeze(1)).abs().sum(-1)
     if weight is not None:
-        err = err * weight.to(err.dtype)[:, None, :]
+        if weight.dtype == torch.bool:
+            err = torch.where(weight[:, None, :].to(err.device), err, err.new_zeros(()))
+        else:
+            err = err * weight.to(err.dtype)[:, None, :]
     return err.sum(-1)
 
 
@@ -261,11 +319,12 @@ def prohmr(
     mode = model.mode(batch)
     want_samples = w_2d_samples > 0 or w_3d_samples > 0
     hyp = model.hypotheses(batch, num_samples) if want_samples else None
-    vis = batch["visible"]
+    vis = batch["visible"].bool()
     loss = mode.pred_obs.new_zeros(())
     terms = {}
+    posed = labelled_pose(batch) if labels or w_betas > 0 and "params" in batch else None
     if w_nll > 0:
-        value = -model.log_prob(batch, batch["params"]).mean()
+        value = _nll_term(model, batch)
         loss, terms["nll"] = loss + w_nll * value, value.item()
     for name, w, h in (("kp2d_mode", w_2d_mode, mode), ("kp2d_samples", w_2d_samples, hyp)):
         if w > 0 and h is not None:
@@ -275,14 +334,28 @@ def prohmr(
         if w > 0 and h is not None:
             if "joints_3d_mm" not in batch:
                 raise KeyError(f"{name} needs batch['joints_3d_mm'] (B, J, 3) root-relative")
-            kp = _keypoint_l1(h.extras["joints_metric"], batch["joints_3d_mm"].to(h.pred_obs) / 1000.0).mean()
+            labelled = labelled_3d(batch, "joints_3d_mm")
+            target = batch["joints_3d_mm"].to(h.pred_obs) / 1000.0
+            if bool(labelled.all()):
+                kp = _keypoint_l1(h.extras["joints_metric"], target).mean()
+            else:  # joints without a 3D label (NaN) are left out, as invisible ones in 2D
+                kp = _keypoint_l1(h.extras["joints_metric"], torch.where(labelled[..., None], target, 0.0),
+                                  labelled).mean()
             loss, terms[name] = loss + w * kp, kp.item()
     if w_params > 0 and hasattr(model, "flow_target"):
-        target = model.flow_target(batch, batch["params"]).to(mode.params)
-        err = (mode.params[:, 0] - target).square().sum(-1).mean()
+        clean = batch if bool(posed.all()) else _without_missing_pose(batch, posed)
+        target = model.flow_target(clean, clean["params"]).to(mode.params)
+        per_item = (mode.params[:, 0] - target).square().sum(-1)
+        err = per_item.mean() if bool(posed.all()) else _masked_item_mean(per_item, posed)
         loss, terms["params"] = loss + w_params * err, err.item()
     if w_betas > 0 and "betas" in batch and "betas" in mode.extras:
-        err = (mode.extras["betas"] - batch["betas"].to(mode.params)).square().sum(-1).mean()
+        ok = posed if posed is not None else torch.isfinite(batch["betas"]).all(-1)
+        betas = batch["betas"].to(mode.params)
+        if bool(ok.all()):
+            err = (mode.extras["betas"] - betas).square().sum(-1).mean()
+        else:
+            betas = torch.where(ok.to(betas.device)[:, None], betas, 0.0)
+            err = _masked_item_mean((mode.extras["betas"] - betas).square().sum(-1), ok)
         loss, terms["betas"] = loss + w_betas * err, err.item()
     if w_ortho > 0 and "orthonormality" in mode.extras:
         ortho = mode.extras["orthonormality"].mean()
