@@ -279,7 +279,7 @@ class HO3D(Dataset):
             frames = [f for f in frames if f[0] in EVAL_SEQUENCES]
         if not frames:
             available = sorted({s for s, _ in _read_list(self.root / listing)})
-            raise ValueError(
+            raise DataFileError(
                 f"no frames for split={split!r}, sequences={sequences!r} in {self.root / listing}; "
                 f"sequences there: {available}"
             )
@@ -310,10 +310,20 @@ class HO3D(Dataset):
                 f"{None if joints is None else np.shape(joints)}); HO3D's evaluation split and a few "
                 "training frames lack it. Use split='test' (held-out training sequences) or drop the frame."
             )
+        meta_path = self.path(index, "meta")
         if meta.get("camMat") is None:
-            raise DataFileError(f"frame {seq}/{fid}: {self.path(index, 'meta')} has no camMat")
-        K = np.asarray(meta["camMat"], dtype=np.float64)
-        xyz = np.asarray(joints, dtype=np.float64) @ OPENGL_TO_OPENCV.T  # (21, 3) metres, camera frame
+            raise DataFileError(f"frame {seq}/{fid}: {meta_path} has no camMat")
+        K = _numbers(meta, "camMat", (3, 3), meta_path)
+        if not (K[0, 0] > 0 and K[1, 1] > 0):
+            raise DataFileError(f"HO3D meta file {meta_path}: key 'camMat' is {K.tolist()}; the focal lengths "
+                                "camMat[0, 0] and camMat[1, 1] must be positive")
+        joints = _numbers(meta, "handJoints3D", (21, 3), meta_path)
+        if not (joints[:, 2] < 0).all():  # OpenGL camera: the hand lies at -z
+            j = int(np.flatnonzero(~(joints[:, 2] < 0))[0])
+            raise DataFileError(f"HO3D meta file {meta_path}: key 'handJoints3D' puts joint {j} at "
+                                f"{joints[j].tolist()} m, not in front of the camera (HO3D's OpenGL camera "
+                                "looks along -z, so every joint needs z < 0)")
+        xyz = joints @ OPENGL_TO_OPENCV.T  # (21, 3) metres, camera frame
         uv, z = project(xyz, K)
         depth = read_depth(self.path(index, "depth"))
         H, W = depth.shape
@@ -327,12 +337,14 @@ class HO3D(Dataset):
 
         rel = xyz - xyz[_ROOT]
         scale = float(np.linalg.norm(xyz[_BONE[1]] - xyz[_BONE[0]]))
-        if scale <= 0:
-            raise ValueError(f"frame {seq}/{fid}: zero-length bone {_BONE}, cannot normalise")
+        if not scale > 0:
+            raise DataFileError(f"HO3D meta file {meta_path}: key 'handJoints3D' puts joints {_BONE[0]} and "
+                                f"{_BONE[1]} (middle MCP and PIP) at the same point, a zero-length bone: the "
+                                "item cannot be normalised")
         pose = meta.get("handPose")
-        pose = np.full(48, np.nan) if pose is None else np.asarray(pose, dtype=np.float64).reshape(48)
+        pose = np.full(48, np.nan) if pose is None else _numbers(meta, "handPose", (48,), meta_path)
         betas = meta.get("handBeta")
-        betas = np.full(10, np.nan) if betas is None else np.asarray(betas, dtype=np.float64).reshape(10)
+        betas = np.full(10, np.nan) if betas is None else _numbers(meta, "handBeta", (10,), meta_path)
         # The global rotation acts in the OpenGL frame; in the camera frame it is F R (F = diag(1,-1,-1)).
         orient = Rotation.from_matrix(OPENGL_TO_OPENCV @ Rotation.from_rotvec(pose[:3]).as_matrix()).as_rotvec()
         item = {
@@ -372,6 +384,27 @@ class HO3D(Dataset):
                 fillcolor=(127, 127, 127),
             )
         return torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def _numbers(meta: dict[str, Any], key: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """``meta[key]`` as a float64 array of ``shape`` (a flat array of the same size is reshaped), all finite;
+    otherwise a :class:`DataFileError` naming the file, the key and the value."""
+    try:
+        arr = np.asarray(meta[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataFileError(f"HO3D meta file {path}: key {key!r} holds {type(meta[key]).__name__} values, "
+                            f"expected numbers of shape {shape}") from None
+    if arr.shape != shape:
+        if arr.size != int(np.prod(shape)):
+            raise DataFileError(f"HO3D meta file {path}: key {key!r} has shape {arr.shape}, expected {shape}")
+        arr = arr.reshape(shape)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DataFileError(f"HO3D meta file {path}: key {key!r} at {pos if len(pos) > 1 else pos[0]} is "
+                            f"{arr[pos]} ({int(bad.sum())} non-finite value(s) in all); expected finite numbers: "
+                            "copy the file again from the HO3D v3 download, or leave the frame out")
+    return arr
 
 
 def _pca_basis(mano: Any) -> tuple[np.ndarray, np.ndarray]:
