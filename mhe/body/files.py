@@ -224,7 +224,8 @@ def validate_model_arrays(
 ) -> None:
     """Check that every key in ``expected`` exists with that shape (``None`` = any size, ``-1`` = at least 10).
 
-    Raises :class:`BodyModelFileError` naming the file, the key and both shapes.
+    Also that every float array is finite and the faces ``f`` index ``v_template``'s vertices. Raises
+    :class:`BodyModelFileError` naming the file, the key and both shapes (or the value refused).
     """
     for key, shape in expected.items():
         if key not in data:
@@ -242,5 +243,16 @@ def validate_model_arrays(
                 f"{path}: key '{key}' has shape {got}, a {what} file has {want}; "
                 "the file is corrupt or belongs to another model"
             )
-        if np.asarray(data[key]).dtype.kind not in "biuf":
-            raise BodyModelFileError(f"{path}: key '{key}' is not numeric (dtype {np.asarray(data[key]).dtype})")
+        arr = np.asarray(data[key])
+        if arr.dtype.kind not in "biuf":
+            raise BodyModelFileError(f"{path}: key '{key}' is not numeric (dtype {arr.dtype})")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr)
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise BodyModelFileError(f"{path}: key '{key}' holds {int(bad.sum())} NaN or infinite value(s), the "
+                                     f"first {arr[pos]} at {pos}; the file is corrupt: download it again")
+    if "f" in expected and "v_template" in expected:
+        faces, verts = np.asarray(data["f"]), len(np.asarray(data["v_template"]))
+        if faces.size and (faces.min() < 0 or faces.max() >= verts or (faces != np.round(faces)).any()):
+            raise BodyModelFileError(f"{path}: key 'f' holds vertex indices from {faces.min()} to {faces.max()}, but "
+                                     f"v_template has {verts} vertices (indices 0 to {verts - 1}); the file is corrupt")
