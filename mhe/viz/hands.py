@@ -7,6 +7,7 @@ and :func:`mhe.metrics.per_joint_table` return) and returns a matplotlib figure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -174,40 +175,116 @@ def plot_per_joint_diversity(tables: Mapping[str, pd.DataFrame]) -> Figure:
     return fig
 
 
-def plot_accuracy_vs_diversity(metrics: pd.DataFrame) -> Figure:
-    """Accuracy against diversity, one point per objective (rows of ``metrics`` indexed by objective,
-    columns from :func:`mhe.metrics.evaluate`).
+def _place_labels(ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], colors: Sequence[str],
+                  obstacles: Sequence[tuple[float, float]] = (), fontsize: float = 9) -> None:
+    """Write ``texts[i]`` next to ``points[i]`` (data coordinates), each label touching its point and
+    overlapping no other label, point or obstacle where one of the candidate places allows it.
 
-    Left: best-hypothesis 3D error vs 3D diversity of occluded joints (down-right is better: diverse
-    *and* one hypothesis close to the truth). Right: worst-hypothesis 2D error on visible joints (AH) vs
-    2D diversity of visible joints (down-left is better: every hypothesis explains what is seen).
-    Models that read the image crop (names ending in ``_image``) are squares, the others dots.
+    Greedy in display space: points are labelled from the most crowded outwards; each tries the places
+    right, left, above, below and the four diagonals of its point (then the same twice as far), and
+    takes the first that overlaps nothing placed so far and stays inside the axes; when none is free,
+    the one with the least overlap.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
-    panels = ((axes[0], "pjd_3d_occ", "mpjpe_bh", "PJD 3D occluded (mm)", "BH-MPJPE (mm)"),
-              (axes[1], "pjd_2d_vis", "ah", "PJD 2D visible (px)", "AH: worst hypothesis, visible (px)"))
-    for ax, x, y, xl, yl in panels:
-        for name, row in metrics.iterrows():
-            # squares: models that read the image crop; dots: models that read the visible keypoints
-            ax.scatter(row[x], row[y], s=80, color=OBJECTIVE_COLORS.get(str(name), "#555"), edgecolor="black",
-                       marker="s" if str(name).endswith("_image") else "o", zorder=3)
-        # labels of points that nearly coincide (in axis fractions) are stacked downwards, not overprinted
-        ax.margins(x=0.08, y=0.14)  # room for labels shifted above the top point or below the lowest
-        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-        placed: list[tuple[float, float]] = []
-        for name, row in metrics.iterrows():
-            u, v = (row[x] - x0) / (x1 - x0 or 1.0), (row[y] - y0) / (y1 - y0 or 1.0)
-            near = [pv for pu, pv in placed if abs(u - pu) < 0.25 and abs(v - pv) < 0.06]
-            shift = 12 * (sum(pv <= v for pv in near) - sum(pv > v for pv in near))  # away from the others
-            placed.append((u, v))
-            ax.annotate(LABELS.get(str(name), str(name)), (row[x], row[y]), textcoords="offset points",
-                        xytext=(6, 5 + shift), fontsize=9, color=OBJECTIVE_COLORS.get(str(name), "#555"))
-        ax.set_xlabel(xl)
-        ax.set_ylabel(yl)
-        ax.grid(alpha=0.3)
-    axes[0].set_title("accurate and diverse where occluded")
-    axes[1].set_title("consistent where visible")
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData.transform
+    marker_px = 7.0  # half-size of a marker's box, in display pixels
+    blocked = [tuple(to_px(p)) for p in [*points, *obstacles]]
+    boxes = [(x - marker_px, y - marker_px, x + marker_px, y + marker_px) for x, y in blocked]
+    frame = ax.get_window_extent(renderer)
+
+    def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    pts_px = np.array([to_px(p) for p in points]) if len(points) else np.zeros((0, 2))
+    crowd = [float(np.sort(np.hypot(*(pts_px - q).T))[1:3].sum()) if len(pts_px) > 2 else 0.0 for q in pts_px]
+    # (dx, dy) in points and the text's alignment
+    places = [(7, 0, "left", "center"), (-7, 0, "right", "center"), (0, 7, "center", "bottom"),
+              (0, -7, "center", "top"), (6, 6, "left", "bottom"), (-6, 6, "right", "bottom"),
+              (6, -6, "left", "top"), (-6, -6, "right", "top")]
+    places += [(2 * dx, 2 * dy, ha, va) for dx, dy, ha, va in places]
+    placed: list[tuple[float, ...]] = []
+    for i in sorted(range(len(points)), key=lambda k: crowd[k]):
+        own = boxes[i]
+        best, best_cost = None, math.inf
+        for dx, dy, ha, va in places:
+            t = ax.annotate(texts[i], points[i], textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                            fontsize=fontsize, color=colors[i], zorder=4)
+            bb = t.get_window_extent(renderer)
+            box = (bb.x0 - 1, bb.y0 - 1, bb.x1 + 1, bb.y1 + 1)
+            outside = max(0.0, frame.x0 - box[0]) + max(0.0, box[2] - frame.x1) \
+                + max(0.0, frame.y0 - box[1]) + max(0.0, box[3] - frame.y1)
+            cost = sum(overlap(box, b) for b in placed) + sum(overlap(box, b) for b in boxes if b is not own) \
+                + 50.0 * outside
+            if cost < best_cost:
+                if best is not None:
+                    best[0].remove()
+                best, best_cost = (t, box), cost
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        if best is not None:
+            placed.append(best[1])
+
+
+def plot_accuracy_vs_diversity(metrics: pd.DataFrame, samples: int | None = None) -> Figure:
+    """The error a user gets against how diverse the hypotheses are, one point per model (rows of ``metrics``
+    indexed by model name, the columns of :func:`metrics_table`).
+
+    Left: 3D error against the 3D diversity of occluded joints (PJD 3D-occ). The filled marker is the mean
+    MPJPE, the error of a hypothesis drawn at random: what a user gets without the ground truth. The
+    hollow marker below it, joined by a line, is BH-MPJPE, the best of the S hypotheses: an oracle's
+    choice that needs the ground truth, so it is a bound on what selecting one hypothesis could reach, not
+    an accuracy a user gets. For a one-hypothesis model the two coincide. Right: the worst hypothesis'
+    2D error on visible joints (AH) against the 2D diversity of visible joints (down-left: every hypothesis
+    explains what is seen). Models that read the image crop (names ending in ``_image``) are squares.
+    ``samples`` (S) only enters the legend's wording.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    names = [str(n) for n in metrics.index]
+    colors = [OBJECTIVE_COLORS.get(n, "#555") for n in names]
+    markers = ["s" if n.endswith("_image") else "o" for n in names]
+    labels = [LABELS.get(n, n) for n in names]
+    best_of = f"best of {samples}" if samples else "best hypothesis"
+    # left: the mean over hypotheses (filled) and the oracle's best (hollow), joined
+    ax = axes[0]
+    x, mean, bh = metrics["pjd_3d_occ"].to_numpy(float), metrics["mpjpe_mean"].to_numpy(float), \
+        metrics["mpjpe_bh"].to_numpy(float)
+    for k in range(len(names)):
+        ax.plot([x[k], x[k]], [bh[k], mean[k]], color=colors[k], lw=1.2, alpha=0.7, zorder=2)
+        ax.scatter(x[k], bh[k], s=55, facecolor="white", edgecolor=colors[k], linewidth=1.8, marker=markers[k],
+                   zorder=3)
+        ax.scatter(x[k], mean[k], s=85, color=colors[k], edgecolor="black", marker=markers[k], zorder=3)
+    ax.margins(x=0.12, y=0.1)
+    ax.set_xlabel("PJD 3D of occluded joints (mm): diversity where the hand is hidden")
+    ax.set_ylabel("3D error, MPJPE (mm)")
+    ax.set_title("3D error against diversity where occluded", fontsize=11)
+    ax.grid(alpha=0.3)
+    key = [Line2D([], [], marker="o", ls="", color="#777", markeredgecolor="black", ms=8,
+                  label="mean MPJPE: a hypothesis picked at random (what a user gets)"),
+           Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="#777", mew=1.8, ms=7,
+                  label=f"BH-MPJPE, {best_of} (an oracle's choice: needs the truth)"),
+           Line2D([], [], marker="s", ls="", color="#bbb", markeredgecolor="black", ms=8,
+                  label="squares: models that read the image crop")]
+    ax.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8.5, frameon=False)
+    # right: every hypothesis must explain the visible joints
+    ax = axes[1]
+    x2, ah = metrics["pjd_2d_vis"].to_numpy(float), metrics["ah"].to_numpy(float)
+    for k in range(len(names)):
+        ax.scatter(x2[k], ah[k], s=85, color=colors[k], edgecolor="black", marker=markers[k], zorder=3)
+    ax.margins(x=0.12, y=0.1)
+    ax.set_xlabel("PJD 2D of visible joints (px): spread where the hand is seen")
+    ax.set_ylabel("AH: worst hypothesis' 2D error on visible joints (px)")
+    ax.set_title("every hypothesis must explain what is seen (down-left is better)", fontsize=11)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
+    fig.canvas.draw()  # the labels are placed where the final layout puts the points
+    joins = [(xk, bh[k] + f * (mean[k] - bh[k])) for k, xk in enumerate(x) for f in (0.25, 0.5, 0.75)]
+    _place_labels(axes[0], list(zip(x, mean)), labels, colors, obstacles=list(zip(x, bh)) + joins)
+    _place_labels(axes[1], list(zip(x2, ah)), labels, colors)
     return fig
 
 
