@@ -130,5 +130,11 @@ def test_missing_rendezvous_variables_are_explained(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     for key in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(RuntimeError, match="MASTER_ADDR, MASTER_PORT, RANK not set; launch with `torchrun"):
+    from mhe.errors import DistributedSetupError
+
+    # one line from `mhe` (a UserError), still a RuntimeError for library callers
+    with pytest.raises(DistributedSetupError, match="MASTER_ADDR, MASTER_PORT, RANK are not set; launch with `torchrun"):
+        init_distributed("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(RuntimeError, match="WORLD_SIZE='two' is not an integer"):
         init_distributed("cpu")

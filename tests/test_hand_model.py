@@ -220,7 +220,7 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     def run(*extra):
         out = tmp_path / "m.json"
         assert main(["evaluate", "--checkpoint", "hand_deterministic", "--max-items", "5", "--device", "cpu",
-                     "--json", str(out), *extra]) == 0
+                     "--json", str(out), "--overwrite", *extra]) == 0
         return json.loads(out.read_text())
 
     base = run()
