@@ -127,13 +127,16 @@ def resolve_checkpoint_path(source: str | os.PathLike) -> Path:
             f"{str(source)!r} is a folder without a last.pt: pass a checkpoint file, or a run folder that "
             "`mhe train` has written a checkpoint to"
         )
-    shipped = checkpoint_dir() / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
-    if path.parent == Path(".") and shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in checkpoint_dir().glob("*.pt"))
+    # a name: $MHE_DATA/checkpoints first when set, then the checkpoints shipped inside the package
+    folders = list(dict.fromkeys([checkpoint_dir(), SHIPPED_DIR]))
+    for folder in folders:
+        shipped = folder / (path.name if path.suffix == ".pt" else f"{path.name}.pt")
+        if path.parent == Path(".") and shipped.is_file():
+            return shipped
+    names = sorted({p.stem for folder in folders for p in folder.glob("*.pt")})
     raise FileNotFoundError(
-        f"no checkpoint {str(source)!r}: it is neither a file nor a shipped checkpoint in {checkpoint_dir()} "
-        f"(shipped: {', '.join(names) or 'none'})"
+        f"no checkpoint {str(source)!r}: it is neither a file nor a shipped checkpoint in "
+        f"{' or '.join(str(f) for f in folders)} (shipped: {', '.join(names) or 'none'})"
     )
 
 

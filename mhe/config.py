@@ -285,6 +285,11 @@ def validate_config(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{key} = {value!r} is invalid: it must be {expected}")
     if not cfg.train.out_dir:
         raise ConfigError("train.out_dir is empty: give a folder for logs and checkpoints")
+    if not cfg.name.strip() and "{name}" in cfg.train.out_dir:
+        raise ConfigError(f"name is empty, and train.out_dir={cfg.train.out_dir} is named after it: give the run a name")
+    if m.encoder in ("cnn", "resnet") and not d.images:
+        raise ConfigError(f"model.encoder={m.encoder} reads image crops: set data.images=true (as the *_image configs "
+                          "do), or use a keypoint encoder (model.encoder=mlp or resmlp)")
     if m.flip_temperature != 1.0 and not m.flip_mixture:
         raise ConfigError(
             f"model.flip_temperature={m.flip_temperature!r} scales the weight of the depth-flip mixture, and "

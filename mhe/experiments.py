@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mhe.checkpoint import checkpoint_config, checkpoint_dir, load_checkpoint, load_model_state, resolve_checkpoint_path
+from mhe.checkpoint import SHIPPED_DIR, checkpoint_config, checkpoint_dir, load_checkpoint, load_model_state, resolve_checkpoint_path
 from mhe.config import ConfigError, ExperimentConfig, validate_config
 from mhe.config_io import apply_overrides, config_from_dict, config_to_dict, load_config
 from mhe.distributed import DistInfo, init_distributed
@@ -153,6 +153,9 @@ ROOT_CONTENT = {
 }
 
 
+IMAGE_ENCODERS = ("cnn", "resnet")  # the encoders that read image crops (data.images) instead of keypoints
+
+
 def check_overrides_type(overrides: Any, name: str = "overrides") -> list[str]:
     """``overrides`` as a list of ``"key=value"`` strings; a single string (whose characters would be taken
     one by one) or anything else is a ``TypeError`` saying what to pass."""
@@ -183,6 +186,11 @@ def check_settings_apply(cfg: ExperimentConfig, overrides: Sequence[str]) -> Non
                 f"{key} is not read by data.dataset={dataset}, so it would change nothing"
                 + (f" (it is a setting of {', '.join(users)})" if users else "")
                 + f"; drop it. {dataset} reads: {', '.join('data.' + k for k in reads)}")
+        if key == "data.images" and cfg.data.images and cfg.model.encoder not in IMAGE_ENCODERS:
+            raise ConfigError(
+                f"data.images=true renders image crops, and model.encoder={cfg.model.encoder} reads keypoints, so "
+                f"nothing would read them; drop it, or use an image encoder (model.encoder=cnn, as the *_image "
+                "configs)")
         if key == "model.flip_temperature" and not cfg.model.flip_mixture:
             raise ConfigError(
                 "model.flip_temperature scales the weight of the depth-flip mixture, and this model has none "
@@ -207,7 +215,7 @@ def _missing_split(cfg: ExperimentConfig, exp: Experiment, split: str) -> Config
     have = [s for s, d in zip(SPLITS, (exp.train_set, exp.val_set, exp.test_set))
             if d is not None and len(d) > 0]  # type: ignore[arg-type]
     alt = [s for s in have if s != "train" and s != split]
-    other = f", or score --split {alt[0]} (the folder has it)" if alt else ""
+    other = f", or score --split {alt[0]} (the folder has it)" if alt and split != "train" else ""
     root = cfg.data.root
     if cfg.data.dataset == "prohmr":
         return ConfigError(f"data.root={root} holds no {split}.npz, so there is no {split} split: add {split}.npz "
@@ -376,6 +384,10 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
             f"no experiment builder for data.dataset={key!r}; known datasets: {', '.join(sorted(EXPERIMENTS))}. "
             "Register one with mhe.experiments.register_experiment(name, builder)."
         )
+    images = cfg.model.encoder in IMAGE_ENCODERS
+    if images and key in DATA_KEYS and "images" not in DATA_KEYS[key]:
+        raise ConfigError(f"model.encoder={cfg.model.encoder} reads image crops, and data.dataset={key} has none "
+                          "(keypoints only): use a keypoint encoder (model.encoder=mlp or resmlp)")
     exp = EXPERIMENTS[key](cfg)
     if not isinstance(exp, tuple) or len(exp) < 2:
         raise TypeError(f"the builder for {key!r} must return Experiment(model, train_set, val_set, evaluate_fn)")
@@ -394,6 +406,8 @@ def train_experiment(
     # every rank builds the same initial model (DDP also broadcasts rank 0's weights)
     seed_everything(cfg.seed)
     exp = build_experiment(cfg)
+    if exp.train_set is not None and len(exp.train_set) == 0 and cfg.data.dataset in ROOT_CONTENT:  # type: ignore[arg-type]
+        raise _missing_split(cfg, exp, "train")
     if info.is_main:
         for name, data in (("train", exp.train_set), ("val", exp.val_set)):
             n = skipped_items(data)
@@ -420,6 +434,11 @@ def _checkpoint_experiment(
             raise TypeError(f"{name} must be a str, got {type(value).__name__} ({value!r})")
     if data_seed is not None and (not isinstance(data_seed, numbers.Integral) or isinstance(data_seed, bool) or data_seed < 0):
         raise TypeError(f"data_seed must be a non-negative int, got {data_seed!r}")
+    given = {o.split("=", 1)[0].strip(): o for o in data_overrides}
+    for option, key, value in (("--data", "data.dataset", dataset), ("--root", "data.root", root),
+                               ("--data-seed", "data.data_seed", data_seed)):
+        if value is not None and key in given:  # one would silently win over the other
+            raise ConfigError(f"{option} {value} and {given[key]} both set {key}: give it once")
     path = resolve_checkpoint_path(path)
     ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt, source=str(path))
@@ -654,6 +673,8 @@ def load_or_train(
         raise ValueError(f"objective must be one of {SHIPPED[body]} for body={body!r}, got {objective!r}")
     base = Path(directory) if directory is not None else None
     path = (base if base is not None else checkpoint_dir()) / f"{body}_{objective}.pt"
+    if base is None and not path.exists() and (SHIPPED_DIR / path.name).exists():
+        path = SHIPPED_DIR / path.name  # $MHE_DATA/checkpoints lacks it: the one shipped in the package
     if path.exists() and not smoke and not overrides:
         return load_model(path, device)
     extra = list(overrides)

@@ -286,7 +286,7 @@ class Trainer:
 
         n = len(train_set)  # type: ignore[arg-type]
         if n == 0:
-            raise ValueError("the training set is empty")
+            raise ConfigError("the training set is empty: check data.train_size and the dataset's train files")
         per_rank = math.ceil(n / self.dist.world_size)
         bs = config.train.batch_size
         self.batches_per_epoch = per_rank // bs if config.train.drop_last else math.ceil(per_rank / bs)
@@ -554,6 +554,12 @@ class Trainer:
         start_time = time.perf_counter()
         t = self.cfg.train
         ckpt_path = self.checkpoint_path()
+        for folder in (self.out_dir, *self.out_dir.parents):
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError(f"train.out_dir={self.out_dir}: {folder} is a file, not a folder; choose another "
+                                  "train.out_dir")
+            if folder.exists():
+                break
         if resume:
             path = ckpt_path if resume is True else Path(resume)
             if not path.exists():

@@ -60,9 +60,9 @@ def test_yaml_round_trip(tmp_path):
 
 def test_partial_file_keeps_other_defaults(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("train:\n  lr: 1.0e-3\nmodel:\n  encoder: cnn\n")
+    path.write_text("train:\n  lr: 1.0e-3\nmodel:\n  encoder: resmlp\n")
     cfg = load_config(path)
-    assert cfg.train.lr == 1e-3 and cfg.model.encoder == "cnn"
+    assert cfg.train.lr == 1e-3 and cfg.model.encoder == "resmlp"
     assert cfg.train.batch_size == 64 and cfg.model.context_dim == ModelConfig().context_dim
 
 

@@ -414,3 +414,48 @@ def test_partial_init_says_what_it_copied_even_without_progress(tmp_path, capsys
                                        f"train.init_from={gauss}", "train.init_partial=true", *tiny]))
     assert "none of this model's" in err and "nothing would be copied" in err
     assert torch.is_tensor(next(iter(load_checkpoint(hand)["model"].values())))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data-seed", "4", "data.data_seed=3"], "--data-seed 4 and data.data_seed=3 both set data.data_seed"),
+        (["--data", "synthetic-hands", "data.dataset=synthetic-bodies"], "both set data.dataset: give it once"),
+        (["--root", "/a", "data.root=/b"], "--root /a and data.root=/b"),
+    ],
+)
+def test_a_setting_given_twice_is_refused_not_silently_resolved(argv, message, capsys):
+    err = one_line_error(capsys, main(["evaluate", "--checkpoint", "hand_deterministic", *argv, "--device", "cpu"]))
+    assert message in err
+
+
+def test_settings_no_model_or_dataset_would_use_are_refused(capsys, tmp_path, prohmr_val_only):
+    common = ["--print-config", "--device", "cpu"]
+    err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", "model.encoder=cnn", *common]))
+    assert "set data.images=true" in err  # before: a KeyError at the first batch
+    err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", "data.images=true", *common]))
+    assert "nothing would read them" in err  # before: crops rendered for nobody
+    err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", "name=", *common]))
+    assert "name is empty" in err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", f"train.out_dir={afile}", "train.steps=1",
+                                       "data.train_size=4", "data.val_size=2", "data.test_size=2", "--no-progress",
+                                       "--device", "cpu"]))
+    assert "is a file, not a folder; choose another train.out_dir" in err  # before: [Errno 17]
+    err = one_line_error(capsys, main(["train", "--config", "body_mhentropy", "data.dataset=prohmr",
+                                       f"data.root={prohmr_val_only}", f"train.out_dir={tmp_path / 'r'}",
+                                       "--no-progress", "--device", "cpu"]))
+    assert "holds no train.npz, so there is no train split: add train.npz there" in err  # before: raw ValueError
+    assert "--split" not in err
+
+
+def test_shipped_checkpoints_stay_reachable_with_a_data_folder(monkeypatch, tmp_path):
+    from mhe.checkpoint import resolve_checkpoint_path
+
+    monkeypatch.setenv("MHE_DATA", str(tmp_path))  # its checkpoints/ is empty: the package's are found
+    assert resolve_checkpoint_path("hand_mhentropy") == SHIPPED_DIR / "hand_mhentropy.pt"
+    (tmp_path / "checkpoints").mkdir()
+    mine = tmp_path / "checkpoints" / "hand_mhentropy.pt"
+    mine.write_bytes((SHIPPED_DIR / "hand_mhentropy.pt").read_bytes())
+    assert resolve_checkpoint_path("hand_mhentropy") == mine  # $MHE_DATA's first
