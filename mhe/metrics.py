@@ -188,6 +188,9 @@ def _validate(
     if pred_xyz.dim() != 4 or pred_xyz.shape[-1] != 3:
         raise ValueError(f"pred_xyz must be (B, S, J, 3), got {tuple(pred_xyz.shape)}")
     B, S, J, _ = pred_xyz.shape
+    if B == 0 or S == 0:
+        raise ValueError(f"no {'images' if B == 0 else 'hypotheses'} to score: pred_xyz has shape "
+                         f"{tuple(pred_xyz.shape)} (B, S, J, 3)")
     expected = {"gt_xyz": (B, J, 3), "pred_uv": (B, S, J, 2), "gt_uv": (B, J, 2), "visible": (B, J)}
     for name, shape in expected.items():
         if tuple(named[name].shape) != shape:

@@ -461,3 +461,51 @@ def test_mhe_evaluate_on_files_with_missing_data_and_on_a_damaged_one(prohmr_roo
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{bad / 'test.npz'}: key 'scale' of item 6 (images/synthetic_000006.jpg) is inf" in err
+
+
+# -- found by probing beyond the issue --------------------------------------------------------------
+
+
+def test_label_counts_and_arguments_of_the_readers_and_writers(quirky, tmp_path):
+    ds = ProHMRBodies(quirky)
+    assert (ds.items_with_3d, ds.items_with_smpl) == (6, 6)  # item 2 has no 3D, item 3 no SMPL
+    assert ds.items_with_3d == sum(bool(ds[i]["has_3d"]) for i in range(len(ds)))
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder; give the .npz file"):
+        ProHMRBodies(tmp_path / "folder.npz")
+    with pytest.raises(ValueError, match="n must be a positive number of people, got 0"):
+        write_prohmr_npz(tmp_path / "none.npz", 0)
+    with pytest.raises(ValueError, match="frames must be a positive integer, got 0"):
+        write_threedpw_sequence(tmp_path, "none", 0)
+    path = write_threedpw_sequence(tmp_path, "walk", 3, seed=1, people=2)
+    assert path.name == "walk.pkl"  # the sequence's own name, whatever the other arguments
+    with pytest.raises(ValueError, match=r"sequences is empty: name some of \['walk'\]"):
+        ThreeDPW(tmp_path, sequences=[], standin=True)
+    with pytest.raises(TypeError, match=r"sequences must be a list of sequence names, e.g. \['walk'\]"):
+        ThreeDPW(tmp_path, sequences="walk", standin=True)
+
+
+def test_metrics_refuse_an_empty_set():
+    with pytest.raises(ValueError, match="no images to score"):
+        metrics.evaluate(torch.zeros(0, 2, 3, 3), torch.zeros(0, 3, 3), torch.zeros(0, 2, 3, 2), torch.zeros(0, 3, 2),
+                         torch.zeros(0, 3, dtype=torch.bool), root=0)
+
+
+def test_threedpw_person_behind_the_camera_has_no_scale_and_evaluates(tmp_path):
+    from mhe.evaluation import score_predictions
+
+    path = write_threedpw_sequence(tmp_path, "behind", 3, seed=1, invalid_fraction=0.0)
+    _rewrite(path, lambda s: s["cam_poses"].__setitem__((1, 2, 3), -20.0))  # frame 1: everyone behind the camera
+    ds = ThreeDPW(tmp_path, standin=True)
+    with pytest.warns(UserWarning, match="behind the camera"):
+        item = ds[1]
+    assert torch.isnan(item["px_per_mm"]) and not item["visible"].any()
+    assert ds[0]["px_per_mm"] > 0
+    items = [ds[0], item]
+    gt = torch.stack([it["joints_3d_mm"] for it in items])
+    uv = torch.stack([it["keypoints_2d_px"] for it in items])
+    p = {"pred_xyz": gt[:, None].repeat(1, 2, 1, 1), "gt_xyz": gt, "gt_uv": uv,
+         "pred_uv": torch.nan_to_num(uv)[:, None].repeat(1, 2, 1, 1),
+         "visible": torch.stack([it["visible"] for it in items]), "px_per_mm": torch.stack([it["px_per_mm"] for it in items])}
+    out = score_predictions(p, root=BODY_ROOT)
+    assert out["mpjpe_bh"] == 0.0 and out["px_per_mm"] == pytest.approx(float(ds[0]["px_per_mm"]))

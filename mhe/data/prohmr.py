@@ -155,6 +155,9 @@ def _shape_text(n: Any, shape: tuple[int, ...]) -> str:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """All known keys of a ProHMR npz, checked: a missing required key or a wrong shape is an error."""
+    if path.is_dir():
+        raise IsADirectoryError(f"ProHMR dataset file {path} is a folder; give the .npz file (a folder of "
+                                "them goes to data.root, holding train.npz, val.npz and/or test.npz)")
     if not path.is_file():
         raise FileNotFoundError(f"no ProHMR dataset file at {path}")
     try:
@@ -269,7 +272,8 @@ class ProHMRBodies(Dataset):
     **Skipped items.** An item none of whose 17 keypoints is visible gives a keypoint model nothing to
     read; it is left out, and counted: :attr:`skipped_items` (int), :attr:`skipped_reason` (text, empty
     when none). A file with no usable item left, or none at all, is a :class:`~mhe.errors.DataFileError`.
-    :attr:`imgname` (image names) and :attr:`file_index` (the row in the file) are those of the items kept.
+    :attr:`imgname` (image names) and :attr:`file_index` (the row in the file) are those of the items kept;
+    :attr:`items_with_3d` and :attr:`items_with_smpl` count those with 3D keypoints and with SMPL parameters.
     """
 
     def __init__(self, path: str | os.PathLike, crop_size: int = 256) -> None:
@@ -315,6 +319,19 @@ class ProHMRBodies(Dataset):
                                 "around center), so nothing is left to use; check the confidences in "
                                 "body_keypoints_2d / extra_keypoints_2d and center / scale")
         self.imgname = [names[i] for i in self.file_index]
+        # how many of the items kept carry each kind of label (what the label-using objectives can learn from)
+        keep = self.file_index
+        if self._kp3d[0] is not None or self._kp3d[1] is not None:
+            extra3d, op3d = (None if a is None else a[keep] for a in self._kp3d)
+            xyz = _pick(extra3d, BODY_FROM_PROHMR_EXTRA, op3d, BODY_FROM_OPENPOSE, 3)
+            ends = xyz[:, [BODY_BONE[0], BODY_BONE[1]]]
+            with np.errstate(invalid="ignore"):
+                has_3d = np.isfinite(ends).all((1, 2)) & (np.linalg.norm(ends[:, 1] - ends[:, 0], axis=-1) > 0)
+        else:
+            has_3d = np.zeros(len(keep), dtype=bool)
+        #: items (of those kept) with 3D keypoints (``has_3d``) and with SMPL parameters (``has_smpl``)
+        self.items_with_3d = int(has_3d.sum())
+        self.items_with_smpl = int((self._has_pose[keep] & self._has_betas[keep]).sum())
 
     def _check(self, f64: dict[str, np.ndarray], names: list[str]) -> None:
         """Every number the items read is finite and in range (see the class docstring)."""
@@ -435,6 +452,8 @@ def write_prohmr_npz(path: str | os.PathLike, n: int, *, smpl: Any = None, seed:
     person box is the square around all keypoints enlarged 1.2 times (``scale`` = side / 200).
     ``body_pose`` is the global orientation in the camera frame followed by the 69 body pose values.
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive number of people, got {n!r}")
     if smpl is None:
         from mhe.body import load_smpl
 

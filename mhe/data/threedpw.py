@@ -14,7 +14,8 @@ projections. The crop is the square around the projected keypoints, ``box_factor
 larger extent, centred on their box. A keypoint is visible when the OpenPose detection of its COCO-18
 counterpart has positive confidence (the pelvis: both hips; the spine: pelvis and thorax; the head:
 nose and thorax) and it lies inside the crop. ``px_per_mm`` is the focal length in crop pixels over the
-pelvis depth in millimetres. :func:`write_threedpw_sequence` writes a license-free sequence pickle in
+pelvis depth in millimetres (NaN when the pelvis is not in front of the camera; keypoints behind it have
+no 2D position and are not visible). :func:`write_threedpw_sequence` writes a license-free sequence pickle in
 the same format, for tests and notebooks.
 """
 
@@ -223,6 +224,11 @@ class ThreeDPW(Dataset):
                 f"sequenceFiles/{{train,validation,test}}/ (download 3DPW, or write one with "
                 "mhe.data.threedpw.write_threedpw_sequence)")
         if sequences is not None:
+            if isinstance(sequences, (str, bytes)):
+                raise TypeError(f"sequences must be a list of sequence names, e.g. [{sequences!r}], not a single "
+                                "string")
+            if not len(sequences):
+                raise ValueError(f"sequences is empty: name some of {[f.stem for f in files]}, or pass None for all")
             wanted = set(sequences)
             missing = wanted - {f.stem for f in files}
             if missing:
@@ -327,7 +333,9 @@ class ThreeDPW(Dataset):
         for k, (a, b) in _PROXIES:
             detected[k] = detected[a] and detected[b]
         pose = seq["poses"][p][f]
-        px_per_mm = K[0, 0] * (self.crop_size / side) / (xyz[BODY_ROOT, 2] * 1000.0)
+        # the scale at the person is unknown (NaN) when the pelvis is not in front of the camera
+        depth = xyz[BODY_ROOT, 2]
+        px_per_mm = K[0, 0] * (self.crop_size / side) / (depth * 1000.0) if depth > 0 else float("nan")
         return body_item(px, detected, xyz, params=pose[3:], global_orient=person["orient"][f],
                          betas=seq["betas"][p], px_per_mm=px_per_mm, crop_size=self.crop_size)
 
@@ -357,6 +365,9 @@ def write_threedpw_sequence(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for arg, value in (("frames", frames), ("people", people)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
     from mhe.body import load_smpl
 
     rng = np.random.default_rng(seed)
