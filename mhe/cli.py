@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         for module in args.plugin:
+            if module.endswith(".py") or "/" in module or "\\" in module:
+                stem = Path(module).stem
+                raise ImportError(f"--plugin {module}: give a module name (--plugin {stem}), not a file; put its "
+                                  f"folder on PYTHONPATH (e.g. PYTHONPATH={Path(module).parent} mhe ...)")
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as e:

@@ -160,6 +160,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def resolve_config_path(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else a packaged config of that name (``hand_mhentropy``)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a folder; give a YAML file (a run's is <train.out_dir>/config.yaml)")
     if p.exists():
         return p
     for candidate in (PACKAGED_CONFIG_DIR / p.name, PACKAGED_CONFIG_DIR / f"{p.name}.yaml"):

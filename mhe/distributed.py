@@ -90,7 +90,15 @@ def _rendezvous_env() -> tuple[int, int, str, int]:
     port = _env_int("MASTER_PORT", minimum=1)
     if port > 65535:
         raise DistributedSetupError(f"MASTER_PORT={port} is not a port number (1 to 65535)")
-    return rank, world, os.environ["MASTER_ADDR"].strip(), port
+    addr = os.environ["MASTER_ADDR"].strip()
+    import socket
+
+    try:
+        socket.getaddrinfo(addr, port)
+    except (socket.gaierror, UnicodeError) as e:
+        raise DistributedSetupError(f"MASTER_ADDR={addr!r} cannot be resolved ({e}); give the rank-0 machine's "
+                                    "host name or IP address (127.0.0.1 on one machine)") from None
+    return rank, world, addr, port
 
 
 def _timeout_s() -> float:

@@ -215,7 +215,7 @@ def _missing_split(cfg: ExperimentConfig, exp: Experiment, split: str) -> Config
     have = [s for s, d in zip(SPLITS, (exp.train_set, exp.val_set, exp.test_set))
             if d is not None and len(d) > 0]  # type: ignore[arg-type]
     alt = [s for s in have if s != "train" and s != split]
-    other = f", or score --split {alt[0]} (the folder has it)" if alt and split != "train" else ""
+    other = f", or use --split {alt[0]} (the folder has it)" if alt and split != "train" else ""
     root = cfg.data.root
     if cfg.data.dataset == "prohmr":
         return ConfigError(f"data.root={root} holds no {split}.npz, so there is no {split} split: add {split}.npz "

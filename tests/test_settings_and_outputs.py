@@ -289,10 +289,16 @@ def test_smoke_runs_leave_no_temporary_folder(tmp_path, monkeypatch):
         ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}, "ranks are 0 to 1"),
         ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "port"}, "MASTER_PORT='port'"),
         ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "x", "MASTER_ADDR": "h", "MASTER_PORT": "1"}, "LOCAL_RANK="),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0 must be at least 1"),
+        ({"WORLD_SIZE": "2", "RANK": "-1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}, "RANK=-1 must be at least 0"),
+        ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "no-such-host.invalid", "MASTER_PORT": "29500"},
+         "MASTER_ADDR='no-such-host.invalid' cannot be resolved"),
+        ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "MHE_DIST_TIMEOUT": "abc"},
+         "MHE_DIST_TIMEOUT='abc' is not a number of seconds"),
     ],
 )
 def test_a_malformed_rendezvous_is_one_line(env, message, registered, config_file, monkeypatch, capsys):
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "MHE_DIST_TIMEOUT"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -459,3 +465,18 @@ def test_shipped_checkpoints_stay_reachable_with_a_data_folder(monkeypatch, tmp_
     mine = tmp_path / "checkpoints" / "hand_mhentropy.pt"
     mine.write_bytes((SHIPPED_DIR / "hand_mhentropy.pt").read_bytes())
     assert resolve_checkpoint_path("hand_mhentropy") == mine  # $MHE_DATA's first
+
+
+def test_plugin_files_and_config_folders_get_a_usable_message(tmp_path, capsys):
+    err = one_line_error(capsys, main(["--plugin", "my_plugin.py", "info"]))
+    assert "give a module name (--plugin my_plugin), not a file" in err  # before: No module named 'my_plugin'
+    (tmp_path / "cfg.yaml").mkdir()
+    err = one_line_error(capsys, main(["train", "--config", str(tmp_path / "cfg.yaml")]))
+    assert "is a folder; give a YAML file" in err  # before: [Errno 21] Is a directory
+
+
+def test_meshes_of_a_split_the_folder_lacks(prohmr_val_only, tmp_path, capsys):
+    out = tmp_path / "b.ply"
+    err = one_line_error(capsys, main(["meshes", "--checkpoint", "body_mhentropy", "--data", "prohmr", "--root",
+                                       str(prohmr_val_only), "--out", str(out), "--device", "cpu"]))
+    assert "holds no test.npz" in err and "or use --split val" in err and not out.exists()
