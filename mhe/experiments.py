@@ -412,7 +412,8 @@ def train_experiment(
         for name, data in (("train", exp.train_set), ("val", exp.val_set)):
             n = skipped_items(data)
             if n:
-                print(f"[mhe] {cfg.data.dataset} {name} split: {n} items skipped (nothing usable in them); "
+                print(f"[mhe] {cfg.data.dataset} {name} split: {n} item{'s' if n != 1 else ''} skipped (nothing usable "
+                      "in them); "
                       f"{len(data)} used", flush=True)  # type: ignore[arg-type]
     trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info)
     return trainer.fit(resume=resume, overwrite=overwrite)

@@ -480,3 +480,32 @@ def test_meshes_of_a_split_the_folder_lacks(prohmr_val_only, tmp_path, capsys):
     err = one_line_error(capsys, main(["meshes", "--checkpoint", "body_mhentropy", "--data", "prohmr", "--root",
                                        str(prohmr_val_only), "--out", str(out), "--device", "cpu"]))
     assert "holds no test.npz" in err and "or use --split val" in err and not out.exists()
+
+
+def test_items_a_reader_skips_are_counted_in_the_headers(tmp_path, capsys):
+    """A ProHMR file with one person whose 2D keypoints all have confidence 0: the reader skips it, and
+    `mhe evaluate` / `mhe train` say so (helper datasets expose `skipped_items`)."""
+    import numpy as np
+
+    from mhe.data.prohmr import write_prohmr_npz
+
+    root = tmp_path / "h36m"
+    root.mkdir()
+    write_prohmr_npz(root / "val.npz", 4, seed=3)
+    with np.load(root / "val.npz") as f:
+        data = dict(f)
+    for key in ("body_keypoints_2d", "extra_keypoints_2d"):
+        data[key][1, :, 2] = 0.0  # nothing known about person 1 in 2D
+    np.savez(root / "val.npz", **data)
+    os.symlink(root / "val.npz", root / "train.npz")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--checkpoint", "body_mhentropy", "--data", "prohmr", "--root", str(root), "--split",
+                 "val", "--samples", "2", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"on prohmr at {root}, val split: 3 items (1 more skipped: nothing usable in them)" in printed
+    assert json.loads(out.read_text())["skipped_items"] == 1
+    assert main(["train", "--config", "body_mhentropy", "data.dataset=prohmr", f"data.root={root}", "train.steps=1",
+                 "train.batch_size=4", "train.eval_every=0", f"train.out_dir={tmp_path / 'run'}", "--no-progress",
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "[mhe] prohmr train split: 1 item skipped (nothing usable in them); 3 used" in printed
