@@ -509,3 +509,22 @@ def test_threedpw_person_behind_the_camera_has_no_scale_and_evaluates(tmp_path):
          "visible": torch.stack([it["visible"] for it in items]), "px_per_mm": torch.stack([it["px_per_mm"] for it in items])}
     out = score_predictions(p, root=BODY_ROOT)
     assert out["mpjpe_bh"] == 0.0 and out["px_per_mm"] == pytest.approx(float(ds[0]["px_per_mm"]))
+
+
+def test_meshes_of_items_without_3d_or_smpl_hold_no_nan(quirky):
+    from torch.utils.data import default_collate
+
+    from mhe.experiments import load_model
+
+    model, _ = load_model("body_mhentropy", device="cpu")
+    ds = ProHMRBodies(quirky)
+    batch = default_collate([ds[0], ds[2], ds[3]])  # item 2: no 3D (scale unknown), item 3: no SMPL
+    torch.manual_seed(0)
+    verts = model.predict_meshes(batch, 2, 0.8)
+    assert torch.isfinite(verts).all()
+    torch.manual_seed(0)
+    pred = model.predict(batch, 2, 0.8)["xyz_mm"]
+    assert torch.isfinite(pred[0]).all() and torch.isnan(pred[1]).all()  # keypoints need the true scale
+    truth = model.ground_truth_meshes(batch)
+    assert torch.isfinite(truth[:2]).all() and torch.isnan(truth[2]).all()
+    assert model.ground_truth_meshes(default_collate([ds[3]])) is None

@@ -463,25 +463,36 @@ class MultiHypothesisModel(nn.Module):
     def predict_meshes(self, batch: dict, num_samples: int, temperature: float) -> Tensor:
         """The meshes ``(B, S, V, 3)`` in mm of the hypotheses :meth:`predict` returns under the same generator
         state (same order and count: the mode first for a ``mode_first`` body), root-relative and rescaled
-        as ``predict``'s keypoints are (by the ground-truth bone ``batch["scale"]`` over each hypothesis' own)."""
+        as ``predict``'s keypoints are (by the ground-truth bone ``batch["scale"]`` over each hypothesis' own).
+        An item whose ground-truth bone is unknown (NaN ``scale``: a real file without 3D) keeps each
+        hypothesis' own size, in mm."""
         parts, _ = self._predicted(batch, num_samples, temperature)
         parent, child = self.spec.bone
         out = []
         for h in parts:
             joints = h.extras["joints_metric"]
             bone = torch.linalg.vector_norm(joints[..., child, :] - joints[..., parent, :], dim=-1).clamp_min(1e-8)
-            scale = batch["scale"].to(joints)[:, None] / bone * 1000.0
+            truth = batch["scale"].to(joints)[:, None]
+            scale = torch.where(torch.isfinite(truth), truth / bone, torch.ones_like(bone)) * 1000.0
             out.append(self.vertices(h) * scale[..., None, None])
         return torch.cat(out, 1)
 
     @torch.no_grad()
     def ground_truth_meshes(self, batch: dict) -> Tensor | None:
         """The ground truth's meshes ``(B, V, 3)`` in mm, root-relative, from the batch's ``params``,
-        ``global_orient`` and ``betas`` (None when the batch lacks them)."""
+        ``global_orient`` and ``betas`` (None when the batch lacks them or no item has them: ``has_smpl`` false
+        or NaN parameters, as in real files; NaN rows for the items without them in a batch of several)."""
         if not all(k in batch for k in ("params", "global_orient", "betas")):
             return None
+        from mhe.objectives import _without_missing_pose, labelled_pose
+
+        ok = labelled_pose(batch)
+        if not bool(ok.any()):
+            return None
+        clean = _without_missing_pose(batch, ok)
         dtype = next(self.parameters()).dtype
-        theta = self.spec.params_from_gt(batch["params"].to(dtype))[:, None]
-        head = {"global_orient": batch["global_orient"].to(dtype), "betas": batch["betas"].to(dtype)}
+        theta = self.spec.params_from_gt(clean["params"].to(dtype))[:, None]
+        head = {"global_orient": clean["global_orient"].to(dtype), "betas": clean["betas"].to(dtype)}
         verts, joints = self.spec.vertices(theta, head)
-        return (verts - joints[..., self.spec.root : self.spec.root + 1, :])[:, 0] * 1000.0
+        out = (verts - joints[..., self.spec.root : self.spec.root + 1, :])[:, 0] * 1000.0
+        return torch.where(ok.to(out.device)[:, None, None], out, float("nan"))
