@@ -528,3 +528,17 @@ def test_meshes_of_items_without_3d_or_smpl_hold_no_nan(quirky):
     truth = model.ground_truth_meshes(batch)
     assert torch.isfinite(truth[:2]).all() and torch.isnan(truth[2]).all()
     assert model.ground_truth_meshes(default_collate([ds[3]])) is None
+
+
+def test_reader_sizes_are_checked(quirky, tmp_path):
+    from mhe.data import HO3D
+    from mhe.data.fake_ho3d import write_fake_ho3d
+
+    with pytest.raises(ValueError, match="crop_size must be a positive integer"):
+        ProHMRBodies(quirky, crop_size=0)
+    write_threedpw_sequence(tmp_path / "pw", "seq", 2, seed=1)
+    with pytest.raises(ValueError, match="box_factor must be a positive number"):
+        ThreeDPW(tmp_path / "pw", box_factor=0, standin=True)
+    write_fake_ho3d(tmp_path / "ho3d", frames_per_sequence=1)
+    with pytest.raises(ValueError, match="image_size must be a positive integer"):
+        HO3D(tmp_path / "ho3d", image_size=0)

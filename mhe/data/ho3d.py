@@ -285,6 +285,9 @@ class HO3D(Dataset):
             )
         self.frames = frames
         self.split, self.folder = split, folder
+        for name, value in (("crop_size", crop_size), ("image_size", image_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (pixels), got {value!r}")
         self.crop_size, self.images, self.image_size = int(crop_size), bool(images), int(image_size)
         self._pca = None if mano is None else _pca_basis(mano)
 

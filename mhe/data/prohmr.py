@@ -204,6 +204,13 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _positive_int(name: str, value: Any) -> int:
+    """``value`` as a positive int (a crop size in pixels), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (pixels), got {value!r}")
+    return int(value)
+
+
 def _load_failure(path: Path, err: Exception) -> str:
     """What went wrong reading ``path``, in words (numpy's own text advises ``allow_pickle``, which would
     run code from the file: never the fix for a dataset file)."""
@@ -278,7 +285,7 @@ class ProHMRBodies(Dataset):
 
     def __init__(self, path: str | os.PathLike, crop_size: int = 256) -> None:
         self.path = Path(path)
-        self.crop_size = int(crop_size)
+        self.crop_size = _positive_int("crop_size", crop_size)
         data = _read_npz(self.path)
         names = [str(s) for s in data["imgname"]]
         n = len(names)

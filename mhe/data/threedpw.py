@@ -33,7 +33,7 @@ from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
 from mhe.body.keypoints import BODY_KEYPOINTS, BODY_ROOT, SMPL_TO_BODY
-from mhe.data.prohmr import body_item
+from mhe.data.prohmr import _positive_int, body_item
 from mhe.errors import DataFileError
 
 __all__ = [
@@ -234,7 +234,12 @@ class ThreeDPW(Dataset):
             if missing:
                 raise ValueError(f"no sequence(s) {sorted(missing)} in {folder}; there: {[f.stem for f in files]}")
             files = [f for f in files if f.stem in wanted]
-        self.crop_size, self.box_factor = int(crop_size), float(box_factor)
+        self.crop_size = _positive_int("crop_size", crop_size)
+        if isinstance(box_factor, bool) or not isinstance(box_factor, (int, float, np.number)) or not (
+                0 < box_factor < float("inf")):
+            raise ValueError(f"box_factor must be a positive number (the crop's side over the keypoints' extent, "
+                             f"1.2 by default), got {box_factor!r}")
+        self.box_factor = float(box_factor)
         self._smpl, self._model_dir, self._standin = smpl, model_dir, standin
         self._models: dict[str, Any] = {}
         self.sequences = [read_sequence(f) for f in files]
