@@ -9,7 +9,11 @@ notebook sequence; ``mhe info`` prints versions, devices, body-model files and t
 
 Every user error (a bad argument, file, dataset or config; a checkpoint that does not fit) is printed as
 one line, ``mhe <command>: error: ...``, with exit status 2 and no traceback; ``--debug`` shows the
-traceback. Arguments are checked before any work starts. Ctrl-C or SIGTERM during training writes a
+traceback. Arguments are checked before any work starts: options are never abbreviated (``--data`` is not
+``--data-seed``), and an output (``--json``, ``--out``) never replaces an existing file without
+``--overwrite``, nor anything that is not a regular file (``--json -`` writes to standard output). A
+setting that would change nothing (a data key the dataset does not read, ``--root`` for generated data,
+``model.flip_temperature`` without the flip mixture) is refused. Ctrl-C or SIGTERM during training writes a
 checkpoint, prints how to resume and exits with 130 / 143. Heavy libraries (torch) load only after the
 arguments are read, so ``mhe --help`` answers at once.
 """
