@@ -159,6 +159,8 @@ IMAGE_ENCODERS = ("cnn", "resnet")  # the encoders that read image crops (data.i
 def check_overrides_type(overrides: Any, name: str = "overrides") -> list[str]:
     """``overrides`` as a list of ``"key=value"`` strings; a single string (whose characters would be taken
     one by one) or anything else is a ``TypeError`` saying what to pass."""
+    if overrides is None:
+        return []
     if isinstance(overrides, (str, bytes)):
         raise TypeError(f"{name} must be a list of 'key=value' strings, e.g. [{overrides!r}], not a single string")
     try:
@@ -497,9 +499,15 @@ def evaluate_checkpoint(
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
     the same call gives the same numbers (on the same device).
 
+    Every setting applies or is refused: a ``data.*`` override the dataset does not read,
+    ``model.flip_temperature`` on a model without the flip mixture, ``root`` for a generated dataset, a
+    setting given twice (``data_seed`` and ``data.data_seed=``) or a split the dataset's folder lacks is a
+    :class:`~mhe.errors.ConfigError` saying what to do; arguments of the wrong type are a ``TypeError``.
+
     Returns ``{"checkpoint", "dataset", "input", "root", "split", "num_samples", "temperature", "batch_size",
-    "seed", "data_seed", "step", "items", "metrics"}``; an undefined metric (RD of a deterministic model)
-    is ``None``.
+    "seed", "data_overrides", "data_seed", "step", "items", "skipped_items", "metrics"}``; ``skipped_items``
+    counts the items of the split its reader found nothing usable in (not scored); an undefined metric (RD
+    of a deterministic model) is ``None``.
     """
     _check_int("num_samples", num_samples, optional=True)
     _check_number("temperature", temperature)
