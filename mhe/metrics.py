@@ -207,7 +207,7 @@ def _validate(
                else type(valid_3d).__name__)
         raise TypeError(f"valid_3d must be a (B, J) = ({B}, {J}) bool tensor (True where the joint has a 3D label), "
                         f"got {got}")
-    if not isinstance(root, int) or not 0 <= root < J:
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < J:
         raise ValueError(f"root must be a joint index in [0, {J}), got {root!r}")
     valid_3d = valid_3d.to(visible.device)
     checks = (("pred_uv", pred_uv, None, ""),

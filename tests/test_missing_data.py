@@ -542,3 +542,15 @@ def test_reader_sizes_are_checked(quirky, tmp_path):
     write_fake_ho3d(tmp_path / "ho3d", frames_per_sequence=1)
     with pytest.raises(ValueError, match="image_size must be a positive integer"):
         HO3D(tmp_path / "ho3d", image_size=0)
+
+
+def test_fake_ho3d_arguments_and_numpy_root_index(tmp_path):
+    from mhe.data.fake_ho3d import write_fake_ho3d
+
+    with pytest.raises(ValueError, match="frames_per_sequence must be a positive integer, got 0"):
+        write_fake_ho3d(tmp_path / "none", frames_per_sequence=0)
+    assert not (tmp_path / "none").exists()
+    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = _random_case(3)
+    as_int = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=2)
+    as_numpy = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=np.int64(2))
+    assert as_numpy["ah"] == as_int["ah"] and as_numpy["pjd_3d_occ"] == as_int["pjd_3d_occ"]

@@ -66,6 +66,11 @@ def write_fake_ho3d(
     Returns ``{"SEQ/ID": {"uv" (21, 2) px, "visible" (21,) bool, "xyz_gl" (21, 3) m, "K" (3, 3),
     "kind" (21,) str}}`` -- the planted ground truth.
     """
+    if isinstance(frames_per_sequence, bool) or not isinstance(frames_per_sequence, (int, np.integer)) \
+            or frames_per_sequence < 1:
+        raise ValueError(f"frames_per_sequence must be a positive integer, got {frames_per_sequence!r}")
+    if len(size) != 2 or min(size) < 64:
+        raise ValueError(f"size must be (W, H) of at least 64 px each (room for the planted hand), got {size!r}")
     root = Path(root)
     rng = np.random.default_rng(seed)
     W, H = size
