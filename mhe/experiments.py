@@ -176,8 +176,16 @@ def check_overrides_type(overrides: Any, name: str = "overrides") -> list[str]:
 def check_settings_apply(cfg: ExperimentConfig, overrides: Sequence[str]) -> None:
     """Refuse the ``key=value`` overrides that would change nothing for ``cfg``: a ``data.*`` key that
     ``cfg.data.dataset`` does not read (:data:`DATA_KEYS`), ``model.flip_temperature`` on a model without
-    the depth-flip mixture. Raises :class:`ConfigError` saying why and what to do instead."""
+    the depth-flip mixture, a key given twice with different values (the last would silently win). Raises
+    :class:`ConfigError` saying why and what to do instead."""
     dataset = cfg.data.dataset
+    seen: dict[str, str] = {}
+    for text in overrides:
+        key, _, value = text.partition("=")
+        key = key.strip()
+        if key in seen and seen[key] != value.strip():
+            raise ConfigError(f"{key} is given twice ({key}={seen[key]} and {text.strip()}): give it once")
+        seen[key] = value.strip()
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         parts = key.split(".")
@@ -459,7 +467,7 @@ def _checkpoint_experiment(
         data = apply_overrides(config_to_dict(cfg), list(data_overrides))
         cfg = config_from_dict(data)
         validate_config(cfg)
-        check_settings_apply(cfg, data_overrides)
+    check_settings_apply(cfg, data_overrides)
     if data_seed is not None:
         if cfg.data.root is not None or cfg.data.dataset not in GENERATED_DATASETS:
             raise ConfigError(f"--data-seed draws a fresh split of a generated benchmark "
@@ -687,11 +695,12 @@ def load_or_train(
     if path.exists() and not smoke and not overrides:
         return load_model(path, device)
     extra = list(overrides)
-    user_out = any(o.split("=", 1)[0].strip() == "train.out_dir" for o in overrides)
+    user_keys = {o.split("=", 1)[0].strip() for o in overrides}
+    user_out = "train.out_dir" in user_keys
     temp: str | None = None
-    if smoke:
-        extra += ["train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
-                  "train.batch_size=16", "train.eval_every=0"]
+    if smoke:  # a tiny run; the caller's own settings win over these
+        extra += [o for o in ("train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
+                              "train.batch_size=16", "train.eval_every=0") if o.split("=")[0] not in user_keys]
         if not user_out:
             temp = tempfile.mkdtemp(prefix=f"mhe_smoke_{body}_{objective}_")
             extra += [f"train.out_dir={temp}"]

@@ -509,3 +509,31 @@ def test_items_a_reader_skips_are_counted_in_the_headers(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "[mhe] prohmr train split: 1 item skipped (nothing usable in them); 3 used" in printed
+
+
+def test_an_override_given_twice_is_refused(capsys):
+    err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", "train.steps=5", "train.steps=6",
+                                       "--print-config"]))
+    assert "train.steps is given twice (train.steps=5 and train.steps=6): give it once" in err
+    err = one_line_error(capsys, main(["evaluate", "--checkpoint", "hand_deterministic", "data.occlusion=0.1",
+                                       "data.occlusion=0.2", "--device", "cpu"]))
+    assert "data.occlusion is given twice" in err
+    assert main(["train", "--config", "hand_mhentropy", "train.steps=5", "train.steps=5", "--print-config"]) == 0
+
+
+def test_smoke_defaults_do_not_override_the_callers_settings(tmp_path, monkeypatch):
+    import mhe.experiments
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg, resume=False, overwrite=False, dist=None):
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(mhe.experiments, "train_experiment", fake_train)
+    with pytest.raises(Stop):
+        mhe.experiments.load_or_train("mhentropy", smoke=True, overrides=["train.steps=7"], progress=False)
+    assert seen[0].train.steps == 7 and seen[0].data.train_size == 32  # before: the smoke run's 4 steps won
