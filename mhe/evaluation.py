@@ -79,6 +79,12 @@ def collect_predictions(
     try:
         with isolated_rng(seed):
             for batch in loader:
+                missing = [k for k in ("joints_3d_mm", "keypoints_2d_px", "visible")
+                           if not isinstance(batch, Mapping) or k not in batch]
+                if missing:
+                    have = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+                    raise ValueError(f"the evaluation needs items with {', '.join(missing)} (the ground truth: 3D "
+                                   f"keypoints in mm, 2D in crop pixels, visibility); the loader's batches have {have}")
                 batch = move_to_device(batch, device)
                 out = model.predict(batch, num_samples, temperature)
                 keep["pred_xyz"].append(out["xyz_mm"].float().cpu())

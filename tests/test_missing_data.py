@@ -554,3 +554,14 @@ def test_fake_ho3d_arguments_and_numpy_root_index(tmp_path):
     as_int = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=2)
     as_numpy = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=np.int64(2))
     assert as_numpy["ah"] == as_int["ah"] and as_numpy["pjd_3d_occ"] == as_int["pjd_3d_occ"]
+
+
+def test_evaluation_names_the_ground_truth_it_needs():
+    from mhe.evaluation import collect_predictions
+
+    class Never(torch.nn.Module):
+        def predict(self, *args):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match=r"needs items with joints_3d_mm, keypoints_2d_px .* have \['obs', 'visible'\]"):
+        collect_predictions(Never(), [{"obs": torch.zeros(1, 17, 2), "visible": torch.ones(1, 17, dtype=torch.bool)}])
