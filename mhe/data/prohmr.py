@@ -246,9 +246,10 @@ def _first_bad(path: Path, key: str, bad: np.ndarray, values: np.ndarray, names:
     item = int(where[0])
     value = values[tuple(where[: values.ndim])] if values.ndim else values
     at = f"item {item} ({names[item]})" + (f", {part} {int(where[1])}" if bad.ndim > 1 else "")
-    raise DataFileError(f"ProHMR dataset file {path}: key {key!r} of {at} is {np.asarray(value, dtype=np.float64).tolist()}"
-                        f"; {what} ({int(bad.reshape(len(bad), -1).any(-1).sum())} item(s) in all). Fix or drop "
-                        "those items")
+    shown = np.asarray(value, dtype=np.float64).tolist()
+    count = int(bad.reshape(len(bad), -1).any(-1).sum())
+    raise DataFileError(f"ProHMR dataset file {path}: key {key!r} of {at} is {shown}; {what} ({count} item(s) in "
+                        "all). Fix or drop those items")
 
 
 class ProHMRBodies(Dataset):
