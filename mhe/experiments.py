@@ -455,6 +455,8 @@ def _checkpoint_experiment(
     cfg = checkpoint_config(ckpt, source=str(path))
     if dataset is not None:
         cfg.data.dataset = dataset
+        if "root" not in DATA_KEYS.get(dataset, ("root",)):
+            cfg.data.root = None  # the checkpoint's folder means nothing to a generated dataset
     if root is not None:
         cfg.data.root = os.fspath(root)
         _check_root_applies(cfg, os.fspath(root))
