@@ -565,3 +565,23 @@ def test_evaluation_names_the_ground_truth_it_needs():
 
     with pytest.raises(ValueError, match=r"needs items with joints_3d_mm, keypoints_2d_px .* have \['obs', 'visible'\]"):
         collect_predictions(Never(), [{"obs": torch.zeros(1, 17, 2), "visible": torch.ones(1, 17, dtype=torch.bool)}])
+
+
+def test_a_2d_only_file_and_an_empty_split(tmp_path):
+    """ProHMR's 2D-only files (COCO, MPII) have no 3D keys: the 3D figures are undefined (None in the result),
+    the 2D ones are computed. A 3DPW split folder without sequences says where it looked."""
+    from mhe.experiments import evaluate_checkpoint
+
+    raw = _load(write_prohmr_npz(tmp_path / "full.npz", 5, seed=6))
+    slim = {k: raw[k] for k in ("imgname", "center", "scale", "body_keypoints_2d", "body_pose", "has_body_pose")}
+    slim["has_body_pose"][:] = 0.0
+    (tmp_path / "slim").mkdir()
+    _save(tmp_path / "slim" / "test.npz", slim)
+    out = evaluate_checkpoint("body_mhentropy", dataset="prohmr", root=str(tmp_path / "slim"), num_samples=2,
+                              device="cpu")
+    m = out["metrics"]
+    assert m["mpjpe_bh"] is None and m["pa_mpjpe_bh"] is None and m["pjd_3d_occ"] is None and m["rd"] is None
+    assert m["n_images_3d"] == 0.0 and m["ah"] > 0 and out["items"] == 5
+    (tmp_path / "pw" / "sequenceFiles" / "test").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no 3DPW sequence files at .*sequenceFiles/test/\*\.pkl"):
+        ThreeDPW(tmp_path / "pw")
