@@ -18,11 +18,15 @@ from mhe.toy import (
     TwoLinkArm,
     arm_batch,
     arm_coverage,
+    count_modes,
+    count_ring_modes,
     density_grid,
     fit_arm,
     fit_target,
     held_out_arm_observations,
     mode_coverage,
+    ring_centres,
+    ring_log_density,
     sample_target,
     target_log_density,
 )
@@ -184,6 +188,31 @@ def test_mode_coverage_errors():
         arm_coverage(ExactArmPosterior(), torch.zeros(2, 2), torch.zeros(3, 4, 2))
 
 
+def test_count_modes_on_constructed_samples():
+    centres = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    # 6 samples at centre 0, 3 at centre 1, 1 at centre 2, 2 near no centre (of 12)
+    samples = torch.tensor([[0.1, 0.0]] * 6 + [[2.0, 0.1]] * 3 + [[0.0, 1.9]] + [[5.0, 5.0]] * 2)
+    assert count_modes(samples, centres, radius=0.5) == 3  # 1/12 >= 0.02
+    assert count_modes(samples, centres, radius=0.5, min_fraction=0.1) == 2  # 1/12 < 0.1
+    assert count_modes(samples, centres, radius=0.05) == 0
+    with pytest.raises(ValueError, match="samples must be"):
+        count_modes(samples[None], centres, 0.5)
+    with pytest.raises(ValueError, match="min_fraction"):
+        count_modes(samples, centres, 0.5, min_fraction=0.0)
+
+
+def test_count_ring_modes_counts_the_ring_gaussians():
+    centres = ring_centres()
+    assert centres.shape == (8, 2) and torch.allclose(centres.norm(dim=-1), torch.full((8,), 2.0))
+    assert ring_log_density(centres).min() > -1e-3  # the density's maxima are at the centres
+    exact = sample_target("ring", 4000, torch.Generator().manual_seed(0))
+    assert count_ring_modes(exact) == 8
+    assert count_ring_modes(centres[[0, 0, 3]] + 0.01) == 2
+    # a Gaussian with under 2 % of the samples is lost: 10 of 1000 samples on centre 5
+    lopsided = torch.cat([centres[0].expand(990, 2), centres[5].expand(10, 2)])
+    assert count_ring_modes(lopsided) == 1 and count_ring_modes(lopsided, min_fraction=0.01) == 2
+
+
 def test_held_out_observations_have_four_separated_modes():
     heights, modes = held_out_arm_observations(50, min_separation=1.0, margin=0.3)
     assert heights.shape == (50, 2) and modes.shape == (50, 4, 2)
@@ -236,6 +265,20 @@ def test_density_grid_and_target_errors():
         fit_target("ring", "elbo")
 
 
+def test_fit_target_records_its_terms_and_tempers_only_when_asked():
+    tempered = fit_target("ring", "reverse_kl", steps=6, anneal=0.5)
+    plain = fit_target("ring", "reverse_kl", steps=6, anneal=0.0)
+    assert [round(h["beta"], 4) for h in tempered.history] == [0.05, 0.3667, 0.6833, 1.0, 1.0, 1.0]
+    assert all(h["beta"] == 1.0 for h in plain.history)
+    for h in tempered.history:  # loss = β·target − entropy
+        assert h["loss"] == pytest.approx(h["beta"] * h["target"] - h["entropy"], rel=1e-5, abs=1e-5)
+    collapsed = fit_target("ring", "no_entropy", steps=3)
+    assert all(h["loss"] == pytest.approx(h["beta"] * h["target"], rel=1e-5) for h in collapsed.history)
+    assert fit_target("ring", "nll", steps=3, num_data=8).history == []
+    with pytest.raises(ValueError, match="anneal"):
+        fit_target("ring", anneal=1.5)
+
+
 def test_fit_target_entropy_spreads_and_no_entropy_collapses():
     spread = fit_target("ring", "reverse_kl", steps=150)
     point = fit_target("ring", "no_entropy", steps=150)
@@ -246,6 +289,7 @@ def test_fit_target_entropy_spreads_and_no_entropy_collapses():
     assert ((xp - centre).norm(dim=-1) < 0.2).float().mean() > 0.9
     sectors = torch.remainder(torch.round(torch.atan2(xs[:, 1], xs[:, 0]) / (2 * PI / 8)), 8)
     assert len(torch.unique(sectors)) >= 6
+    assert count_ring_modes(xp) <= 2 and count_ring_modes(xs) >= 5
 
 
 # -- fit_arm --------------------------------------------------------------------------------------
@@ -290,6 +334,32 @@ def test_fit_arm_separates_entropy_from_no_entropy():
 
 
 # -- figures --------------------------------------------------------------------------------------------
+
+
+def test_collapsed_samples_are_ringed_and_labelled():
+    import matplotlib.pyplot as plt
+
+    from mhe.viz.toy import MODE_COLORS, mark_collapse, plot_arm_ablation, plot_sample_panels
+
+    from mhe.viz import OBJECTIVE_COLORS
+
+    assert not set(MODE_COLORS) & set(OBJECTIVE_COLORS.values()), "solutions and objectives share a colour"
+    heights = ARM.heights(torch.tensor([0.55, 1.6]))
+    modes = ARM.solutions(heights)
+    point = modes[3].expand(300, 2).clone()
+    spread = modes[torch.arange(300) % 4] + 0.1 * torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    samples = {"mhentropy": spread, "no_entropy": point}
+    fig = plot_arm_ablation(samples, {n: ARM.keypoints(s) for n, s in samples.items()}, modes, heights)
+    texts = [" ".join(t.get_text() for t in ax.texts) for ax in fig.axes]  # top row, then bottom row
+    assert "all 300 arms' tips" in texts[2] and "all 300 hypotheses" in texts[5]  # no entropy: ringed
+    assert not any("all 300" in texts[k] for k in (1, 4))  # MHEntropy: spread, not ringed
+    plt.close(fig)
+    fig = plot_sample_panels({"T = 0": torch.zeros(50, 2), "T = 1": torch.randn(50, 2)}, lim=2.0)
+    assert "all 50 samples" in " ".join(t.get_text() for t in fig.axes[0].texts) and not fig.axes[1].texts
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    assert not mark_collapse(ax, torch.randn(10, 2).numpy(), "k") and mark_collapse(ax, torch.ones(10, 2).numpy(), "k")
+    plt.close(fig)
 
 
 def test_arm_ablation_figure_has_readable_titles_and_a_legend_of_its_marks():

@@ -21,7 +21,11 @@ from torch import Tensor
 from mhe.viz import OBJECTIVE_COLORS
 
 _GT = OBJECTIVE_COLORS["ground_truth"]
-MODE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")  # one per exact arm solution
+# One per exact arm solution: shades of blue, so that they never read as one of the objectives'
+# colours (OBJECTIVE_COLORS: green, orange, purple, pink), which colour the hypotheses.
+MODE_COLORS = ("#08306b", "#2171b5", "#6baed6", "#c6dbef")
+#: Samples whose spread (largest per-coordinate std) is below this are drawn as one marked point.
+COLLAPSE_SPREAD = 0.02
 # Readable names of the toy notebook's runs (figure titles, tick labels); others are shown as given.
 ARM_LABELS = {
     "exact posterior": "exact posterior",
@@ -44,6 +48,25 @@ def _color(name: str) -> str:
         if name.startswith(key):
             return value
     return "#555555"
+
+
+def mark_collapse(ax, points: np.ndarray, color: str, scale: float = 1.0, what: str = "samples",
+                  count: int | None = None, text_color: str | None = None) -> bool:
+    """If ``points`` (N, 2) are (nearly) all one point, ring it and say so; return whether they were.
+
+    A collapsed set of samples is otherwise invisible (N dots on top of each other, or under a marker).
+    "Nearly" means a spread (largest per-coordinate std) under :data:`COLLAPSE_SPREAD` × ``scale``.
+    The label reads "all ``count`` ``what`` on this one point" (``count`` default: N).
+    """
+    if len(points) < 2 or float(points.std(0).max()) >= COLLAPSE_SPREAD * scale:
+        return False
+    centre = np.median(points, 0)
+    ax.scatter([centre[0]], [centre[1]], s=420, facecolors="none", edgecolors=color, lw=2.2, zorder=5)
+    ax.annotate(f"all {len(points) if count is None else count} {what}\non this one point", centre, xytext=(0.5, 0.9),
+                textcoords="axes fraction", ha="center", va="top", fontsize=8, color=text_color or color, fontweight="bold",
+                arrowprops=dict(arrowstyle="->", color=color, lw=1.2), zorder=6,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
+    return True
 
 
 def plot_densities(
@@ -78,6 +101,7 @@ def plot_densities(
         if points and name in points:
             pts = points[name].detach().cpu().numpy()
             ax.scatter(pts[:, 0], pts[:, 1], s=7, c="#4fc3f7", edgecolors="none")
+            mark_collapse(ax, pts, "#4fc3f7", scale=extent, text_color="black")
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -130,8 +154,9 @@ def plot_arm_solutions(keypoints: Tensor, heights: Tensor) -> Figure:
     fig, ax = plt.subplots(figsize=(3.6, 3.6))
     kp = keypoints.detach().cpu().numpy()
     for i, color in enumerate(MODE_COLORS):
-        _draw_arms(ax, kp[i : i + 1], color, 0.8, lw=2.0)
-        ax.annotate(str(i), kp[i, 1], color=color, fontsize=10, xytext=(4, 4), textcoords="offset points")
+        _draw_arms(ax, kp[i : i + 1], color, 1.0, lw=2.4)
+        ax.annotate(str(i), kp[i, 1], color="k", fontsize=10, fontweight="bold", xytext=(4, 4),
+                    textcoords="offset points")
     _arm_axes(ax, heights.detach().cpu().numpy())
     ax.set_title("four exact solutions\n(dashed: elbow height, dotted: tip height)", fontsize=9)
     return fig
@@ -172,6 +197,10 @@ def plot_arm_ablation(
     axes[0, 0].set_title("the 4 exact solutions", fontsize=9, fontweight="bold")
     axes[0, 0].set_ylabel("arms in the plane", fontsize=9)
     axes[1, 0].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=160, edgecolors="k", lw=0.5)
+    for i in range(len(m)):
+        axes[1, 0].annotate(str(i), m[i], xytext=(6, 4), textcoords="offset points", fontsize=9, fontweight="bold")
+        axes[0, 0].annotate(str(i), mode_kp[i, 1], xytext=(3, 3), textcoords="offset points", fontsize=8,
+                            fontweight="bold")
     _angle_axes(axes[1, 0], half_width)
     axes[1, 0].set_ylabel("α2, elbow (rad)")
     for col, name in enumerate(names, start=1):
@@ -183,11 +212,13 @@ def plot_arm_ablation(
         axes[0, col].set_title(arm_label(name), fontsize=9, fontweight="bold", color=color)
         axes[1, col].scatter(s[:, 0], s[:, 1], s=4, c=color, alpha=0.5, edgecolors="none")
         axes[1, col].scatter(m[:, 0], m[:, 1], c=MODE_COLORS, marker="*", s=110, edgecolors="k", lw=0.5)
+        if mark_collapse(axes[1, col], s, color, what="hypotheses"):
+            mark_collapse(axes[0, col], kp[:, 1], color, what="arms' tips", count=len(s))
         _angle_axes(axes[1, col], half_width)
         axes[1, col].set_yticklabels([])
     handles = [
-        Line2D([], [], ls="", marker="*", ms=12, color="#bbbbbb", mec="k", mew=0.5,
-               label="exact solutions (one colour each, as in the first column)"),
+        Line2D([], [], ls="", marker="*", ms=12, color=MODE_COLORS[1], mec="k", mew=0.5,
+               label="exact solutions 0–3 (shades of blue, numbered in the first column)"),
         Line2D([], [], ls="", marker="o", ms=4, color="#777777", alpha=0.6, label="sampled hypotheses (α1, α2)"),
         Line2D([], [], color="#777777", alpha=0.6, lw=1.2, label="sampled arms: shoulder → elbow → tip"),
         Line2D([], [], ls="", marker="s", ms=5, color="k", label="shoulder (fixed)"),
@@ -198,7 +229,7 @@ def plot_arm_ablation(
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(f"{max(len(s) for s in samples.values())} hypotheses per objective for one observation "
-                 "(colour: the objective)", fontsize=10)
+                 "(colour of the hypotheses: the objective; blue stars: the exact solutions)", fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 0.96))
     return fig
 
@@ -230,7 +261,7 @@ def plot_mode_masses(
     x = np.arange(len(names))
     for i, col in enumerate(cols):
         pos = x + (i - (len(cols) - 1) / 2) * width
-        ax.bar(pos, table[col].to_numpy(), width, color=MODE_COLORS[i % len(MODE_COLORS)], label=f"mode {col[5:]}")
+        ax.bar(pos, table[col].to_numpy(), width, color=MODE_COLORS[i % len(MODE_COLORS)], label=f"solution {col[5:]}")
         if reference is not None:
             target = np.full(len(names), float(table.loc[reference, col]))
             ax.errorbar(pos, target, yerr=tolerance, fmt="_", color="black", markersize=8, capsize=2, lw=0.8,
@@ -238,7 +269,10 @@ def plot_mode_masses(
     ax.set_xticks(x, [textwrap.fill(arm_label(n), 14) for n in names], fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda k: not labels[k].startswith("solution"))  # solutions first
+    ax.legend([handles[k] for k in order], [labels[k] for k in order], fontsize=7, ncol=1, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -286,6 +320,7 @@ def plot_sample_panels(
                                  cmap=cmap, vmin=vmin, vmax=vmax, edgecolors="none")
         else:
             ax.scatter(pts[:, 0], pts[:, 1], s=3, c="#3b6ea5", alpha=0.5, edgecolors="none")
+        mark_collapse(ax, pts, "#c0504d", scale=lim or 1.0)
         ax.set_title(name, fontsize=9)
         ax.set_aspect("equal")
         if lim is not None:
