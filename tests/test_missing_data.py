@@ -585,3 +585,13 @@ def test_a_2d_only_file_and_an_empty_split(tmp_path):
     (tmp_path / "pw" / "sequenceFiles" / "test").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"no 3DPW sequence files at .*sequenceFiles/test/\*\.pkl"):
         ThreeDPW(tmp_path / "pw")
+
+
+def test_threedpw_messages_place_the_value(tmp_path):
+    path = write_threedpw_sequence(tmp_path, "one", 1, seed=2, invalid_fraction=0.0)  # a single frame
+    _rewrite(path, lambda s: s["poses"][0].__setitem__((0, 4), np.nan))
+    with pytest.raises(DataFileError, match=r"'poses' \(person 0, frame 0, entry 4\) is nan; .* \(1 frame\(s\) in all\)"):
+        ThreeDPW(tmp_path, standin=True)
+    _rewrite(path, lambda s: (s["poses"][0].__setitem__((0, 4), 0.0), s["cam_intrinsics"].__setitem__((1, 2), np.inf)))
+    with pytest.raises(DataFileError, match=r"'cam_intrinsics' \(entry \(1, 2\)\) is inf; expected finite"):
+        ThreeDPW(tmp_path, standin=True)

@@ -15,8 +15,9 @@ larger extent, centred on their box. A keypoint is visible when the OpenPose det
 counterpart has positive confidence (the pelvis: both hips; the spine: pelvis and thorax; the head:
 nose and thorax) and it lies inside the crop. ``px_per_mm`` is the focal length in crop pixels over the
 pelvis depth in millimetres (NaN when the pelvis is not in front of the camera; keypoints behind it have
-no 2D position and are not visible). :func:`write_threedpw_sequence` writes a license-free sequence pickle in
-the same format, for tests and notebooks.
+no 2D position and are not visible). Every number read is checked when a sequence is opened, and frames
+with nothing detected are skipped and counted (:class:`ThreeDPW`). :func:`write_threedpw_sequence` writes
+a license-free sequence pickle in the same format, for tests and notebooks.
 """
 
 from __future__ import annotations
@@ -137,29 +138,34 @@ def _check_values(path: Path, seq: dict[str, Any]) -> None:
     def text(value: Any) -> str:
         return str(np.asarray(value, dtype=np.float64).tolist())
 
-    def first(key: str, a: np.ndarray, ok: np.ndarray, where: str, what: str) -> None:
-        """Refuse the first entry of ``a`` where ``ok`` is false (``ok`` has ``a``'s shape)."""
+    def first(key: str, a: np.ndarray, ok: np.ndarray, where: str, what: str, framed: bool) -> None:
+        """Refuse the first entry of ``a`` where ``ok`` is false (``ok`` has ``a``'s shape; ``framed``: the
+        first axis is the frame)."""
         if ok.all():
             return
         pos = tuple(int(i) for i in np.argwhere(~ok)[0])
-        frames = int((~ok).reshape(len(ok), -1).any(-1).sum()) if a.ndim > 1 and a.shape[0] > 1 else 0
-        at = where + (f"frame {pos[0]}, " if frames else "") + (f"entry {pos[1:] if len(pos) > 2 else pos[-1]}"
-                                                                  if a.ndim > (1 if frames else 0) else "")
-        raise _bad(path, key, f"({at.rstrip(', ')}) is {text(a[pos])}; {what}"
-                              + (f" ({frames} frame(s) in all)" if frames else ""))
+        parts = [where] if where else []
+        entry = pos[1:] if framed else pos
+        if framed:
+            parts.append(f"frame {pos[0]}")
+        if entry:
+            parts.append(f"entry {entry if len(entry) > 1 else entry[0]}")
+        frames = int((~ok).reshape(len(ok), -1).any(-1).sum()) if framed else 0
+        raise _bad(path, key, f"({', '.join(parts)}) is {text(a[pos])}; {what}"
+                              + (f" ({frames} frame(s) in all)" if framed else ""))
 
     K = seq["cam_intrinsics"]
-    first("cam_intrinsics", K, np.isfinite(K), "", "expected finite pinhole intrinsics")
+    first("cam_intrinsics", K, np.isfinite(K), "", "expected finite pinhole intrinsics", framed=False)
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         raise _bad(path, "cam_intrinsics", f"is {text(K)}; the focal lengths K[0, 0] and K[1, 1] must be positive")
-    first("cam_poses", seq["cam_poses"], np.isfinite(seq["cam_poses"]), "", "expected finite numbers")
+    first("cam_poses", seq["cam_poses"], np.isfinite(seq["cam_poses"]), "", "expected finite numbers", framed=True)
     for p, b in enumerate(seq["betas"]):
-        first("betas", b, np.isfinite(b), f"person {p}, ", "expected finite shape coefficients")
+        first("betas", b, np.isfinite(b), f"person {p}", "expected finite shape coefficients", framed=False)
     checks = {"poses": "expected finite SMPL axis-angle values", "trans": "expected finite metres",
               "campose_valid": "expected 0 or 1"}
     for key, what in checks.items():
         for p, a in enumerate(seq[key]):
-            first(key, a, np.isfinite(a), f"person {p}, ", what)
+            first(key, a, np.isfinite(a), f"person {p}", what, framed=True)
     for p, a in enumerate(seq["poses2d"]):
         conf = a[:, 2]
         bad = ~(np.isfinite(conf) & (conf >= 0))
