@@ -242,9 +242,11 @@ def plot_mesh_grid(
     ncols: int = 3,
     mesh_alpha: float = 0.9,
     size: float = 3.2,
+    zoom: float = 1.0,
 ) -> Figure:
     """A grid of posed meshes, one 3D panel each: ``vertices`` a list of ``(V, 3)``, ``faces (F, 3)``,
-    optional ``joints`` a list of ``(J, 3)`` drawn on top, all on one common scale."""
+    optional ``joints`` a list of ``(J, 3)`` drawn on top, all on one common scale; ``zoom`` > 1 enlarges
+    every panel's content alike (e.g. for bodies, whose common cube leaves wide margins)."""
     n = len(vertices)
     nrows = (n + ncols - 1) // ncols
     fig = plt.figure(figsize=(size * min(n, ncols), size * nrows))
@@ -259,7 +261,7 @@ def plot_mesh_grid(
         c = _display(_np(v), "mm").mean(0)
         for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
             setter(ck - half, ck + half)
-        ax.set_box_aspect((1, 1, 1))
+        ax.set_box_aspect((1, 1, 1), zoom=zoom)
         ax.view_init(elev=view[0], azim=view[1])
         ax.set_axis_off()
         if titles is not None:
