@@ -1,7 +1,9 @@
 """Toy problems that make the MHEntropy argument visible in seconds: 2D targets and the two-link arm.
 
 *2D targets* are unnormalised log-densities (a ring of Gaussians, two moons, a banana) that a flow
-can fit by reverse KL (with or without the entropy term) or by NLL on samples drawn from them.
+can fit by reverse KL (with or without the entropy term) or by NLL on samples drawn from them
+(:func:`fit_target`, the training loop notebook 01 writes out); :func:`count_ring_modes` counts how many
+of the ring's Gaussians a fit keeps.
 *The two-link arm* is the paper's toy: a planar arm rooted at the origin with unit links, angles
 (α1, α2). α1 is the first link's angle from +y (positive towards +x), α2 the second link's angle
 relative to the first; elbow = (sin α1, cos α1), tip = elbow + (sin(α1+α2), cos(α1+α2)). Only the
@@ -10,8 +12,8 @@ right × tip bent either way), each with the same posterior mass. :class:`ArmMod
 model protocol of :mod:`mhe.objectives`, so the arm trains with exactly the objectives the hand
 and body models use; :func:`fit_arm` trains one and :func:`mode_coverage` scores it.
 
-Training aids of :func:`fit_arm` (all documented there and in :class:`ArmOptions`; none changes the
-reverse-KL objective): a spline-coupling flow over scaled absolute link angles that spans the prior
+Training aids of :func:`fit_arm` (documented there and in :class:`ArmOptions`, explained for students in
+``docs/toy_training.md``; none changes the reverse-KL objective): a spline-coupling flow over scaled absolute link angles that spans the prior
 box from the start; tempering of the likelihood scale b; reparameterised (pathwise) gradients
 first, then a *polish* phase of score-function gradients at the final b (which even out the mode
 masses that pathwise gradients barely see); a smaller, cosine-annealed learning rate in the polish
