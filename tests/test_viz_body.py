@@ -1,0 +1,29 @@
+"""mhe.viz.body.plot_mesh_grid: one 3D panel per mesh on a common scale, optionally zoomed."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from mhe.viz.body import plot_mesh_grid
+
+
+def _tetra(offset: float) -> np.ndarray:
+    return np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], dtype=float) + offset
+
+
+FACES = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
+
+
+@pytest.mark.parametrize("zoom", [1.0, 1.6])
+def test_mesh_grid_has_one_titled_panel_per_mesh(zoom):
+    meshes = [_tetra(0.0), _tetra(0.05), _tetra(0.1)]
+    fig = plot_mesh_grid(meshes, FACES, titles=["a", "b", "c"], ncols=2, zoom=zoom)
+    try:
+        assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+        # a common scale: every panel spans the same range on each axis
+        spans = {tuple(round(hi - lo, 9) for lo, hi in (ax.get_xlim(), ax.get_ylim(), ax.get_zlim())) for ax in fig.axes}
+        assert len(spans) == 1
+    finally:
+        plt.close(fig)
