@@ -62,7 +62,7 @@ def cached_image_path(mano, size: int, image_size: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
     parser.add_argument("--items", type=int, default=100, help="items timed per configuration")
     parser.add_argument("--split-items", type=int, default=8192, help="whole split timed without images")
     parser.add_argument("--image-split-items", type=int, default=1024, help="whole split timed with images")

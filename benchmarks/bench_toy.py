@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mhe.notebooks import NOTEBOOK_DIR, run_notebook
-from mhe.toy import arm_coverage, fit_arm, held_out_arm_observations
+from mhe.toy import ArmOptions, arm_coverage, fit_arm, held_out_arm_observations
 
 NOTEBOOK = NOTEBOOK_DIR / "01_toy_nll_vs_entropy.ipynb"
 
@@ -50,12 +50,12 @@ def coverage(seeds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the coverage measurement")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores, load average "
           f"{os.getloadavg()[0]:.2f} (other processes slow every number below)")
-    print(f"notebook 01, SMOKE=False: {time_notebook(False):.1f} s end to end (target <= 240 s: every ablation trains the full 2000 steps)", flush=True)
+    print(f"notebook 01, SMOKE=False: {time_notebook(False):.1f} s end to end (target <= 240 s: every ablation trains the full {ArmOptions().steps} steps)", flush=True)
     print(f"notebook 01, SMOKE=True:  {time_notebook(True):.1f} s end to end (target <= 15 s)", flush=True)
     torch.set_num_threads(1)
     print("two-link arm coverage on 100 held-out observations (radius 0.5 rad, hit = mass >= 0.05):")

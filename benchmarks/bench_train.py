@@ -187,7 +187,7 @@ def report(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="hand_mhentropy", help="YAML or packaged config name")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")

@@ -282,7 +282,7 @@ def run_stage(name: str, fn: Callable[[], dict[str, Any]], report: dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes: checks the script, not the machine")
     parser.add_argument("--out", default="gpu_check.json", help="the JSON written (default ./gpu_check.json)")

@@ -111,18 +111,18 @@ def reproduce(seed: int = 0, only: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mhe.notebooks", description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.notebooks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="run the notebook sequence with SMOKE=False")
+    rep = sub.add_parser("reproduce", allow_abbrev=False, help="run the notebook sequence with SMOKE=False")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--only", nargs="*", help="substrings of notebook names to run")
-    run = sub.add_parser("run", help="run one notebook")
+    run = sub.add_parser("run", allow_abbrev=False, help="run one notebook")
     run.add_argument("notebook")
     run.add_argument("--smoke", action="store_true")
     run.add_argument("--seed", type=int, default=0)
-    strip = sub.add_parser("strip", help="strip outputs in place")
+    strip = sub.add_parser("strip", allow_abbrev=False, help="strip outputs in place")
     strip.add_argument("notebooks", nargs="+")
-    sub.add_parser("list", help="list the notebook sequence")
+    sub.add_parser("list", allow_abbrev=False, help="list the notebook sequence")
     args = parser.parse_args(argv)
     if args.command == "reproduce":
         reproduce(args.seed, args.only)

@@ -553,7 +553,7 @@ def render_readme(text: str, figures: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mhe.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.report", description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="figures")
     parser.add_argument("--check", action="store_true", help="fail when the README is not what the CSVs give")

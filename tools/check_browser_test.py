@@ -48,7 +48,7 @@ def run_test() -> tuple[int, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="name the mutants and exit")
     args = parser.parse_args(argv)
     if args.list:

@@ -29,7 +29,7 @@ KEEP_BODY = ("step", "pa_mpjpe_bh", "pa_mpjpe_bh_ambiguous", "mpjpe_mode", "mpjp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--out", default=str(ROOT / "figures" / "04_validation_choices.csv"))
     parser.add_argument("--append", action="store_true", help="keep the rows already in --out")

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--body", choices=("hand", "body", "both"), default="both")
     parser.add_argument("--items", type=int, default=None, help="the first test items (default: all 500)")
     parser.add_argument("--models", nargs="+", default=None, help="default: every shipped model")

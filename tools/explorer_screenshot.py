@@ -23,7 +23,7 @@ from jupyterlab_session import LabSession  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny models (a quick check, not the README's picture)")
     parser.add_argument("--out", default=str(ROOT / "figures" / "06_explorer_jupyterlab.png"))
     parser.add_argument("--size", default="1440x900", help="the browser window, WIDTHxHEIGHT px")

@@ -27,7 +27,7 @@ COLUMNS = ("mpjpe_bh", "mpjpe_mean", "mpjpe_mode", "pa_mpjpe_bh", "ah", "pjd_2d_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--objectives", nargs="+", default=["mhentropy", "nll"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=1, help="data seed of the test split (default 1)")
