@@ -314,8 +314,8 @@ def _meshes(args: argparse.Namespace) -> int:
                                     num_samples=args.samples, temperature=args.temperature,
                                     dataset=args.data, root=args.root, data_seed=args.data_seed,
                                     device=args.device, overwrite=args.overwrite)
-    print(f"written {path}: {args.samples} hypotheses of {args.split} item {args.item} (one colour each) and the "
-          f"ground truth (dark grey), mm, root-relative")
+    print(f"written {path}: {args.samples} hypotheses of {args.split} item {args.item} (one colour each) and, "
+          f"where the item has pose labels, its ground truth (dark grey); mm, root-relative")
     return 0
 
 

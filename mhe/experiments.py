@@ -425,8 +425,42 @@ def train_experiment(
                 print(f"[mhe] {cfg.data.dataset} {name} split: {n} item{'s' if n != 1 else ''} skipped (nothing usable "
                       "in them); "
                       f"{len(data)} used", flush=True)  # type: ignore[arg-type]
+    _check_labels(cfg, exp.train_set)
     trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info)
     return trainer.fit(resume=resume, overwrite=overwrite)
+
+
+# weighted terms that score pose labels (SMPL parameters) or 3D keypoints, by objective ("*": any objective)
+_LABEL_TERMS = {
+    "items_with_smpl": ("pose labels (SMPL parameters)", {"nll": ("w_nll",), "prohmr": ("w_nll", "w_params", "w_betas")}),
+    "items_with_3d": ("3D keypoints", {"prohmr": ("w_3d_mode", "w_3d_samples"), "*": ("w_3d",)}),
+}
+
+
+def _check_labels(cfg: ExperimentConfig, train_set: Any) -> None:
+    """A term that scores labels the training files do not have would train on nothing, silently: refuse it.
+
+    Readers of real files count their items with pose labels (``items_with_smpl``) and with 3D keypoints
+    (``items_with_3d``); generated data has every label and no such count.
+    """
+    name = cfg.objective.name
+    kwargs = {**cfg.objective.kwargs(), **cfg.objective.extra}
+    for count, (what, by_objective) in _LABEL_TERMS.items():
+        if getattr(train_set, count, None) != 0:
+            continue
+        keys = by_objective.get(name, ()) + by_objective.get("*", ())
+        # nll's own weight is implicit: its loss is the NLL
+        weighted = [k for k in keys if kwargs.get(k, 1.0 if (name, k) == ("nll", "w_nll") else 0.0)]
+        if weighted:
+            raise ConfigError(
+                f"objective {name!r} weighs {', '.join(weighted)}, which score {what}, but no item of the training "
+                f"files has them; use an objective that needs only 2D keypoints (e.g. --config body_mhentropy or "
+                f"body_prohmr_2d){_zero_hint(name, weighted)}")
+
+
+def _zero_hint(name: str, weighted: list[str]) -> str:
+    settable = [f"objective.{'' if k == 'w_3d' else 'extra.'}{k}=0" for k in weighted if (name, k) != ("nll", "w_nll")]
+    return f", or set {' and '.join(settable)}" if settable else ""
 
 
 # what an evaluation may change: the data, and the settings the model uses only at evaluation

@@ -595,3 +595,36 @@ def test_threedpw_messages_place_the_value(tmp_path):
     _rewrite(path, lambda s: (s["poses"][0].__setitem__((0, 4), 0.0), s["cam_intrinsics"].__setitem__((1, 2), np.inf)))
     with pytest.raises(DataFileError, match=r"'cam_intrinsics' \(entry \(1, 2\)\) is inf; expected finite"):
         ThreeDPW(tmp_path, standin=True)
+
+
+@pytest.mark.parametrize("config, overrides, hint", [
+    ("body_nll", [], "body_mhentropy or body_prohmr_2d"),
+    ("body_nll_3d", ["objective.extra.w_nll=0", "objective.extra.w_params=0", "objective.extra.w_betas=0"],
+     "objective.extra.w_3d_mode=0"),
+])
+def test_terms_scoring_labels_the_files_lack_are_refused(tmp_path, config, overrides, hint):
+    """A ProHMR training file with no pose labels (or no 3D keypoints) cannot train an objective that scores
+    them: refused before the first step, saying which terms and what to use instead (it trained on zeros)."""
+    from mhe.config import ConfigError
+    from mhe.config_io import load_config
+    from mhe.data.prohmr import write_prohmr_npz
+    from mhe.experiments import train_experiment
+
+    root = tmp_path / "prohmr"
+    root.mkdir()
+    for split, seed in (("train", 1), ("val", 2)):
+        path = write_prohmr_npz(root / f"{split}.npz", 6, seed=seed)
+        arrays = dict(np.load(path))
+        arrays["has_body_pose"] = np.zeros_like(arrays["has_body_pose"])
+        arrays["has_betas"] = np.zeros_like(arrays["has_betas"])
+        if "3d" in config:  # labels kept, 3D keypoints dropped (confidence 0)
+            arrays = dict(np.load(path))
+            for key in ("body_keypoints_3d", "extra_keypoints_3d"):
+                arrays[key][..., -1] = 0.0
+        np.savez(path, **arrays)
+    cfg = load_config(config, ["data.dataset=prohmr", f"data.root={root}", f"train.out_dir={tmp_path / 'run'}",
+                               "train.steps=2", "train.batch_size=4", "train.progress=false", "device=cpu",
+                               "data.train_size=null", "data.val_size=null", "data.test_size=null", *overrides])
+    with pytest.raises(ConfigError, match=hint.replace(".", r"\.")):
+        train_experiment(cfg, overwrite=True)
+    assert not (tmp_path / "run" / "last.pt").exists()
