@@ -27,3 +27,15 @@ def test_mesh_grid_has_one_titled_panel_per_mesh(zoom):
         assert len(spans) == 1
     finally:
         plt.close(fig)
+
+
+def test_mesh_grid_views_draw_each_mesh_once_per_view():
+    meshes = [_tetra(0.0), _tetra(0.05), _tetra(0.1)]
+    fig = plot_mesh_grid(meshes, FACES, titles=["a", "b", "c"], views=[(0, -90), (0, 0)],
+                         view_labels=["camera", "side"])
+    try:
+        assert len(fig.axes) == 6  # two rows (views) of three columns (meshes)
+        assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c", "", "", ""]  # titles on the first row only
+        assert [round(ax.azim) for ax in fig.axes] == [-90, -90, -90, 0, 0, 0]
+    finally:
+        plt.close(fig)

@@ -243,18 +243,32 @@ def plot_mesh_grid(
     mesh_alpha: float = 0.9,
     size: float = 3.2,
     zoom: float = 1.0,
+    views: Sequence[tuple[float, float]] | None = None,
+    view_labels: Sequence[str] | None = None,
 ) -> Figure:
-    """A grid of posed meshes, one 3D panel each: ``vertices`` a list of ``(V, 3)``, ``faces (F, 3)``,
-    optional ``joints`` a list of ``(J, 3)`` drawn on top, all on one common scale; ``zoom`` > 1 enlarges
-    every panel's content alike (e.g. for bodies, whose common cube leaves wide margins)."""
+    """A grid of posed meshes, one 3D panel each: ``vertices`` a list of ``(V, 3)`` in the camera frame
+    (metres, y down: :func:`_display` turns it upright), ``faces (F, 3)``, optional ``joints`` a list of
+    ``(J, 3)`` drawn on top, all on one common scale; ``zoom`` > 1 enlarges every panel's content alike
+    (e.g. for bodies, whose common cube leaves wide margins).
+
+    ``views``: several ``(elevation, azimuth)`` pairs draw every mesh once per view, one row per view and
+    one column per mesh (``ncols`` is then ignored); ``view_labels`` names the rows. In the plot frame
+    (x, depth, up), azimuth -90 looks from the camera and azimuth 0 from the side, depth across the panel."""
     n = len(vertices)
-    nrows = (n + ncols - 1) // ncols
-    fig = plt.figure(figsize=(size * min(n, ncols), size * nrows))
+    rows_of_views = list(views) if views is not None else None
+    if rows_of_views is None:
+        nrows, cols = (n + ncols - 1) // ncols, min(n, ncols)
+    else:
+        nrows, cols = len(rows_of_views), n
+    fig = plt.figure(figsize=(size * cols, size * nrows))
     allpts = np.concatenate([_display(_np(v), "mm") for v in vertices])
     lo, hi = allpts.min(0), allpts.max(0)
     half = (hi - lo).max() / 2 * 1.05
-    for k, v in enumerate(vertices):
-        ax = fig.add_subplot(nrows, min(n, ncols), k + 1, projection="3d")
+    panels = ([(k, k, view) for k in range(n)] if rows_of_views is None else
+              [(r * n + k, k, vw) for r, vw in enumerate(rows_of_views) for k in range(n)])
+    for slot, k, vw in panels:
+        v = vertices[k]
+        ax = fig.add_subplot(nrows, cols, slot + 1, projection="3d")
         draw_mesh_3d(ax, v, faces, alpha=mesh_alpha)
         if joints is not None:
             draw_skeleton_3d(ax, joints[k], parents, linewidth=1.5)
@@ -262,10 +276,13 @@ def plot_mesh_grid(
         for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
             setter(ck - half, ck + half)
         ax.set_box_aspect((1, 1, 1), zoom=zoom)
-        ax.view_init(elev=view[0], azim=view[1])
+        ax.view_init(elev=vw[0], azim=vw[1])
         ax.set_axis_off()
-        if titles is not None:
+        if titles is not None and (rows_of_views is None or slot < cols):
             ax.set_title(titles[k], fontsize=9)
+        if view_labels is not None and rows_of_views is not None and k == 0:
+            ax.text2D(-0.05, 0.5, view_labels[slot // n], transform=ax.transAxes, rotation=90,
+                      ha="center", va="center", fontsize=9)
     return fig
 
 
@@ -387,7 +404,8 @@ def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = No
     encoding: visible joints blue dots, hidden ones red crosses), the crop border as a grey frame and the
     keypoints outside it drawn where they would be, and an occluding box as a grey shape. ``items``: dicts with ``keypoints_2d_px (17, 2)`` and
     ``visible (17,)`` (and, optionally, ``object_occluded`` / ``self_occluded`` / ``outside`` (17,) bool,
-    which the default titles count)."""
+    which the default titles count; the causes overlap, so each hidden joint is counted once, by the first of
+    crop, box, self-occlusion that hides it)."""
     from mhe.body.keypoints import BODY_PARENTS
 
     n = len(items)
@@ -420,10 +438,16 @@ def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = No
         if titles is not None:
             title = titles[k]
         else:
-            counts = [f"{int(_np(item[key]).sum())} {word}" for key, word in
-                      (("outside", "cut off"), ("object_occluded", "behind a box"), ("self_occluded", "self-hidden"))
-                      if key in item and int(_np(item[key]).sum())]
-            title = ", ".join(counts) or "all visible"
+            # each hidden joint counted once, by its first cause: the crop, then a box, then the body itself
+            hidden = ~_np(item["visible"]).astype(bool)
+            left, counts = hidden.copy(), []
+            for key, word in (("outside", "crop"), ("object_occluded", "box"), ("self_occluded", "self")):
+                if key in item:
+                    mine = left & _np(item[key]).astype(bool)
+                    left &= ~mine
+                    if mine.any():
+                        counts.append(f"{word} {int(mine.sum())}")
+            title = (f"{int(hidden.sum())} of {len(hidden)} hidden:\n" + ", ".join(counts)) if hidden.any() else "all visible"
         ax.set_title(title, fontsize=8)
     from matplotlib.patches import Patch
 
