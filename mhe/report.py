@@ -56,6 +56,17 @@ def _pct(value: float) -> str:
     return "—" if value is None or not math.isfinite(float(value)) else f"{100 * float(value):.1f} %"
 
 
+def _significant(value: float, digits: int = 2) -> str:
+    """``value`` rounded to ``digits`` significant digits, without exponent (695.8 -> "700"): for a ratio whose
+    denominator is a collapsed, nearly-zero spread, only its first digits survive another CPU or the CSV's
+    rounding."""
+    if value is None or not math.isfinite(float(value)) or value == 0:
+        return _num(value)
+    places = digits - 1 - math.floor(math.log10(abs(float(value))))
+    rounded = round(float(value), places)
+    return f"{rounded:.{max(places, 0)}f}"
+
+
 def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, index_col=0)
 
@@ -108,15 +119,21 @@ def hand_results(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> st
 
 
 def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> str:
-    """What the hand table says, as Markdown bullets whose every number is read from ``metrics``."""
-    m = metrics
+    """What the hand table says, as Markdown bullets whose every number is read from ``metrics``.
+
+    The table is first rounded to the 4 decimals of the committed CSV (``figures/04_hand_metrics.csv`` is
+    written with ``%.4f``), so that notebook 04 (its table in memory) and notebook 07 (the CSV) compute every
+    ratio from the same numbers and print the same sentences."""
+    m = metrics.copy()
+    numeric = m.select_dtypes("number").columns
+    m[numeric] = m[numeric].round(4)
     has = lambda name: name in m.index  # noqa: E731
     out = []
     if has("mhentropy") and has("no_entropy"):
         ratio = m.loc["mhentropy", "pjd_3d_occ"] / max(m.loc["no_entropy", "pjd_3d_occ"], 1e-12)
         out.append(f"**The entropy term is what makes hypotheses diverse.** Without it the flow collapses: "
                    f"{_num(m.loc['no_entropy', 'pjd_3d_occ'], 2)} mm of occluded-joint diversity against "
-                   f"{_num(m.loc['mhentropy', 'pjd_3d_occ'], 2)} mm ({ratio:.0f} × less).")
+                   f"{_num(m.loc['mhentropy', 'pjd_3d_occ'], 2)} mm (about {_significant(ratio)} × less).")
     mhe_rows = [n for n in ("mhentropy", "mhentropy_rot", "mhentropy_aa") if has(n)]
     if mhe_rows and has("nll") and has("min_of_n"):
         nll_rd, mon_rd = m.loc["nll", "rd_mm"], m.loc["min_of_n", "rd_mm"]
