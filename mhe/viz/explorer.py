@@ -367,7 +367,19 @@ class HypothesisExplorer:
                                  joint_names=self.keypoint_names, parents=self.parents, root=self.root,
                                  color=OBJECTIVE_COLORS.get(objective, "#555555"),
                                  title=self.title(index, objective, t, n),
-                                 diversity=self.joint_diversity(index, objective, t))
+                                 diversity=self.joint_diversity(index, objective, t),
+                                 px_per_mm=self.px_per_mm(index))
+
+    def px_per_mm(self, index: int) -> float | None:
+        """The camera scale of item ``index`` (px of the crop per mm at the hand or body), or None when the
+        item does not say: what turns its 2D spread (px) into mm."""
+        index = self._check_index(index)
+        cache = self.__dict__.setdefault("_scales", {})  # an item can be costly to build: read it once
+        if index not in cache:
+            value = self.item(index).get("px_per_mm")
+            value = None if value is None else float(value)
+            cache[index] = value if value is not None and value == value and value > 0 else None
+        return cache[index]
 
     def dataset_figure(self, num_items: int | None = None, objectives: Sequence[str] | None = None,
                        temperature: float | None = None, num_hypotheses: int | None = None) -> Any:

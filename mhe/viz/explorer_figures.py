@@ -122,6 +122,7 @@ def hypotheses_figure(
     root: int = HAND_ROOT,
     crop_pixels: int = CROP_PIXELS,
     diversity: Tensor | None = None,
+    px_per_mm: float | None = None,
 ) -> Any:
     """One item's hypotheses as a plotly figure with three panels.
 
@@ -133,6 +134,9 @@ def hypotheses_figure(
         diversity: (J,) the per-joint diversity to draw in the third panel; by default
             :func:`mhe.metrics.joint_diversity` of the hypotheses drawn. The explorer passes that of all S
             hypotheses while drawing only some, so that the bars are the numbers of its title.
+        px_per_mm: the item's camera scale (px of the crop per mm at the hand), when known: the bar panel's
+            axis title gives it and a visible joint's hover also reads its 2D spread in mm, since the
+            blue (px) and red (mm) bars share one axis but not one unit.
 
     Left, 3D (mm, equal axes, seen roughly from the camera): every hypothesis's skeleton as thin
     translucent lines, bones to visible joints in ``color``, bones to occluded joints and the occluded
@@ -209,9 +213,12 @@ def hypotheses_figure(
         if div.shape != (J,):
             raise ValueError(f"diversity must have one value per joint, shape ({J},), got {div.shape}")
     keep = np.arange(J) != root
+    scale = float(px_per_mm) if px_per_mm is not None and np.isfinite(px_per_mm) and px_per_mm > 0 else None
     for mask, unit, c, group in ((vis, "px", VISIBLE_COLOR, "pjd_vis"), (~vis, "mm", OCCLUDED_COLOR, "pjd_occ")):
+        in_mm = f" (≈ %{{customdata:.2f}} mm)" if unit == "px" and scale else ""
         add(go.Bar(x=np.where(mask, div, np.nan)[keep], y=label[keep], orientation="h", marker_color=c,
-                   hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}<extra></extra>"), 3, group, True)
+                   customdata=(div / scale)[keep] if in_mm else None,
+                   hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}{in_mm}<extra></extra>"), 3, group, True)
 
     ranges = _cube(np.concatenate([xyz.reshape(-1, 3), gxyz]))
     axis = lambda t, r: dict(title=t, range=r, backgroundcolor="#f7f7f7")  # noqa: E731
@@ -234,7 +241,11 @@ def hypotheses_figure(
                      constrain="domain", row=1, col=2)
     fig.add_shape(type="rect", x0=0, y0=0, x1=crop_pixels, y1=crop_pixels, line=dict(color="#999999", width=1),
                   row=1, col=2)
-    fig.update_xaxes(title="PJD: px (visible), mm (occluded)", rangemode="tozero", row=1, col=3)
+    # Two units on one axis: say so, and how to convert, rather than let bar lengths be compared as they are.
+    bar_title = "PJD: visible in 2D px (blue), occluded in 3D mm (red)"
+    if scale:
+        bar_title += f"<br>{scale:.2f} px per mm: divide a blue bar by it to compare"
+    fig.update_xaxes(title=bar_title, rangemode="tozero", row=1, col=3)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=3)
     return fig
 
