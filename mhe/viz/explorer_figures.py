@@ -242,9 +242,9 @@ def hypotheses_figure(
     fig.add_shape(type="rect", x0=0, y0=0, x1=crop_pixels, y1=crop_pixels, line=dict(color="#999999", width=1),
                   row=1, col=2)
     # Two units on one axis: say so, and how to convert, rather than let bar lengths be compared as they are.
-    bar_title = "PJD: visible in 2D px (blue), occluded in 3D mm (red)"
+    bar_title = "PJD: blue 2D px, red 3D mm"
     if scale:
-        bar_title += f"<br>{scale:.2f} px per mm: divide a blue bar by it to compare"
+        bar_title += f"<br>({scale:.2f} px per mm at this hand)"
     fig.update_xaxes(title=bar_title, rangemode="tozero", row=1, col=3)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=3)
     return fig
