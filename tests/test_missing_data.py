@@ -20,23 +20,13 @@ from mhe.body.keypoints import BODY_FROM_OPENPOSE, BODY_FROM_PROHMR_EXTRA
 from mhe.data.prohmr import ProHMRBodies, write_prohmr_npz
 from mhe.data.threedpw import ThreeDPW, write_threedpw_sequence
 from mhe.errors import BodyModelFileError, DataFileError
+from test_body_readers import _load, _save
 
 KP = {name: i for i, name in enumerate(BODY_KEYPOINTS)}
 F64 = torch.float64
 
 
 # -- files with the real quirks ---------------------------------------------------------------------
-
-
-def _load(path):
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-def _save(path, arrays):
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-    return path
 
 
 def _drop_2d(raw, item, name, fill=0.0):

@@ -21,16 +21,10 @@ import dummy_experiment as dummy
 from mhe.checkpoint import SHIPPED_DIR, load_checkpoint
 from mhe.cli import main
 from mhe.errors import DistributedSetupError
+from test_user_errors import one_line_error
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-
-
-def one_line_error(capsys, code: int) -> str:
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("\n") == 1, err
-    return err
 
 
 @pytest.fixture
