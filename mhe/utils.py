@@ -81,3 +81,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` as a message shows it: relative to the repository when it lies inside (``data/cache/...``, the
+    same on every machine and in every notebook output), else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(path)

@@ -281,3 +281,12 @@ def test_signal_to_a_running_mhe_train_saves_and_resumes_to_the_same_parameters(
     b = load_checkpoint(tmp_path / "cut" / "run" / "last.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "cut" / "run" / "log.jsonl").read_text().splitlines()[-1])["step"] == 40
+
+
+def test_messages_show_paths_inside_the_repository_relative_to_it(tmp_path):
+    """Cache paths in messages and notebook outputs read the same on every machine (data/cache/...)."""
+    from mhe.utils import REPO_ROOT, display_path
+
+    assert display_path(REPO_ROOT / "data" / "cache" / "x.pt") == str(Path("data") / "cache" / "x.pt")
+    outside = tmp_path / "y.pt"
+    assert display_path(outside) == str(outside)

@@ -47,7 +47,7 @@ from mhe.data.render import (
     render_crop,
 )
 from mhe.geometry import crop_to_pixels, project_orthographic
-from mhe.utils import atomic_torch_save
+from mhe.utils import atomic_torch_save, display_path
 
 __all__ = [
     "DEFAULT_SIZES",
@@ -706,7 +706,7 @@ class SyntheticHands(Dataset):
                               f"({type(error).__name__}: {error}); generating it again", stacklevel=3)
         if self.progress:
             print(f"[mhe] generating {self.size:,} {_SPLIT_NAME[self.split]} hands (synthetic-hands, "
-                  f"seed {self.seed}); cached afterwards in {path}", flush=True)
+                  f"seed {self.seed}); cached afterwards in {display_path(path)}", flush=True)
         stacked = self.generate_many(progress=self.progress)
         atomic_torch_save(stacked, path)
         return stacked

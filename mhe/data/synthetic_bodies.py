@@ -61,7 +61,7 @@ from mhe.body import BODY_BONE, BODY_ROOT, SMPL_TO_BODY, load_smpl
 from mhe.body.body_limits import BodyLimits
 from mhe.data.synthetic import _records_hide, keypoint_items
 from mhe.geometry import project_orthographic
-from mhe.utils import atomic_torch_save
+from mhe.utils import atomic_torch_save, display_path
 
 __all__ = [
     "AMBIGUOUS_MIN_HIDDEN",
@@ -289,7 +289,7 @@ class SyntheticBodies(Dataset):
                               f"({type(error).__name__}: {error}); generating it again", stacklevel=3)
         if self.progress:
             print(f"[mhe] generating {self.size:,} {_SPLIT_NAME[self.split]} bodies (synthetic-bodies, "
-                  f"seed {self.seed}); cached afterwards in {path}", flush=True)
+                  f"seed {self.seed}); cached afterwards in {display_path(path)}", flush=True)
         stacked = self.generate_many(progress=self.progress)
         atomic_torch_save(stacked, path)
         return stacked
