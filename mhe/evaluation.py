@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from mhe.metrics import evaluate
+from mhe.objectives import labelled_3d
 from mhe.rng import isolated_rng
 
 EVAL_SAMPLES = 200  # hypotheses per item (official evaluation)
@@ -92,7 +93,7 @@ def collect_predictions(
                 keep["gt_xyz"].append(batch["joints_3d_mm"].float().cpu())
                 keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
                 keep["visible"].append(batch["visible"].bool().cpu())
-                keep.setdefault("valid_3d", []).append(_valid_3d(batch).cpu())
+                keep.setdefault("valid_3d", []).append(labelled_3d(batch, "joints_3d_mm").cpu())
                 optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
                             "px_per_mm": batch.get("px_per_mm"), "ambiguous": batch.get("ambiguous")}
                 for key, value in optional.items():
@@ -113,16 +114,6 @@ def collect_predictions(
     if max_items is not None:
         out = {k: v[:max_items] for k, v in out.items()}
     return out
-
-
-def _valid_3d(batch: Mapping[str, Any]) -> Tensor:
-    """(B, J) bool: the joints with a 3D label, i.e. a finite ``joints_3d_mm`` in an item whose ``has_3d``
-    (when the data give it) is true."""
-    gt = batch["joints_3d_mm"]
-    valid = torch.isfinite(gt).all(-1)
-    if "has_3d" in batch:
-        valid = valid & batch["has_3d"].bool().reshape(-1, 1).to(valid.device)
-    return valid
 
 
 def score_predictions(

@@ -49,13 +49,17 @@ class Experiment(NamedTuple):
     evaluate_fn: EvaluateFn | None = None
     test_set: Dataset | None = None
 
+    def splits(self) -> dict[str, Dataset | None]:
+        """``{"train": ..., "val": ..., "test": ...}``, None where the builder gave no split."""
+        return {"train": self.train_set, "val": self.val_set, "test": self.test_set}
+
     def split(self, name: str) -> Dataset:
         """The dataset of split ``name`` ("train", "val" or "test"), with a clear error when absent."""
         if name not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
-        data = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[name]
+        data = self.splits()[name]
         if data is None:
-            have = [s for s, d in zip(SPLITS, (self.train_set, self.val_set, self.test_set)) if d is not None]
+            have = [s for s, d in self.splits().items() if d is not None]
             raise ConfigError(f"this experiment has no {name} split (its builder gave none); it has: "
                               f"{', '.join(have) or 'none'}")
         return data
@@ -222,8 +226,7 @@ def _check_root_applies(cfg: ExperimentConfig, root: str) -> None:
 
 def _missing_split(cfg: ExperimentConfig, exp: Experiment, split: str) -> ConfigError:
     """The error for a split the experiment lacks, saying what to add (files for a dataset read from files)."""
-    have = [s for s, d in zip(SPLITS, (exp.train_set, exp.val_set, exp.test_set))
-            if d is not None and len(d) > 0]  # type: ignore[arg-type]
+    have = [s for s, d in exp.splits().items() if d is not None and len(d) > 0]  # type: ignore[arg-type]
     alt = [s for s in have if s != "train" and s != split]
     other = f", or use --split {alt[0]} (the folder has it)" if alt and split != "train" else ""
     root = cfg.data.root
@@ -239,7 +242,7 @@ def _missing_split(cfg: ExperimentConfig, exp: Experiment, split: str) -> Config
 
 
 def _split_of(exp: Experiment, cfg: ExperimentConfig, split: str) -> Dataset:
-    if split in SPLITS and {"train": exp.train_set, "val": exp.val_set, "test": exp.test_set}[split] is None:
+    if split in SPLITS and exp.splits()[split] is None:
         raise _missing_split(cfg, exp, split)
     return exp.split(split)
 
