@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP      := $(VENV)/.mhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv test reproduce notebooks strip lab benchmark clean
+.PHONY: all venv lint test reproduce notebooks strip lab benchmark clean
 
 all: test
 
@@ -24,9 +24,14 @@ venv: $(STAMP)
 
 ## make test: the whole test suite, notebooks included (in smoke mode). The live-browser tests run
 ## afterwards on their own: JupyterLab's widgets must start within 2 s, which a busy machine cannot promise.
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not browser" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -p no:xdist -m browser $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+## make lint: ruff (pycodestyle, pyflakes, bugbear, import sorting) and mypy, configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make reproduce: run the notebook sequence on the embedded defaults and (re)write figures/.
 reproduce: $(STAMP)

@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from bench_body import median_ms  # the benchmarks' one timing helper (same folder)
+
 from mhe.body import SMPL_TO_BODY, load_smpl
 from mhe.utils import default_device, seed_everything
 

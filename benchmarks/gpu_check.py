@@ -223,9 +223,9 @@ def stage_gpu_config(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result = train_experiment(cfg, overwrite=True)
     wall = time.perf_counter() - start
     # validation once at the end, as the trainer does (eval_every=0 kept it out of the timed loop)
+    from mhe.checkpoint import load_checkpoint, load_model_state
     from mhe.evaluation import evaluate_model
     from mhe.experiments import build_experiment
-    from mhe.checkpoint import load_checkpoint, load_model_state
     from mhe.train import Trainer
 
     exp = build_experiment(cfg)

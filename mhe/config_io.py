@@ -21,7 +21,6 @@ import yaml
 
 from mhe.config import PACKAGED_CONFIG_DIR, ConfigError, ExperimentConfig, validate_config
 
-
 # ---------------------------------------------------------------------------------------------------
 # conversion between dataclasses and plain data
 

@@ -26,7 +26,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mhe.checkpoint import SHIPPED_DIR, checkpoint_config, checkpoint_dir, load_checkpoint, load_model_state, resolve_checkpoint_path
+from mhe.checkpoint import (
+    SHIPPED_DIR,
+    checkpoint_config,
+    checkpoint_dir,
+    load_checkpoint,
+    load_model_state,
+    resolve_checkpoint_path,
+)
 from mhe.config import ConfigError, ExperimentConfig, validate_config
 from mhe.config_io import apply_overrides, config_from_dict, config_to_dict, load_config
 from mhe.distributed import DistInfo, init_distributed

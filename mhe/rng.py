@@ -18,8 +18,6 @@ import torch
 from mhe.utils import seed_everything
 
 
-
-
 def capture_rng_state() -> dict[str, Any]:
     """The state of every RNG this process uses, as tensors and primitives."""
     np_state = np.random.get_state()

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-
+import dummy_experiment as dummy
 import pytest
 import torch
 
-import dummy_experiment as dummy
 from mhe.config_io import dump_config
 from mhe.utils import seed_everything
 

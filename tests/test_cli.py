@@ -9,11 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import dummy_experiment as dummy
 import pytest
 import torch
 import yaml
 
-import dummy_experiment as dummy
 from mhe.checkpoint import load_checkpoint
 from mhe.cli import main
 from mhe.config_io import dump_config, load_config

@@ -7,12 +7,12 @@ import os
 import socket
 from pathlib import Path
 
+import dummy_experiment as dummy
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-import dummy_experiment as dummy
-from mhe.distributed import DistInfo, all_reduce_mean, all_gather_objects, broadcast_object, init_distributed
+from mhe.distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed
 from mhe.train import Trainer
 from mhe.utils import seed_everything
 

@@ -374,7 +374,7 @@ def test_live_figure_survives_the_browser_report_and_a_reload(explorer, dataset)
         shown = w.figure._widget_data[4]  # the ground-truth joints
         np.testing.assert_allclose(np.stack([np.asarray(shown[a], float) for a in "xyz"], -1),
                                    dataset[w.item.value]["joints_3d_mm"].numpy(), rtol=1e-6)
-    assert f"item 2 · deterministic" in w.figure._widget_layout["title"]["text"]
+    assert "item 2 · deterministic" in w.figure._widget_layout["title"]["text"]
     # The NumPy figure plotly builds by default does fail on the same report: the check is not vacuous.
     raw = go.FigureWidget(explorer.item_figure(0, "mhentropy", num_hypotheses=5))
     with raw.batch_update():

@@ -14,7 +14,15 @@ from torch.utils.data import DataLoader, default_collate
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.evaluation import collect_predictions, evaluate_model
-from mhe.experiments import BODY_MODELS, HAND_IMAGE_MODELS, HAND_OBJECTIVES, HAND_VARIANTS, export_checkpoint, load_model, load_or_train
+from mhe.experiments import (
+    BODY_MODELS,
+    HAND_IMAGE_MODELS,
+    HAND_OBJECTIVES,
+    HAND_VARIANTS,
+    export_checkpoint,
+    load_model,
+    load_or_train,
+)
 from mhe.models.hand import MultiHypothesisHand
 from mhe.objectives import OBJECTIVES, laplace_log_likelihood
 
@@ -189,8 +197,8 @@ def test_disk_cache_returns_the_same_items_without_regenerating(tmp_path, monkey
 def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
     import json
 
-    from mhe.cli import main
     from mhe.checkpoint import checkpoint_dir
+    from mhe.cli import main
 
     path = checkpoint_dir() / f"hand_{name}.pt"
     if not path.exists():

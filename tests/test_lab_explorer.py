@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
-import shutil
 import time
 from pathlib import Path
 

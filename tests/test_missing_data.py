@@ -12,6 +12,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from test_body_readers import _load, _save
 from torch.utils.data import DataLoader
 
 from mhe import metrics
@@ -20,7 +21,6 @@ from mhe.body.keypoints import BODY_FROM_OPENPOSE, BODY_FROM_PROHMR_EXTRA
 from mhe.data.prohmr import ProHMRBodies, write_prohmr_npz
 from mhe.data.threedpw import ThreeDPW, write_threedpw_sequence
 from mhe.errors import BodyModelFileError, DataFileError
-from test_body_readers import _load, _save
 
 KP = {name: i for i, name in enumerate(BODY_KEYPOINTS)}
 F64 = torch.float64

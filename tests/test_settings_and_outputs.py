@@ -14,14 +14,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import dummy_experiment as dummy
 import pytest
 import torch
+from test_user_errors import one_line_error
 
-import dummy_experiment as dummy
 from mhe.checkpoint import SHIPPED_DIR, load_checkpoint
 from mhe.cli import main
 from mhe.errors import DistributedSetupError
-from test_user_errors import one_line_error
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

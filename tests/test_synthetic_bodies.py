@@ -200,8 +200,9 @@ def test_arguments_are_checked(smpl):
 
 
 def test_the_benchmark_figure_draws_each_occluding_box_over_the_keypoints_it_hides():
-    from mhe.viz.body import _occluder_outline
     from matplotlib.path import Path as MplPath
+
+    from mhe.viz.body import _occluder_outline
 
     data = SyntheticBodies("test", 40, seed=1)
     with_box = [data[i] for i in range(40) if data[i]["object_occluded"].any()]

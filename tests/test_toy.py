@@ -339,9 +339,8 @@ def test_fit_arm_separates_entropy_from_no_entropy():
 def test_collapsed_samples_are_ringed_and_labelled():
     import matplotlib.pyplot as plt
 
-    from mhe.viz.toy import MODE_COLORS, mark_collapse, plot_arm_ablation, plot_sample_panels
-
     from mhe.viz import OBJECTIVE_COLORS
+    from mhe.viz.toy import MODE_COLORS, mark_collapse, plot_arm_ablation, plot_sample_panels
 
     assert not set(MODE_COLORS) & set(OBJECTIVE_COLORS.values()), "solutions and objectives share a colour"
     heights = ARM.heights(torch.tensor([0.55, 1.6]))

@@ -6,10 +6,10 @@ import csv
 import json
 import math
 
+import dummy_experiment as dummy
 import pytest
 import torch
 
-import dummy_experiment as dummy
 from mhe.checkpoint import CheckpointMismatchError, load_checkpoint
 from mhe.config import ConfigError, ObjectiveConfig
 from mhe.experiments import (
@@ -26,10 +26,9 @@ from mhe.train import (
     ResumableSampler,
     RunLogger,
     Trainer,
-    TrainingInterrupted,
     objective_kwargs,
-    tempered_weights,
     resolve_objective,
+    tempered_weights,
 )
 from mhe.utils import seed_everything
 

@@ -12,10 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import dummy_experiment as dummy
 import pytest
 import torch
 
-import dummy_experiment as dummy
 from mhe.checkpoint import load_checkpoint, save_checkpoint
 from mhe.cli import main
 from mhe.config_io import config_to_dict, dump_config

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mhe.data.ho3d import OPENGL_TO_OPENCV, _BONE, _ROOT, encode_depth
+from mhe.data.ho3d import _BONE, _ROOT, OPENGL_TO_OPENCV, encode_depth
 
 __all__ = ["write_fake_ho3d"]
 

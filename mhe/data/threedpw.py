@@ -221,7 +221,7 @@ class ThreeDPW(Dataset):
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"3DPW folder {self.root} " + ("is a file" if self.root.exists() else "does not exist")
-                + f": give the 3DPW folder that holds sequenceFiles/{{train,validation,test}}/*.pkl (download 3DPW, "
+                + ": give the 3DPW folder that holds sequenceFiles/{train,validation,test}/*.pkl (download 3DPW, "
                 "or write one with mhe.data.threedpw.write_threedpw_sequence)")
         files = sorted(folder.glob("*.pkl")) if folder.is_dir() else []
         if not files:

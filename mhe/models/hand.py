@@ -18,7 +18,7 @@ from mhe.body import HAND_BONE, HAND_KEYPOINTS, HAND_PARENTS, HAND_ROOT, load_ma
 from mhe.body.limits import PLAUSIBLE_TOLERANCE, FingerLimits
 from mhe.config import ModelConfig
 from mhe.geometry import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
-from mhe.models.multi_hypothesis import MultiHypothesisModel, BodySpec
+from mhe.models.multi_hypothesis import BodySpec, MultiHypothesisModel
 from mhe.priors import hand_log_prior, rot6d_orthonormality
 
 CROP_PIXELS = 256  # metrics report 2D errors in pixels of a 256 × 256 crop, as the paper

@@ -32,8 +32,8 @@ import json
 import math
 import operator
 from collections import OrderedDict
-from copy import deepcopy
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from typing import Any
 
 import numpy as np

@@ -215,7 +215,7 @@ def hypotheses_figure(
     keep = np.arange(J) != root
     scale = float(px_per_mm) if px_per_mm is not None and np.isfinite(px_per_mm) and px_per_mm > 0 else None
     for mask, unit, c, group in ((vis, "px", VISIBLE_COLOR, "pjd_vis"), (~vis, "mm", OCCLUDED_COLOR, "pjd_occ")):
-        in_mm = f" (≈ %{{customdata:.2f}} mm)" if unit == "px" and scale else ""
+        in_mm = " (≈ %{customdata:.2f} mm)" if unit == "px" and scale else ""
         add(go.Bar(x=np.where(mask, div, np.nan)[keep], y=label[keep], orientation="h", marker_color=c,
                    customdata=(div / scale)[keep] if in_mm else None,
                    hovertemplate=f"%{{y}}: %{{x:.2f}} {unit}{in_mm}<extra></extra>"), 3, group, True)
