@@ -35,7 +35,7 @@ lint: $(STAMP)
 
 ## make reproduce: run the notebook sequence on the embedded defaults and (re)write figures/.
 reproduce: $(STAMP)
-	$(BIN)/python -m mhe.notebooks reproduce
+	$(BIN)/python -m mhe.lab.notebooks reproduce
 
 ## make lab: open the tutorials in JupyterLab.
 lab: $(STAMP)
@@ -43,7 +43,7 @@ lab: $(STAMP)
 
 ## make strip: strip outputs from the notebooks before committing.
 strip: $(STAMP)
-	$(BIN)/python -m mhe.notebooks strip notebooks/*.ipynb
+	$(BIN)/python -m mhe.lab.notebooks strip notebooks/*.ipynb
 
 ## make benchmark: speed and memory figures (printed).
 benchmark: $(STAMP)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mhe.notebooks import NOTEBOOK_DIR, run_notebook
+from mhe.lab.notebooks import NOTEBOOK_DIR, run_notebook
 from mhe.toy import ArmOptions, arm_coverage, fit_arm, held_out_arm_observations
 
 NOTEBOOK = NOTEBOOK_DIR / "01_toy_nll_vs_entropy.ipynb"

@@ -11,7 +11,7 @@ Stages, each timed and recorded even when another fails (the exit status is 1 wh
 3. ``throughput``: ``benchmarks/bench_train.py``'s measurement (training items/s, hypotheses/s, peak
    memory, the data path's items/s) for the keypoint model (``hand_mhentropy``), the CPU image model
    (``hand_mhentropy_image``) and the GPU image config (``hand_mhentropy_image_gpu``).
-4. ``ddp``: ``torchrun --nproc_per_node N -m mhe.cli train`` of the GPU image config for a few steps on
+4. ``ddp``: ``torchrun --nproc_per_node N -m mhe.lab.cli train`` of the GPU image config for a few steps on
    the N visible GPUs (NCCL); with fewer than two GPUs (or ``--device cpu``) two Gloo processes on the CPU
    instead, so DistributedDataParallel itself is still exercised; steps/s and the world size.
 5. ``gpu_config``: a few hundred steps (``--gpu-steps``) of ``hand_mhentropy_image_gpu``, then its
@@ -178,7 +178,7 @@ def stage_ddp(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                                                           "data.train_size=1024"])
     out_dir = work / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-           str(_free_port()), "-m", "mhe.cli", "train", "--config", GPU_CONFIG, "--overwrite", "--no-progress",
+           str(_free_port()), "-m", "mhe.lab.cli", "train", "--config", GPU_CONFIG, "--overwrite", "--no-progress",
            f"device={device}", f"train.steps={steps}", "train.eval_every=0", f"train.out_dir={out_dir}",
            "train.checkpoint_minutes=0", *overrides]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -203,8 +203,8 @@ def stage_ddp(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def stage_gpu_config(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from mhe.config_io import load_config
-    from mhe.experiments import train_experiment
+    from mhe.lab.config_io import load_config
+    from mhe.lab.experiments import train_experiment
 
     have_tv, _ = torchvision_status()
     steps = 3 if args.dry_run else args.gpu_steps
@@ -223,10 +223,10 @@ def stage_gpu_config(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result = train_experiment(cfg, overwrite=True)
     wall = time.perf_counter() - start
     # validation once at the end, as the trainer does (eval_every=0 kept it out of the timed loop)
-    from mhe.checkpoint import load_checkpoint, load_model_state
     from mhe.evaluation import evaluate_model
-    from mhe.experiments import build_experiment
-    from mhe.train import Trainer
+    from mhe.lab.checkpoint import load_checkpoint, load_model_state
+    from mhe.lab.experiments import build_experiment
+    from mhe.lab.train import Trainer
 
     exp = build_experiment(cfg)
     load_model_state(exp.model, load_checkpoint(result.checkpoint), source=str(result.checkpoint))

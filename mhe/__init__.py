@@ -1,19 +1,23 @@
 """mhe: multi-hypothesis 3D hand and body pose with MHEntropy (Chen, Yang, Yao, ICCV 2023).
 
-Topic modules (imported on demand, so ``import mhe`` stays fast):
+Core modules, the method (imported on demand, so ``import mhe`` stays fast):
 
-- :mod:`mhe.body`       MANO / SMPL through smplx, real files or license-free stand-ins
-- :mod:`mhe.geometry`   rotations, projection, normalisation, Procrustes
-- :mod:`mhe.flows`      conditional normalizing flows (zuko)
-- :mod:`mhe.objectives` MHEntropy, NLL, min-of-N, deterministic
-- :mod:`mhe.toy`        2D targets and the two-link arm
-- :mod:`mhe.data`       synthetic occluded hands, HO3D v3
-- :mod:`mhe.metrics`    BH/MPJPE, PA-MPJPE, AH, PJD, RD
-- :mod:`mhe.models`     encoders + flow + deterministic head + body model
-- :mod:`mhe.experiments` which model and data a config names; train / evaluate / load runs
+- :mod:`mhe.body`        MANO / SMPL through smplx, real files or license-free stand-ins
+- :mod:`mhe.geometry`    rotations, projection, normalisation, Procrustes
+- :mod:`mhe.flows`       conditional normalizing flows (zuko)
+- :mod:`mhe.objectives`  MHEntropy, NLL, min-of-N, deterministic
+- :mod:`mhe.toy`         2D targets and the two-link arm
+- :mod:`mhe.data`        synthetic occluded hands and bodies, HO3D v3, 3DPW
+- :mod:`mhe.config`      the typed config dataclasses the models read
+- :mod:`mhe.models`      encoders + flow + deterministic head + body model
+- :mod:`mhe.metrics`     BH/MPJPE, PA-MPJPE, AH, PJD, RD
 - :mod:`mhe.evaluation`  the one evaluation path and its official defaults
-- :mod:`mhe.train`      the trainer (checkpoints, resume, interrupts, DDP)
-- :mod:`mhe.viz`        figures and explorers
+- :mod:`mhe.diagnostics` calibration, selection and failure analyses of a model on data
+- :mod:`mhe.viz`         figures and explorers
+
+The lab, :mod:`mhe.lab`, runs the method: experiments (which model and data a config names),
+the trainer, checkpoints, distributed training, run logs, config YAML I/O, the ``mhe`` command,
+the report and the notebook runner. The lab imports the core; the core never imports the lab.
 
 Shape letters used in every docstring: B batch, S hypotheses (samples), J joints,
 V vertices, D dimension, K observed keypoints, C context features.

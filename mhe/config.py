@@ -4,7 +4,7 @@ An :class:`ExperimentConfig` holds everything that decides a training run: the m
 (:class:`ModelConfig`), the data (:class:`DataConfig`), the objective and its term weights
 (:class:`ObjectiveConfig`) and the optimisation (:class:`TrainConfig`). Defaults are CPU-friendly; the
 official MHEntropy hand settings are given in each field's comment. :func:`validate_config` rejects
-values no run can use. Reading and writing YAML and ``key=value`` overrides live in :mod:`mhe.config_io`.
+values no run can use. Reading and writing YAML and ``key=value`` overrides live in :mod:`mhe.lab.config_io`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, where it lives and how big the splits are."""
 
-    # dataset key; selects the experiment builder in mhe.experiments (see mhe.experiments.EXPERIMENTS).
+    # dataset key; selects the experiment builder in mhe.lab.experiments (see mhe.lab.experiments.EXPERIMENTS).
     dataset: str = "synthetic-hands"
     # folder of a real dataset (HO3D v3 root); None for generated data.
     root: str | None = None

@@ -509,7 +509,7 @@ def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = 
                       calibration_samples: int = 200, temperatures: Mapping[str, float] | None = None,
                       log: Callable[[str], None] | None = print):
     """:func:`diagnose_model` of ``models`` (``{name: model}``, e.g. the shipped ``body`` models from
-    :func:`mhe.experiments.load_model`) on the fresh test split (:func:`test_split`) → a DataFrame, one row
+    :func:`mhe.lab.experiments.load_model`) on the fresh test split (:func:`test_split`) → a DataFrame, one row
     per (model, subset), with the settings of :data:`DIAGNOSTICS_SETTINGS` for ``body`` ("hand" or "body").
 
     Hands: the occluded subset is :func:`mhe.data.synthetic.occluded_hands`; bodies: the data's ``ambiguous``
@@ -521,8 +521,8 @@ def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = 
     import pandas as pd
     from torch.utils.data import DataLoader
 
-    from mhe.config_io import load_config
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED, EVAL_TEMPERATURE
+    from mhe.lab.config_io import load_config
 
     s = DIAGNOSTICS_SETTINGS.get(body)
     if s is None:

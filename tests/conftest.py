@@ -7,7 +7,7 @@ import dummy_experiment as dummy
 import pytest
 import torch
 
-from mhe.config_io import dump_config
+from mhe.lab.config_io import dump_config
 from mhe.utils import seed_everything
 
 torch.set_num_threads(1)

@@ -82,8 +82,8 @@ def test_no_module_imports_a_module_that_imports_it_back():
 
 
 def test_the_experiment_layer_sits_on_top():
-    importers = sorted(k for k, v in import_graph().items() if "mhe.experiments" in v)
-    assert set(importers) <= {"mhe.cli", "mhe.viz.explorer"}, importers
-    for lower in ("mhe.train", "mhe.models.hand", "mhe.models.multi_hypothesis", "mhe.evaluation", "mhe.metrics",
+    importers = sorted(k for k, v in import_graph().items() if "mhe.lab.experiments" in v)
+    assert set(importers) <= {"mhe.lab.cli", "mhe.viz.explorer"}, importers
+    for lower in ("mhe.lab.train", "mhe.models.hand", "mhe.models.multi_hypothesis", "mhe.evaluation", "mhe.metrics",
                   "mhe.data.synthetic"):
-        assert "mhe.experiments" not in import_graph()[lower]
+        assert "mhe.lab.experiments" not in import_graph()[lower]

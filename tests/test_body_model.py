@@ -9,9 +9,9 @@ import torch
 
 from mhe.body import BODY_BONE, BODY_ROOT, SMPL_TO_BODY
 from mhe.config import ConfigError
-from mhe.config_io import load_config
 from mhe.evaluation import collect_predictions, score_predictions
 from mhe.geometry import project_orthographic
+from mhe.lab.config_io import load_config
 from mhe.metrics import evaluate
 from mhe.models.body import BODY_FLOW_SCALE, MultiHypothesisBody
 from mhe.objectives import OBJECTIVES, _keypoint_l1
@@ -151,7 +151,7 @@ def test_body_configs_need_a_body_model_and_the_rotation_in_the_flow():
     cfg = load_config("body_mhentropy", ["model.pose_repr=pca"])
     with pytest.raises(ValueError, match="pose_repr"):
         MultiHypothesisBody(cfg.model)
-    from mhe.experiments import build_experiment
+    from mhe.lab.experiments import build_experiment
 
     with pytest.raises(ConfigError, match="model.body"):
         build_experiment(load_config("body_mhentropy", ["model.body=hand"]))
@@ -163,7 +163,7 @@ def test_body_experiments_on_files_train_and_evaluate(tmp_path):
     """data.dataset=prohmr / 3dpw: the readers' files, a short run, an evaluation with the body protocol."""
     from mhe.data.prohmr import write_prohmr_npz
     from mhe.data.threedpw import write_threedpw_sequence
-    from mhe.experiments import build_experiment, evaluate_checkpoint, train_experiment
+    from mhe.lab.experiments import build_experiment, evaluate_checkpoint, train_experiment
 
     npz = tmp_path / "prohmr"
     npz.mkdir()
@@ -190,7 +190,7 @@ def test_body_experiments_on_files_train_and_evaluate(tmp_path):
 
 
 def test_load_or_train_a_body_in_smoke_mode(tmp_path):
-    from mhe.experiments import BODY_MODELS, load_or_train
+    from mhe.lab.experiments import BODY_MODELS, load_or_train
 
     assert "mhentropy" in BODY_MODELS and "nll" in BODY_MODELS
     model, cfg = load_or_train("nll", body="body", smoke=True, directory=tmp_path, progress=False)

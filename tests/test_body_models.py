@@ -12,6 +12,7 @@ import torch
 
 from mhe.body import (
     HAND_PARENTS,
+    KNOWN_MD5,
     SMPL_PARENTS,
     TIP_VERTEX_IDS,
     BodyModelFileError,
@@ -22,6 +23,7 @@ from mhe.body import (
     load_smpl,
     read_model_file,
 )
+from mhe.body import mano as body_mano
 from mhe.body import models as M
 
 F64 = torch.float64
@@ -184,7 +186,7 @@ def test_tip_vertices_and_keypoint_order(hand):
     # Anatomy in the rest pose: fingertips are the ends of their chains, thumb tip nearest the thumb IP.
     rest = load_mano(standin=True, flat_hand_mean=True, dtype=F64)(torch.zeros(1, 3, dtype=F64),
                                                                   torch.zeros(1, 45, dtype=F64)).joints[0]
-    for tip, dip in zip(range(16, 21), (15, 3, 6, 12, 9)):
+    for tip, dip in zip(range(16, 21), (15, 3, 6, 12, 9), strict=True):
         assert torch.argmin((rest[:16] - rest[tip]).norm(dim=-1)) == dip
     middle_bone = (rest[5] - rest[4]).norm()
     assert 0.035 < middle_bone < 0.05
@@ -205,8 +207,8 @@ def test_thumb_is_opposed():
 
 
 def test_handedness_from_geometry():
-    assert M._handedness(build_standin_mano("right")) == "right"
-    assert M._handedness(build_standin_mano("left")) == "left"
+    assert body_mano._handedness(build_standin_mano("right")) == "right"
+    assert body_mano._handedness(build_standin_mano("left")) == "left"
 
 
 def test_leading_batch_dims_and_default_betas(hand):
@@ -336,7 +338,7 @@ def test_real_file_path_is_used_and_recognised_by_md5(tmp_path, monkeypatch):
     import hashlib
 
     md5 = hashlib.md5(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(M.identify_model_file.__globals__["KNOWN_MD5"], md5, "MANO test release")
+    monkeypatch.setitem(KNOWN_MD5, md5, "MANO test release")
     m = load_mano()
     assert m.source.genuine == "MANO test release" and "genuine MANO test release" in m.source.describe()
 

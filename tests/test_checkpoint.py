@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from mhe.checkpoint import (
+from mhe.config import ExperimentConfig
+from mhe.lab.checkpoint import (
     CheckpointMismatchError,
     capture_rng_state,
     check_resume_config,
@@ -19,8 +20,7 @@ from mhe.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mhe.config import ExperimentConfig
-from mhe.config_io import config_to_dict, load_config
+from mhe.lab.config_io import config_to_dict, load_config
 
 
 def _draws() -> tuple:

@@ -14,9 +14,9 @@ import pytest
 import torch
 import yaml
 
-from mhe.checkpoint import load_checkpoint
-from mhe.cli import main
-from mhe.config_io import dump_config, load_config
+from mhe.lab.checkpoint import load_checkpoint
+from mhe.lab.cli import main
+from mhe.lab.config_io import dump_config, load_config
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -90,14 +90,14 @@ def test_evaluate_on_another_dataset_and_bad_values(registered, config_file, tmp
         main(["evaluate", "--checkpoint", ckpt, "--temperature", "0"])
     assert "--temperature: must be a positive number" in capsys.readouterr().err
     with pytest.raises(ValueError, match="temperature must be positive"):  # and by the library call
-        from mhe.experiments import evaluate_checkpoint
+        from mhe.lab.experiments import evaluate_checkpoint
 
         evaluate_checkpoint(ckpt, temperature=0.0)
 
 
 def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_plugin.py").write_text(textwrap.dedent("""
-        from mhe.experiments import register_experiment
+        from mhe.lab.experiments import register_experiment
         register_experiment("plugin-exp", lambda cfg: None, overwrite=True)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -108,14 +108,14 @@ def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
         assert expected in out
     configs = out.split("packaged configs: ")[1].splitlines()[0].split(", ")
     assert {f"hand_{n}" for n in ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")} <= set(configs)
-    from mhe.experiments import EXPERIMENTS
+    from mhe.lab.experiments import EXPERIMENTS
 
     del EXPERIMENTS["plugin-exp"]
 
 
 def test_body_model_status_reports_real_files(tmp_path, monkeypatch):
     pytest.importorskip("mhe.body")
-    from mhe.cli import body_model_status
+    from mhe.lab.cli import body_model_status
 
     monkeypatch.setenv("MHE_BODY_MODELS", str(tmp_path))
     assert all("stand-in" in line for line in body_model_status())
@@ -126,18 +126,18 @@ def test_body_model_status_reports_real_files(tmp_path, monkeypatch):
 
 
 def test_reproduce_calls_the_notebook_runner(monkeypatch):
-    import mhe.notebooks
+    import mhe.lab.notebooks
 
     calls = []
-    monkeypatch.setattr(mhe.notebooks, "reproduce", lambda seed, only: calls.append((seed, only)))
+    monkeypatch.setattr(mhe.lab.notebooks, "reproduce", lambda seed, only: calls.append((seed, only)))
     assert main(["reproduce", "--seed", "3", "--only", "01", "04"]) == 0
     assert calls == [(3, ["01", "04"])]
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "mhe.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "mhe.lab.cli", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and all(c in out.stdout for c in ("train", "evaluate", "reproduce", "info"))
-    out = subprocess.run([sys.executable, "-m", "mhe.cli", "train"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "mhe.lab.cli", "train"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "--config" in out.stderr  # argparse names the missing option
 
 
@@ -153,7 +153,7 @@ def test_train_under_torchrun(tmp_path):
     dump_config(dummy.small_config(tmp_path), cfg)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mhe.cli", "--plugin", "ddp_plugin", "train", "--config", str(cfg), "--no-progress",
+           "-m", "mhe.lab.cli", "--plugin", "ddp_plugin", "train", "--config", str(cfg), "--no-progress",
            "train.epochs=2", "train.batch_size=4"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -16,7 +16,7 @@ from mhe.config import (
     ObjectiveConfig,
     TrainConfig,
 )
-from mhe.config_io import (
+from mhe.lab.config_io import (
     config_diff,
     config_from_dict,
     config_to_dict,

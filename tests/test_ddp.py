@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mhe.distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed
-from mhe.train import Trainer
+from mhe.lab.distributed import DistInfo, all_gather_objects, all_reduce_mean, broadcast_object, init_distributed
+from mhe.lab.train import Trainer
 from mhe.utils import seed_everything
 
 WORLD = 2
@@ -41,7 +41,7 @@ def _worker(rank: int, port: int, root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from mhe.distributed import cleanup_distributed
+    from mhe.lab.distributed import cleanup_distributed
 
     root = Path(root)
     info = init_distributed("cpu")

@@ -335,7 +335,7 @@ def test_flip_temperature_choice_is_the_highest_log_likelihood(tmp_path):
 
 
 def test_the_shipped_flip_temperature_is_the_one_chosen_on_validation():
-    from mhe.experiments import load_model
+    from mhe.lab.experiments import load_model
 
     model, cfg = load_model("hand_mhentropy_rot", device="cpu")
     assert cfg.model.flip_temperature == dg.flip_temperature_choice("hand_mhentropy_rot") == model.flip_temperature

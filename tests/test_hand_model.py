@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, default_collate
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.evaluation import collect_predictions, evaluate_model
-from mhe.experiments import (
+from mhe.lab.experiments import (
     BODY_MODELS,
     HAND_IMAGE_MODELS,
     HAND_OBJECTIVES,
@@ -197,8 +197,8 @@ def test_disk_cache_returns_the_same_items_without_regenerating(tmp_path, monkey
 def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
     import json
 
-    from mhe.checkpoint import checkpoint_dir
-    from mhe.cli import main
+    from mhe.lab.checkpoint import checkpoint_dir
+    from mhe.lab.cli import main
 
     path = checkpoint_dir() / f"hand_{name}.pt"
     if not path.exists():
@@ -223,7 +223,7 @@ def test_mhe_evaluate_on_a_shipped_checkpoint(name, tmp_path, capsys):
 def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     import json
 
-    from mhe.cli import main
+    from mhe.lab.cli import main
 
     def run(*extra):
         out = tmp_path / "m.json"
@@ -245,7 +245,7 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", "hand_deterministic", "model.pose_repr=axis_angle"]) == 2
     assert "only change the data section" in capsys.readouterr().err
     # ... and the depth-flip weight's temperature, which the model uses only at evaluation
-    from mhe.experiments import evaluate_checkpoint
+    from mhe.lab.experiments import evaluate_checkpoint
 
     def rot(*overrides):
         return evaluate_checkpoint("hand_mhentropy_rot", max_items=6, num_samples=40, data_overrides=overrides)["metrics"]
@@ -266,8 +266,8 @@ _RUN_ONLY = {("train", "progress"), ("train", "out_dir"), ("", "device")}
 @pytest.mark.parametrize("name", [f"hand_{n}" for n in HAND_OBJECTIVES + HAND_VARIANTS + HAND_IMAGE_MODELS]
                          + [f"body_{n}" for n in BODY_MODELS])
 def test_shipped_checkpoints_come_from_the_packaged_configs(name):
-    from mhe.checkpoint import checkpoint_config, checkpoint_dir
-    from mhe.config_io import config_to_dict, load_config
+    from mhe.lab.checkpoint import checkpoint_config, checkpoint_dir
+    from mhe.lab.config_io import config_to_dict, load_config
 
     ckpt = torch.load(checkpoint_dir() / f"{name}.pt", weights_only=True)
     want = config_to_dict(load_config(name))

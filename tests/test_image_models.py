@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mhe.config_io import config_to_dict, load_config
-from mhe.experiments import HAND_IMAGE_MODELS, HAND_VARIANTS, SHIPPED, build_model
+from mhe.lab.config_io import config_to_dict, load_config
+from mhe.lab.experiments import HAND_IMAGE_MODELS, HAND_VARIANTS, SHIPPED, build_model
 from mhe.models.encoders import CNNEncoder, encode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_image_models_are_registered_apart_from_the_keypoint_variants():
 
 
 def test_tables_say_what_each_model_reads():
-    from mhe.experiments import input_label
+    from mhe.lab.experiments import input_label
 
     assert input_label(load_config("hand_mhentropy_image")) == "image (64 px crop)"
     assert input_label(load_config("hand_mhentropy_image", ["model.image_size=32"])) == "image (32 px crop)"
@@ -96,7 +96,7 @@ def test_tables_say_what_each_model_reads():
 
 
 def test_load_or_train_knows_the_image_models():
-    from mhe.experiments import load_or_train
+    from mhe.lab.experiments import load_or_train
 
     model, cfg = load_or_train("mhentropy_image", smoke=True, overrides=SMALL, progress=False, device="cpu")
     assert cfg.name == "hand_mhentropy_image" and cfg.data.images and isinstance(model.encoder, CNNEncoder)
@@ -215,7 +215,7 @@ def test_the_network_reads_the_image_only_and_the_likelihood_the_visible_joints(
 
 @pytest.mark.parametrize("name", list(IMAGE_CONFIGS))
 def test_two_training_steps_on_the_cpu(name, crops, tmp_path):
-    from mhe.train import Trainer
+    from mhe.lab.train import Trainer
 
     model, cfg = _small_model(name)
     cfg = dataclasses.replace(cfg, device="cpu")

@@ -401,9 +401,9 @@ def prohmr_root(tmp_path_factory):
 def test_train_and_evaluate_on_files_with_missing_data(prohmr_root, tmp_path, config):
     """A few steps with validation on files with every quirk, then ``evaluate_checkpoint``: the metrics equal
     the figures written out on the usable joints of the predictions."""
-    from mhe.config_io import load_config
     from mhe.evaluation import EVAL_SEED, collect_predictions
-    from mhe.experiments import evaluate_checkpoint, load_model, train_experiment
+    from mhe.lab.config_io import load_config
+    from mhe.lab.experiments import evaluate_checkpoint, load_model, train_experiment
 
     cfg = load_config(config, [
         "data.dataset=prohmr", f"data.root={prohmr_root}", f"train.out_dir={tmp_path / 'run'}", "train.steps=2",
@@ -434,7 +434,7 @@ def test_train_and_evaluate_on_files_with_missing_data(prohmr_root, tmp_path, co
 
 
 def test_mhe_evaluate_on_files_with_missing_data_and_on_a_damaged_one(prohmr_root, tmp_path, capsys):
-    from mhe.cli import main
+    from mhe.lab.cli import main
 
     code = main(["evaluate", "--checkpoint", "body_mhentropy", "--data", "prohmr", "--root", str(prohmr_root),
                  "--samples", "2", "--device", "cpu"])
@@ -504,7 +504,7 @@ def test_threedpw_person_behind_the_camera_has_no_scale_and_evaluates(tmp_path):
 def test_meshes_of_items_without_3d_or_smpl_hold_no_nan(quirky):
     from torch.utils.data import default_collate
 
-    from mhe.experiments import load_model
+    from mhe.lab.experiments import load_model
 
     model, _ = load_model("body_mhentropy", device="cpu")
     ds = ProHMRBodies(quirky)
@@ -560,7 +560,7 @@ def test_evaluation_names_the_ground_truth_it_needs():
 def test_a_2d_only_file_and_an_empty_split(tmp_path):
     """ProHMR's 2D-only files (COCO, MPII) have no 3D keys: the 3D figures are undefined (None in the result),
     the 2D ones are computed. A 3DPW split folder without sequences says where it looked."""
-    from mhe.experiments import evaluate_checkpoint
+    from mhe.lab.experiments import evaluate_checkpoint
 
     raw = _load(write_prohmr_npz(tmp_path / "full.npz", 5, seed=6))
     slim = {k: raw[k] for k in ("imgname", "center", "scale", "body_keypoints_2d", "body_pose", "has_body_pose")}
@@ -596,9 +596,9 @@ def test_terms_scoring_labels_the_files_lack_are_refused(tmp_path, config, overr
     """A ProHMR training file with no pose labels (or no 3D keypoints) cannot train an objective that scores
     them: refused before the first step, saying which terms and what to use instead (it trained on zeros)."""
     from mhe.config import ConfigError
-    from mhe.config_io import load_config
     from mhe.data.prohmr import write_prohmr_npz
-    from mhe.experiments import train_experiment
+    from mhe.lab.config_io import load_config
+    from mhe.lab.experiments import train_experiment
 
     root = tmp_path / "prohmr"
     root.mkdir()

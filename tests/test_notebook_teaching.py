@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from mhe.notebooks import list_notebooks
+from mhe.lab.notebooks import list_notebooks
 
 NOTEBOOKS = list_notebooks()
 IDS = [p.stem for p in NOTEBOOKS]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mhe.notebooks import list_notebooks, run_notebook
+from mhe.lab.notebooks import list_notebooks, run_notebook
 
 NOTEBOOKS = list_notebooks()
 

@@ -1,4 +1,4 @@
-"""Generated results text (mhe.report): every number it writes is the CSV's, and the README's generated
+"""Generated results text (mhe.lab.report): every number it writes is the CSV's, and the README's generated
 blocks are what the committed CSVs give."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mhe import report
+from mhe.lab import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_readme_blocks_match_the_committed_csvs():
             assert f"<!-- end: {name} -->" in text
     assert "<!-- generated: hand-results -->" in text
     assert report.render_readme(text, ROOT / "figures") == text, (
-        "README.md's generated results differ from figures/*.csv: run `python -m mhe.report`")
+        "README.md's generated results differ from figures/*.csv: run `python -m mhe.lab.report`")
 
 
 def _body_table() -> pd.DataFrame:
@@ -151,7 +151,7 @@ def test_selection_and_diagnostics_summaries_by_hand():
 
 
 def test_beside_the_paper_sets_our_rows_beside_the_papers():
-    from mhe.paper import PAPER_BODY_ACCURACY, PAPER_HAND
+    from mhe.lab.paper import PAPER_BODY_ACCURACY, PAPER_HAND
 
     hand = _table()
     body = _body_table()
@@ -208,7 +208,7 @@ def test_readme_gallery_lists_every_committed_figure_with_its_notebooks_caption(
         assert f'<img src="figures/{png.name}"' in block and f"`{png.name}`:" in block, png.name
     assert "no notebook saves this figure" not in block, "a committed figure that no notebook writes"
     assert block == report.gallery(ROOT / "figures", ROOT / "notebooks").join(["<!-- generated: gallery -->\n", "\n"]), (
-        "README.md's gallery is stale: run `python -m mhe.report`")
+        "README.md's gallery is stale: run `python -m mhe.lab.report`")
 
 
 def _table_with_images() -> pd.DataFrame:

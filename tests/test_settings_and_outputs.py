@@ -19,9 +19,9 @@ import pytest
 import torch
 from test_user_errors import one_line_error
 
-from mhe.checkpoint import SHIPPED_DIR, load_checkpoint
-from mhe.cli import main
 from mhe.errors import DistributedSetupError
+from mhe.lab.checkpoint import SHIPPED_DIR, load_checkpoint
+from mhe.lab.cli import main
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -30,10 +30,10 @@ ROOT = TESTS.parent
 @pytest.fixture
 def no_work(monkeypatch):
     """Evaluation, mesh export and training fail the test if they start."""
-    import mhe.experiments
+    import mhe.lab.experiments
 
     for name in ("evaluate_checkpoint", "export_checkpoint_meshes", "train_experiment"):
-        monkeypatch.setattr(mhe.experiments, name, lambda *a, **k: pytest.fail("work started"))
+        monkeypatch.setattr(mhe.lab.experiments, name, lambda *a, **k: pytest.fail("work started"))
 
 
 @pytest.fixture
@@ -120,13 +120,13 @@ def test_a_hand_checkpoint_on_body_files_says_what_would_work(prohmr_val_only, c
 
 
 def test_the_header_says_what_was_skipped_and_where(monkeypatch, capsys):
-    import mhe.experiments
+    import mhe.lab.experiments
 
     result = {"checkpoint": "ck.pt", "dataset": "prohmr", "input": "visible 2D keypoints", "root": "/data/h36m",
               "split": "test", "num_samples": 25, "temperature": 0.8, "batch_size": 50, "seed": 0,
               "data_overrides": [], "data_seed": None, "step": 7, "items": 5, "skipped_items": 3,
               "metrics": {"mpjpe_bh": 12.5}}
-    monkeypatch.setattr(mhe.experiments, "evaluate_checkpoint", lambda *a, **k: result)
+    monkeypatch.setattr(mhe.lab.experiments, "evaluate_checkpoint", lambda *a, **k: result)
     assert main(["evaluate", "--checkpoint", "ck.pt"]) == 0
     out = capsys.readouterr().out
     assert "on prohmr at /data/h36m, test split: 5 items (3 more skipped: nothing usable in them)" in out
@@ -135,7 +135,7 @@ def test_the_header_says_what_was_skipped_and_where(monkeypatch, capsys):
 def test_skipped_items_looks_through_subsets():
     from torch.utils.data import Subset
 
-    from mhe.experiments import skipped_items
+    from mhe.lab.experiments import skipped_items
 
     class Reader(dummy.DictDataset):
         skipped_items = 4
@@ -196,7 +196,7 @@ def test_mesh_output_is_checked_before_sampling(tmp_path, capsys, no_work):
 
 
 def test_exported_checkpoints_are_not_replaced_without_overwrite(dummy_run, tmp_path):
-    from mhe.experiments import export_checkpoint, export_checkpoint_meshes
+    from mhe.lab.experiments import export_checkpoint, export_checkpoint_meshes
 
     dst = tmp_path / "shipped.pt"
     export_checkpoint(dummy_run, dst)
@@ -228,7 +228,7 @@ def test_a_resume_that_would_shorten_the_run_is_refused(dummy_run, config_file, 
 
 
 def test_load_or_train_with_overrides_never_touches_the_package_or_a_run(tmp_path, monkeypatch):
-    import mhe.experiments
+    import mhe.lab.experiments
 
     monkeypatch.setenv("MHE_DATA", str(tmp_path / "data"))
     calls = []
@@ -240,26 +240,26 @@ def test_load_or_train_with_overrides_never_touches_the_package_or_a_run(tmp_pat
         calls.append((cfg.out_path(), resume, overwrite))
         raise Stop
 
-    monkeypatch.setattr(mhe.experiments, "train_experiment", fake_train)
+    monkeypatch.setattr(mhe.lab.experiments, "train_experiment", fake_train)
     for _ in range(2):
         with pytest.raises(Stop):
-            mhe.experiments.load_or_train("mhentropy", overrides=["train.steps=3"], progress=False)
+            mhe.lab.experiments.load_or_train("mhentropy", overrides=["train.steps=3"], progress=False)
     out, resume, overwrite = calls[0]
     assert out == tmp_path / "data" / "runs" / "mhentropy" and not resume and not overwrite
     assert SHIPPED_DIR not in out.parents
     (out).mkdir(parents=True)
     (out / "last.pt").write_bytes(b"a run")
     with pytest.raises(Stop):
-        mhe.experiments.load_or_train("mhentropy", overrides=["train.steps=3"], progress=False)
+        mhe.lab.experiments.load_or_train("mhentropy", overrides=["train.steps=3"], progress=False)
     assert calls[-1][1:] == (True, False)  # continued, never overwritten
     with pytest.raises(TypeError, match="not a single string"):
-        mhe.experiments.load_or_train("mhentropy", overrides="train.steps=3")
+        mhe.lab.experiments.load_or_train("mhentropy", overrides="train.steps=3")
 
 
 def test_smoke_runs_leave_no_temporary_folder(tmp_path, monkeypatch):
     import tempfile
 
-    from mhe.experiments import load_or_train
+    from mhe.lab.experiments import load_or_train
 
     monkeypatch.setenv("MHE_DATA", str(tmp_path / "data"))
     temp = tmp_path / "tmp"
@@ -301,7 +301,7 @@ def test_a_malformed_rendezvous_is_one_line(env, message, registered, config_fil
 
 
 WAIT = """
-import mhe.distributed as d
+import mhe.lab.distributed as d
 d.NOTICE_AFTER_S = 0.2
 d.init_distributed("cpu")
 """
@@ -377,14 +377,14 @@ def test_meshes_takes_data_and_root_as_options(capsys, no_work):
     ],
 )
 def test_library_arguments_are_checked_for_type(kwargs, error, message):
-    from mhe.experiments import evaluate_checkpoint
+    from mhe.lab.experiments import evaluate_checkpoint
 
     with pytest.raises(error, match=message):
         evaluate_checkpoint("hand_mhentropy", **kwargs)
 
 
 def test_config_overrides_must_be_a_list():
-    from mhe.config_io import load_config
+    from mhe.lab.config_io import load_config
 
     with pytest.raises(TypeError, match="not a single string"):
         load_config("hand_mhentropy", "train.lr=1e-3")
@@ -407,7 +407,7 @@ def test_partial_init_says_what_it_copied_even_without_progress(tmp_path, capsys
     assert f"{total - copied} keep their fresh initialisation: " in line
     # a checkpoint with nothing in common is refused, not silently "used"
     other = dummy.GaussianModel()
-    from mhe.checkpoint import save_checkpoint
+    from mhe.lab.checkpoint import save_checkpoint
 
     gauss = save_checkpoint(tmp_path / "gauss.pt", model=other, config={"name": "g"})
     err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", f"train.out_dir={tmp_path / 'h2'}",
@@ -451,7 +451,7 @@ def test_settings_no_model_or_dataset_would_use_are_refused(capsys, tmp_path, pr
 
 
 def test_shipped_checkpoints_stay_reachable_with_a_data_folder(monkeypatch, tmp_path):
-    from mhe.checkpoint import resolve_checkpoint_path
+    from mhe.lab.checkpoint import resolve_checkpoint_path
 
     monkeypatch.setenv("MHE_DATA", str(tmp_path))  # its checkpoints/ is empty: the package's are found
     assert resolve_checkpoint_path("hand_mhentropy") == SHIPPED_DIR / "hand_mhentropy.pt"
@@ -516,7 +516,7 @@ def test_an_override_given_twice_is_refused(capsys):
 
 
 def test_smoke_defaults_do_not_override_the_callers_settings(tmp_path, monkeypatch):
-    import mhe.experiments
+    import mhe.lab.experiments
 
     seen = []
 
@@ -527,7 +527,7 @@ def test_smoke_defaults_do_not_override_the_callers_settings(tmp_path, monkeypat
         seen.append(cfg)
         raise Stop
 
-    monkeypatch.setattr(mhe.experiments, "train_experiment", fake_train)
+    monkeypatch.setattr(mhe.lab.experiments, "train_experiment", fake_train)
     with pytest.raises(Stop):
-        mhe.experiments.load_or_train("mhentropy", smoke=True, overrides=["train.steps=7"], progress=False)
+        mhe.lab.experiments.load_or_train("mhentropy", smoke=True, overrides=["train.steps=7"], progress=False)
     assert seen[0].train.steps == 7 and seen[0].data.train_size == 32  # before: the smoke run's 4 steps won

@@ -38,7 +38,7 @@ def test_seed_study_trains_extra_seeds_and_evaluates_every_one(tmp_path):
 
 
 def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
-    from mhe.config_io import dump_config, load_config
+    from mhe.lab.config_io import dump_config, load_config
 
     run = tmp_path / "cand"
     run.mkdir()
@@ -66,7 +66,7 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
 
 
 def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
-    from mhe.config_io import dump_config, load_config
+    from mhe.lab.config_io import dump_config, load_config
 
     out = tmp_path / "v.csv"
     pd.DataFrame({"run": ["old", "p2d"], "objective": ["mhentropy", "prohmr"], "step": [5, 5]}).to_csv(out, index=False)
@@ -111,7 +111,7 @@ def test_selection_validation_reads_the_validation_split_at_each_temperature(tmp
     frame = pd.read_csv(out)
     assert frame[["temperature", "subset"]].values.tolist() == [[0.8, "all"], [0.8, "occluded"], [1.0, "all"],
                                                                 [1.0, "occluded"]]
-    from mhe.config_io import load_config
+    from mhe.lab.config_io import load_config
 
     assert (frame["model"] == "hand_mhentropy").all()
     assert (frame["steps"] == load_config("hand_mhentropy").train.steps).all()
@@ -132,9 +132,9 @@ def test_flip_calibration_scores_the_validation_split_and_stores_the_choice(tmp_
 
     import torch
 
-    from mhe.checkpoint import resolve_checkpoint_path
     from mhe.diagnostics import flip_temperature_choice
-    from mhe.experiments import load_model
+    from mhe.lab.checkpoint import resolve_checkpoint_path
+    from mhe.lab.experiments import load_model
 
     ckpt = tmp_path / "rot.pt"
     shutil.copy(resolve_checkpoint_path("hand_mhentropy_rot"), ckpt)

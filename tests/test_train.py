@@ -10,9 +10,9 @@ import dummy_experiment as dummy
 import pytest
 import torch
 
-from mhe.checkpoint import CheckpointMismatchError, load_checkpoint
 from mhe.config import ConfigError, ObjectiveConfig
-from mhe.experiments import (
+from mhe.lab.checkpoint import CheckpointMismatchError, load_checkpoint
+from mhe.lab.experiments import (
     EXPERIMENTS,
     Experiment,
     build_experiment,
@@ -20,8 +20,7 @@ from mhe.experiments import (
     register_experiment,
     train_experiment,
 )
-from mhe.rng import isolated_rng
-from mhe.train import (
+from mhe.lab.train import (
     DeviceLoader,
     ResumableSampler,
     RunLogger,
@@ -30,6 +29,7 @@ from mhe.train import (
     resolve_objective,
     tempered_weights,
 )
+from mhe.rng import isolated_rng
 from mhe.utils import seed_everything
 
 

@@ -16,10 +16,10 @@ import dummy_experiment as dummy
 import pytest
 import torch
 
-from mhe.checkpoint import load_checkpoint, save_checkpoint
-from mhe.cli import main
-from mhe.config_io import config_to_dict, dump_config
-from mhe.train import Trainer, TrainingInterrupted
+from mhe.lab.checkpoint import load_checkpoint, save_checkpoint
+from mhe.lab.cli import main
+from mhe.lab.config_io import config_to_dict, dump_config
+from mhe.lab.train import Trainer, TrainingInterrupted
 from mhe.utils import seed_everything
 
 TESTS = Path(__file__).resolve().parent
@@ -50,9 +50,9 @@ def one_line_error(capsys, code: int) -> str:
     ],
 )
 def test_bad_arguments_stop_before_any_work(argv, message, capsys, monkeypatch):
-    import mhe.experiments
+    import mhe.lab.experiments
 
-    monkeypatch.setattr(mhe.experiments, "evaluate_checkpoint", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(mhe.lab.experiments, "evaluate_checkpoint", lambda *a, **k: pytest.fail("work started"))
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
@@ -66,13 +66,14 @@ def test_overrides_may_follow_options(config_file, capsys):
 
 
 def test_help_does_not_load_torch():
-    code = "import sys; from mhe.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from mhe.lab.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
 
 
 def test_cli_defaults_equal_the_evaluation_defaults():
-    from mhe import cli, evaluation
+    from mhe import evaluation
+    from mhe.lab import cli
 
     assert (cli.EVAL_SAMPLES, cli.EVAL_TEMPERATURE, cli.EVAL_BATCH_SIZE) == (
         evaluation.EVAL_SAMPLES, evaluation.EVAL_TEMPERATURE, evaluation.EVAL_BATCH_SIZE)
@@ -249,7 +250,7 @@ PLUGIN = """
 def test_signal_to_a_running_mhe_train_saves_and_resumes_to_the_same_parameters(sig, tmp_path):
     (tmp_path / "slow_plugin.py").write_text(textwrap.dedent(PLUGIN))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "mhe.cli", "--plugin", "slow_plugin", "train", "--no-progress",
+    cmd = [sys.executable, "-m", "mhe.lab.cli", "--plugin", "slow_plugin", "train", "--no-progress",
            "train.steps=40", "train.log_every=1"]
 
     def config(name):

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "figures" / "04_validation_choices.csv"))
     parser.add_argument("--append", action="store_true", help="keep the rows already in --out")
     args = parser.parse_args(argv)
-    from mhe.config_io import load_config
+    from mhe.lab.config_io import load_config
 
     rows = []
     for run in map(Path, args.runs):

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mhe.diagnostics import DIAGNOSTICS_SETTINGS, diagnostics_table
-    from mhe.experiments import load_model, load_or_train
+    from mhe.lab.experiments import load_model, load_or_train
 
     torch.set_num_threads(1)
     for body in ("hand", "body") if args.body == "both" else (args.body,):

@@ -22,7 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mhe.cli import validation_sweep_parser
+from mhe.lab.cli import validation_sweep_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy_rot",)
@@ -38,7 +38,7 @@ def flip_calibration(models, temperatures, items: int | None = None, num_samples
 
     from mhe.diagnostics import flip_calibration_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED, EVAL_TEMPERATURE
-    from mhe.experiments import build_experiment, load_model
+    from mhe.lab.experiments import build_experiment, load_model
 
     rows = []
     for name in models:
@@ -62,7 +62,7 @@ def flip_calibration(models, temperatures, items: int | None = None, num_samples
 
 def write_flip_temperature(checkpoint: str | Path, tau: float) -> Path:
     """Set ``model.flip_temperature`` in a checkpoint file's config (atomically; weights untouched)."""
-    from mhe.checkpoint import load_checkpoint, resolve_checkpoint_path
+    from mhe.lab.checkpoint import load_checkpoint, resolve_checkpoint_path
     from mhe.utils import atomic_torch_save
 
     path = resolve_checkpoint_path(checkpoint)

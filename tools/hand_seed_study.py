@@ -3,7 +3,7 @@
 Seed 0 of each objective is the shipped checkpoint (``mhe/checkpoints/hand_<objective>.pt``); other seeds
 are trained with the same packaged config and ``seed=N`` (the training data stay those of data seed 0)
 into ``runs/seeds/<objective>_s<N>``, resumed when interrupted. Every model is scored by
-:func:`mhe.experiments.evaluate_checkpoint` on the test split of ``--data-seed`` (default 1: a split no
+:func:`mhe.lab.experiments.evaluate_checkpoint` on the test split of ``--data-seed`` (default 1: a split no
 setting was chosen on), the official evaluation (S = 200, T = 0.8).
 
     python tools/hand_seed_study.py                       # mhentropy and nll, seeds 0 1 2
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=None, help="hypotheses per item (default: the official 200)")
     args = parser.parse_args(argv)
 
-    from mhe.config_io import load_config
-    from mhe.experiments import evaluate_checkpoint, train_experiment
+    from mhe.lab.config_io import load_config
+    from mhe.lab.experiments import evaluate_checkpoint, train_experiment
 
     rows = []
     for objective in args.objectives:

@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from mhe.cli import validation_sweep_parser
+from mhe.lab.cli import validation_sweep_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_nll", "hand_min_of_n")
@@ -34,7 +34,7 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
     from mhe.data.synthetic import occluded_hands
     from mhe.diagnostics import DIAGNOSTICS_SETTINGS, selection_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED
-    from mhe.experiments import build_experiment, load_model
+    from mhe.lab.experiments import build_experiment, load_model
 
     s = DIAGNOSTICS_SETTINGS["hand"]
     rows = []

@@ -7,7 +7,7 @@ Every number the README or a notebook states about a trained model is written he
     ...
     <!-- end: hand-results -->
 
-``python -m mhe.report`` rewrites them from the CSVs, and ``python -m mhe.report --check`` (and a test)
+``python -m mhe.lab.report`` rewrites them from the CSVs, and ``python -m mhe.lab.report --check`` (and a test)
 fails when the README and the CSVs disagree. Notebook 04 shows :func:`hand_takeaways` of its own table.
 
 The ``gallery`` block lists every PNG in ``figures/`` with the caption its notebook gives it
@@ -436,8 +436,8 @@ def model_label(model: str) -> str:
 
 def beside_the_paper(hand_metrics: pd.DataFrame, body_metrics: pd.DataFrame) -> pd.DataFrame:
     """Our numbers (the committed hand and body tables, indexed by model) beside the paper's
-    (:mod:`mhe.paper`): one row per (setting, paper row, metric) with ``ours``, ``our_model`` and ``paper``."""
-    from mhe.paper import BODY_COUNTERPARTS, paper_tables
+    (:mod:`mhe.lab.paper`): one row per (setting, paper row, metric) with ``ours``, ``our_model`` and ``paper``."""
+    from mhe.lab.paper import BODY_COUNTERPARTS, paper_tables
 
     paper = paper_tables()
     rows = []
@@ -537,7 +537,7 @@ def gallery(figures: Path, notebooks: Path | None = None) -> str:
         source, caption = found if found is not None else ("", "(no notebook saves this figure)")
         groups.setdefault(source, []).append(f'| <img src="figures/{png.name}" width="240"> | `{png.name}`: {caption} |')
     lines = ["## Gallery", "", "Every figure in `figures/`, with the caption its notebook gives it (written by "
-             "`python -m mhe.report` from the notebooks' `# caption:` comments)."]
+             "`python -m mhe.lab.report` from the notebooks' `# caption:` comments)."]
     for source, rows in groups.items():
         header = (f"**`{source}`**" if source.endswith(".py") else f"**`notebooks/{source}.ipynb`**" if source
                   else "**not saved by any notebook**")
@@ -570,7 +570,8 @@ def render_readme(text: str, figures: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.lab.report",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="figures")
     parser.add_argument("--check", action="store_true", help="fail when the README is not what the CSVs give")
@@ -580,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     new = render_readme(text, Path(args.figures))
     if args.check:
         if new != text:
-            print(f"{path} is out of date with the CSVs in {args.figures}; run `python -m mhe.report`", file=sys.stderr)
+            print(f"{path} is out of date with the CSVs in {args.figures}; run `python -m mhe.lab.report`",
+                  file=sys.stderr)
             return 1
         return 0
     if new != text:

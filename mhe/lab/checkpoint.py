@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mhe.config_io import config_diff
 from mhe.errors import CheckpointMismatchError
+from mhe.lab.config_io import config_diff
 from mhe.rng import capture_rng_state, restore_rng_state  # noqa: F401  (RNG states are part of a checkpoint)
 from mhe.utils import atomic_torch_save, data_dir
 
@@ -99,7 +99,7 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def checkpoint_dir() -> Path:
@@ -195,7 +195,7 @@ def checkpoint_config(state: dict[str, Any], source: str = "checkpoint") -> Any:
     ``model.deterministic``, which older checkpoints recorded only as ``objective.name == "deterministic"``.
     """
     from mhe.config import ConfigError
-    from mhe.config_io import config_from_dict
+    from mhe.lab.config_io import config_from_dict
 
     data = state["config"]
     try:
@@ -209,12 +209,12 @@ def checkpoint_config(state: dict[str, Any], source: str = "checkpoint") -> Any:
 def check_model_config(saved: dict[str, Any], current: dict[str, Any], source: str = "checkpoint") -> None:
     """Refuse weights trained for another model: any difference in the ``model`` section is an error.
 
-    ``saved`` / ``current`` are plain experiment configs (:func:`mhe.config_io.config_to_dict`). The
+    ``saved`` / ``current`` are plain experiment configs (:func:`mhe.lab.config_io.config_to_dict`). The
     message names each differing key (``model.pose_repr: 'pca' -> 'axis_angle'``): loading PCA weights
     into an axis-angle flow would run, since the shapes agree, and give wrong hands.
     """
     from mhe.config import ModelConfig
-    from mhe.config_io import config_to_dict
+    from mhe.lab.config_io import config_to_dict
 
     defaults = config_to_dict(ModelConfig())
     a = {**defaults, **saved.get("model", {})}
@@ -273,7 +273,7 @@ def _model_cfg_hint(model: nn.Module) -> dict[str, Any]:
     cfg = getattr(model, "config", None)
     if cfg is None:
         return {}
-    from mhe.config_io import config_to_dict
+    from mhe.lab.config_io import config_to_dict
 
     try:
         return config_to_dict(cfg)

@@ -1,7 +1,7 @@
 """What the MHEntropy paper (Chen, Yang, Yao, ICCV 2023) reports, to set beside this package's numbers.
 
 The numbers are the paper's, carried over as they are printed there (its tables of HO3D v3 hands and
-of Human3.6M / ambiguous Human3.6M bodies); :mod:`mhe.report` puts them beside the committed CSVs in
+of Human3.6M / ambiguous Human3.6M bodies); :mod:`mhe.lab.report` puts them beside the committed CSVs in
 notebook 07. The paper's models read images, ours read the visible 2D keypoints; its data are real
 (HO3D v3, H36M), ours synthetic with stand-in body models. The columns match in definition (docs/method.md,
 "Metrics"), not in difficulty.

@@ -5,7 +5,7 @@ A newcomer can follow a run from here: :func:`build_experiment` looks ``cfg.data
 :func:`register_experiment`), which returns an :class:`Experiment` — the model (a
 :class:`~mhe.models.multi_hypothesis.MultiHypothesisModel` for a body spec), the train / val / test
 splits and the evaluation function (:func:`mhe.evaluation.evaluate_model`). :func:`train_experiment`
-hands that to :class:`mhe.train.Trainer`; :func:`evaluate_checkpoint` rebuilds a checkpoint's
+hands that to :class:`mhe.lab.train.Trainer`; :func:`evaluate_checkpoint` rebuilds a checkpoint's
 experiment and scores one split; :func:`load_model`, :func:`export_checkpoint` and
 :func:`load_or_train` serve the notebooks and the shipped checkpoints.
 
@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mhe.checkpoint import (
+from mhe.config import ConfigError, ExperimentConfig, validate_config
+from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SAMPLES, EVAL_SEED, EVAL_TEMPERATURE, evaluate_model
+from mhe.lab.checkpoint import (
     SHIPPED_DIR,
     checkpoint_config,
     checkpoint_dir,
@@ -34,11 +36,9 @@ from mhe.checkpoint import (
     load_model_state,
     resolve_checkpoint_path,
 )
-from mhe.config import ConfigError, ExperimentConfig, validate_config
-from mhe.config_io import apply_overrides, config_from_dict, config_to_dict, load_config
-from mhe.distributed import DistInfo, init_distributed
-from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SAMPLES, EVAL_SEED, EVAL_TEMPERATURE, evaluate_model
-from mhe.train import EvaluateFn, Trainer, TrainResult
+from mhe.lab.config_io import apply_overrides, config_from_dict, config_to_dict, load_config
+from mhe.lab.distributed import DistInfo, init_distributed
+from mhe.lab.train import EvaluateFn, Trainer, TrainResult
 from mhe.utils import atomic_torch_save, data_dir, default_device, seed_everything
 
 SPLITS = ("train", "val", "test")
@@ -402,7 +402,7 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
     if key not in EXPERIMENTS:
         raise ConfigError(
             f"no experiment builder for data.dataset={key!r}; known datasets: {', '.join(sorted(EXPERIMENTS))}. "
-            "Register one with mhe.experiments.register_experiment(name, builder)."
+            "Register one with mhe.lab.experiments.register_experiment(name, builder)."
         )
     images = cfg.model.encoder in IMAGE_ENCODERS
     if images and key in DATA_KEYS and "images" not in DATA_KEYS[key]:
@@ -421,7 +421,7 @@ def build_experiment(cfg: ExperimentConfig) -> Experiment:
 def train_experiment(
     cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False, dist: DistInfo | None = None
 ) -> TrainResult:
-    """Seed, build the experiment for ``cfg.data.dataset`` and train it (:class:`mhe.train.Trainer`)."""
+    """Seed, build the experiment for ``cfg.data.dataset`` and train it (:class:`mhe.lab.train.Trainer`)."""
     info = dist if dist is not None else init_distributed(cfg.device)
     # every rank builds the same initial model (DDP also broadcasts rank 0's weights)
     seed_everything(cfg.seed)
@@ -718,7 +718,7 @@ def load_or_train(
     :data:`HAND_OBJECTIVES`, :data:`HAND_VARIANTS` or :data:`HAND_IMAGE_MODELS`; bodies: one of
     :data:`BODY_MODELS`).
 
-    Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.checkpoint.checkpoint_dir`) when it
+    Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.lab.checkpoint.checkpoint_dir`) when it
     exists; otherwise trains the packaged config ``<body>_<objective>`` with a progress bar and keeps the
     result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder,
     removed afterwards.

@@ -11,7 +11,7 @@ bit on CPU. Checkpoints are written every ``train.checkpoint_every`` steps, ever
 (SIGINT) or SIGTERM: the step in flight finishes, a checkpoint is written and :class:`TrainingInterrupted`
 says how to resume. Under ``torchrun`` it wraps the model in ``DistributedDataParallel`` and shards each
 epoch with a ``DistributedSampler``; rank 0 alone logs and writes checkpoints. Which model and data a
-config names is decided by :mod:`mhe.experiments`, not here.
+config names is decided by :mod:`mhe.lab.experiments`, not here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from mhe.checkpoint import (
+from mhe.config import ConfigError, ExperimentConfig, ObjectiveConfig, validate_config
+from mhe.evaluation import move_to_device
+from mhe.lab.checkpoint import (
     check_model_config,
     check_resume_config,
     load_checkpoint,
@@ -43,9 +45,8 @@ from mhe.checkpoint import (
     resolve_checkpoint_path,
     save_checkpoint,
 )
-from mhe.config import ConfigError, ExperimentConfig, ObjectiveConfig, validate_config
-from mhe.config_io import config_to_dict, dump_config
-from mhe.distributed import (
+from mhe.lab.config_io import config_to_dict, dump_config
+from mhe.lab.distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
@@ -53,9 +54,8 @@ from mhe.distributed import (
     broadcast_object,
     init_distributed,
 )
-from mhe.evaluation import move_to_device
+from mhe.lab.runlog import RunLogger
 from mhe.rng import capture_rng_state, isolated_rng, restore_rng_state
-from mhe.runlog import RunLogger
 from mhe.utils import seed_everything
 
 Batch = dict[str, Any]
@@ -241,7 +241,7 @@ class Trainer:
     ``objective`` defaults to ``mhe.objectives.OBJECTIVES[config.objective.name]`` and is called as
     ``objective(model, batch, **kwargs)`` with ``kwargs`` from :func:`objective_kwargs`; a batch is the
     default-collated dict of the dataset's items, moved to the device. ``dist`` defaults to
-    :func:`mhe.distributed.init_distributed` (single process unless launched by ``torchrun``).
+    :func:`mhe.lab.distributed.init_distributed` (single process unless launched by ``torchrun``).
     """
 
     def __init__(
@@ -472,7 +472,7 @@ class Trainer:
         """Copy the model weights of a checkpoint (a path or a shipped checkpoint's name) into the model.
 
         The checkpoint's model config must equal this run's (pose parameterisation, flow size, encoder,
-        ...): a :class:`~mhe.checkpoint.CheckpointMismatchError` names the keys that differ. With
+        ...): a :class:`~mhe.lab.checkpoint.CheckpointMismatchError` names the keys that differ. With
         ``train.init_partial=true`` the tensors whose names and shapes match are copied and the rest keep
         their fresh initialisation. The optimizer, step count and learning-rate schedule start anew.
         """

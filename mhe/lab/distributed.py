@@ -1,6 +1,6 @@
 """Multi-process training helpers around ``torch.distributed`` (launched by ``torchrun``).
 
-``torchrun --nproc_per_node N -m mhe.cli train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the
+``torchrun --nproc_per_node N -m mhe.lab.cli train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the
 rendezvous address in the environment; :func:`init_distributed` reads them and joins the process group
 with NCCL on CUDA and Gloo on CPU. Without those variables everything degrades to a single process, so
 the same trainer code runs everywhere. Only rank 0 logs and writes checkpoints.
@@ -51,7 +51,7 @@ class DistInfo:
         return self.world_size > 1
 
 
-LAUNCH_HINT = "launch with `torchrun --nproc_per_node N -m mhe.cli train ...`, which sets them all"
+LAUNCH_HINT = "launch with `torchrun --nproc_per_node N -m mhe.lab.cli train ...`, which sets them all"
 
 
 def _env_int(name: str, default: int | None = None, minimum: int = 0) -> int:

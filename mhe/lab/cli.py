@@ -1,6 +1,6 @@
 """The ``mhe`` command: train, evaluate, reproduce the figures, describe the installation.
 
-``mhe train --config <yaml> [key=value ...]`` trains the experiment :mod:`mhe.experiments` builds for
+``mhe train --config <yaml> [key=value ...]`` trains the experiment :mod:`mhe.lab.experiments` builds for
 ``data.dataset``, on one process or under ``torchrun`` on many; ``mhe evaluate --checkpoint <path>
 --split test`` rebuilds a checkpoint's experiment and prints (and optionally writes as JSON) the metrics
 of one split with the official evaluation settings (:mod:`mhe.evaluation`); ``mhe reproduce`` runs the
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False everywhere: no prefix matching, so `--data` is never taken for `--data-seed`
     tr = sub.add_parser("train", help="train an experiment from a YAML config", allow_abbrev=False,
                         description="Train the experiment a config describes. Launch with "
-                        "`torchrun --nproc_per_node N -m mhe.cli train ...` for several GPUs/processes. "
+                        "`torchrun --nproc_per_node N -m mhe.lab.cli train ...` for several GPUs/processes. "
                         "Ctrl-C saves a checkpoint; continue with --resume.")
     tr.add_argument("--config", required=True,
                     help="YAML file, or the name of a packaged config (e.g. hand_mhentropy)")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "meshes":
             return _meshes(args)
         if args.command == "reproduce":
-            from mhe.notebooks import reproduce
+            from mhe.lab.notebooks import reproduce
 
             reproduce(args.seed, args.only)
             return 0
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mhe {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        from mhe.train import TrainingInterrupted
+        from mhe.lab.train import TrainingInterrupted
 
         if args.debug:
             raise
@@ -243,7 +243,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mhe.config_io import dump_config, load_config
+    from mhe.lab.config_io import dump_config, load_config
 
     overrides = list(args.overrides)
     if args.device:
@@ -252,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("train.progress=false")
     cfg = load_config(args.config, overrides)
     _check_device(cfg.device)
-    from mhe.experiments import check_settings_apply
+    from mhe.lab.experiments import check_settings_apply
 
     check_settings_apply(cfg, args.overrides)  # a data.* key the dataset does not read is refused
     if args.print_config:
@@ -263,8 +263,8 @@ def _train(args: argparse.Namespace) -> int:
 
         raise ConfigError("--resume continues a run and --overwrite starts it again: choose one")
 
-    from mhe.distributed import cleanup_distributed, init_distributed
-    from mhe.experiments import train_experiment
+    from mhe.lab.distributed import cleanup_distributed, init_distributed
+    from mhe.lab.experiments import train_experiment
 
     info = init_distributed(cfg.device)
     try:
@@ -308,7 +308,7 @@ def _meshes(args: argparse.Namespace) -> int:
     # before any work: the file would not be written after the sampling
     check_output_path(args.out, overwrite=args.overwrite, option="--out", suffixes=MESH_FORMATS)
     _check_device(args.device)
-    from mhe.experiments import export_checkpoint_meshes
+    from mhe.lab.experiments import export_checkpoint_meshes
 
     path = export_checkpoint_meshes(args.checkpoint, args.out, index=args.item, split=args.split,
                                     num_samples=args.samples, temperature=args.temperature,
@@ -326,7 +326,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json is not None and not to_stdout:  # before any work: never clobber, never lose the result
         check_output_path(args.json, overwrite=args.overwrite, option="--json")
     _check_device(args.device)
-    from mhe.experiments import evaluate_checkpoint
+    from mhe.lab.experiments import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         args.checkpoint,
@@ -415,7 +415,7 @@ def info_text() -> str:
 
     from mhe import __version__
     from mhe.config import PACKAGED_CONFIG_DIR
-    from mhe.experiments import available_experiments
+    from mhe.lab.experiments import available_experiments
     from mhe.utils import data_dir, default_device
 
     lines = [f"mhe {__version__} (Python {platform.python_version()}, {platform.platform()})", "packages:"]

@@ -1,4 +1,4 @@
-"""Execute, strip and list the tutorial notebooks (``python -m mhe.notebooks {reproduce,run,strip,list}``).
+"""Execute, strip and list the tutorial notebooks (``python -m mhe.lab.notebooks {reproduce,run,strip,list}``).
 
 Every notebook in ``notebooks/`` has a cell tagged ``parameters`` holding at least ``SMOKE`` and
 ``SEED``. :func:`run_notebook` executes one through papermill with parameters injected;
@@ -100,7 +100,7 @@ def reproduce(seed: int = 0, only: list[str] | None = None) -> None:
         run_notebook(path, {"SMOKE": False, "SEED": seed})
         print(f"[mhe]   done in {time.perf_counter() - start:.1f} s", flush=True)
     # The README's generated blocks quote the CSVs the notebooks just wrote: regenerate them too.
-    from mhe.report import main as report_main
+    from mhe.lab.report import main as report_main
 
     report_main(["--readme", str(REPO_ROOT / "README.md"), "--figures", str(REPO_ROOT / "figures")])
     print(
@@ -111,7 +111,7 @@ def reproduce(seed: int = 0, only: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.notebooks", description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.lab.notebooks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", allow_abbrev=False, help="run the notebook sequence with SMOKE=False")
     rep.add_argument("--seed", type=int, default=0)
