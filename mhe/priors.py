@@ -3,17 +3,20 @@
 Every prior here is the log of an *unnormalised* density that is flat inside a region and falls off
 quadratically outside it, so it never fights the likelihood where the pose is plausible but keeps the
 entropy term from spreading hypotheses without bound (``docs/method.md``, "The pose prior"). The hand
-model (:mod:`mhe.models.hand`) combines them (and the anatomical joint limits of :mod:`mhe.body.limits`) through :func:`hand_log_prior`; the toy arm uses
-:func:`box_prior` on its joint angles.
+model (:mod:`mhe.models.hand`) combines them (and the anatomical joint limits of :mod:`mhe.body.limits`)
+through :func:`hand_log_prior`; the toy arm uses :func:`box_prior` on its joint angles.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mhe.body.limits import FingerLimits
 
 # The official hand priors: a soft box on the 45 MANO PCA coefficients, a soft ball on the global
 # rotation (axis-angle), a tight soft box on the shape β.
@@ -83,7 +86,7 @@ def hand_log_prior(
     pose_prior: str = "box",
     offset_aa: Tensor | None = None,
     full_aa: Tensor | None = None,
-    limits: Any = None,
+    limits: FingerLimits | None = None,
     joint_limit_weight: float | None = None,
 ) -> Tensor:
     """The hand's log-prior of S hypotheses per item ``(B, S)``: finger pose, global rotation and shape.
@@ -113,6 +116,13 @@ def hand_log_prior(
             raise ValueError(f"pose_repr={pose_repr!r} with pose_prior={pose_prior!r} needs {what}")
         return x
 
+    def need_limits() -> FingerLimits:
+        if limits is None:
+            raise ValueError(
+                f"pose_prior={pose_prior!r} needs limits (a mhe.body.limits.FingerLimits, e.g. finger_limits(mano))"
+            )
+        return limits
+
     if pose_repr == "pca":
         pose = box_prior(theta, PCA_HALF_WIDTH, PCA_WEIGHT)
     elif pose_prior == "box":
@@ -122,9 +132,8 @@ def hand_log_prior(
     else:
         pose = torch.zeros_like(theta[..., 0])
     if pose_prior == "joint_limits":
-        lim = need(limits, "limits")
-        pose = pose + (lim.log_prior(need(full_aa, "full_aa")) if joint_limit_weight is None
-                       else lim.log_prior(full_aa, joint_limit_weight))
+        lim, aa = need_limits(), need(full_aa, "full_aa")
+        pose = pose + (lim.log_prior(aa) if joint_limit_weight is None else lim.log_prior(aa, joint_limit_weight))
     if pose_repr == "6d":
         pose = pose - ORTHO_WEIGHT * rot6d_orthonormality(theta)
     rot = ball_prior(global_orient, ROT_RADIUS, ROT_WEIGHT)

@@ -20,7 +20,9 @@ from mhe.utils import seed_everything
 
 def capture_rng_state() -> dict[str, Any]:
     """The state of every RNG this process uses, as tensors and primitives."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    if not isinstance(np_state, tuple):  # the global legacy RandomState is always MT19937
+        raise TypeError(f"numpy's global RNG state is not the legacy MT19937 tuple: {type(np_state).__name__}")
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -51,8 +53,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
-
-
 
 
 @contextlib.contextmanager

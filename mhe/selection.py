@@ -93,7 +93,9 @@ def select(scores: Tensor) -> Tensor:
     return torch.nan_to_num(scores, nan=float("inf")).argmin(dim=1)
 
 
-def selection_report(pred_xyz: Tensor, gt_xyz: Tensor, scores: Tensor, mode_xyz: Tensor | None = None) -> dict[str, float]:
+def selection_report(
+    pred_xyz: Tensor, gt_xyz: Tensor, scores: Tensor, mode_xyz: Tensor | None = None
+) -> dict[str, float]:
     """MPJPE (mm) of the hypothesis :func:`select` picks, against the alternatives.
 
     Returns ``mpjpe_selected``, ``mpjpe_bh`` (the oracle's pick), ``mpjpe_mean`` (a random hypothesis on

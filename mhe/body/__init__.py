@@ -38,16 +38,9 @@ from mhe.body.keypoints import (
     TO_FREIHAND,
     TO_RHD,
 )
-from mhe.body.models import (
-    BodyModel,
-    BodyOutput,
-    HandModel,
-    HandOutput,
-    StandInWarning,
-    body_models_root,
-    load_mano,
-    load_smpl,
-)
+from mhe.body.mano import HandModel, HandOutput, load_mano
+from mhe.body.models import StandInWarning, body_models_root
+from mhe.body.smpl import BodyModel, BodyOutput, load_smpl
 from mhe.body.standin import build_standin_mano, build_standin_smpl, ensure_standin
 
 __all__ = [

@@ -11,10 +11,14 @@ is a genuine model pose (a finger bent towards the camera becomes one bent away 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mhe.body.mano import HandModel
 
 __all__ = [
     "FINGER_CHAINS",
@@ -67,17 +71,20 @@ def fit_pose(
     free_idx = torch.as_tensor(list(free), dtype=torch.long, device=pose.device)
     ids = torch.as_tensor(list(joint_ids), dtype=torch.long, device=pose.device)
     if target.shape != (len(ids), 3):
-        raise ValueError(f"target must have shape ({len(ids)}, 3) for {len(ids)} joint_ids, got {tuple(target.shape)}")
-    best, best_err = pose.detach().clone(), float("inf")
-    for start in [pose.detach()[free_idx]] + [s.detach().to(pose) for s in inits]:
+        raise ValueError(
+            f"target must have shape ({len(ids)}, 3) for {len(ids)} joint_ids, got {tuple(target.shape)}"
+        )
+
+    def full(values: Tensor) -> Tensor:
+        p = pose.detach().clone()
+        p[free_idx] = values
+        return p
+
+    def refine(start: Tensor) -> Tensor:
+        """L-BFGS on the free entries from ``start``; returns the fitted values."""
         x = start.clone().requires_grad_(True)
         opt = torch.optim.LBFGS([x], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
                                 tolerance_change=1e-15)
-
-        def full(values: Tensor) -> Tensor:
-            p = pose.detach().clone()
-            p[free_idx] = values
-            return p
 
         def closure() -> Tensor:
             opt.zero_grad()
@@ -86,14 +93,19 @@ def fit_pose(
             return loss
 
         opt.step(closure)
+        return x.detach()
+
+    best, best_err = pose.detach().clone(), float("inf")
+    for start in [pose.detach()[free_idx]] + [s.detach().to(pose) for s in inits]:
+        values = refine(start)
         with torch.no_grad():
-            err = (joints_of(full(x))[ids] - target).pow(2).sum(-1).mean().sqrt().item()
+            err = (joints_of(full(values))[ids] - target).pow(2).sum(-1).mean().sqrt().item()
         if err < best_err:
-            best, best_err = full(x.detach()), err
+            best, best_err = full(values), err
     return best, best_err
 
 
-def _hand_joints_fn(model: torch.nn.Module, global_orient: Tensor, betas: Tensor | None,
+def _hand_joints_fn(model: HandModel, global_orient: Tensor, betas: Tensor | None,
                     transl: Tensor | None) -> Callable[[Tensor], Tensor]:
     if getattr(model, "use_pca", False):
         raise ValueError("ambiguity helpers need an axis-angle hand: load_mano(use_pca=False)")
@@ -104,7 +116,7 @@ def _hand_joints_fn(model: torch.nn.Module, global_orient: Tensor, betas: Tensor
 
 
 def depth_flip_finger(
-    model: torch.nn.Module,
+    model: HandModel,
     global_orient: Tensor,
     hand_pose: Tensor,
     finger: str = "index",
@@ -134,7 +146,7 @@ def depth_flip_finger(
 
 
 def vary_fingers(
-    model: torch.nn.Module,
+    model: HandModel,
     hand_pose: Tensor,
     fingers: Sequence[str],
     num: int,

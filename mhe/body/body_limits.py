@@ -181,6 +181,9 @@ class BodyLimits(nn.Module):
     ``BodyLimits(dtype)``; move it with ``.to``. Methods take ``aa (..., 23, 3)`` or ``(..., 69)``.
     """
 
+    lower: Tensor
+    upper: Tensor
+
     def __init__(self, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         lower, upper = body_limit_bounds(dtype)

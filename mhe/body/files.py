@@ -18,6 +18,7 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,7 @@ def identify_model_file(path: str | os.PathLike, data: dict[str, np.ndarray] | N
 
 
 def validate_model_arrays(
-    data: dict[str, np.ndarray], expected: dict[str, tuple[int | None, ...]], path: str | os.PathLike, what: str
+    data: dict[str, np.ndarray], expected: Mapping[str, tuple[int | None, ...]], path: str | os.PathLike, what: str
 ) -> None:
     """Check that every key in ``expected`` exists with that shape (``None`` = any size, ``-1`` = at least 10).
 
@@ -235,7 +236,7 @@ def validate_model_arrays(
             )
         got = tuple(np.shape(data[key]))
         ok = len(got) == len(shape) and all(
-            e is None or (e == -1 and g >= 10) or g == e for g, e in zip(got, shape)
+            e is None or (e == -1 and g >= 10) or g == e for g, e in zip(got, shape, strict=True)
         )
         if not ok:
             want = tuple("any" if e is None else ">=10" if e == -1 else e for e in shape)

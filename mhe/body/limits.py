@@ -96,6 +96,10 @@ class FingerLimits(nn.Module):
     to its child keypoint in the flat hand.
     """
 
+    axes: Tensor
+    lower: Tensor
+    upper: Tensor
+
     def __init__(self, mano: Any) -> None:
         super().__init__()
         rest, side = rest_keypoints(mano), getattr(mano, "side", "right")
@@ -113,7 +117,9 @@ class FingerLimits(nn.Module):
     @staticmethod
     def _check(aa: Tensor) -> None:
         if aa.shape[-1] != 45:
-            raise ValueError(f"finger poses must be (..., 45) axis-angle of the 15 finger joints, got {tuple(aa.shape)}")
+            raise ValueError(
+                f"finger poses must be (..., 45) axis-angle of the 15 finger joints, got {tuple(aa.shape)}"
+            )
 
     def components(self, aa: Tensor) -> Tensor:
         """Full local finger rotations ``aa (..., 45)`` → (flexion, abduction, twist) per joint ``(..., 15, 3)``."""
@@ -144,7 +150,8 @@ class FingerLimits(nn.Module):
         return -weight * self.violation(aa).square().flatten(-2).sum(-1)
 
     def extra_repr(self) -> str:
-        return f"side={self.side}, joints=15, tolerance={PLAUSIBLE_TOLERANCE} rad ({math.degrees(PLAUSIBLE_TOLERANCE):.1f}°)"
+        tol = PLAUSIBLE_TOLERANCE
+        return f"side={self.side}, joints=15, tolerance={tol} rad ({math.degrees(tol):.1f}°)"
 
 
 _CACHE: dict[int, FingerLimits] = {}

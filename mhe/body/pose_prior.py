@@ -39,6 +39,10 @@ class PoseGMM(nn.Module):
     """A Gaussian mixture over body poses ``(..., D)`` (D = 69 for SMPL): weights ``(K,)``, means ``(K, D)``
     and the Cholesky factors of the covariances ``(K, D, D)``, as buffers (saved with a model)."""
 
+    log_weights: Tensor
+    means: Tensor
+    scale_tril: Tensor
+
     def __init__(self, weights: Tensor, means: Tensor, scale_tril: Tensor) -> None:
         super().__init__()
         K, D = means.shape

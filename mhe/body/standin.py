@@ -4,11 +4,12 @@ The real models are licensed, so when they are absent the package generates stan
 loads exactly like the real pickles: same keys, shapes and dtypes (``v_template``, ``f``,
 ``weights``, a scipy-sparse ``J_regressor``, ``shapedirs``, zero ``posedirs``, ``kintree_table``;
 for MANO also ``hands_components``, ``hands_mean``, ``hands_coeffs``) plus a ``mhe_standin`` marker.
-The geometry is built from anatomical joint positions: each body part is a tube of elliptical vertex
-rings around its bones, rings are skinned rigidly to their bone and blended 50/50 with the parent at
-a joint, and ``J_regressor`` averages the ring centred on each joint, so it reproduces the joints
-exactly, also on posed meshes (linear blend skinning maps a ring's centroid to the posed joint when
-the ring only blends the joint with its parent). Fingertips sit at every conventional tip vertex id.
+The geometry is built from anatomical joint positions with the tube meshes of
+:mod:`mhe.body.standin_mesh`: each body part is a tube of elliptical vertex rings around its bones,
+rings are skinned rigidly to their bone and blended 50/50 with the parent at a joint, and
+``J_regressor`` averages the ring centred on each joint, so it reproduces the joints exactly, also on
+posed meshes (linear blend skinning maps a ring's centroid to the posed joint when the ring only
+blends the joint with its parent). Fingertips sit at every conventional tip vertex id.
 The MANO stand-in's PCA basis is orthonormal up to a per-component scale, built from flexion
 "synergies" (fist, ulnar gradient, hook, thumb opposition, spread, ...) about one anatomical axis per
 joint, scaled so that a coefficient of 2 bends no joint by more than about 1 rad. The left hand is the
@@ -24,10 +25,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from mhe.body.files import STANDIN_KEY
 from mhe.body.keypoints import MANO_PARENTS, SMPL_PARENTS, TIP_VERTEX_IDS
+from mhe.body.standin_mesh import _finalise, _kintree, _Mesh, _polyline_rings, _refine, _unit
 from mhe.utils import atomic_write_bytes, data_dir
 
 __all__ = [
@@ -43,150 +44,6 @@ STANDIN_VERSION = 2
 
 MANO_NUM_VERTS, MANO_NUM_FACES = 778, 1538
 SMPL_NUM_VERTS, SMPL_NUM_FACES = 6890, 13776
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-class _Mesh:
-    """Vertex, skinning-weight and face lists grown tube by tube, with per-vertex bookkeeping."""
-
-    def __init__(self, parents: np.ndarray) -> None:
-        self.parents = parents
-        self.num_joints = len(parents)
-        self.pos: list[np.ndarray] = []
-        self.w: list[np.ndarray] = []
-        self.radial: list[np.ndarray] = []  # offset from its ring centre (zero for caps and landmarks)
-        self.part: list[str] = []
-        self.faces: list[tuple[int, int, int]] = []
-        self.regress: dict[int, list[int]] = {}
-
-    def vertex(self, p: np.ndarray, weights: dict[int, float], part: str, radial: np.ndarray | None = None) -> int:
-        w = np.zeros(self.num_joints)
-        for j, val in weights.items():
-            w[j] = val
-        self.pos.append(np.asarray(p, dtype=np.float64))
-        self.w.append(w / w.sum())
-        self.radial.append(np.zeros(3) if radial is None else radial)
-        self.part.append(part)
-        return len(self.pos) - 1
-
-    def tube(
-        self,
-        rings: list[dict],
-        n: int,
-        part: str,
-        start_cap: np.ndarray | None = None,
-        end_cap: np.ndarray | None = None,
-    ) -> tuple[int | None, int | None]:
-        """Add a tube; each ring is ``dict(c=centre, d=tangent, a=width axis, r=(rw, rt), w={joint: weight},
-        reg=joint or None)``. Faces are wound so that normals point outwards."""
-        t = 2 * np.pi * np.arange(n) / n
-        ids = []
-        for ring in rings:
-            d = _unit(np.asarray(ring["d"], dtype=np.float64))
-            a = np.asarray(ring["a"], dtype=np.float64)
-            e1 = _unit(a - (a @ d) * d)
-            e2 = np.cross(d, e1)  # e1 x e2 = d: the ring runs counter-clockwise about the tangent
-            rw, rt = ring["r"]
-            row = []
-            for tk in t:
-                off = rw * np.cos(tk) * e1 + rt * np.sin(tk) * e2
-                row.append(self.vertex(ring["c"] + off, ring["w"], part, off))
-            ids.append(row)
-            if ring.get("reg") is not None:
-                j = ring["reg"]
-                allowed = {j, int(self.parents[j])}
-                assert set(ring["w"]) <= allowed, f"ring of joint {j} may only blend {allowed}"
-                self.regress[j] = row
-        for r0, r1 in zip(ids[:-1], ids[1:]):
-            for k in range(n):
-                a, b, c, d = r0[k], r0[(k + 1) % n], r1[(k + 1) % n], r1[k]
-                self.faces += [(a, b, c), (a, c, d)]
-        first = last = None
-        if start_cap is not None:
-            first = self.vertex(start_cap, rings[0]["w"], part)
-            self.faces += [(first, ids[0][(k + 1) % n], ids[0][k]) for k in range(n)]
-        if end_cap is not None:
-            last = self.vertex(end_cap, rings[-1]["w"], part)
-            self.faces += [(last, ids[-1][k], ids[-1][(k + 1) % n]) for k in range(n)]
-        return first, last
-
-
-def _refine(rings: list[dict]) -> list[dict]:
-    """Insert a ring halfway between each pair of rings (blending centres, radii, axes and weights)."""
-    out = [rings[0]]
-    for r0, r1 in zip(rings[:-1], rings[1:]):
-        w = {j: 0.5 * r0["w"].get(j, 0.0) + 0.5 * r1["w"].get(j, 0.0) for j in set(r0["w"]) | set(r1["w"])}
-        mid = dict(c=(np.asarray(r0["c"]) + r1["c"]) / 2, d=_unit(_unit(r0["d"]) + _unit(r1["d"])),
-                   a=(np.asarray(r0["a"]) + r1["a"]) / 2, r=tuple((np.asarray(r0["r"]) + r1["r"]) / 2),
-                   w=w, reg=None)
-        out += [mid, r1]
-    return out
-
-
-def _polyline_rings(points: np.ndarray, specs: list[tuple], axis_fn) -> list[dict]:
-    """Rings along a polyline: ``specs`` = (segment, fraction, (rw, rt), weights, regressed joint)."""
-    dirs = _unit(np.diff(points, axis=0))
-    rings = []
-    for seg, frac, radii, weights, reg in specs:
-        c = points[seg] + frac * (points[seg + 1] - points[seg])
-        d = dirs[seg] if frac > 0 or seg == 0 else _unit(dirs[seg] + dirs[seg - 1])
-        rings.append(dict(c=c, d=d, a=axis_fn(seg, d), r=radii, w=weights, reg=reg))
-    return rings
-
-
-def _finalise(
-    mesh: _Mesh,
-    num_verts: int,
-    num_faces: int,
-    fixed_ids: dict[int, list[int]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Reorder vertices so that ``fixed_ids[v]`` (extra copies included) get their conventional ids, pad
-    vertices (copies of the last ring vertex) and faces (repeats) to the real counts, and return
-    ``(v_template, weights, faces, J_regressor, radial, part, new_id_of_old)``."""
-    base = len(mesh.pos)
-    copies = sum(len(ids) - 1 for ids in fixed_ids.values())
-    pad = num_verts - base - copies
-    if pad < 0 or len(mesh.faces) > num_faces:
-        raise AssertionError(f"stand-in too fine: {base + copies} vertices, {len(mesh.faces)} faces")
-    assert set(mesh.regress) == set(range(mesh.num_joints)), "every joint needs a regressor ring"
-    src = list(range(base)) + [0] * pad  # padding vertices copy the first ring vertex
-    reserved = {i for ids in fixed_ids.values() for i in ids}
-    free = iter(i for i in range(num_verts) if i not in reserved)
-    new_of = np.empty(len(src), dtype=np.int64)
-    order = np.empty(num_verts, dtype=np.int64)  # order[new id] = old vertex
-    for old in range(len(src)):
-        if old in fixed_ids:
-            new_of[old] = fixed_ids[old][0]
-        else:
-            new_of[old] = next(free)
-        order[new_of[old]] = src[old]
-    for old, ids in fixed_ids.items():
-        for extra in ids[1:]:
-            order[extra] = old
-    pos = np.stack(mesh.pos)[order]
-    w = np.stack(mesh.w)[order]
-    radial = np.stack(mesh.radial)[order]
-    part = [mesh.part[o] for o in order]
-    faces = new_of[np.asarray(mesh.faces)]
-    # Repeat faces to reach the real face count (renderers draw a repeated face once).
-    faces = np.concatenate([faces, faces[: num_faces - len(faces)]]).astype(np.uint32)
-    rows, cols, vals = [], [], []
-    for j, ring in sorted(mesh.regress.items()):
-        for old in ring:
-            rows.append(j)
-            cols.append(new_of[old])
-            vals.append(1.0 / len(ring))
-    jreg = sp.csc_matrix((vals, (rows, cols)), shape=(mesh.num_joints, num_verts))
-    return pos, w, faces, jreg, radial, part, new_of
-
-
-def _kintree(parents: np.ndarray) -> np.ndarray:
-    table = np.stack([parents, np.arange(len(parents))]).astype(np.int64)
-    table[0, 0] = 4294967295  # the real files store the root's parent as uint32(-1)
-    return table
 
 
 # --------------------------------------------------------------------------------------------- MANO
@@ -249,8 +106,8 @@ def _hand_mesh() -> tuple[_Mesh, np.ndarray, dict[str, np.ndarray], dict[str, in
     fr = [0.0, 0.17, 0.34, 0.5, 0.66, 0.8, 0.9, 0.97]
     radii = [(0.027, 0.016), (0.032, 0.017), (0.037, 0.017), (0.041, 0.016), (0.044, 0.015),
              (0.045, 0.014), (0.044, 0.013), (0.040, 0.011)]  # fmt: skip
-    specs = [(0, f, r, {0: 1.0}, 0 if f == 0 else None) for f, r in zip(fr, radii)]
-    rings = _polyline_rings(palm, specs, lambda seg, d: np.array([0.0, 0.0, 1.0]))
+    palm_specs = [(0, f, r, {0: 1.0}, 0 if f == 0 else None) for f, r in zip(fr, radii, strict=True)]
+    rings = _polyline_rings(palm, palm_specs, lambda seg, d: np.array([0.0, 0.0, 1.0]))
     mesh.tube(rings, 20, "palm", end_cap=knuckles + 0.004 * _unit(knuckles - J[0]))
     # Fingers in the order MANO's vertex ids roughly follow; thumb last.
     finger_radii = {
@@ -260,7 +117,7 @@ def _hand_mesh() -> tuple[_Mesh, np.ndarray, dict[str, np.ndarray], dict[str, in
         "pinky": ((0.0080, 0.0074), (0.0070, 0.0064), (0.0064, 0.0058)),
         "thumb": ((0.0125, 0.0110), (0.0105, 0.0095), (0.0095, 0.0085)),
     }
-    caps = {}
+    caps: dict[str, int] = {}
     for name in ("index", "middle", "ring", "pinky", "thumb"):
         a, b, c = _FINGER_JOINTS[name]
         r0, r1, r2 = (np.asarray(r) for r in finger_radii[name])
@@ -277,9 +134,15 @@ def _hand_mesh() -> tuple[_Mesh, np.ndarray, dict[str, np.ndarray], dict[str, in
             (2, 0.93, 0.55 * r2, {c: 1.0}, None),
         ]
         line = lines[name]
-        rings = _polyline_rings(line, specs, lambda seg, d, name=name: _flex_axis(name, d))
+
+        def flex_axis(seg: int, d: np.ndarray, name: str = name) -> np.ndarray:
+            return _flex_axis(name, d)
+
+        rings = _polyline_rings(line, specs, flex_axis)
         back = line[0] - 0.7 * r0[0] * _unit(line[1] - line[0])
-        _, caps[name] = mesh.tube(rings, 12, f"finger:{name}", start_cap=back, end_cap=line[3])
+        _, cap = mesh.tube(rings, 12, f"finger:{name}", start_cap=back, end_cap=line[3])
+        assert cap is not None  # the tube has an end cap
+        caps[name] = cap
     return mesh, J, lines, caps
 
 
@@ -300,7 +163,9 @@ def _hand_pca(J: np.ndarray, lines: dict[str, np.ndarray]) -> tuple[np.ndarray, 
 
     FLEX, ABD, TWIST = 0, 1, 2
     fingers4 = ("index", "middle", "ring", "pinky")
-    each = lambda weights: {j: w for f, w in zip(fingers4, weights) for j in _FINGER_JOINTS[f]}  # noqa: E731
+    def each(weights: tuple[float, ...]) -> dict[int, float]:
+        return {j: w for f, w in zip(fingers4, weights, strict=True) for j in _FINGER_JOINTS[f]}
+
     mcp = {f: _FINGER_JOINTS[f][0] for f in fingers4}
     synergies = [  # (direction, largest joint angle in rad at |coefficient| = 2)
         (vec(FLEX, {**each((1, 1, 1, 1)), 13: 0.5, 14: 0.6, 15: 0.7}), 0.8),  # fist
@@ -320,7 +185,8 @@ def _hand_pca(J: np.ndarray, lines: dict[str, np.ndarray]) -> tuple[np.ndarray, 
     candidates += [(vec(FLEX, {j: 1.0}), 0.2) for j in range(1, 16)]
     candidates += [(vec(ABD, {j: 1.0}), 0.1 if j in (1, 4, 7, 10, 13, 14) else 0.04) for j in range(1, 16)]
     candidates += [(vec(TWIST, {j: 1.0}), 0.06 if j in (1, 4, 7, 10, 13, 14) else 0.03) for j in range(1, 16)]
-    basis, peaks = [], []
+    basis: list[np.ndarray] = []
+    peaks: list[float] = []
     for v, peak in candidates:  # Gram-Schmidt, dropping directions already spanned
         for b in basis:
             v = v - (v @ b) * b
@@ -334,7 +200,10 @@ def _hand_pca(J: np.ndarray, lines: dict[str, np.ndarray]) -> tuple[np.ndarray, 
     # A relaxed hand: fingers gently curled, more towards the little finger; thumb slightly flexed.
     curl = {"index": (0.25, 0.35, 0.2), "middle": (0.3, 0.4, 0.2), "ring": (0.35, 0.42, 0.22),
             "pinky": (0.4, 0.45, 0.25), "thumb": (0.15, 0.1, 0.2)}  # fmt: skip
-    mean = sum(vec(FLEX, {j: c}) for f, cs in curl.items() for j, c in zip(_FINGER_JOINTS[f], cs))
+    mean = np.zeros(45)
+    for f, cs in curl.items():
+        for j, c in zip(_FINGER_JOINTS[f], cs, strict=True):
+            mean = mean + vec(FLEX, {j: c})
     return components, mean
 
 
@@ -505,7 +374,8 @@ def _body_mesh(gender: str) -> tuple[_Mesh, np.ndarray, dict[str, int]]:
                  (1, 0.0, (0.058, 0.058), {collar: 0.5, shoulder: 0.5}, shoulder),
                  (1, 0.2, (0.052, 0.05), {shoulder: 1}, None), (1, 0.45, (0.047, 0.045), {shoulder: 1}, None),
                  (1, 0.7, (0.043, 0.042), {shoulder: 1}, None), (1, 0.9, (0.04, 0.039), {shoulder: 1}, None),
-                 (2, 0.0, (0.038, 0.037), {shoulder: 0.5, elbow: 0.5}, elbow), (2, 0.2, (0.039, 0.037), {elbow: 1}, None),
+                 (2, 0.0, (0.038, 0.037), {shoulder: 0.5, elbow: 0.5}, elbow),
+                 (2, 0.2, (0.039, 0.037), {elbow: 1}, None),
                  (2, 0.45, (0.036, 0.033), {elbow: 1}, None), (2, 0.7, (0.031, 0.028), {elbow: 1}, None),
                  (2, 0.9, (0.028, 0.024), {elbow: 1}, None),
                  (3, 0.0, (0.028, 0.022), {elbow: 0.5, wrist: 0.5}, wrist), (3, 0.5, (0.04, 0.018), {wrist: 1}, None),
@@ -528,8 +398,8 @@ def _body_mesh(gender: str) -> tuple[_Mesh, np.ndarray, dict[str, int]]:
         toe_z = J[foot, 2] + 0.12 * s
         marks[f"{side}BigToe"] = mesh.vertex((J[foot, 0] - sign * 0.02 * s, J[foot, 1] - 0.015 * s, toe_z),
                                              {foot: 1}, "landmark")
-        marks[f"{side}SmallToe"] = mesh.vertex((J[foot, 0] + sign * 0.03 * s, J[foot, 1] - 0.015 * s, toe_z - 0.03 * s),
-                                               {foot: 1}, "landmark")
+        small_toe = (J[foot, 0] + sign * 0.03 * s, J[foot, 1] - 0.015 * s, toe_z - 0.03 * s)
+        marks[f"{side}SmallToe"] = mesh.vertex(small_toe, {foot: 1}, "landmark")
         marks[f"{side}Heel"] = mesh.vertex((J[ankle, 0], J[foot, 1] - 0.01 * s, J[ankle, 2] - 0.08 * s),
                                            {ankle: 1}, "landmark")
     for side, sign, hand in (("l", 1, 22), ("r", -1, 23)):
