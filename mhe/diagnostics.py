@@ -19,14 +19,16 @@ Three questions, three functions on plain tensors (so they serve any model, the 
 
 :func:`diagnose_model` puts the three together with selection by extra evidence (:mod:`mhe.selection`)
 for one model over a data loader, on all items and on the ambiguous subset (bodies: the data's
-``ambiguous`` flag; hands: :func:`mhe.data.synthetic.occluded_hands`), one row each: what
-``tools/diagnostics.py`` writes to ``figures/04_hand_diagnostics.csv`` and ``figures/05_body_diagnostics.csv``
-(:func:`diagnostics_table`, with the settings of :data:`DIAGNOSTICS_SETTINGS`). How widely to sample
+``ambiguous`` flag; hands: :func:`mhe.data.occluded_hands`), one row each. How widely to sample
 for selection is a setting like any other: :func:`selection_sweep` measures selection at several
-temperatures on the validation split (``tools/selection_validation.py``) and :func:`selection_temperatures`
-reads each model's choice back from that table. The same holds for the weight of the depth-flip mixture
-(``model.flip_temperature``): :func:`flip_calibration_sweep` scores each temperature on the validation split
-(``tools/flip_calibration.py``) and :func:`flip_temperature_choice` reads the choice back.
+temperatures on a (validation) loader. The same holds for the weight of the depth-flip mixture
+(``model.flip_temperature``): :func:`flip_calibration_sweep` scores each temperature on a (validation) loader.
+
+Every function here takes a model and data. Which models, which items and which settings make the committed
+tables in ``figures/``, and reading the choices back from them, is the lab's business:
+``mhe.lab.diagnostics_runs`` (``diagnostics_table``, ``test_split``, ``selection_temperatures``,
+``flip_temperature_choice``), run by ``tools/diagnostics.py``, ``tools/selection_validation.py`` and
+``tools/flip_calibration.py``.
 
 How many hypotheses are worth drawing? :func:`best_of_s` turns the errors of S hypotheses into the expected
 best-of-s error for every s up to S (the BH-MPJPE of s hypotheses), and :func:`best_of_s_table` measures that
@@ -36,31 +38,25 @@ curve for several models on a few items.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "BOTH_TILTS",
     "DEFAULT_ALPHAS",
+    "SELECTION_MEASURES",
     "best_of_s",
     "best_of_s_table",
     "calibration_curve",
     "calibration_gap",
-    "DIAGNOSTICS_SETTINGS",
-    "FLIP_CALIBRATION_CSV",
-    "flip_calibration_sweep",
-    "flip_temperature_choice",
     "diagnose_model",
-    "diagnostics_table",
-    "test_split",
+    "flip_calibration_sweep",
     "ground_truth_log_likelihood",
     "hypotheses_ess",
     "importance_ess",
     "selection_sweep",
-    "selection_temperatures",
-    "SELECTION_MEASURES",
 ]
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -201,12 +197,13 @@ def best_of_s_table(models: Mapping[str, Any], dataset: Any, sizes: Sequence[int
                                 temperature=temperature, seed=seed)
         curve = best_of_s(mpjpe(p["pred_xyz"], p["gt_xyz"]), sizes)
         mode = float(mpjpe(p["mode_xyz"], p["gt_xyz"]).mean()) if "mode_xyz" in p else float("nan")
-        rows += [{"model": name, "S": int(s), "mpjpe_bh": float(v), "mpjpe_mode": mode} for s, v in zip(sizes, curve)]
+        rows += [{"model": name, "S": int(s), "mpjpe_bh": float(v), "mpjpe_mode": mode}
+                 for s, v in zip(sizes, curve, strict=True)]
     return pd.DataFrame(rows)
 
 
 def _calib_columns(curve: Tensor, alphas: Sequence[float], prefix: str) -> dict[str, float]:
-    return {f"{prefix}_{a:g}": float(v) for a, v in zip(alphas, curve)}
+    return {f"{prefix}_{a:g}": float(v) for a, v in zip(alphas, curve, strict=True)}
 
 
 @torch.no_grad()
@@ -236,7 +233,8 @@ def diagnose_model(
         subset_name: the ``subset`` value of the second row.
         b: the Laplace scale of the target whose ESS is measured (the MHEntropy objective's).
         num_samples, temperature: the sampling the selection works on (the official evaluation's, or the
-            temperature chosen for selection on the validation split: :func:`selection_temperatures`).
+            temperature chosen for selection on the validation split:
+            ``mhe.lab.diagnostics_runs.selection_temperatures``).
         calibration_samples: hypotheses at temperature 1 for the ESS and the calibration curve.
         depth_joints: the joints whose depths :func:`mhe.selection.depth_scores` is given.
         view_angle: the second view, turned about the first camera's y axis (90°: a side view).
@@ -245,8 +243,8 @@ def diagnose_model(
         seed: every random generator is seeded with it (the sampling and the noise).
 
     Returns:
-        Two dicts, ``subset`` "all" then ``subset_name``, each with ``n_items``, ``temperature``; ``ess`` (mean ESS / S of
-        :func:`hypotheses_ess`), ``gt_loglik_per_dim`` (mean :func:`ground_truth_log_likelihood`),
+        Two dicts, ``subset`` "all" then ``subset_name``, each with ``n_items``, ``temperature``; ``ess``
+        (mean ESS / S of :func:`hypotheses_ess`), ``gt_loglik_per_dim`` (mean :func:`ground_truth_log_likelihood`),
         ``calibration_gap_occ`` / ``calibration_gap_vis`` (occluded / visible non-root joints, 3D) and the
         occluded joints' curve ``calib_occ_<α>`` (all NaN for a deterministic model); the MPJPE (mm) of the
         ``mode``, the ``mean`` hypothesis (a random pick on average), the ``oracle`` (BH-MPJPE) and of the
@@ -343,7 +341,7 @@ def selection_sweep(
     per (temperature, subset): ``temperature``, ``subset``, ``n_items`` and :data:`SELECTION_MEASURES`."""
     from mhe.evaluation import collect_predictions
 
-    rows = []
+    rows: list[dict[str, float | str]] = []
     for t in temperatures:
         p = collect_predictions(model, loader, num_samples=num_samples, temperature=float(t), seed=seed)
         side, noisy, depth = _evidence_scores(p, view_angle, noise_mm, depth_joints, seed)
@@ -353,52 +351,6 @@ def selection_sweep(
                          **_selection_columns(p, keep, side, noisy, depth)})
     return rows
 
-
-
-# The settings of the committed diagnostics tables (tools/diagnostics.py, notebook 07), per body kind: the
-# shipped models; the test items (the first n of the fresh test split, data seed 1, as in the metrics tables);
-# the official sampling's S (T = 0.8 for both); the noise (mm, per coordinate) of the noisy second view, about
-# a fifth of the mode's error (hands ~25 mm, bodies ~110 mm); the joints whose depths are given (hands: the five
-# fingertips; bodies: ankles, head and wrists); the ambiguous subset's name; the CSV in figures/.
-DIAGNOSTICS_SETTINGS = {
-    "hand": dict(models=("mhentropy", "mhentropy_rot", "mhentropy_aa", "no_entropy", "nll", "min_of_n", "deterministic"),
-                 items=500, samples=200, noise_mm=5.0, depth_joints=(16, 17, 18, 19, 20), subset="occluded",
-                 csv="04_hand_diagnostics.csv"),
-    "body": dict(models=("mhentropy", "mhentropy_3d", "prohmr_2d", "nll", "nll_3d", "min_of_n", "deterministic"),
-                 items=500, samples=25, noise_mm=25.0, depth_joints=(3, 6, 10, 13, 16), subset="ambiguous",
-                 csv="05_body_diagnostics.csv"),
-}
-
-
-# The validation tables of selection (tools/selection_validation.py), per body kind, in figures/.
-SELECTION_VALIDATION_CSV = {"hand": "07_selection_validation.csv"}
-
-
-def selection_temperatures(body: str, path: str | Path | None = None) -> dict[str, float]:
-    """The sampling temperature each model's selection works on, chosen on the validation split: per model
-    of the validation table (``path``; default: the committed ``figures/`` table of ``body``, see
-    :data:`SELECTION_VALIDATION_CSV`), the temperature at which the hypothesis picked by the side view has
-    the lowest MPJPE on the ambiguous subset. Keys are the models' short names (``hand_mhentropy`` →
-    ``mhentropy``); a body kind without a table gives ``{}`` (the official T = 0.8 then applies)."""
-    import pandas as pd
-
-    from mhe.utils import REPO_ROOT
-
-    if path is None:
-        if body not in SELECTION_VALIDATION_CSV:
-            return {}
-        path = REPO_ROOT / "figures" / SELECTION_VALIDATION_CSV[body]
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: it holds the {body} models' selection temperatures chosen on "
-                                    f"validation; write it with `python tools/selection_validation.py`")
-    frame = pd.read_csv(path)
-    rows = frame[frame["subset"] == DIAGNOSTICS_SETTINGS[body]["subset"]]
-    best = rows.loc[rows.groupby("model")["selected_side_view"].idxmin()]
-    return {str(m).removeprefix(f"{body}_"): float(t) for m, t in zip(best["model"], best["temperature"])}
-
-
-# The validation table of the flip mixture's temperature scaling (tools/flip_calibration.py), in figures/.
-FLIP_CALIBRATION_CSV = "04_flip_calibration.csv"
 
 # a tilt "has hypotheses" when its weight is at least this (2 of the official 200)
 BOTH_TILTS = 0.01
@@ -424,9 +376,9 @@ def flip_calibration_sweep(
     back afterwards) and one row is returned: ``flip_temperature``, ``n_items``, ``gt_log_lik`` (the mean
     of :func:`ground_truth_log_likelihood`, nats per dimension: the criterion, the higher the better calibrated),
     ``flipped_weight`` (the mean P(flipped)), ``both_tilts`` (the share of items whose less likely tilt has a
-    weight of at least :data:`BOTH_TILTS`: two hypotheses in 200) and, with ``metrics``, the official sampling's BH / mean / mode
-    MPJPE, ``rd_mm``, ``plausible`` and the depth-flip split (:func:`mhe.evaluation.evaluate_model` with
-    ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``), AH included: hypotheses on the
+    weight of at least :data:`BOTH_TILTS`: two hypotheses in 200) and, with ``metrics``, the official sampling's
+    BH / mean / mode MPJPE, ``rd_mm``, ``plausible`` and the depth-flip split (:func:`mhe.evaluation.evaluate_model`
+    with ``num_samples`` hypotheses at ``temperature``, seeded by ``seed``), AH included: hypotheses on the
     tilt a hand's weight had shut out may explain its visible keypoints worse. Only the branch weight changes with τ:
     each branch's flow density and samples stay the model's."""
     from mhe.evaluation import evaluate_model
@@ -459,88 +411,3 @@ def flip_calibration_sweep(
         model.flip_temperature = was
         model.train(mode)
     return rows
-
-
-def flip_temperature_choice(model: str, path: str | Path | None = None) -> float:
-    """The flip temperature chosen on validation for ``model`` (a name in the table's ``model`` column, e.g.
-    ``hand_mhentropy_rot``): the one with the highest ground-truth log-likelihood in ``path`` (default: the
-    committed ``figures/`` table, :data:`FLIP_CALIBRATION_CSV`)."""
-    import pandas as pd
-
-    from mhe.utils import REPO_ROOT
-
-    path = REPO_ROOT / "figures" / FLIP_CALIBRATION_CSV if path is None else Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: it holds the flip temperatures chosen on validation; write it "
-                                f"with `python tools/flip_calibration.py`")
-    frame = pd.read_csv(path)
-    rows = frame[frame["model"] == model]
-    if rows.empty:
-        raise KeyError(f"{path} has no rows for {model!r} (it has {sorted(frame['model'].unique())}); run "
-                       f"`python tools/flip_calibration.py {model} --append`")
-    return float(rows.loc[rows["gt_log_lik"].idxmax(), "flip_temperature"])
-
-
-def test_split(body: str, items: int | None = None, *, cached: bool = True):
-    """The first ``items`` (default: the setting's) of the fresh test split (data seed 1) of ``body`` ("hand":
-    :class:`mhe.data.SyntheticHands` with occlusion 0.4; "body": :class:`mhe.data.synthetic_bodies.SyntheticBodies`),
-    as in the metrics tables. ``cached=False`` generates only those items (no disk cache; the same items)."""
-    from torch.utils.data import Subset
-
-    from mhe.utils import data_dir
-
-    if body not in DIAGNOSTICS_SETTINGS:
-        raise ValueError(f"body must be one of {tuple(DIAGNOSTICS_SETTINGS)}, got {body!r}")
-    n = int(items if items is not None else DIAGNOSTICS_SETTINGS[body]["items"])
-    # item i depends on (split, seed, i) only: the cached 500-item split serves any n <= 500
-    cache, size = (data_dir() / "cache", max(n, 500)) if cached else (None, n)
-    if body == "hand":
-        from mhe.data import SyntheticHands
-
-        test = SyntheticHands("test", size=size, seed=1, occlusion=0.4, cache_dir=cache, progress=False)
-    else:
-        from mhe.data.synthetic_bodies import SyntheticBodies
-
-        test = SyntheticBodies("test", size=size, seed=1, cache_dir=cache, progress=False)
-    return Subset(test, range(n))
-
-
-def diagnostics_table(body: str, models: Mapping[str, Any], items: int | None = None, *, cached: bool = True,
-                      calibration_samples: int = 200, temperatures: Mapping[str, float] | None = None,
-                      log: Callable[[str], None] | None = print):
-    """:func:`diagnose_model` of ``models`` (``{name: model}``, e.g. the shipped ``body`` models from
-    :func:`mhe.lab.experiments.load_model`) on the fresh test split (:func:`test_split`) → a DataFrame, one row
-    per (model, subset), with the settings of :data:`DIAGNOSTICS_SETTINGS` for ``body`` ("hand" or "body").
-
-    Hands: the occluded subset is :func:`mhe.data.synthetic.occluded_hands`; bodies: the data's ``ambiguous``
-    flag. The ESS target's Laplace scale is the packaged MHEntropy config's, for every model. ``cached=False``
-    generates the items without the disk cache (the same items; for a few of them). Each model's selection
-    samples at its ``temperatures`` entry (default: :func:`selection_temperatures`, chosen on validation),
-    else at the official T = 0.8; the row's ``temperature`` says which.
-    """
-    import pandas as pd
-    from torch.utils.data import DataLoader
-
-    from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED, EVAL_TEMPERATURE
-    from mhe.lab.config_io import load_config
-
-    s = DIAGNOSTICS_SETTINGS.get(body)
-    if s is None:
-        raise ValueError(f"body must be one of {tuple(DIAGNOSTICS_SETTINGS)}, got {body!r}")
-    subset = None
-    if body == "hand":
-        from mhe.data.synthetic import occluded_hands as subset
-    loader = DataLoader(test_split(body, items, cached=cached), batch_size=EVAL_BATCH_SIZE)
-    b = load_config(f"{body}_mhentropy").objective.b
-    temperatures = selection_temperatures(body) if temperatures is None else temperatures
-    rows = []
-    for name, model in models.items():
-        for row in diagnose_model(model, loader, subset=subset, subset_name=s["subset"], b=b, num_samples=s["samples"],
-                                  temperature=temperatures.get(name, EVAL_TEMPERATURE),
-                                  calibration_samples=calibration_samples,
-                                  depth_joints=s["depth_joints"], noise_mm=s["noise_mm"], seed=EVAL_SEED):
-            rows.append({"model": name, **row})
-            if log is not None:
-                log(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()
-                              if not k.startswith("calib_occ_")))
-    return pd.DataFrame(rows)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from mhe import diagnostics as dg
+from mhe.lab import diagnostics_runs as runs
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -253,8 +254,14 @@ def test_selection_temperatures_pick_the_lowest_selected_error_on_the_ambiguous_
                   "temperature": [0.8, 1.0, 1.5, 1.5, 0.8, 1.2],
                   "selected_side_view": [20.0, 18.0, 1.0, 19.0, 30.0, 31.0]}).to_csv(path, index=False)
     # the "all" row at T = 1.5 is not the subset the choice is made on
-    assert dg.selection_temperatures("hand", path) == {"mhentropy": 1.0, "nll": 0.8}
-    assert dg.selection_temperatures("body") == {}  # no body table: the official temperature applies
+    assert runs.selection_temperatures("hand", path) == {"mhentropy": 1.0, "nll": 0.8}
+    assert runs.selection_temperatures("body") == {}  # no body table: the official temperature applies
+
+
+def test_the_lab_tables_name_an_unknown_body_kind_and_the_known_ones():
+    for call in (lambda: runs.test_split("hands", 2, cached=False), lambda: runs.diagnostics_table("arm", {})):
+        with pytest.raises(ValueError, match=r"body must be one of \('hand', 'body'\)"):
+            call()
 
 
 def test_selection_temperature_figure_draws_each_models_changes_and_rings_its_choice():
@@ -327,21 +334,21 @@ def test_flip_temperature_choice_is_the_highest_log_likelihood(tmp_path):
     path = tmp_path / "flip.csv"
     pd.DataFrame({"model": ["a", "a", "a", "b", "b"], "flip_temperature": [1.0, 4.0, 8.0, 1.0, 2.0],
                   "gt_log_lik": [-2.0, -1.5, -1.7, -1.0, -1.1]}).to_csv(path, index=False)
-    assert dg.flip_temperature_choice("a", path) == 4.0 and dg.flip_temperature_choice("b", path) == 1.0
+    assert runs.flip_temperature_choice("a", path) == 4.0 and runs.flip_temperature_choice("b", path) == 1.0
     with pytest.raises(KeyError, match="no rows for 'c'"):
-        dg.flip_temperature_choice("c", path)
+        runs.flip_temperature_choice("c", path)
     with pytest.raises(FileNotFoundError, match="flip_calibration.py"):
-        dg.flip_temperature_choice("a", tmp_path / "missing.csv")
+        runs.flip_temperature_choice("a", tmp_path / "missing.csv")
 
 
 def test_the_shipped_flip_temperature_is_the_one_chosen_on_validation():
     from mhe.lab.experiments import load_model
 
     model, cfg = load_model("hand_mhentropy_rot", device="cpu")
-    assert cfg.model.flip_temperature == dg.flip_temperature_choice("hand_mhentropy_rot") == model.flip_temperature
+    assert cfg.model.flip_temperature == runs.flip_temperature_choice("hand_mhentropy_rot") == model.flip_temperature
     from mhe.utils import REPO_ROOT
 
-    table = pd.read_csv(REPO_ROOT / "figures" / dg.FLIP_CALIBRATION_CSV)
+    table = pd.read_csv(REPO_ROOT / "figures" / runs.FLIP_CALIBRATION_CSV)
     grid = table[table["model"] == "hand_mhentropy_rot"]["flip_temperature"]
     assert grid.min() < cfg.model.flip_temperature < grid.max()  # the choice is inside the grid, not at its edge
 

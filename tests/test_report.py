@@ -292,7 +292,7 @@ def _readme_bullet(text: str, title: str) -> str:
 
 def test_readme_validation_bullets_quote_the_committed_csvs():
     """The hand-written numbers of the README's "Chosen on validation" bullets, recomputed from the CSVs."""
-    from mhe.diagnostics import flip_temperature_choice
+    from mhe.lab.diagnostics_runs import flip_temperature_choice
 
     text = (ROOT / "README.md").read_text()
     runs = pd.read_csv(ROOT / "figures" / "04_validation_choices.csv").set_index("run")

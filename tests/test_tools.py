@@ -132,7 +132,7 @@ def test_flip_calibration_scores_the_validation_split_and_stores_the_choice(tmp_
 
     import torch
 
-    from mhe.diagnostics import flip_temperature_choice
+    from mhe.lab.diagnostics_runs import flip_temperature_choice
     from mhe.lab.checkpoint import resolve_checkpoint_path
     from mhe.lab.experiments import load_model
 

@@ -1,7 +1,8 @@
 """Posterior diagnostics and selection by extra evidence for the shipped hand and body models.
 
 Writes ``figures/04_hand_diagnostics.csv`` (hands) and ``figures/05_body_diagnostics.csv`` (bodies) with
-:func:`mhe.diagnostics.diagnostics_table` (settings: :data:`mhe.diagnostics.DIAGNOSTICS_SETTINGS`): per model
+:func:`mhe.lab.diagnostics_runs.diagnostics_table` (settings:
+:data:`mhe.lab.diagnostics_runs.DIAGNOSTICS_SETTINGS`): per model
 two rows, ``subset`` = ``all`` and the ambiguous subset (hands: ``occluded``, at least one whole finger
 hidden, :func:`mhe.data.synthetic.occluded_hands`; bodies: ``ambiguous``, the data's flag: truncated or at
 least 6 of the 16 non-root keypoints hidden).
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
 
-    from mhe.diagnostics import DIAGNOSTICS_SETTINGS, diagnostics_table
+    from mhe.lab.diagnostics_runs import DIAGNOSTICS_SETTINGS, diagnostics_table
     from mhe.lab.experiments import load_model, load_or_train
 
     torch.set_num_threads(1)

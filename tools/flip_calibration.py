@@ -6,7 +6,7 @@ all. ``model.flip_temperature`` τ divides the weight's logit at evaluation. For
 name such as ``hand_mhentropy_rot``, or a run folder / ``last.pt``) this tool scores each τ on the model's
 validation split (data seed 0; the test split is never read): the ground truth's log-likelihood under the
 model (the criterion), and, for the record, the official sampling's metrics and depth-flip split. Rows go
-to ``figures/04_flip_calibration.csv``; :func:`mhe.diagnostics.flip_temperature_choice` reads the choice.
+to ``figures/04_flip_calibration.csv``; :func:`mhe.lab.diagnostics_runs.flip_temperature_choice` reads the choice.
 
     python tools/flip_calibration.py                                   # hand_mhentropy_rot, the default grid
     python tools/flip_calibration.py runs/rot_18k --out /tmp/flip.csv --write
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import torch
 
-    from mhe.diagnostics import flip_temperature_choice
+    from mhe.lab.diagnostics_runs import flip_temperature_choice
 
     torch.set_num_threads(1)
     frame = flip_calibration(args.models, args.temperatures, args.items, args.samples, not args.no_metrics)

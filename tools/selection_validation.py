@@ -32,8 +32,9 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
     from torch.utils.data import DataLoader, Subset
 
     from mhe.data.synthetic import occluded_hands
-    from mhe.diagnostics import DIAGNOSTICS_SETTINGS, selection_sweep
+    from mhe.diagnostics import selection_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED
+    from mhe.lab.diagnostics_runs import DIAGNOSTICS_SETTINGS
     from mhe.lab.experiments import build_experiment, load_model
 
     s = DIAGNOSTICS_SETTINGS["hand"]

@@ -116,13 +116,13 @@ def plot_selection_temperature(frame: pd.DataFrame, subset: str = "occluded",
     """Selection against the sampling temperature, from a selection validation table
     (``tools/selection_validation.py``): per model (one colour), the MPJPE change against its mode (%) of the
     hypothesis a side view selects (solid) and of the oracle (dotted), on the rows of ``subset``; the
-    temperature chosen for each model (``chosen``, e.g. :func:`mhe.diagnostics.selection_temperatures`) is
+    temperature chosen for each model (``chosen``, e.g. ``mhe.lab.diagnostics_runs.selection_temperatures``) is
     ringed. The oracle's curve bounds the selected one's."""
     rows = frame[frame["subset"] == subset]
     fig, ax = plt.subplots(figsize=(7.4, 4.4))
     for model, group in rows.groupby("model", sort=False):
         group = group.sort_values("temperature")
-        name = str(model).removeprefix("hand_").removeprefix("body_")  # as mhe.diagnostics.selection_temperatures keys it
+        name = str(model).removeprefix("hand_").removeprefix("body_")  # as selection_temperatures keys it
         color = OBJECTIVE_COLORS.get(name)
         t = group["temperature"].to_numpy(dtype=float)
         mode = group["mode"].to_numpy(dtype=float)
@@ -151,7 +151,7 @@ def plot_flip_calibration(frame: pd.DataFrame, model: str, chosen: float | None 
     (``tools/flip_calibration.py``) for one ``model``: left, the ground truth's log-likelihood (nats per
     dimension, the criterion); right, the BH-MPJPE of the hands whose hypotheses mostly mirror the palm
     (flipped) and of the rest, and the mean over hypotheses, all in mm. The chosen τ (``chosen``, e.g.
-    :func:`mhe.diagnostics.flip_temperature_choice`) is ringed on the left and marked on the right."""
+    :func:`~mhe.lab.diagnostics_runs.flip_temperature_choice`) is ringed on the left and marked on the right."""
     rows = frame[frame["model"] == model].sort_values("flip_temperature")
     if rows.empty:
         raise ValueError(f"the flip calibration table has no rows for {model!r}")
