@@ -20,13 +20,15 @@ Spline Flows" (2019); Rozet et al., zuko.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 
 import torch
 import zuko
 from torch import Tensor, nn
 from zuko.transforms import MonotonicRQSTransform
+
+from mhe.training import fit, recursive_cosine_lr
 
 FLOW_KINDS = ("realnvp", "nsf_coupling")
 
@@ -239,7 +241,7 @@ def fit_nll(
     Args:
         flow: the flow to train (in place).
         x: (N, D) data; context: (N, C) or None for an unconditional flow.
-        steps, batch_size, lr: Adam with a cosine-decayed learning rate.
+        steps, batch_size, lr: Adam with a cosine-decayed learning rate, through :func:`mhe.training.fit`.
         generator: draws the minibatch indices (seed it for reproducibility).
 
     Returns:
@@ -249,18 +251,21 @@ def fit_nll(
         raise ValueError(f"x must have shape (N, {flow.features}), got {tuple(x.shape)}")
     if context is not None and context.shape[0] != x.shape[0]:
         raise ValueError(f"context has {context.shape[0]} rows but x has {x.shape[0]}")
-    optimiser = torch.optim.Adam(flow.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
-    history = []
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+
+    def minibatches() -> Iterator[tuple[Tensor, Tensor | None]]:
+        while True:
+            idx = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), generator=generator).to(x.device)
+            yield x[idx], None if context is None else context[idx]
+
+    def loss_fn(batch: tuple[Tensor, Tensor | None], beta: float) -> tuple[Tensor, dict[str, float]]:
+        loss = -flow.log_prob(*batch).mean()
+        return loss, {"loss": loss.item()}
+
+    history: list[float] = []
     flow.train()
-    for _ in range(steps):
-        idx = torch.randint(x.shape[0], (min(batch_size, x.shape[0]),), generator=generator)
-        idx = idx.to(x.device)
-        loss = -flow.log_prob(x[idx], None if context is None else context[idx]).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        history.append(loss.item())
+    fit(loss_fn, torch.optim.Adam(flow.parameters(), lr=lr), minibatches(), steps=steps,
+        lr=recursive_cosine_lr(lr, steps), callback=lambda step, terms: history.append(terms["loss"]))
     flow.eval()
     return history

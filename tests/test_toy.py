@@ -139,7 +139,7 @@ def test_arm_model_protocol_shapes_and_consistency():
     batch = arm_batch(torch.tensor([[0.5, 0.2], [0.9, 1.5], [0.1, -0.7]]))
     hyp = model.hypotheses(batch, num_samples=6)
     assert hyp.params.shape == (3, 6, 2) and hyp.log_q.shape == (3, 6)
-    assert hyp.pred_obs.shape == (3, 6, 2, 1) and hyp.extras["keypoints"].shape == (3, 6, 2, 2)
+    assert hyp.pred_obs.shape == (3, 6, 2, 1) and hyp.keypoints.shape == (3, 6, 2, 2)
     assert torch.allclose(hyp.pred_obs[..., 0], ARM.heights(hyp.params))
     # log q computed while sampling (via the map) equals log_prob of the angles (via its inverse)
     per_sample = torch.stack([model.log_prob(batch, hyp.params[:, s]) for s in range(6)], 1)
