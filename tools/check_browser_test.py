@@ -22,17 +22,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPLORER = Path("mhe/viz/explorer.py")
+WIDGET = Path("mhe/viz/explorer_widget.py")
 FIGURES = Path("mhe/viz/explorer_figures.py")
 
 # name -> (file, the current code, the defect)
 MUTANTS: dict[str, tuple[Path, str, str]] = {
     "NumPy arrays in the FigureWidget": (
-        EXPLORER,
+        WIDGET,
         "def _plain_figure(fig: Any) -> dict[str, Any]:\n    return _plain(fig.to_plotly_json())",
         "def _plain_figure(fig: Any) -> dict[str, Any]:\n"
         "    return {'data': [t.to_plotly_json() for t in fig.data], 'layout': fig.layout.to_plotly_json()}"),
     "no synced figure state (stale after a reload)": (
-        EXPLORER, '    if hasattr(live, "_widget_data"):', "    if False:"),
+        WIDGET, "    live = _figure_widget(fig)\n    view.children = (live,)\n    old.close()\n    return live",
+        "    _copy_into(old, fig)\n    return old"),
     "a fixed 1400 px item figure": (
         FIGURES, 'barmode="overlay", autosize=True, height=ITEM_HEIGHT,',
         'barmode="overlay", autosize=False, width=1400, height=ITEM_HEIGHT,'),
@@ -54,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(MUTANTS))
         return 0
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", str(EXPLORER), str(FIGURES)], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", str(EXPLORER), str(WIDGET), str(FIGURES)], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
     if dirty:
-        sys.exit(f"check_browser_test: {EXPLORER} or {FIGURES} has uncommitted changes; commit or stash them first")
+        sys.exit(f"check_browser_test: {EXPLORER}, {WIDGET} or {FIGURES} has uncommitted changes; commit them first")
     missed = []
     for name, (path, current, defect) in MUTANTS.items():
         file = ROOT / path

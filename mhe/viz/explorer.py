@@ -12,28 +12,21 @@ item's metrics in the title (:meth:`~HypothesisExplorer.describe`: always over a
 many are drawn; occluded joints counted without the root, :meth:`~HypothesisExplorer.occluded`);
 :meth:`~HypothesisExplorer.dataset_figure` puts every item's accuracy
 (BH-MPJPE) against its occluded-joint diversity (PJD 3D-occ); :meth:`~HypothesisExplorer.widget` puts
-ipywidgets controls (objective, item, temperature, number of hypotheses) around a figure that is
-updated in place (:class:`ExplorerWidget`). The live figure is a ``plotly.graph_objects.FigureWidget``
-when ``anywidget`` is installed (plotly >= 6 needs it; clicking a point of the dataset scatter then
-selects that item), else a plain figure re-rendered into an ``ipywidgets.Output``. A live figure holds
-plain lists (:func:`_plain`; plotly's handler of the browser's reports fails on NumPy arrays) and stores
-each update in its synced state (:func:`_sync_state`), so a reloaded page shows the current figure.
+ipywidgets controls (objective, item, temperature, number of hypotheses) around a figure that follows
+them (:class:`~mhe.viz.explorer_widget.ExplorerWidget`, in :mod:`mhe.viz.explorer_widget`).
 
-The figure functions and per-item metrics are re-exported here, so ``from mhe.viz.explorer import
+The figure functions, the widget and the per-item metrics are re-exported here, so ``from mhe.viz.explorer import
 hypotheses_figure, item_metrics, ...`` keeps working; note that :func:`item_metrics` now takes the
 arguments in :mod:`mhe.metrics`' order ``(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root)``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from copy import deepcopy
 from typing import Any
 
 import numpy as np
@@ -54,8 +47,8 @@ from mhe.viz.explorer_figures import (
     metrics_text,
     occluded_phrase,
     plot_temperature_sweep,
-    selected_point,
 )
+from mhe.viz.explorer_widget import ExplorerWidget, figure_widget_available
 from mhe.viz.hands import LABELS
 
 __all__ = [
@@ -75,23 +68,6 @@ __all__ = [
 ]
 
 METRIC_KEYS = ITEM_METRICS  # the per-item metrics, as mhe.metrics names them
-
-
-def figure_widget_available() -> bool:
-    """Whether ``plotly.graph_objects.FigureWidget`` works here (plotly >= 6 needs ``anywidget``)."""
-    import importlib.util
-
-    import plotly
-
-    return int(plotly.__version__.split(".")[0]) < 6 or importlib.util.find_spec("anywidget") is not None
-
-
-def _mimebundle(fig: Any) -> dict[str, Any]:
-    """A display_data output of a plotly figure (rendered by JupyterLab's plotly mime renderer)."""
-    spec = json.loads(fig.to_json())
-    spec["config"] = {"responsive": True}
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"application/vnd.plotly.v1+json": spec, "text/plain": ["<plotly figure>"]}}
 
 
 # -- the explorer ------------------------------------------------------------------------------------
@@ -134,6 +110,7 @@ class HypothesisExplorer:
         if len(kinds) > 1:
             raise ValueError("the models decode different bodies (keypoints, root): explore hands and bodies "
                              "in separate explorers")
+        self._specs = specs
         spec = next(iter(specs.values()))
         # the body the hypotheses are of (hands by default: models without a spec are hand models)
         self.root = int(spec.root) if spec is not None else HAND_ROOT
@@ -239,11 +216,14 @@ class HypothesisExplorer:
         from mhe.viz.meshes import export_hypothesis_meshes
 
         objective, index = self._check_objective(objective), self._check_index(index)
+        spec = self._specs[objective]
+        if spec is None:
+            raise ValueError(f"the {objective!r} model has no body spec (mesh faces): export_meshes needs a "
+                             "mhe.models MultiHypothesisHand or MultiHypothesisBody")
         t, n = self._resolve(temperature, num_hypotheses)
         verts = self._seeded(index, objective, lambda m, b: m.predict_meshes(b, self.num_samples, t))[0, :n]
-        model = self.models[objective]
         truth = self._seeded(index, objective, lambda m, b: m.ground_truth_meshes(b)) if ground_truth else None
-        return export_hypothesis_meshes(path, verts.cpu(), model.spec.faces,
+        return export_hypothesis_meshes(path, verts.cpu(), spec.faces,
                                         ground_truth=None if truth is None else truth[0].cpu())
 
     def _shown(self, index: int, objective: str, temperature: float | None,
@@ -270,7 +250,8 @@ class HypothesisExplorer:
 
     def item_metrics(self, index: int, objective: str, temperature: float | None = None,
                      num_hypotheses: int | None = None) -> dict[str, float]:
-        """:func:`mhe.metrics.item_metrics` of the first ``num_hypotheses`` (default all S) hypotheses of item ``index``."""
+        """:func:`mhe.metrics.item_metrics` of the first ``num_hypotheses`` (default all S) hypotheses of item
+        ``index``."""
         hyp, _, _ = self._shown(index, objective, temperature, num_hypotheses)
         gt_xyz, gt_uv, visible = self._ground_truth(index)
         out = item_metrics(hyp["xyz_mm"], gt_xyz, hyp["uv_px"], gt_uv, visible, self.root)
@@ -296,7 +277,7 @@ class HypothesisExplorer:
         names = self.objectives if objectives is None else [self._check_objective(o) for o in objectives]
         t, S = self._resolve(temperature, num_hypotheses)
         gt = [self._ground_truth(i) for i in range(n)]
-        gt_xyz, gt_uv, vis = (torch.stack(x) for x in zip(*gt))
+        gt_xyz, gt_uv, vis = (torch.stack(x) for x in zip(*gt, strict=True))
         occluded = torch.stack([self.occluded(i) for i in range(n)]).sum(-1).numpy()
         rows = []
         for name in names:
@@ -376,8 +357,8 @@ class HypothesisExplorer:
         index = self._check_index(index)
         cache = self.__dict__.setdefault("_scales", {})  # an item can be costly to build: read it once
         if index not in cache:
-            value = self.item(index).get("px_per_mm")
-            value = None if value is None else float(value)
+            raw = self.item(index).get("px_per_mm")
+            value = None if raw is None else float(raw)
             cache[index] = value if value is not None and value == value and value > 0 else None
         return cache[index]
 
@@ -407,235 +388,3 @@ class HypothesisExplorer:
         return ExplorerWidget(self, index, objective, num_hypotheses, dataset_items, use_figure_widget)
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with every NumPy array and scalar turned into plain Python (lists, floats), NaN into None.
-
-    A ``FigureWidget`` must hold plain lists: the browser reports each redraw's trace defaults back with
-    typed arrays encoded as ``{"0": ..., "1": ...}`` objects, and plotly's handler of that report
-    (``_remove_overlapping_props``) fails on a NumPy array in the trace ("The truth value of an array ...
-    is ambiguous"), a traceback in JupyterLab's log console on every redraw. None is plotly's gap (the
-    NaN of a line that separates two bones) and, unlike NaN, valid JSON.
-    """
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, dict) and {"dtype", "bdata"} <= set(value):  # plotly >= 6 encodes arrays so
-        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        if value.get("shape"):
-            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
-        return _plain(array)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _plain_figure(fig: Any) -> dict[str, Any]:
-    return _plain(fig.to_plotly_json())
-
-
-def _sync_state(live: Any) -> None:
-    """Store a ``FigureWidget``'s current data and layout in its synced widget state.
-
-    plotly sends in-place updates to the browser as one-off messages and keeps the figure the page rebuilds
-    its view from (``_widget_data``, ``_widget_layout``) as it was when first displayed: after a page
-    reload the figure would show its first state while the controls show the current one. plotly sets
-    the same two traits when a figure is displayed (``_repr_mimebundle_``); this does it after each update.
-    """
-    if hasattr(live, "_widget_data"):
-        live._widget_data = deepcopy(live._data)
-        live._widget_layout = deepcopy(live._layout_obj._props)
-
-
-def _copy_into(live: Any, new: Any) -> None:
-    """Replace the data and layout of ``live`` by those of ``new`` (same trace structure), in one update."""
-    spec = _plain_figure(new)
-    with live.batch_update():
-        for trace, fresh in zip(live.data, spec["data"]):
-            trace.update(fresh, overwrite=True)
-        live.layout.update(spec["layout"], overwrite=True)
-    _sync_state(live)
-
-
-_HELPER_ESM = """
-function render({ model, el }) {
-  // Bring the explored item's figure into view when asked (a click on the scatter far below it).
-  model.on("change:requests", () => el.scrollIntoView({ behavior: "smooth", block: "start" }));
-  // Refit the figures whenever the explorer's width changes (a sidebar opened or closed, a cell shown
-  // after being drawn while hidden): plotly's responsive figures listen to the window's resize event.
-  let observer = null, last = 0, timer = null;
-  const watch = (tries) => {
-    const box = el.closest(".widget-vbox");
-    if (!box) { if (tries > 0) setTimeout(() => watch(tries - 1), 200); return; }
-    observer = new ResizeObserver((entries) => {
-      const width = Math.round(entries[0].contentRect.width);
-      if (width === 0 || width === last) return;
-      last = width;
-      clearTimeout(timer);
-      timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 150);
-    });
-    observer.observe(box);
-  };
-  watch(50);
-  return () => { if (observer) observer.disconnect(); clearTimeout(timer); };
-}
-export default { render };
-"""
-
-
-def _page_helper() -> Any:
-    """A zero-height widget for what only the page can do: scroll to itself each time its ``requests``
-    counter grows, and refit the explorer's figures to the width of the explorer whenever it changes."""
-    import anywidget
-    import traitlets
-
-    class ExplorerPageHelper(anywidget.AnyWidget):
-        _esm = _HELPER_ESM
-        requests = traitlets.Int(0).tag(sync=True)
-
-    return ExplorerPageHelper()
-
-
-class ExplorerWidget:
-    """Controls around a live item figure (and optionally the dataset scatter) of a :class:`HypothesisExplorer`.
-
-    ``box`` (an ``ipywidgets.VBox``, what a notebook displays; the object itself displays as it) holds a
-    Dropdown ``objective``, IntSliders ``item`` (with ``previous`` / ``next`` buttons) and ``hypotheses``
-    (how many of the S are drawn), a FloatSlider ``temperature``, an HTML line ``metrics`` (the figure
-    title's text, :meth:`HypothesisExplorer.describe`) and the item figure ``figure``, updated in place
-    whenever a control changes. The numbers are always those of all S hypotheses at the chosen temperature;
-    the hypotheses slider only changes how many are drawn. With ``dataset_items > 0`` the
-    accuracy-vs-diversity scatter of the first ``dataset_items`` items sits below (``scatter``, at the
-    explorer's temperature, all S hypotheses); the explored item is ringed in it, and clicking a point
-    selects that item and objective and scrolls the item figure into view. ``figure`` and ``scatter`` are
-    ``FigureWidget``\\ s when ``use_figure_widget`` (default: when :func:`figure_widget_available`), else
-    plain figures shown through ``ipywidgets.Output`` views that are re-rendered on each change (then
-    clicking is not available). Every part of the state lives in the widgets' synced state, so a page
-    reload shows the figure the controls describe.
-    """
-
-    def __init__(self, explorer: HypothesisExplorer, index: int = 0, objective: str | None = None,
-                 num_hypotheses: int = 50, dataset_items: int = 0, use_figure_widget: bool | None = None) -> None:
-        import ipywidgets as widgets
-
-        self.explorer = ex = explorer
-        objective = ex.objectives[0] if objective is None else ex._check_objective(objective)
-        index = ex._check_index(index)
-        if int(num_hypotheses) < 1:
-            raise ValueError(f"num_hypotheses must be at least 1, got {num_hypotheses}")
-        self.interactive = figure_widget_available() if use_figure_widget is None else bool(use_figure_widget)
-        style = {"description_width": "initial"}
-        wide = widgets.Layout(flex="1 1 auto", width="auto", min_width="260px")
-        self.objective = widgets.Dropdown(options=[(LABELS.get(o, o), o) for o in ex.objectives], value=objective,
-                                          description="objective", style=style, layout=widgets.Layout(width="auto"))
-        self.item = widgets.IntSlider(value=index, min=0, max=len(ex.dataset) - 1, description="item",
-                                      continuous_update=False, style=style, layout=wide)
-        self.previous = widgets.Button(description="◀", tooltip="previous item", layout=widgets.Layout(width="36px"))
-        self.next = widgets.Button(description="▶", tooltip="next item", layout=widgets.Layout(width="36px"))
-        self.previous.on_click(lambda _: self.step(-1))
-        self.next.on_click(lambda _: self.step(+1))
-        self.temperature = widgets.FloatSlider(value=ex.temperature, min=0.05, max=2.0, step=0.05,
-                                               description="temperature", continuous_update=False, style=style,
-                                               layout=wide)
-        self.hypotheses = widgets.IntSlider(value=min(int(num_hypotheses), ex.num_samples), min=1,
-                                            max=ex.num_samples, description="hypotheses drawn",
-                                            continuous_update=False, style=style, layout=wide)
-        self.metrics = widgets.HTML()
-        first = ex.item_figure(index, objective, self.temperature.value, self.hypotheses.value)
-        self.figure, self._view = self._live(first, widgets)
-        self.scatter, scatter_view, self._frame = None, None, None
-        if dataset_items > 0:
-            self._frame = ex.dataset_metrics(dataset_items)
-            scatter = accuracy_diversity_figure(self._frame, title=ex._dataset_title(self._frame, None, None),
-                                                selected=(objective, index), num_joints=len(ex.keypoint_names))
-            self.scatter, scatter_view = self._live(scatter, widgets)
-            if self.interactive:
-                for trace in self.scatter.data:
-                    trace.on_click(self.on_scatter_click)
-        self._scatter_view = scatter_view
-        self._anchor = _page_helper() if self.interactive else None
-        self._hold = False
-        for control in (self.objective, self.item, self.temperature, self.hypotheses):
-            control.observe(self.refresh, names="value")
-        self._show_metrics()
-        full = widgets.Layout(width="100%")
-        rows = [widgets.HBox([self.objective, self.item, self.previous, self.next], layout=full),
-                widgets.HBox([self.temperature, self.hypotheses], layout=full)]
-        rows += [self._anchor] if self._anchor is not None else []
-        rows += [self.metrics, self._view]
-        if scatter_view is not None:
-            rows.append(scatter_view)
-        self.box = widgets.VBox(rows, layout=full)
-
-    def _live(self, fig: Any, widgets: Any) -> tuple[Any, Any]:
-        import plotly.graph_objects as go
-
-        if self.interactive:
-            live = go.FigureWidget(_plain_figure(fig))
-            live._config = {"responsive": True}  # fills the output area's width, and follows it
-            return live, live
-        view = widgets.Output()
-        view.outputs = (_mimebundle(fig),)
-        return fig, view
-
-    def _show_metrics(self) -> None:
-        head, numbers = self.explorer.describe(self.item.value, self.objective.value, self.temperature.value,
-                                               self.hypotheses.value)
-        note = ""
-        if self.scatter is not None and self.objective.value not in self.explorer.mode_only \
-                and abs(self.temperature.value - self.explorer.temperature) > 1e-9:
-            note = f" The scatter below stays at T = {self.explorer.temperature:g}."
-        self.metrics.value = f"<b>{head}</b><br>{numbers}.{note}"
-
-    def _mark_selected(self) -> None:
-        if self.scatter is None:
-            return
-        point = selected_point(self._frame, self.objective.value, self.item.value)
-        ring = next(t for t in self.scatter.data if t.name == SELECTED_TRACE)
-        ring.update(point)
-        if self.interactive:
-            _sync_state(self.scatter)
-        else:
-            self._scatter_view.outputs = (_mimebundle(self.scatter),)
-
-    def refresh(self, change: Any = None) -> None:
-        """Redraw the item figure (in place), the metrics line and the scatter's ring from the controls' values."""
-        if self._hold:
-            return
-        ex = self.explorer
-        new = ex.item_figure(self.item.value, self.objective.value, self.temperature.value, self.hypotheses.value)
-        _copy_into(self.figure, new)
-        if not self.interactive:
-            self._view.outputs = (_mimebundle(self.figure),)
-        self._show_metrics()
-        self._mark_selected()
-
-    def step(self, delta: int) -> None:
-        """Show the item ``delta`` places on (the previous / next buttons), staying within the dataset."""
-        self.item.value = min(max(self.item.value + int(delta), self.item.min), self.item.max)
-
-    def select(self, index: int, objective: str) -> None:
-        """Show item ``index`` under ``objective`` (one redraw) and bring its figure into view."""
-        index, objective = self.explorer._check_index(index), self.explorer._check_objective(objective)
-        self._hold = True
-        try:
-            self.objective.value, self.item.value = objective, index
-        finally:
-            self._hold = False
-        self.refresh()
-        if self._anchor is not None and self.scatter is not None:
-            self._anchor.requests += 1
-
-    def on_scatter_click(self, trace: Any, points: Any, state: Any = None) -> None:
-        """Callback of the dataset scatter: select the clicked point's item and objective."""
-        inds = list(getattr(points, "point_inds", []) or [])
-        if not inds or trace.customdata is None or trace.meta not in self.explorer.models:
-            return
-        self.select(int(round(float(trace.customdata[inds[0]][0]))), trace.meta)
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.box._repr_mimebundle_(**kwargs)
