@@ -31,6 +31,14 @@ from zuko.transforms import MonotonicRQSTransform
 from mhe.training import fit, recursive_cosine_lr
 
 FLOW_KINDS = ("realnvp", "nsf_coupling")
+# Rows (draws x items) the transform takes in one pass; more go through in slices along the draws. Every draw is
+# transformed alone, so slicing changes no value; it bounds the memory of S = 4096 bodies (2.5 GB in one pass).
+FLOW_PASS_ROWS = 2**14
+
+
+def _pass_size(z: Tensor) -> int:
+    """How many draws ``z[i]`` (``z``: (S, B, D)) of one pass keep it within :data:`FLOW_PASS_ROWS` rows."""
+    return max(1, FLOW_PASS_ROWS // max(1, z[0].numel() // z.shape[-1]))
 
 
 class ConditionalFlow(nn.Module):
@@ -178,8 +186,10 @@ class ConditionalFlow(nn.Module):
             z = dist.base.rsample(shape) * temperature
         if antithetic:
             z = torch.cat([z, -z])[:num_samples]
-        # Change of variables: log q(x) = log N(z; 0, I) - log|det ∂x/∂z| with x = f⁻¹(z).
-        x, ladj = dist.transform.inv.call_and_ladj(z)
+        # Change of variables: log q(x) = log N(z; 0, I) - log|det ∂x/∂z| with x = f⁻¹(z), draw by draw, so
+        # many draws go through in slices of S (the same numbers, the memory of FLOW_PASS_ROWS rows).
+        parts = [dist.transform.inv.call_and_ladj(piece) for piece in z.split(_pass_size(z))]
+        x, ladj = parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
         log_q = dist.base.log_prob(z) - ladj
         return x.transpose(0, 1), log_q.transpose(0, 1)
 
@@ -204,8 +214,12 @@ class ConditionalFlow(nn.Module):
                 f"x must have shape (B, ..., {self.features}) with B={batch} matching the context, "
                 f"got {tuple(x.shape)}"
             )
-        # zuko broadcasts the context's batch against the *last* batch dim of x: move B there.
-        return dist.log_prob(x.movedim(0, -2)).movedim(-1, 0)
+        # zuko broadcasts the context's batch against the *last* batch dim of x: move B there (and many
+        # points go through in slices, as in rsample_and_log_prob).
+        moved = x.movedim(0, -2)
+        pieces = moved.split(_pass_size(moved)) if moved.dim() == 3 else (moved,)
+        log_q = [dist.log_prob(piece) for piece in pieces]
+        return (log_q[0] if len(log_q) == 1 else torch.cat(log_q)).movedim(-1, 0)
 
     def mode(self, context: Tensor | None, batch_size: int | None = None) -> Tensor:
         """The zero-noise sample x = f⁻¹(0), differentiable: (B, D) for context (B, C)."""
