@@ -37,13 +37,13 @@ def test_entry_depth_matches_ray_marching(kind):
         xy = torch.from_numpy(np.random.default_rng(10 + seed).uniform(-0.6, 0.6, (300, 2)))
         zs = np.linspace(-2, 2, 8001)  # 0.5 mm steps
         enter, leave = (t.numpy() for t in occ.depth_interval(xy))
-        for (x, y), e, l in zip(xy.numpy(), enter, leave):
+        for (x, y), z_in, z_out in zip(xy.numpy(), enter, leave, strict=True):
             pts = np.stack([np.full_like(zs, x), np.full_like(zs, y), zs], -1)
             inside = contains(occ, pts)
             if inside.any():
-                assert e == pytest.approx(zs[inside.argmax()], abs=1e-3)
+                assert z_in == pytest.approx(zs[inside.argmax()], abs=1e-3)
             else:
-                assert math.isinf(e) or l - e < 1e-3  # a miss, or a graze thinner than the march step
+                assert math.isinf(z_in) or z_out - z_in < 1e-3  # a miss, or a graze thinner than the march step
 
 
 def test_sphere_entry_closed_form_and_hides():

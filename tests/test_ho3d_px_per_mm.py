@@ -31,7 +31,7 @@ def test_px_per_mm_is_the_crop_pixel_shift_of_a_millimetre_at_the_root(fake, cro
         xyz = np.asarray(meta["handJoints3D"], dtype=np.float64) * FLIP  # OpenCV camera frame
         x0, y0, side = item["crop_box"].double().numpy()
 
-        def crop_px(points):
+        def crop_px(points, K=K, x0=x0, y0=y0, side=side):
             uv, _ = ho3d.project(points, K)
             return (uv - np.array([x0, y0])) * (crop_size / side)
 

@@ -11,21 +11,15 @@ import pytest
 import torch
 
 from mhe.body import HAND_ROOT
+from mhe.data.hand_poses import HO3D_MAX_TILT, palm_tilt
 from mhe.data.ho3d import official_visibility
 from mhe.data.render import Occluder, depth_in_windows, pixel_centres, rasterize
-from mhe.data.synthetic import (
-    HO3D_MAX_TILT,
-    SyntheticHands,
-    occlusion_rates,
-    occlusion_stats,
-    palm_tilt,
-)
+from mhe.data.statistics import occlusion_rates, occlusion_stats
+from mhe.data.synthetic import SyntheticHands
 from mhe.geometry import crop_to_pixels, project_orthographic
 
 NON_ROOT = [j for j in range(21) if j != HAND_ROOT]
 MASKS = ("visible", "object_occluded", "self_occluded", "outside")
-EXACT = ("params", "global_orient", "betas")
-UNITS = {"joints_3d_mm": 1000.0, "keypoints_2d_px": 128.0}
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +33,11 @@ def settings(mano):
     return out
 
 
-def assert_same_items(stacked, items):
-    """generate_many's fields against generate's: masks and pre-MANO numbers bit-equal, the rest up to
-    float32 rounding of the batched MANO forward."""
-    assert set(stacked) == set(items[0])
-    for key in items[0]:
-        ref = torch.stack([item[key] for item in items])
-        assert stacked[key].shape == ref.shape and stacked[key].dtype == ref.dtype, key
-        if key in MASKS or key in EXACT:
-            assert torch.equal(stacked[key], ref), key
-        elif key == "image":
-            assert (stacked[key] - ref).abs().mean() < 1e-4, key
-        else:
-            unit = UNITS.get(key, 1.0)
-            torch.testing.assert_close(stacked[key] / unit, ref / unit, rtol=1e-6, atol=1e-5, msg=key)
+def assert_bit_equal(stacked, reference, msg=""):
+    """Every field of two stacked item sets equal to the last bit (same keys, shapes and dtypes)."""
+    assert set(stacked) == set(reference), msg
+    for key in reference:
+        assert stacked[key].dtype == reference[key].dtype and torch.equal(stacked[key], reference[key]), (msg, key)
 
 
 # --- the defaults -----------------------------------------------------------------------------------
@@ -65,7 +50,7 @@ def test_defaults_are_the_first_settings_and_leave_items_and_cache_names_alone(m
     assert explicit.cache_key() == default.cache_key()
     assert "vis" not in default.cache_key() and "rot" not in default.cache_key()
     items = [default[i] for i in range(20)]
-    for a, b in zip(items, (explicit[i] for i in range(20))):
+    for a, b in zip(items, (explicit[i] for i in range(20)), strict=True):
         for key in a:
             assert torch.equal(a[key], b[key]), key
     keys = ("visible", "object_occluded", "self_occluded")
@@ -103,11 +88,12 @@ def test_cache_key_changes_with_each_setting(mano):
         {"visibility": "official", "rotation": "ho3d", "images": True, "image_size": 32},
     ],
 )
-def test_generate_many_equals_generate_for_the_settings(mano, kwargs):
+def test_items_do_not_depend_on_the_chunks_for_the_settings(mano, kwargs):
     ds = SyntheticHands("train", size=100, mano=mano, **kwargs)
     indices = [0, 97, 5, 42, 13, 64, 7, 31, 88, 20]
     stacked = ds.generate_many(indices, chunk_size=4)
-    assert_same_items(stacked, [ds.generate(i) for i in indices])
+    assert_bit_equal(ds.generate_many(indices), stacked, "one chunk")
+    assert_bit_equal({k: torch.stack([ds[i][k] for i in indices]) for k in stacked}, stacked, "dataset[i]")
 
 
 # --- the official visibility rule -------------------------------------------------------------------
@@ -150,7 +136,7 @@ def test_official_visibility_is_ho3ds_rule_on_the_rendered_crop(settings):
     picked = differ.nonzero().squeeze(1)[:2].tolist()
     assert len(picked) == 2
     for i in picked:
-        item = ds.generate(i)  # the per-item path, whose MANO forward full_maps repeats
+        item = ds[i]  # full_maps below repeats its MANO forward on its own
         rel, zbuf, enter = full_maps(ds, item)
         uv, z = item["keypoints_2d_px"].numpy(), rel[:, 2].double().numpy()
         hand = np.isfinite(zbuf)
@@ -177,7 +163,7 @@ def test_depth_in_windows_is_the_rasterized_map(mano, settings):
     got = depth_in_windows(uv[None], vrel[None, :, 2], ds.faces, 256, corners, 9)[0]
     padded = np.full((256 + 2 * 60, 256 + 2 * 60), np.inf)
     padded[60:-60, 60:-60] = zbuf
-    for (c, r), window in zip(corners[0].tolist(), got):
+    for (c, r), window in zip(corners[0].tolist(), got, strict=True):
         np.testing.assert_array_equal(window.numpy(), padded[60 + r:60 + r + 9, 60 + c:60 + c + 9])
     assert torch.isfinite(got).any()
 

@@ -131,7 +131,7 @@ def _write_frame(
         depth[_disk((H, W), uv[j], 7)] = z[j] - offset
         rgb[_disk((H, W), uv[j], 4)] = (224, 172, 140)
         seg[_disk(seg.shape[:2], uv[j] / 2, 2)] = (0, 0, 255)
-    for j in np.flatnonzero(kind == "object"):
+    for j in np.flatnonzero(kind == "object").tolist():
         depth[_disk((H, W), uv[j], 8)] = z[j] - 0.10
         rgb[_disk((H, W), uv[j], 8)] = (40, 160, 60)
         seg[_disk(seg.shape[:2], uv[j] / 2, 4)] = (0, 255, 0)

@@ -194,7 +194,7 @@ def crop_box(
 def inside_crop(px: np.ndarray, size: int, window: int = 9) -> np.ndarray:
     """Whether some pixel of the ``window`` box around crop pixels px (J, 2) lies in the crop -> (J,) bool."""
     half = window // 2
-    return ((px >= -half) & (px <= size - 1 + half)).all(-1)
+    return np.asarray(((px >= -half) & (px <= size - 1 + half)).all(-1))
 
 
 def fit_orthographic_camera(xyz: np.ndarray, uv: np.ndarray) -> tuple[float, float, float]:

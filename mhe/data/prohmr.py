@@ -53,6 +53,7 @@ from mhe.body.keypoints import (
     SMPL_TO_BODY,
     SMPL_TO_OPENPOSE,
 )
+from mhe.data.items import positive_int
 from mhe.data.synthetic_bodies import AMBIGUOUS_MIN_HIDDEN
 from mhe.errors import DataFileError
 
@@ -63,9 +64,6 @@ __all__ = [
     "body_item",
     "write_prohmr_npz",
 ]
-
-# An item is "ambiguous" (truncated or heavily occluded) when some body keypoint lies outside the crop or
-# at least this many of the 16 non-root keypoints are not visible.
 
 BODY_ITEM_KEYS: tuple[str, ...] = (
     "obs", "visible", "keypoints_2d_px", "joints_3d", "scale", "joints_3d_mm", "params", "global_orient",
@@ -204,13 +202,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _positive_int(name: str, value: Any) -> int:
-    """``value`` as a positive int (a crop size in pixels), else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (pixels), got {value!r}")
-    return int(value)
-
-
 def _load_failure(path: Path, err: Exception) -> str:
     """What went wrong reading ``path``, in words (numpy's own text advises ``allow_pickle``, which would
     run code from the file: never the fix for a dataset file)."""
@@ -286,7 +277,7 @@ class ProHMRBodies(Dataset):
 
     def __init__(self, path: str | os.PathLike, crop_size: int = 256) -> None:
         self.path = Path(path)
-        self.crop_size = _positive_int("crop_size", crop_size)
+        self.crop_size = positive_int("crop_size", crop_size)
         data = _read_npz(self.path)
         names = [str(s) for s in data["imgname"]]
         n = len(names)
@@ -296,14 +287,13 @@ class ProHMRBodies(Dataset):
         f64 = {k: v.astype(np.float64) for k, v in data.items() if k not in ("imgname", "gender")}
         self._check(f64, names)
         self._center, self._scale = f64["center"], f64["scale"]
-        get = lambda k: f64.get(k)  # noqa: E731
-        self._kp2d = (get("extra_keypoints_2d"), get("body_keypoints_2d"))
-        self._kp3d = (get("extra_keypoints_3d"), get("body_keypoints_3d"))
+        self._kp2d = (f64.get("extra_keypoints_2d"), f64.get("body_keypoints_2d"))
+        self._kp3d = (f64.get("extra_keypoints_3d"), f64.get("body_keypoints_3d"))
         zeros = np.zeros(n)
-        self._pose = get("body_pose")
-        self._has_pose = (get("has_body_pose") if "has_body_pose" in f64 else zeros) > 0
-        self._betas = get("betas")
-        self._has_betas = (get("has_betas") if "has_betas" in f64 else zeros) > 0
+        self._pose = f64.get("body_pose")
+        self._has_pose: np.ndarray = f64.get("has_body_pose", zeros) > 0
+        self._betas = f64.get("betas")
+        self._has_betas: np.ndarray = f64.get("has_betas", zeros) > 0
         if self._pose is None:
             self._has_pose = zeros > 0
         if self._betas is None:
@@ -391,13 +381,14 @@ class ProHMRBodies(Dataset):
         xyz = None
         if extra3d is not None or op3d is not None:
             xyz = _pick(extra3d, BODY_FROM_PROHMR_EXTRA, op3d, BODY_FROM_OPENPOSE, 3)
+        # has_pose (has_betas) is all false when the file has no body_pose (betas)
         has_smpl = bool(self._has_pose[row] and self._has_betas[row])
-        pose = self._pose[row] if self._pose is not None else None
+        pose = self._pose[row] if has_smpl and self._pose is not None else None
         return body_item(
             px, np.isfinite(px).all(-1), xyz,
-            params=pose[3:] if has_smpl else None,
-            global_orient=pose[:3] if has_smpl else None,
-            betas=self._betas[row] if has_smpl else None,
+            params=None if pose is None else pose[3:],
+            global_orient=None if pose is None else pose[:3],
+            betas=self._betas[row] if has_smpl and self._betas is not None else None,
             px_per_mm=float("nan"),
             crop_size=self.crop_size,
         )

@@ -19,6 +19,7 @@ of :func:`mhe.geometry.crop_to_pixels`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -262,7 +263,7 @@ def rasterize_batch(uv: Tensor, depth: Tensor, faces: Tensor, size: int) -> tupl
     flats, depths, ranks = [], [], []
     # Faces grouped by window size, so that a group's k x k grid of pixels is not much larger than its windows.
     bounds = [0, 1, 2, 3, 4, 6, 8, 16, int(extent.max()) if B * F else 0]
-    for k_lo, k in zip(bounds[:-1], bounds[1:]):
+    for k_lo, k in pairwise(bounds):
         if k <= k_lo:
             continue
         b, f = (keep & (extent > k_lo) & (extent <= k)).nonzero(as_tuple=True)
@@ -367,7 +368,7 @@ def depth_in_windows(uv: Tensor, depth: Tensor, faces: Tensor, size: int, corner
         b = b + start
         extent = width.max(-1).values
         tri, tz = _triangles(px, depth, faces, b, f)
-        for k_lo, k in zip(bounds[:-1], bounds[1:]):  # grouped by size, so that each k x k grid is tight
+        for k_lo, k in pairwise(bounds):  # grouped by size, so that each k x k grid is tight
             sel = ((extent > k_lo) & (extent <= k)).nonzero().squeeze(1)
             if sel.numel() == 0:
                 continue

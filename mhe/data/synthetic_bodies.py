@@ -51,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
@@ -59,7 +58,8 @@ from torch.utils.data import Dataset
 
 from mhe.body import BODY_BONE, BODY_ROOT, SMPL_TO_BODY, load_smpl
 from mhe.body.body_limits import BodyLimits
-from mhe.data.synthetic import _records_hide, keypoint_items
+from mhe.data.items import keypoint_items
+from mhe.data.occluders import has_object, records_hide
 from mhe.geometry import project_orthographic
 from mhe.utils import atomic_torch_save, display_path
 
@@ -71,7 +71,6 @@ __all__ = [
     "SELF_TOLERANCE",
     "SyntheticBodies",
     "body_capsules",
-    "body_occlusion_rates",
 ]
 
 DEFAULT_SIZES = {"train": 20000, "val": 1000, "test": 1000}
@@ -262,6 +261,11 @@ class SyntheticBodies(Dataset):
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def on_the_fly(self) -> bool:
+        """Whether items are generated when read: no disk cache (``cache_dir``) asked for or loaded."""
+        return self._stacked is None and self._cache_dir is None
+
     def rng(self, index: int) -> np.random.Generator:
         """The random stream of item ``index`` (independent of every other item, split and seed)."""
         return np.random.default_rng(np.random.SeedSequence([self.seed, _SPLIT_CODE[self.split], index, 17]))
@@ -449,32 +453,6 @@ class SyntheticBodies(Dataset):
             z = front[i] - (0.02 + 0.28 * size[3]) - half[2]
             R = Rotation.from_rotvec([0.0, 0.0, angle]).as_matrix()
             records[i] = torch.from_numpy(np.concatenate([[1.0], [centre_xy[0], centre_xy[1], z], R.reshape(9), half]))
-        has = records[:, 13:].abs().sum(-1) > 0
-        hides = _records_hide(records.double(), rel) & has[:, None]
+        hides = records_hide(records.double(), rel) & has_object(records)[:, None]
         return records, hides
 
-
-def body_occlusion_rates(dataset: Dataset, max_items: int | None = None) -> pd.Series:
-    """Fractions over the first ``max_items`` items: of the 16 non-root keypoints ``hidden`` (any cause),
-    by ``object``, ``self`` and ``outside`` (each cause on its own; they overlap), of the items
-    ``truncated`` and ``ambiguous``, and ``n_items``. A :class:`SyntheticBodies` without a disk cache
-    is generated many items at a time; other datasets are read item by item."""
-    n = len(dataset) if max_items is None else min(len(dataset), int(max_items))
-    if n == 0:
-        raise ValueError("body_occlusion_rates needs a non-empty dataset")
-    if isinstance(dataset, SyntheticBodies) and dataset._stacked is None and dataset._cache_dir is None:
-        items = dataset.generate_many(range(n))
-    else:
-        keys = ("visible", "object_occluded", "self_occluded", "outside", "truncated", "ambiguous")
-        rows = [dataset[i] for i in range(n)]
-        items = {k: torch.stack([row[k] for row in rows]) for k in keys if k in rows[0]}
-    hidden = ~items["visible"][:, _NON_ROOT]
-    out = {"hidden": float(hidden.double().mean())}
-    for key, name in (("object_occluded", "object"), ("self_occluded", "self"), ("outside", "outside")):
-        out[name] = float(items[key][:, _NON_ROOT].double().mean()) if key in items else 0.0
-    trunc = items.get("truncated", items["outside"].any(-1) if "outside" in items else torch.zeros(n, dtype=torch.bool))
-    out["truncated"] = float(trunc.double().mean())
-    amb = items.get("ambiguous", trunc | (hidden.sum(-1) >= AMBIGUOUS_MIN_HIDDEN))
-    out["ambiguous"] = float(amb.double().mean())
-    out["n_items"] = n
-    return pd.Series(out)

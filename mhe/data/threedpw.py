@@ -34,7 +34,8 @@ from scipy.spatial.transform import Rotation
 from torch.utils.data import Dataset
 
 from mhe.body.keypoints import BODY_KEYPOINTS, BODY_ROOT, SMPL_TO_BODY
-from mhe.data.prohmr import _positive_int, body_item
+from mhe.data.items import positive_int
+from mhe.data.prohmr import body_item
 from mhe.errors import DataFileError
 
 __all__ = [
@@ -240,7 +241,7 @@ class ThreeDPW(Dataset):
             if missing:
                 raise ValueError(f"no sequence(s) {sorted(missing)} in {folder}; there: {[f.stem for f in files]}")
             files = [f for f in files if f.stem in wanted]
-        self.crop_size = _positive_int("crop_size", crop_size)
+        self.crop_size = positive_int("crop_size", crop_size)
         if isinstance(box_factor, bool) or not isinstance(box_factor, (int, float, np.number)) or not (
                 0 < box_factor < float("inf")):
             raise ValueError(f"box_factor must be a positive number (the crop's side over the keypoints' extent, "
@@ -409,10 +410,10 @@ def write_threedpw_sequence(
         trans = np.stack([rng.uniform(-0.8, 0.8) + 0.005 * time, np.full(frames, rng.uniform(0.8, 1.0)),
                           np.full(frames, rng.uniform(-1.5, 1.5))], 1)
         dtype = model.kp_joint_rest.dtype
-        t = lambda a: torch.as_tensor(np.array(a), dtype=dtype)  # noqa: E731
+        orient_t, body_t, betas_t, trans_t = (torch.as_tensor(np.array(x), dtype=dtype)
+                                              for x in (orient, body, np.broadcast_to(betas[:10], (frames, 10)), trans))
         with torch.no_grad():
-            joints = model.keypoints(t(orient), t(body), t(np.broadcast_to(betas[:10], (frames, 10))),
-                                     t(trans)).double().numpy()
+            joints = model.keypoints(orient_t, body_t, betas_t, trans_t).double().numpy()
         cam = joints @ R.transpose(0, 2, 1) + cam_t[:, None]
         uv = _project(cam[:, SMPL_TO_COCO18], K)
         conf = rng.uniform(0.2, 1.0, (frames, 18)) * (rng.random((frames, 18)) > 0.15)
