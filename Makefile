@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP      := $(VENV)/.mhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv lint test reproduce notebooks strip lab benchmark clean
+.PHONY: all venv lint test reproduce notebooks strip lab benchmark book clean
 
 all: test
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,book]"
 	@touch $@
 
 venv: $(STAMP)
@@ -48,6 +48,13 @@ strip: $(STAMP)
 ## make benchmark: speed and memory figures (printed).
 benchmark: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+## make book: the tutorials as a website in build/book/ (open build/book/index.html, or
+## `python -m http.server -d build/book`): the executed notebooks (run again only where their code changed
+## since `make reproduce`), docs/, the results and the API reference. SMOKE=1 make book: a quick one from
+## smoke runs, in build/book-smoke/ (CI).
+book: $(STAMP)
+	$(BIN)/python book/build.py $(if $(filter-out 0,$(SMOKE)),--smoke,)
 
 clean:
 	rm -rf build .pytest_cache
