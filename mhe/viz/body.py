@@ -88,7 +88,7 @@ def _label_3d(ax: Any, unit: str = "mm") -> None:
     eye = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
     names = (f"x ({unit})", f"depth z ({unit})", f"up, −y ({unit})")
     for k, (axis, name, setter) in enumerate(zip((ax.xaxis, ax.yaxis, ax.zaxis), names,
-                                                 (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel))):
+                                                 (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), strict=True)):
         shown = float(np.sqrt(max(0.0, 1.0 - eye[k] ** 2)))  # projected length of a unit vector on the axis
         if shown < 0.35:  # seen end-on: its ticks and name would only pile up on each other
             axis.set_major_locator(NullLocator())
@@ -102,7 +102,7 @@ def _label_3d(ax: Any, unit: str = "mm") -> None:
 def _equal_3d(ax: Any, pts: np.ndarray, pad: float = 0.05) -> None:
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad) + 1e-9
-    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
         setter(c - half, c + half)
     ax.set_box_aspect((1, 1, 1))
 
@@ -273,7 +273,7 @@ def plot_mesh_grid(
         if joints is not None:
             draw_skeleton_3d(ax, joints[k], parents, linewidth=1.5)
         c = _display(_np(v), "mm").mean(0)
-        for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c):
+        for setter, ck in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), c, strict=True):
             setter(ck - half, ck + half)
         ax.set_box_aspect((1, 1, 1), zoom=zoom)
         ax.view_init(elev=vw[0], azim=vw[1])
@@ -309,9 +309,12 @@ def plot_poses_2d_3d(
     as a ``crop x crop`` image.
     """
     n = len(uvs)
+    if len(joints3d) != n or len(labels) != n:
+        raise ValueError(f"uvs, joints3d and labels must have one entry per pose, got {n}, {len(joints3d)} and "
+                         f"{len(labels)}")
     fig = plt.figure(figsize=(3.8 * (n + 1), 3.8))
     ax2 = fig.add_subplot(1, n + 1, 1)
-    for k, (uv, lab) in enumerate(zip(uvs, labels)):
+    for k, (uv, lab) in enumerate(zip(uvs, labels, strict=True)):
         c = styles[k % len(styles)]
         draw_skeleton_2d(ax2, uv, parents, colors=[c] * len(_np(uv)), visible=visible, alpha=0.8,
                          linestyle="-" if k == 0 else "--", label=lab)
@@ -327,7 +330,7 @@ def plot_poses_2d_3d(
         ax2.set_xlim(0, crop)
         ax2.set_ylim(crop, 0)
     allpts = np.concatenate([_display(_np(j), unit) for j in joints3d])
-    for k, (j3, lab) in enumerate(zip(joints3d, labels)):
+    for k, (j3, lab) in enumerate(zip(joints3d, labels, strict=True)):
         ax = fig.add_subplot(1, n + 1, k + 2, projection="3d")
         c = styles[k % len(styles)]
         if meshes is not None:
@@ -402,10 +405,10 @@ def _occluder_outline(item: dict) -> np.ndarray | None:
 def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = None, ncols: int = 4) -> Figure:
     """Synthetic ambiguous bodies in their 256 px crops: each item's 17 keypoints and bones (the house
     encoding: visible joints blue dots, hidden ones red crosses), the crop border as a grey frame and the
-    keypoints outside it drawn where they would be, and an occluding box as a grey shape. ``items``: dicts with ``keypoints_2d_px (17, 2)`` and
-    ``visible (17,)`` (and, optionally, ``object_occluded`` / ``self_occluded`` / ``outside`` (17,) bool,
-    which the default titles count; the causes overlap, so each hidden joint is counted once, by the first of
-    crop, box, self-occlusion that hides it)."""
+    keypoints outside it drawn where they would be, and an occluding box as a grey shape. ``items``: dicts
+    with ``keypoints_2d_px (17, 2)`` and ``visible (17,)`` (and, optionally, ``object_occluded`` /
+    ``self_occluded`` / ``outside`` (17,) bool, which the default titles count; the causes overlap, so each
+    hidden joint is counted once, by the first of crop, box, self-occlusion that hides it)."""
     from mhe.body.keypoints import BODY_PARENTS
 
     n = len(items)
@@ -447,7 +450,8 @@ def plot_body_benchmark(items: Sequence[dict], titles: Sequence[str] | None = No
                     left &= ~mine
                     if mine.any():
                         counts.append(f"{word} {int(mine.sum())}")
-            title = (f"{int(hidden.sum())} of {len(hidden)} hidden:\n" + ", ".join(counts)) if hidden.any() else "all visible"
+            title = ((f"{int(hidden.sum())} of {len(hidden)} hidden:\n" + ", ".join(counts)) if hidden.any()
+                     else "all visible")
         ax.set_title(title, fontsize=8)
     from matplotlib.patches import Patch
 

@@ -1,11 +1,11 @@
 """A first look at the hand benchmark: crops with visible/occluded joints, occlusion statistics, ambiguity.
 
 Plots for :mod:`mhe.data`: :func:`plot_crop_grid` draws items (rendered crop, skeleton, visible
-joints as blue dots and occluded ones as red crosses: the house encoding of :mod:`mhe.viz`), :func:`plot_occlusion_stats` the fraction of items in
-which each keypoint is hidden, split by cause, and :func:`plot_consistent_poses` one occluded input
-with two 3D poses that explain its visible keypoints equally well -- the ambiguity a multi-hypothesis
-model must cover. :func:`first_look_figures` makes all three. Every function returns a matplotlib
-figure and shows nothing.
+joints as blue dots and occluded ones as red crosses: the house encoding of :mod:`mhe.viz`),
+:func:`plot_occlusion_stats` the fraction of items in which each keypoint is hidden, split by cause,
+and :func:`plot_consistent_poses` one occluded input with two 3D poses that explain its visible
+keypoints equally well -- the ambiguity a multi-hypothesis model must cover. :func:`first_look_figures`
+makes all three. Every function returns a matplotlib figure and shows nothing.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def plot_crop_grid(dataset: Any, indices: Sequence[int] | None = None, cols: int
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, indices):
+    for ax, i in zip(axes.flat, indices, strict=False):  # the last row may have spare panels
         item = dataset[i]
         if "image" in item:
             img = item["image"].permute(1, 2, 0).numpy()
@@ -95,7 +95,7 @@ def plot_occlusion_stats(stats: pd.DataFrame, title: str | None = None) -> Figur
         ax.bar(x, table["occluded"], color=OCCLUDED_COLOR, width=0.8, label="occluded")
     ax.set_xticks(x)
     ax.set_xticklabels([name.replace("_", " ") for name in order], rotation=70, fontsize=7)
-    for tick, finger in zip(ax.get_xticklabels(), table["finger"]):
+    for tick, finger in zip(ax.get_xticklabels(), table["finger"], strict=True):
         tick.set_color(FINGER_COLORS[finger])
     ax.set_ylabel("fraction of items occluded")
     ax.set_ylim(0, 1)
@@ -170,7 +170,7 @@ def first_look_figures(
     ``dataset``: a :class:`mhe.data.SyntheticHands` (default: the test split with 96 px images).
     The ambiguity figure uses the first of the grid's items that has a freely rotating hidden finger.
     """
-    from mhe.data.synthetic import SyntheticHands, consistent_alternative, occlusion_stats
+    from mhe.data import SyntheticHands, consistent_alternative, occlusion_stats
 
     if dataset is None:
         dataset = SyntheticHands("test", size=max(n_grid, n_stats), images=True, image_size=96)

@@ -57,7 +57,7 @@ def plot_calibration(tables: Mapping[str, pd.DataFrame], subset: str = "all",
     inside the central α-region of the hypotheses against α, one line per model, the diagonal ideal.
     A curve below the diagonal: the hypotheses are too narrow (over-confident); above: too wide."""
     fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4.4), squeeze=False)
-    for ax, (title, frame) in zip(axes[0], tables.items()):
+    for ax, (title, frame) in zip(axes[0], tables.items(), strict=True):
         ax.plot([0, 1], [0, 1], color="#999999", ls="--", lw=1, label="calibrated (ideal)")
         names = models if models is not None else list(dict.fromkeys(frame["model"]))
         for name in names:
@@ -65,7 +65,8 @@ def plot_calibration(tables: Mapping[str, pd.DataFrame], subset: str = "all",
                 continue
             a, v = calibration_points(frame, name, subset)
             if len(a):
-                ax.plot(a, v, marker="o", ms=3.5, lw=1.6, color=OBJECTIVE_COLORS.get(name), label=LABELS.get(name, name))
+                ax.plot(a, v, marker="o", ms=3.5, lw=1.6, color=OBJECTIVE_COLORS.get(name),
+                        label=LABELS.get(name, name))
         ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="α (central region's share of hypotheses)",
                ylabel="ground-truth occluded joints inside")
         ax.grid(alpha=0.3)
@@ -84,7 +85,7 @@ def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all
     columns = {k: v for k, v in SELECTION_COLUMNS.items() if k != "mode"}
     fig, axes = plt.subplots(len(tables), 1, figsize=(10, 3.9 * len(tables)), squeeze=False)
     shades = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(columns)))
-    for ax, (title, frame) in zip(axes[:, 0], tables.items()):
+    for ax, (title, frame) in zip(axes[:, 0], tables.items(), strict=True):
         which = subset if subset is not None else next((v for v in frame["subset"] if v != "all"), "all")
         rows = frame[frame["subset"] == which].set_index("model")
         names = [m for m in (models if models is not None else rows.index) if m in rows.index]
@@ -97,10 +98,11 @@ def plot_selection(tables: Mapping[str, pd.DataFrame], subset: str | None = "all
                 ax.bar(x + (k - (len(columns) - 1) / 2) * width, change, width, color=shades[k], label=label)
         ax.axhline(0.0, color="#333333", lw=0.8)
         # the sampling temperature, where there is a choice to sample (hypotheses that differ from the mode)
-        temps = [rows.loc[n, "temperature"] if "temperature" in rows.columns and rows.loc[n, "oracle"] < rows.loc[n, "mode"]
-                 else None for n in names]
+        sampled = "temperature" in rows.columns
+        temps = [rows.loc[n, "temperature"] if sampled and rows.loc[n, "oracle"] < rows.loc[n, "mode"] else None
+                 for n in names]
         ticks = [f"{textwrap.fill(LABELS.get(n, n), 16)}\nmode {m:.1f} mm" + (f"\nT = {t:g}" if t is not None else "")
-                 for n, m, t in zip(names, mode, temps)]
+                 for n, m, t in zip(names, mode, temps, strict=True)]
         ax.set_xticks(x, ticks, fontsize=7.5)
         ax.set(ylabel="MPJPE change against the mode (%)", title=f"{title} ({which})")
         ax.grid(axis="y", alpha=0.3)
@@ -165,7 +167,8 @@ def plot_flip_calibration(frame: pd.DataFrame, model: str, chosen: float | None 
     if "mpjpe_bh_flip" in rows and rows["mpjpe_bh_flip"].notna().any():
         ax_mm.plot(tau, rows["mpjpe_bh_flip"], marker="o", ms=3.5, lw=1.6, color="#c44e52",
                    label="BH-MPJPE, hands mostly flipped")
-        ax_mm.plot(tau, rows["mpjpe_bh_noflip"], marker="o", ms=3.5, lw=1.6, color="#4c72b0", label="BH-MPJPE, the rest")
+        ax_mm.plot(tau, rows["mpjpe_bh_noflip"], marker="o", ms=3.5, lw=1.6, color="#4c72b0",
+                   label="BH-MPJPE, the rest")
         ax_mm.plot(tau, rows["mpjpe_mean"], marker="s", ms=3.0, lw=1.2, ls="--", color="#555555",
                    label="mean over hypotheses")
         ax_mm.legend(fontsize=7.5)

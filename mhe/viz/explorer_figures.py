@@ -96,7 +96,7 @@ def _segments(points: np.ndarray, bones: Sequence[tuple[int, int]]) -> np.ndarra
     S, _, D = points.shape
     if not bones:
         return np.zeros((0, D))
-    parents, children = (np.array(x) for x in zip(*bones))
+    parents, children = (np.array(x) for x in zip(*bones, strict=True))
     seg = np.stack([points[:, parents], points[:, children], np.full((S, len(bones), D), np.nan)], axis=2)
     return seg.reshape(-1, D)
 
@@ -162,7 +162,8 @@ def hypotheses_figure(
 
     fig = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.33, 0.29], horizontal_spacing=0.09,
                         specs=[[{"type": "scene"}, {"type": "xy"}, {"type": "xy"}]],
-                        subplot_titles=("3D (mm): x right, y down, z depth", f"image crop ({crop_pixels} × {crop_pixels} px)",
+                        subplot_titles=("3D (mm): x right, y down, z depth",
+                                        f"image crop ({crop_pixels} × {crop_pixels} px)",
                                         "per-joint diversity (PJD)"))
     names = iter(ITEM_TRACES)
 
@@ -186,7 +187,7 @@ def hypotheses_figure(
     add(go.Scatter3d(x=gxyz[:, 0], y=gxyz[:, 1], z=gxyz[:, 2], mode="markers",
                      marker=joints([VISIBLE_COLOR if v else OCCLUDED_COLOR for v in vis],
                                    [VISIBLE_SYMBOL if v else OCCLUDED_SYMBOL for v in vis], 5),
-                     text=[f"{n} ({'visible' if v else 'occluded'})" for n, v in zip(joint_names, vis)],
+                     text=[f"{n} ({'visible' if v else 'occluded'})" for n, v in zip(joint_names, vis, strict=True)],
                      hovertemplate="%{text}<extra>ground truth</extra>"), 1, "truth")
 
     hv, ho = uv[:, vis].reshape(-1, 2), uv[:, ~vis].reshape(-1, 2)
@@ -271,8 +272,9 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None,
     first appearance of the objectives, each with ``meta`` = the objective's name and ``customdata`` rows
     (index, ah, pjd_2d_vis, rd, occluded). Items with no occluded joint have no x and are not drawn.
     With ``selected = (objective, index)`` a last trace, :data:`SELECTED_TRACE`, rings that item's point
-    (empty when the item is not drawn; the explorer's widget moves it in place). ``num_joints`` (J, root included) lets the hover say "k of
-    J − 1 joints occluded", as the explorer's titles do. No fixed width: the figure fills its page.
+    (empty when the item is not drawn; the explorer's widget moves it). ``num_joints`` (J, root included)
+    lets the hover say "k of J − 1 joints occluded", as the explorer's titles do. No fixed width: the
+    figure fills its page.
     """
     import plotly.graph_objects as go
 
@@ -280,7 +282,8 @@ def accuracy_diversity_figure(frame: pd.DataFrame, title: str | None = None,
     if missing:
         raise ValueError(f"frame lacks the columns {sorted(missing)}; build it with HypothesisExplorer.dataset_metrics")
     count = "%{customdata[4]:.0f}"
-    occluded = f"{count} joints occluded (root not counted)" if num_joints is None else occluded_phrase(count, num_joints)
+    occluded = (f"{count} joints occluded (root not counted)" if num_joints is None
+                else occluded_phrase(count, num_joints))
     fig = go.Figure()
     for name in pd.unique(frame["objective"]):
         part = frame[frame["objective"] == name]
@@ -329,7 +332,7 @@ def plot_temperature_sweep(frame: pd.DataFrame, reference: float | None = 0.8) -
     panels = (("pjd_3d_occ", "PJD 3D occluded (mm)"), ("pjd_2d_vis", "PJD 2D visible (px)"),
               ("mpjpe_bh", "BH-MPJPE (mm)"), ("ah", "AH: worst hypothesis (px)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3))
-    for ax, (col, label) in zip(axes, panels):
+    for ax, (col, label) in zip(axes, panels, strict=True):
         for name, part in frame.groupby("objective", sort=False):
             part = part.sort_values("temperature")
             ax.plot(part["temperature"], part[col], "o-", ms=4, color=OBJECTIVE_COLORS.get(name, "#555555"),

@@ -39,25 +39,29 @@ LABELS = {
 }
 
 
+# The hand's kinematic parents as plain ints (the default skeleton of every plot here).
+_HAND_PARENTS: tuple[int, ...] = tuple(int(p) for p in HAND_PARENTS)
+
+
 def _np(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def _bones(ax: Any, pts: np.ndarray, color: str, alpha: float, lw: float = 1.0,
-           parents: Sequence[int] = HAND_PARENTS) -> None:
+           parents: Sequence[int] = _HAND_PARENTS) -> None:
     for j, p in enumerate(parents):
         if p >= 0:
             ax.plot(pts[[p, j], 0], pts[[p, j], 1], color=color, alpha=alpha, lw=lw, solid_capstyle="round")
 
 
 def _hypothesis_bones(ax: Any, pts: np.ndarray, vis: np.ndarray, color: str, alpha: float,
-                      parents: Sequence[int] = HAND_PARENTS) -> None:
+                      parents: Sequence[int] = _HAND_PARENTS) -> None:
     """Bones of every hypothesis pts (S, J, 2): to visible joints in ``color``, to occluded ones in red."""
     bones = [(p, j) for j, p in enumerate(parents) if p >= 0]
     for wanted, c in ((True, color), (False, OCCLUDED_COLOR)):
         segs = [pts[:, [p, j]] for p, j in bones if vis[j] == wanted]
         if segs:
-            ax.add_collection(LineCollection(np.concatenate(segs), colors=c, alpha=alpha, linewidths=0.9,
+            ax.add_collection(LineCollection(list(np.concatenate(segs)), colors=c, alpha=alpha, linewidths=0.9,
                                              capstyle="round"))
 
 
@@ -77,7 +81,7 @@ def plot_hypotheses(
     visible: Any,
     num_show: int = 20,
     title: str | None = None,
-    parents: Sequence[int] = HAND_PARENTS,
+    parents: Sequence[int] = _HAND_PARENTS,
 ) -> Figure:
     """One input, every objective: a row per objective with the hypotheses overlaid in the image
     (left, px) and seen from the side (right, mm: depth z horizontal, y down).
@@ -125,7 +129,8 @@ def plot_hypotheses(
         ax_side.set_ylabel("y (mm, root-relative, down)", fontsize=8)
     handles = [Line2D([], [], color=GROUND_TRUTH_COLOR, lw=1.6, label="ground truth"),
                *visibility_handles(),
-               Line2D([], [], color="#888888", lw=1.2, label="hypotheses: bones to visible joints (objective's colour)"),
+               Line2D([], [], color="#888888", lw=1.2,
+                      label="hypotheses: bones to visible joints (objective's colour)"),
                Line2D([], [], color=OCCLUDED_COLOR, lw=1.2, alpha=0.7, label="hypotheses: bones to occluded joints")]
     # the title heads the legend: a suptitle and an outside legend would overlap in a constrained layout
     fig.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=8, frameon=False,
@@ -283,8 +288,9 @@ def plot_accuracy_vs_diversity(metrics: pd.DataFrame, samples: int | None = None
     fig.tight_layout()
     fig.canvas.draw()  # the labels are placed where the final layout puts the points
     joins = [(xk, bh[k] + f * (mean[k] - bh[k])) for k, xk in enumerate(x) for f in (0.25, 0.5, 0.75)]
-    _place_labels(axes[0], list(zip(x, mean)), labels, colors, obstacles=list(zip(x, bh)) + joins)
-    _place_labels(axes[1], list(zip(x2, ah)), labels, colors)
+    _place_labels(axes[0], list(zip(x, mean, strict=True)), labels, colors,
+                  obstacles=list(zip(x, bh, strict=True)) + joins)
+    _place_labels(axes[1], list(zip(x2, ah, strict=True)), labels, colors)
     return fig
 
 

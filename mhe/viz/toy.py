@@ -63,7 +63,8 @@ def mark_collapse(ax, points: np.ndarray, color: str, scale: float = 1.0, what: 
     centre = np.median(points, 0)
     ax.scatter([centre[0]], [centre[1]], s=420, facecolors="none", edgecolors=color, lw=2.2, zorder=5)
     ax.annotate(f"all {len(points) if count is None else count} {what}\non this one point", centre, xytext=(0.5, 0.9),
-                textcoords="axes fraction", ha="center", va="top", fontsize=8, color=text_color or color, fontweight="bold",
+                textcoords="axes fraction", ha="center", va="top", fontsize=8, color=text_color or color,
+                fontweight="bold",
                 arrowprops=dict(arrowstyle="->", color=color, lw=1.2), zorder=6,
                 bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.85))
     return True
@@ -93,7 +94,7 @@ def plot_densities(
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.axis("off")
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # the last row may have spare panels
         log_p = densities[name].detach().float().cpu()
         image = (log_p - log_p.max()).clamp(min=-depth).T.numpy()  # imshow wants [y, x]
         ax.imshow(image, origin="lower", extent=(-extent, extent, -extent, extent), cmap="magma",
@@ -118,7 +119,7 @@ def _draw_arms(ax, keypoints: np.ndarray, color: str, alpha: float, lw: float = 
 
 
 def _arm_axes(ax, heights: np.ndarray) -> None:
-    for h, style in zip(heights, ("--", ":")):
+    for h, style in zip(heights, ("--", ":"), strict=True):
         ax.axhline(h, color="#999999", ls=style, lw=0.8)
     ax.plot([0], [0], "ks", ms=4)
     ax.set_xlim(-2.1, 2.1)
@@ -284,7 +285,7 @@ def plot_warped_grid(before: Tensor, after: Tensor, title: str = "", stride: int
     second index), at the full resolution of the other index.
     """
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.4))
-    for ax, grid, name in zip(axes, (before, after), ("x", "y = f(x)")):
+    for ax, grid, name in zip(axes, (before, after), ("x", "y = f(x)"), strict=True):
         arr = grid.detach().cpu().numpy()
         for i in range(0, arr.shape[0], stride):
             ax.plot(arr[i, :, 0], arr[i, :, 1], color="#3b6ea5", lw=0.8)
@@ -313,7 +314,7 @@ def plot_sample_panels(
     if colors:
         values = torch.cat([colors[n].detach().flatten().cpu() for n in names if n in colors])
         vmin, vmax = np.quantile(values.numpy(), [0.02, 0.98])
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         pts = panels[name].detach().cpu().numpy()
         if colors and name in colors:
             scatter = ax.scatter(pts[:, 0], pts[:, 1], s=3, c=colors[name].detach().cpu().numpy(),
