@@ -4,7 +4,7 @@ Writes ``figures/04_hand_diagnostics.csv`` (hands) and ``figures/05_body_diagnos
 :func:`mhe.lab.diagnostics_runs.diagnostics_table` (settings:
 :data:`mhe.lab.diagnostics_runs.DIAGNOSTICS_SETTINGS`): per model
 two rows, ``subset`` = ``all`` and the ambiguous subset (hands: ``occluded``, at least one whole finger
-hidden, :func:`mhe.data.synthetic.occluded_hands`; bodies: ``ambiguous``, the data's flag: truncated or at
+hidden, :func:`mhe.data.statistics.occluded_hands`; bodies: ``ambiguous``, the data's flag: truncated or at
 least 6 of the 16 non-root keypoints hidden).
 
 - Hands: the 500 fresh test hands of the hand table (data seed 1, occlusion 0.4); selection on S = 200
