@@ -5,6 +5,13 @@ Both datasets return the same item dictionary (``obs``, ``visible``, ``keypoints
 models, objectives and :mod:`mhe.metrics` treat them alike and PyTorch's default collate batches them.
 Submodules are imported on first use: reading HO3D does not load a body model. Keypoint names and
 fingers are :data:`mhe.body.HAND_KEYPOINTS` and :data:`mhe.body.FINGER_OF_KEYPOINT`.
+
+Bodies have the same pattern: synthetic ambiguous bodies (:mod:`mhe.data.synthetic_bodies`), ProHMR's
+``.npz`` files (:mod:`mhe.data.prohmr`) and 3DPW sequences (:mod:`mhe.data.threedpw`). The synthetic
+generators are made of :mod:`mhe.data.hand_poses` (hand poses and rotation ranges),
+:mod:`mhe.data.occluders` (the objects), :mod:`mhe.data.visibility` (the hands' visibility rules),
+:mod:`mhe.data.render` (z-buffer and crops) and :mod:`mhe.data.items` (the item keys they share);
+:mod:`mhe.data.statistics` counts how often, and why, keypoints are hidden.
 """
 
 from __future__ import annotations

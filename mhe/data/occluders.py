@@ -7,8 +7,8 @@ B records (or their parts) at once and do, operation by operation, the arithmeti
 :class:`mhe.data.render.Occluder` for one solid: :func:`entry_depths` is
 :meth:`~mhe.data.render.Occluder.entry_depth`, :func:`records_hide` is
 :meth:`~mhe.data.render.Occluder.hides`. :func:`place_occluders` places the hands' objects (sphere, box
-or cylinder) from the numbers :func:`mhe.data.synthetic.draw_items` drew: the smallest object near an
-anchor joint that covers the drawn number of joints, by bisection on its size.
+or cylinder) from the numbers drawn for each item (its own random stream, :class:`mhe.data.SyntheticHands`):
+the smallest object near an anchor joint that covers the drawn number of joints, by bisection on its size.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def has_object(records: Tensor) -> Tensor:
 
 def place_occluders(rel: Tensor, draws: dict[str, np.ndarray]) -> Tensor:
     """The hands' objects for B items from their drawn numbers (``target``, ``kind``, ``rotation``,
-    ``half``, ``anchor``, ``centre_noise``, ``gap`` of :func:`mhe.data.synthetic.draw_items`).
+    ``half``, ``anchor``, ``centre_noise``, ``gap``, drawn by :class:`mhe.data.SyntheticHands`).
 
     Each object lies near its anchor joint, its back ``gap`` in front of it, and is the smallest of its
     shape (bisection on the log of its size, between 4 mm and 8 cm) that hides ``target`` of the 20

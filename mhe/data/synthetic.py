@@ -63,11 +63,12 @@ def _draw_items(
     """Every random number of each item, taken from the item's own stream with the same calls in the same
     order whatever the batch, stacked over the N items (float64 unless said).
 
-    Keys: ``z`` (N, 45) PCA draws and ``curl`` (N, 5) finger curls (:meth:`HandKinematics.pose_params`),
-    ``orient`` (N, 4) the quaternions ``Rotation.random`` draws, ``betas`` (N, 10) clipped,
-    ``cam_scale`` (N,) and ``cam_shift`` (N, 2); with occlusion > 0 also ``target``, ``kind``, ``anchor``
-    (N,) int64, ``occ_orient`` (N, 4) and its ``rotation`` (N, 3, 3), ``half`` (N, 3), ``centre_noise``
-    (N, 2), ``gap`` (N,) (:func:`mhe.data.occluders.place_occluders`); with images ``skin`` (N, 3), ``hue`` (N, 4) and
+    Keys: ``z`` (N, 45) PCA draws and ``curl`` (N, 5) finger curls
+    (:meth:`mhe.data.hand_poses.HandKinematics.pose_params`), ``orient`` (N, 4) the quaternions
+    ``Rotation.random`` draws, ``betas`` (N, 10) clipped, ``cam_scale`` (N,) and ``cam_shift`` (N, 2); with
+    occlusion > 0 also ``target``, ``kind``, ``anchor`` (N,) int64, ``occ_orient`` (N, 4) and its
+    ``rotation`` (N, 3, 3), ``half`` (N, 3), ``centre_noise`` (N, 2), ``gap`` (N,)
+    (:func:`mhe.data.occluders.place_occluders`); with images ``skin`` (N, 3), ``hue`` (N, 4) and
     ``background`` (N, 3). Rotations come from the quaternions through one batched ``Rotation``.
     """
     n = len(streams)
