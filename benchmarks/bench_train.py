@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py [--config hand_mhentropy] [key=value ...] [--steps 20] [--device cuda]
 
-Builds the experiment that ``data.dataset`` names (``mhe.lab.experiments.build_experiment``), then times
+Builds the experiment that ``data.dataset`` names (``mhe.lab.builders.build_experiment``), then times
 ``Trainer.train_step`` (forward with S hypotheses, backward, clipping, Adam) on batches prepared in
 advance, so data loading is measured separately: the one-off load (or generation) of the cached split,
 then the items/s of the trainer's DataLoader over it (collation included), set beside the training
@@ -32,8 +32,8 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mhe.config import ObjectiveConfig  # noqa: E402
+from mhe.lab.builders import Experiment, build_experiment  # noqa: E402
 from mhe.lab.config_io import load_config  # noqa: E402
-from mhe.lab.experiments import Experiment, build_experiment  # noqa: E402
 from mhe.lab.train import Trainer  # noqa: E402
 from mhe.utils import seed_everything  # noqa: E402
 

@@ -224,8 +224,8 @@ def stage_gpu_config(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
     # validation once at the end, as the trainer does (eval_every=0 kept it out of the timed loop)
     from mhe.evaluation import evaluate_model
+    from mhe.lab.builders import build_experiment
     from mhe.lab.checkpoint import load_checkpoint, load_model_state
-    from mhe.lab.experiments import build_experiment
     from mhe.lab.train import Trainer
 
     exp = build_experiment(cfg)

@@ -97,7 +97,7 @@ class ModelConfig:
 class DataConfig:
     """Which dataset, where it lives and how big the splits are."""
 
-    # dataset key; selects the experiment builder in mhe.lab.experiments (see mhe.lab.experiments.EXPERIMENTS).
+    # dataset key; selects the experiment builder in mhe.lab.builders (see mhe.lab.builders.EXPERIMENTS).
     dataset: str = "synthetic-hands"
     # folder of a real dataset (HO3D v3 root); None for generated data.
     root: str | None = None

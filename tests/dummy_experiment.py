@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mhe.config import ExperimentConfig
-from mhe.lab.experiments import Experiment
+from mhe.lab.builders import Experiment
 
 K, D = 3, 2
 IN = K * 3
@@ -132,7 +132,7 @@ def build(cfg: ExperimentConfig) -> Experiment:
 
 def register() -> None:
     """Register the dummy experiment and objective (idempotent)."""
-    from mhe.lab.experiments import EXPERIMENTS, register_experiment
+    from mhe.lab.builders import EXPERIMENTS, register_experiment
 
     if EXPERIMENTS.get("dummy-gaussian") is not build:
         register_experiment("dummy-gaussian", build, overwrite=True)

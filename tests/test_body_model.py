@@ -151,7 +151,7 @@ def test_body_configs_need_a_body_model_and_the_rotation_in_the_flow():
     cfg = load_config("body_mhentropy", ["model.pose_repr=pca"])
     with pytest.raises(ValueError, match="pose_repr"):
         MultiHypothesisBody(cfg.model)
-    from mhe.lab.experiments import build_experiment
+    from mhe.lab.builders import build_experiment
 
     with pytest.raises(ConfigError, match="model.body"):
         build_experiment(load_config("body_mhentropy", ["model.body=hand"]))
@@ -163,7 +163,8 @@ def test_body_experiments_on_files_train_and_evaluate(tmp_path):
     """data.dataset=prohmr / 3dpw: the readers' files, a short run, an evaluation with the body protocol."""
     from mhe.data.prohmr import write_prohmr_npz
     from mhe.data.threedpw import write_threedpw_sequence
-    from mhe.lab.experiments import build_experiment, evaluate_checkpoint, train_experiment
+    from mhe.lab.builders import build_experiment
+    from mhe.lab.experiments import evaluate_checkpoint, train_experiment
 
     npz = tmp_path / "prohmr"
     npz.mkdir()

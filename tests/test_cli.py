@@ -97,7 +97,7 @@ def test_evaluate_on_another_dataset_and_bad_values(registered, config_file, tmp
 
 def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_plugin.py").write_text(textwrap.dedent("""
-        from mhe.lab.experiments import register_experiment
+        from mhe.lab.builders import register_experiment
         register_experiment("plugin-exp", lambda cfg: None, overwrite=True)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -108,7 +108,7 @@ def test_plugins_register_experiments(tmp_path, monkeypatch, capsys):
         assert expected in out
     configs = out.split("packaged configs: ")[1].splitlines()[0].split(", ")
     assert {f"hand_{n}" for n in ("mhentropy", "no_entropy", "nll", "min_of_n", "deterministic")} <= set(configs)
-    from mhe.lab.experiments import EXPERIMENTS
+    from mhe.lab.builders import EXPERIMENTS
 
     del EXPERIMENTS["plugin-exp"]
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mhe.lab.builders import build_model
 from mhe.lab.config_io import config_to_dict, load_config
-from mhe.lab.experiments import HAND_IMAGE_MODELS, HAND_VARIANTS, SHIPPED, build_model
+from mhe.lab.experiments import HAND_IMAGE_MODELS, HAND_VARIANTS, SHIPPED
 from mhe.models.encoders import CNNEncoder, encode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def test_image_models_are_registered_apart_from_the_keypoint_variants():
 
 
 def test_tables_say_what_each_model_reads():
-    from mhe.lab.experiments import input_label
+    from mhe.lab.builders import input_label
 
     assert input_label(load_config("hand_mhentropy_image")) == "image (64 px crop)"
     assert input_label(load_config("hand_mhentropy_image", ["model.image_size=32"])) == "image (32 px crop)"

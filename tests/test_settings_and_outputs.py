@@ -135,7 +135,7 @@ def test_the_header_says_what_was_skipped_and_where(monkeypatch, capsys):
 def test_skipped_items_looks_through_subsets():
     from torch.utils.data import Subset
 
-    from mhe.lab.experiments import skipped_items
+    from mhe.lab.builders import skipped_items
 
     class Reader(dummy.DictDataset):
         skipped_items = 4

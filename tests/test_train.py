@@ -11,15 +11,9 @@ import pytest
 import torch
 
 from mhe.config import ConfigError, ObjectiveConfig
+from mhe.lab.builders import EXPERIMENTS, Experiment, build_experiment, register_experiment
 from mhe.lab.checkpoint import CheckpointMismatchError, load_checkpoint
-from mhe.lab.experiments import (
-    EXPERIMENTS,
-    Experiment,
-    build_experiment,
-    evaluate_checkpoint,
-    register_experiment,
-    train_experiment,
-)
+from mhe.lab.experiments import evaluate_checkpoint, train_experiment
 from mhe.lab.train import (
     DeviceLoader,
     ResumableSampler,

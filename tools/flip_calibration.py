@@ -38,7 +38,8 @@ def flip_calibration(models, temperatures, items: int | None = None, num_samples
 
     from mhe.diagnostics import flip_calibration_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED, EVAL_TEMPERATURE
-    from mhe.lab.experiments import build_experiment, load_model
+    from mhe.lab.builders import build_experiment
+    from mhe.lab.experiments import load_model
 
     rows = []
     for name in models:

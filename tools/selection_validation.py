@@ -34,8 +34,9 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
     from mhe.data.synthetic import occluded_hands
     from mhe.diagnostics import selection_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED
+    from mhe.lab.builders import build_experiment
     from mhe.lab.diagnostics_runs import DIAGNOSTICS_SETTINGS
-    from mhe.lab.experiments import build_experiment, load_model
+    from mhe.lab.experiments import load_model
 
     s = DIAGNOSTICS_SETTINGS["hand"]
     rows = []

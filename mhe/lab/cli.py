@@ -1,6 +1,6 @@
 """The ``mhe`` command: train, evaluate, reproduce the figures, describe the installation.
 
-``mhe train --config <yaml> [key=value ...]`` trains the experiment :mod:`mhe.lab.experiments` builds for
+``mhe train --config <yaml> [key=value ...]`` trains the experiment :mod:`mhe.lab.builders` builds for
 ``data.dataset``, on one process or under ``torchrun`` on many; ``mhe evaluate --checkpoint <path>
 --split test`` rebuilds a checkpoint's experiment and prints (and optionally writes as JSON) the metrics
 of one split with the official evaluation settings (:mod:`mhe.evaluation`); ``mhe reproduce`` runs the
@@ -252,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("train.progress=false")
     cfg = load_config(args.config, overrides)
     _check_device(cfg.device)
-    from mhe.lab.experiments import check_settings_apply
+    from mhe.lab.builders import check_settings_apply
 
     check_settings_apply(cfg, args.overrides)  # a data.* key the dataset does not read is refused
     if args.print_config:
@@ -415,7 +415,7 @@ def info_text() -> str:
 
     from mhe import __version__
     from mhe.config import PACKAGED_CONFIG_DIR
-    from mhe.lab.experiments import available_experiments
+    from mhe.lab.builders import available_experiments
     from mhe.utils import data_dir, default_device
 
     lines = [f"mhe {__version__} (Python {platform.python_version()}, {platform.platform()})", "packages:"]
