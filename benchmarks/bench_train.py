@@ -117,7 +117,7 @@ def measure(config: str = "hand_mhentropy", overrides: list[str] | tuple[str, ..
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg.train.out_dir = tmp
-        trainer = Trainer(exp.model, exp.train_set, cfg, objective=objective)
+        trainer = Trainer.from_config(exp.model, exp.train_set, cfg, objective=objective)
         device_ = trainer.device
         start = time.perf_counter()
         batches = []

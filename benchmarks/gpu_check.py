@@ -230,7 +230,7 @@ def stage_gpu_config(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     exp = build_experiment(cfg)
     load_model_state(exp.model, load_checkpoint(result.checkpoint), source=str(result.checkpoint))
-    trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=evaluate_model)
+    trainer = Trainer.from_config(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=evaluate_model)
     val_start = time.perf_counter()
     metrics = trainer.validate()
     val_s = time.perf_counter() - val_start

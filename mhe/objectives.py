@@ -24,7 +24,7 @@ spreads over, so the loss would no longer be KL(q || p) up to a constant. Every 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -441,3 +441,43 @@ def get_objective(name: str) -> Objective:
         return OBJECTIVES[name]
     except KeyError:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}") from None
+
+
+_MHENTROPY_WEIGHTS = {"b": 0.03, "w_rec": 1.0, "w_prior": 1.0, "w_ent": 1.0, "w_3d": 0.0, "temperature": 1.0}
+
+#: What each objective of :data:`OBJECTIVES` takes besides ``(model, batch, num_samples)``: keyword -> default.
+#: The trainer passes a config's weight only to an objective that declares it here (it reads no signatures) and
+#: tempering ramps the declared ``w_rec`` and ``w_prior``; ``tests/test_training_loop.py`` checks that every
+#: declaration agrees with its function's keyword parameters.
+OBJECTIVE_WEIGHTS: dict[str, dict[str, float]] = {
+    "mhentropy": _MHENTROPY_WEIGHTS,
+    "no_entropy": {**_MHENTROPY_WEIGHTS, "w_ent": 0.0},
+    "no_reconstruction": {**_MHENTROPY_WEIGHTS, "w_rec": 0.0},
+    "no_prior": {**_MHENTROPY_WEIGHTS, "w_prior": 0.0},
+    "nll": {"w_nll": 1.0, "w_keypoints": 0.0, "b": 0.03},
+    "prohmr": {"w_nll": 1e-3, "w_2d_mode": 0.01, "w_2d_samples": 1e-3, "w_3d_mode": 0.0, "w_3d_samples": 0.0,
+               "w_params": 1e-3, "w_betas": 5e-4, "w_ortho": 0.1, "w_prior": 0.0},
+    "min_of_n": {"b": 0.03, "w_rec": 1.0, "w_prior": 1.0, "w_3d": 0.0, "temperature": 1.0},
+    "deterministic": {"b": 0.03, "w_rec": 1.0, "w_prior": 1.0, "w_3d": 0.0},
+}
+
+#: The weights ``train.temper_steps`` ramps from 0 to their full values (an objective must declare both).
+TEMPERED_WEIGHTS = ("w_rec", "w_prior")
+
+
+def objective_weights(name: str) -> dict[str, float]:
+    """The keywords (with defaults) objective ``name`` declares in :data:`OBJECTIVE_WEIGHTS`; a copy."""
+    get_objective(name)  # an unknown name names the known ones
+    if name not in OBJECTIVE_WEIGHTS:
+        raise ValueError(f"objective {name!r} declares no weights: register it with register_objective(name, fn, "
+                         "weights), where weights maps each keyword it takes besides num_samples to its default")
+    return dict(OBJECTIVE_WEIGHTS[name])
+
+
+def register_objective(name: str, fn: Objective, weights: Mapping[str, float], overwrite: bool = False) -> None:
+    """Add ``fn`` to :data:`OBJECTIVES` under ``name`` with the keywords it takes besides ``(model, batch,
+    num_samples)`` and their defaults (``{}`` for none), so that configs can name it."""
+    if name in OBJECTIVES and not overwrite:
+        raise ValueError(f"objective {name!r} is already registered; pass overwrite=True to replace it")
+    OBJECTIVES[name] = fn
+    OBJECTIVE_WEIGHTS[name] = {k: float(v) for k, v in weights.items()}

@@ -33,8 +33,8 @@ def _trainer(cfg, objective, data_size, info, perturb=False):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(1.0)
-    return Trainer(model, dummy.DictDataset(data_size), cfg, objective=objective,
-                   val_set=dummy.DictDataset(8, seed=1), evaluate_fn=dummy.evaluate, dist=info)
+    return Trainer.from_config(model, dummy.DictDataset(data_size), cfg, objective=objective,
+                               val_set=dummy.DictDataset(8, seed=1), evaluate_fn=dummy.evaluate, dist=info)
 
 
 def _worker(rank: int, port: int, root: str) -> None:
@@ -101,7 +101,7 @@ def test_two_ranks_equal_one_process_with_the_combined_batch(ddp_run, tmp_path):
     # the logged loss is the mean over ranks, i.e. the combined batch's loss
     a, b = _rows(ddp_run / "mse" / "run" / "train_log.csv"), _rows(cfg.out_path() / "train_log.csv")
     assert len(a) == len(b) == 8
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-5)
 
 
@@ -133,7 +133,8 @@ def test_missing_rendezvous_variables_are_explained(monkeypatch):
     from mhe.errors import DistributedSetupError
 
     # one line from `mhe` (a UserError), still a RuntimeError for library callers
-    with pytest.raises(DistributedSetupError, match="MASTER_ADDR, MASTER_PORT, RANK are not set; launch with `torchrun"):
+    missing = "MASTER_ADDR, MASTER_PORT, RANK are not set; launch with `torchrun"
+    with pytest.raises(DistributedSetupError, match=missing):
         init_distributed("cpu")
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(RuntimeError, match="WORLD_SIZE='two' is not an integer"):

@@ -223,7 +223,7 @@ def test_two_training_steps_on_the_cpu(name, crops, tmp_path):
     cfg.train = dataclasses.replace(cfg.train, steps=2, batch_size=3, eval_every=0, progress=False,
                                     out_dir=str(tmp_path / name))
     before = [p.detach().clone() for p in model.encoder.parameters()]
-    result = Trainer(model, crops[0], cfg).fit()
+    result = Trainer.from_config(model, crops[0], cfg).fit()
     assert result.step == 2 and all(v == v and abs(v) < float("inf") for v in result.train_terms.values())
     changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.encoder.parameters())]
     assert all(changed)  # the CNN gets gradients from the objective

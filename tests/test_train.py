@@ -30,8 +30,8 @@ from mhe.utils import seed_everything
 def make_trainer(cfg, objective=dummy.reverse_kl, evaluate=dummy.evaluate, seed=0, model_seed=None):
     seed_everything(seed if model_seed is None else model_seed)
     model = dummy.GaussianModel()
-    return Trainer(model, dummy.DictDataset(40), cfg, objective=objective,
-                   val_set=dummy.DictDataset(16, seed=1), evaluate_fn=evaluate)
+    return Trainer.from_config(model, dummy.DictDataset(40), cfg, objective=objective,
+                               val_set=dummy.DictDataset(16, seed=1), evaluate_fn=evaluate)
 
 
 def read_csv(path):
@@ -224,39 +224,47 @@ def test_data_size_errors(tmp_path):
     with pytest.raises(ConfigError, match="leaves no batch"):
         make_trainer(cfg)
     with pytest.raises(ValueError, match="training set is empty"):
-        Trainer(dummy.GaussianModel(), dummy.DictDataset(0), dummy.small_config(tmp_path), objective=dummy.mse)
+        Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(0), dummy.small_config(tmp_path),
+                            objective=dummy.mse)
     frozen = dummy.GaussianModel().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        Trainer(frozen, dummy.DictDataset(8), dummy.small_config(tmp_path), objective=dummy.mse)
+        Trainer.from_config(frozen, dummy.DictDataset(8), dummy.small_config(tmp_path), objective=dummy.mse)
 
 
 def test_objective_kwargs():
-    def obj(model, batch, num_samples=1, b=0.03, w_ent=1.0):
-        return None
-
-    assert objective_kwargs(ObjectiveConfig(w_ent=0.0), obj, 10) == {"w_ent": 0.0, "b": 0.03, "num_samples": 10}
-
-    def no_b(model, batch, w_nll=1.0):
-        return None
-
+    takes = {"b": 0.03, "w_ent": 1.0}  # what an objective declares it takes
+    assert objective_kwargs(ObjectiveConfig(w_ent=0.0), 10, takes=takes) == {"w_ent": 0.0, "b": 0.03, "num_samples": 10}
+    assert objective_kwargs(ObjectiveConfig(w_ent=0.0), takes=takes) == {"w_ent": 0.0, "b": 0.03}
+    no_b = {"w_nll": 1.0}
     # b left at its default is simply not passed to an objective without it; S always is
-    assert objective_kwargs(ObjectiveConfig(extra={"w_nll": 2.0}), no_b, 10) == {"w_nll": 2.0, "num_samples": 10}
+    assert objective_kwargs(ObjectiveConfig(w_nll=2.0), 10, takes=no_b) == {"w_nll": 2.0, "num_samples": 10}
     with pytest.raises(ConfigError, match=r"takes no argument 'b' \(set by objective.b\); it takes: w_nll"):
-        objective_kwargs(ObjectiveConfig(b=0.1), no_b, 10)
-    with pytest.raises(ConfigError, match="set by objective.extra.w_typo"):
-        objective_kwargs(ObjectiveConfig(extra={"w_typo": 1.0}), no_b, 10)
+        objective_kwargs(ObjectiveConfig(b=0.1), 10, takes=no_b)
+    with pytest.raises(ConfigError, match="set by objective.w_ortho"):
+        objective_kwargs(ObjectiveConfig(w_ortho=1.0), 10, takes=no_b)
 
 
-def test_objectives_from_the_registry():
+def test_objectives_from_the_registry(tmp_path):
     objectives = pytest.importorskip("mhe.objectives")
     assert resolve_objective("mhentropy") is objectives.OBJECTIVES["mhentropy"]
     with pytest.raises(ConfigError, match="unknown objective.name='nope'; available: .*mhentropy"):
         resolve_objective("nope")
-    # the real objectives' signatures accept what the default config passes
-    kw = objective_kwargs(ObjectiveConfig(name="no_entropy"), objectives.OBJECTIVES["no_entropy"], 10)
+    # the declarations accept what the default config passes
+    kw = objective_kwargs(ObjectiveConfig(name="no_entropy"), 10)
     assert kw == {"b": 0.03, "num_samples": 10}
-    assert objective_kwargs(ObjectiveConfig(name="nll"), objectives.OBJECTIVES["nll"], 10) == {"b": 0.03,
-                                                                                               "num_samples": 10}
+    assert objective_kwargs(ObjectiveConfig(name="nll"), 10) == {"b": 0.03, "num_samples": 10}
+    assert objective_kwargs(ObjectiveConfig(name="prohmr", w_ortho=0.5)) == {"w_ortho": 0.5}  # prohmr has no b
+    with pytest.raises(ConfigError, match="objective 'prohmr' takes no argument 'w_ent'"):
+        objective_kwargs(ObjectiveConfig(name="prohmr", w_ent=0.0))
+    # a config naming a declared objective gets exactly its weights, the declared full ones when tempering
+    cfg = dummy.small_config(tmp_path, temper_steps=5)
+    cfg.objective = ObjectiveConfig(name="no_reconstruction", w_prior=2.0)
+    trainer = Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(8), cfg)
+    assert trainer.weights == {"b": 0.03, "w_prior": 2.0, "w_rec": 0.0}
+    assert trainer.tempered == {"w_rec": 0.0, "w_prior": 2.0}
+    cfg.objective = ObjectiveConfig(name="nll")
+    with pytest.raises(ConfigError, match="objective 'nll' takes no w_rec, w_prior; set train.temper_steps=0"):
+        Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(8), cfg)
 
 
 def test_resumable_sampler_shards_and_skips():
@@ -413,18 +421,46 @@ def test_tempering_ramps_w_rec_and_w_prior_then_holds_them(tmp_path):
     seen = []
 
     def recording(model, batch, num_samples=4, w_rec=1.0, w_prior=3.0, w_ent=1.0):
-        seen.append((w_rec, w_prior, w_ent))
+        seen.append((w_rec, w_prior, w_ent, num_samples))
         return dummy.reverse_kl(model, batch, num_samples, w_ent)
 
     cfg = dummy.small_config(tmp_path, steps=6, temper_steps=4)
-    cfg.objective.w_rec = 2.0  # the config's value is the full weight; w_prior keeps the objective's default
-    make_trainer(cfg, objective=recording).fit()
-    steps = [(k + 1) / 4 for k in range(4)] + [1.0, 1.0]
-    assert seen == [pytest.approx((2.0 * b, 3.0 * b, 1.0)) for b in steps]
+    # the weights given are the full values; β multiplies w_rec and w_prior in each call and mutates nothing
+    trainer = Trainer(dummy.GaussianModel(), recording, dummy.DictDataset(40), cfg.train,
+                      weights={"w_rec": 2.0, "w_prior": 3.0, "w_ent": 0.5}, out_dir=cfg.out_path())
+    trainer.fit()
+    betas = [(k + 1) / 4 for k in range(4)] + [1.0, 1.0]
+    assert seen == [pytest.approx((2.0 * b, 3.0 * b, 0.5, 4)) for b in betas]
+    assert trainer.weights == {"w_rec": 2.0, "w_prior": 3.0, "w_ent": 0.5}
 
 
 def test_tempering_needs_the_weights_it_ramps(tmp_path):
     cfg = dummy.small_config(tmp_path, steps=2, temper_steps=3)
     with pytest.raises(ConfigError, match="takes no w_rec, w_prior; set train.temper_steps=0"):
         make_trainer(cfg, objective=dummy.reverse_kl)
-    assert tempered_weights(dummy.reverse_kl, {}, 0) == {}
+    with pytest.raises(ConfigError, match="objective reverse_kl takes no w_prior; set train.temper_steps=0"):
+        Trainer(dummy.GaussianModel(), dummy.reverse_kl, dummy.DictDataset(8), cfg.train, weights={"w_rec": 1.0})
+    assert tempered_weights({}, 0) == {}
+    assert tempered_weights({"w_rec": 2.0}, 3, {"w_rec": 1.0, "w_prior": 0.5}) == {"w_rec": 2.0, "w_prior": 0.5}
+
+
+def test_a_trainer_without_an_experiment_config(tmp_path):
+    """The trainer needs a model, an objective, data and a train section; no experiment config."""
+    cfg = dummy.small_config(tmp_path / "cfg", steps=7)
+    seed_everything(0)
+    a = Trainer(dummy.GaussianModel(), dummy.reverse_kl, dummy.DictDataset(40), cfg.train, out_dir=tmp_path / "a")
+    res = a.fit()
+    assert res.step == 7 and res.checkpoint == tmp_path / "a" / "last.pt"
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["config"]["train"]["steps"] == 7 and ckpt["config"]["seed"] == 0
+    assert (tmp_path / "a" / "config.yaml").exists()
+    # the same run through from_config: the same training stream, the same parameters
+    b = make_trainer(dummy.small_config(tmp_path / "b", steps=7), evaluate=None)
+    b.fit()
+    assert torch.equal(dummy.flat_params(a.model), dummy.flat_params(b.model))
+    # a resume must match the recorded settings
+    cfg.train.lr = 0.5
+    again = Trainer(dummy.GaussianModel(), dummy.reverse_kl, dummy.DictDataset(40), cfg.train, out_dir=tmp_path / "a")
+    with pytest.raises(CheckpointMismatchError, match="train.lr: 0.01 -> 0.5"):
+        again.fit(resume=True)
+    assert "fit(resume=True)" in again.resume_hint() and "mhe train" in b.resume_hint()

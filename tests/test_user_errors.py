@@ -188,13 +188,14 @@ def test_a_stop_request_saves_and_resumes_exactly(tmp_path):
     TrainingInterrupted says how to resume, and the resumed run equals an uninterrupted one."""
     straight_cfg = dummy.small_config(tmp_path / "a", steps=12)
     seed_everything(0)
-    straight = Trainer(dummy.GaussianModel(), dummy.DictDataset(40), straight_cfg, objective=dummy.reverse_kl)
+    straight = Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(40), straight_cfg,
+                                   objective=dummy.reverse_kl)
     straight.fit()
 
     cfg = dummy.small_config(tmp_path / "b", steps=12, checkpoint_minutes=0)
     calls = {"n": 0}
     seed_everything(0)
-    trainer = Trainer(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=None or dummy.reverse_kl)
+    trainer = Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=None or dummy.reverse_kl)
 
     def stopping(model, batch, **kw):
         calls["n"] += 1
@@ -208,7 +209,7 @@ def test_a_stop_request_saves_and_resumes_exactly(tmp_path):
         trainer.fit()
     assert isinstance(info.value, KeyboardInterrupt) and load_checkpoint(info.value.checkpoint)["step"] == 7
     seed_everything(5)
-    resumed = Trainer(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=dummy.reverse_kl)
+    resumed = Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=dummy.reverse_kl)
     resumed.fit(resume=True)
     assert torch.equal(dummy.flat_params(resumed.model), dummy.flat_params(straight.model))
 
@@ -226,7 +227,7 @@ def test_time_cadence_checkpoints_survive_a_crash(tmp_path):
         calls["n"] = 0
         cfg = dummy.small_config(tmp_path / f"m{minutes}", steps=10, checkpoint_minutes=minutes)
         with pytest.raises(RuntimeError, match="power cut"):
-            Trainer(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=crashing).fit()
+            Trainer.from_config(dummy.GaussianModel(), dummy.DictDataset(40), cfg, objective=crashing).fit()
         path = cfg.out_path() / "last.pt"
         assert (load_checkpoint(path)["step"] if path.exists() else None) == expect
 

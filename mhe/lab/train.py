@@ -1,65 +1,72 @@
 """The generic trainer: any multi-hypothesis model, any objective, one process or many (DDP).
 
 :class:`Trainer` optimises a model with an objective ``fn(model, batch, num_samples=S, **weights) ->
-(loss, terms)`` (:mod:`mhe.objectives`) on a torch ``Dataset``: Adam, gradient-norm clipping, a tqdm bar,
-a CSV/JSONL log of every loss term, validation metrics from an ``evaluate_fn`` (called as
-``evaluate_fn(model, loader, num_samples=..., temperature=...)``, e.g. :func:`mhe.evaluation.evaluate_model`),
-and atomic checkpoints that make ``resume`` exact: the data order of every epoch is a function of
-``(seed, epoch)`` and the RNG states are saved, so a killed run continues to the same parameters bit for
-bit on CPU. Checkpoints are written every ``train.checkpoint_every`` steps, every
+(loss, terms)`` (:mod:`mhe.objectives`) on a torch ``Dataset`` under a :class:`~mhe.config.TrainConfig`: Adam,
+gradient-norm clipping, tempering, a tqdm bar, a CSV/JSONL log of every loss term, validation metrics from an
+``evaluate_fn`` (called as ``evaluate_fn(model, loader, num_samples=..., temperature=...)``, e.g.
+:func:`mhe.evaluation.evaluate_model`), and atomic checkpoints that make ``resume`` exact: the data order of every
+epoch is a function of ``(seed, epoch)`` and the RNG states are saved, so a killed run continues to the same
+parameters bit for bit on CPU. Its steps are those of the package's one loop, :func:`mhe.training.fit`; the
+trainer supplies the resumable stream of batches and, after each step, logs, validates, checkpoints and
+stops when asked. Checkpoints are written every ``train.checkpoint_every`` steps, every
 ``train.checkpoint_minutes`` minutes, at the end of each epoch, and when the run is stopped by Ctrl-C
 (SIGINT) or SIGTERM: the step in flight finishes, a checkpoint is written and :class:`TrainingInterrupted`
 says how to resume. Under ``torchrun`` it wraps the model in ``DistributedDataParallel`` and shards each
-epoch with a ``DistributedSampler``; rank 0 alone logs and writes checkpoints. Which model and data a
-config names is decided by :mod:`mhe.lab.experiments`, not here.
+epoch with a ``DistributedSampler``; rank 0 alone logs and writes checkpoints. Which model, data and objective
+a config names is decided by :mod:`mhe.lab.experiments` and :meth:`Trainer.from_config`, not here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
 import os
 import signal
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from mhe.config import ConfigError, ExperimentConfig, ObjectiveConfig, validate_config
+from mhe import training
+from mhe.config import ConfigError, ExperimentConfig, TrainConfig, validate_config
 from mhe.evaluation import move_to_device
-from mhe.lab.checkpoint import (
-    check_model_config,
-    check_resume_config,
-    load_checkpoint,
-    load_matching_state,
-    load_model_state,
-    resolve_checkpoint_path,
-    save_checkpoint,
-)
-from mhe.lab.config_io import config_to_dict, dump_config
-from mhe.lab.distributed import (
-    DistInfo,
-    all_gather_objects,
-    all_reduce_mean,
-    barrier,
-    broadcast_object,
-    init_distributed,
+from mhe.lab.config_io import config_to_dict
+from mhe.lab.distributed import DistInfo, all_reduce_mean, broadcast_object, init_distributed
+from mhe.lab.objective_args import (
+    Objective,
+    ObjectiveStep,
+    objective_kwargs,
+    resolve_objective,
+    tempered_weights,
 )
 from mhe.lab.runlog import RunLogger
-from mhe.rng import capture_rng_state, isolated_rng, restore_rng_state
+from mhe.lab.train_data import DeviceLoader, ResumableSampler, epoch_batches, train_loader, val_loader
+from mhe.lab.train_state import (
+    TrainingInterrupted,
+    init_weights,
+    install_signal_handlers,
+    load_state,
+    restore_signal_handlers,
+    save_state,
+    summarize_names,
+    write_run_config,
+)
+from mhe.objectives import OBJECTIVE_WEIGHTS
+from mhe.rng import isolated_rng
 from mhe.utils import seed_everything
 
+__all__ = [
+    "DeviceLoader", "EvaluateFn", "ResumableSampler", "RunLogger", "TrainResult", "Trainer", "TrainingInterrupted",
+    "objective_kwargs", "resolve_objective", "summarize_names", "tempered_weights",
+]
+
 Batch = dict[str, Any]
-Objective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+#: What to do when the loss is not finite, said in the trainer's settings.
+NON_FINITE_HINT = "lower train.lr, keep train.grad_clip on, or check the batch for NaNs"
 
 
 class EvaluateFn(Protocol):
@@ -70,155 +77,6 @@ class EvaluateFn(Protocol):
     """
 
     def __call__(self, model: nn.Module, loader: Any, *, num_samples: int, temperature: float) -> dict[str, float]: ...
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after writing a checkpoint; the message says how to
-    resume. A subclass of ``KeyboardInterrupt``, so code that stops on Ctrl-C still does."""
-
-    def __init__(self, message: str, checkpoint: Path, step: int, signum: int) -> None:
-        super().__init__(message)
-        self.checkpoint, self.step, self.signum = checkpoint, step, signum
-
-
-# ---------------------------------------------------------------------------------------------------
-# objectives
-
-
-def resolve_objective(name: str) -> Objective:
-    """``mhe.objectives.OBJECTIVES[name]``; an unknown name is a :class:`~mhe.config.ConfigError`."""
-    from mhe.objectives import OBJECTIVES
-
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective.name={name!r}; available: {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name]
-
-
-def objective_kwargs(obj_cfg: ObjectiveConfig, fn: Objective, num_samples: int) -> dict[str, Any]:
-    """Keyword arguments for ``fn(model, batch, **kwargs)``: the config's weights and ``num_samples`` (S).
-
-    Every objective takes ``num_samples``. A weight the objective does not take is a
-    :class:`~mhe.config.ConfigError` naming what it takes, unless it was left at its default (so the
-    default ``b`` never breaks an objective without one); the objective's parameters are read once here
-    for that check.
-    """
-    params = inspect.signature(fn).parameters
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = [
-        n for n, p in list(params.items())[2:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    defaults = {f.name: f.default for f in dataclasses.fields(ObjectiveConfig)}
-    out: dict[str, Any] = {}
-    for k, v in obj_cfg.kwargs().items():
-        if var_kw or k in accepted:
-            out[k] = v
-        elif k in obj_cfg.extra or defaults.get(k) != v:
-            name = getattr(fn, "__name__", repr(fn))
-            raise ConfigError(
-                f"objective {obj_cfg.name!r} ({name}) takes no argument {k!r} "
-                f"(set by objective.{'extra.' if k in obj_cfg.extra else ''}{k}); "
-                f"it takes: {', '.join(accepted) or 'none'}"
-            )
-    out["num_samples"] = num_samples
-    return out
-
-
-TEMPERED_WEIGHTS = ("w_rec", "w_prior")
-
-
-def tempered_weights(fn: Objective, kwargs: dict[str, Any], temper_steps: int) -> dict[str, float]:
-    """The full values of the weights ``train.temper_steps`` ramps up (``w_rec``, ``w_prior``: the config's, or
-    the objective's defaults), or ``{}`` when tempering is off; an objective without them is a ConfigError."""
-    if temper_steps <= 0:
-        return {}
-    params = inspect.signature(fn).parameters
-    missing = [k for k in TEMPERED_WEIGHTS if k not in params]
-    if missing:
-        name = getattr(fn, "__name__", repr(fn))
-        raise ConfigError(f"train.temper_steps={temper_steps} ramps {' and '.join(TEMPERED_WEIGHTS)}, but objective "
-                          f"{name} takes no {', '.join(missing)}; set train.temper_steps=0 for it")
-    return {k: float(kwargs.get(k, params[k].default)) for k in TEMPERED_WEIGHTS}
-
-
-class _ObjectiveModule(nn.Module):
-    """Runs the objective inside ``forward`` so DDP sees the call and synchronises the gradients."""
-
-    def __init__(self, model: nn.Module, objective: Objective, kwargs: dict[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.objective = objective
-        self.kwargs = kwargs
-
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.objective(self.model, batch, **self.kwargs)
-
-
-def summarize_names(names: list[str], limit: int = 8) -> str:
-    """Tensor names grouped by their first two components with counts (``flow.transforms (24), head.rot (2)``),
-    at most ``limit`` groups shown."""
-    groups: dict[str, int] = {}
-    for n in names:
-        key = ".".join(n.split(".")[:2])
-        groups[key] = groups.get(key, 0) + 1
-    shown = [f"{k}.* ({v})" if v > 1 else (next(n for n in names if ".".join(n.split(".")[:2]) == k)) for k, v in
-             list(groups.items())[:limit]]
-    return ", ".join(shown) + (f", ... ({len(groups) - limit} more groups)" if len(groups) > limit else "")
-
-
-# ---------------------------------------------------------------------------------------------------
-# data order, RNG isolation, logging
-
-
-class ResumableSampler(Sampler[int]):
-    """This rank's share of epoch ``epoch`` in ``DistributedSampler`` order, minus its first ``start`` items.
-
-    The permutation depends only on ``(seed, epoch)``, so a resumed run sees exactly the items an
-    uninterrupted run would have seen from that point on.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        *,
-        seed: int,
-        epoch: int,
-        rank: int = 0,
-        world_size: int = 1,
-        shuffle: bool = True,
-        start: int = 0,
-    ) -> None:
-        inner = DistributedSampler(
-            range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
-        )
-        inner.set_epoch(epoch)
-        self.indices = list(iter(inner))[start:]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-class DeviceLoader:
-    """Iterate ``loader`` with every batch moved to ``device`` (what ``evaluate_fn`` receives)."""
-
-    def __init__(self, loader: DataLoader, device: torch.device) -> None:
-        self.loader = loader
-        self.device = device
-        self.dataset = loader.dataset
-        self.batch_size = loader.batch_size
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
-            yield move_to_device(batch, self.device)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-# ---------------------------------------------------------------------------------------------------
-# the trainer
 
 
 @dataclass
@@ -236,159 +94,172 @@ class TrainResult:
 
 
 class Trainer:
-    """Train ``model`` on ``train_set`` with an objective, validating with ``evaluate_fn`` on ``val_set``.
+    """Train ``model`` with ``objective`` on ``train_set`` under ``train`` (a :class:`~mhe.config.TrainConfig`).
 
-    ``objective`` defaults to ``mhe.objectives.OBJECTIVES[config.objective.name]`` and is called as
-    ``objective(model, batch, **kwargs)`` with ``kwargs`` from :func:`objective_kwargs`; a batch is the
-    default-collated dict of the dataset's items, moved to the device. ``dist`` defaults to
-    :func:`mhe.lab.distributed.init_distributed` (single process unless launched by ``torchrun``).
+    ``objective`` is called as ``objective(model, batch, num_samples=train.num_samples, **weights)``; with
+    ``train.temper_steps > 0`` the ``w_rec`` and ``w_prior`` of ``weights`` (their full values; both must be
+    there) are multiplied by β, which rises from 1/temper_steps to 1 (:func:`mhe.training.tempering_ramp`). A
+    batch is the collated items of the dataset, moved to the device. Keyword-only:
+
+    - ``val_set`` and ``evaluate_fn``: validation (``train.eval_every``);
+    - ``dist``: the process group (default :func:`mhe.lab.distributed.init_distributed` on ``device``: one process
+      unless launched by ``torchrun``); ``collate_fn``: the loaders' collate function;
+    - ``out_dir``: where logs and checkpoints go; ``seed``: the training stream and data order;
+    - ``run_config``: the plain experiment config the checkpoints and ``out_dir/config.yaml`` record (a resume
+      must match it; ``train.init_from`` checks its ``model`` section); default: ``name``, ``seed`` and ``train``;
+    - ``name``: the progress bar's label.
+
+    :meth:`from_config` builds one from an :class:`~mhe.config.ExperimentConfig`.
     """
 
     def __init__(
         self,
         model: nn.Module,
+        objective: Objective,
         train_set: Dataset,
-        config: ExperimentConfig,
+        train: TrainConfig,
         *,
-        objective: Objective | None = None,
+        weights: Mapping[str, Any] | None = None,
         val_set: Dataset | None = None,
         evaluate_fn: EvaluateFn | None = None,
         dist: DistInfo | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
+        out_dir: str | os.PathLike = "runs/experiment",
+        seed: int = 0,
+        run_config: Mapping[str, Any] | None = None,
+        name: str = "experiment",
+        device: str | None = None,
     ) -> None:
-        validate_config(config)
-        self.cfg = config
-        self.dist = dist if dist is not None else init_distributed(config.device)
+        validate_config(ExperimentConfig(train=train))  # the train section's checks
+        self.train_cfg = train
+        self.seed, self.name = seed, name
+        self.out_dir = Path(out_dir)
+        self.run_config = dict(run_config) if run_config is not None else {
+            "name": name, "seed": seed, "train": config_to_dict(train)}
+        self.dist = dist if dist is not None else init_distributed(device)
         self.device = self.dist.device
         self.model = model.to(self.device)
         self.train_set = train_set
         self.val_set = val_set
         self.evaluate_fn = evaluate_fn
         self.collate_fn = collate_fn
-        self.objective = objective if objective is not None else resolve_objective(config.objective.name)
-        self.objective_kwargs = objective_kwargs(config.objective, self.objective, config.train.num_samples)
-        self.tempered = tempered_weights(self.objective, self.objective_kwargs, config.train.temper_steps)
+        self.objective = objective
+        self.weights = dict(weights or {})
+        name_of = getattr(objective, "__name__", type(objective).__name__)
+        self.tempered = tempered_weights(self.weights, train.temper_steps, name=f"objective {name_of}")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
-        self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr, weight_decay=config.train.weight_decay)
-        step_module = _ObjectiveModule(self.model, self.objective, self.objective_kwargs)
+        self.optimizer = torch.optim.Adam(self.params, lr=train.lr, weight_decay=train.weight_decay)
+        step_module = ObjectiveStep(self.model, objective, self.weights, train.num_samples, self.tempered)
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             self.step_module: nn.Module = DistributedDataParallel(
                 step_module,
                 device_ids=[self.device] if self.device.type == "cuda" else None,
-                find_unused_parameters=config.train.find_unused_parameters,
+                find_unused_parameters=train.find_unused_parameters,
             )
         else:
             self.step_module = step_module
 
-        n = len(train_set)  # type: ignore[arg-type]
+        n = len(train_set)  # type: ignore[arg-type]  # a map-style dataset has a length
         if n == 0:
             raise ConfigError("the training set is empty: check data.train_size and the dataset's train files")
         per_rank = math.ceil(n / self.dist.world_size)
-        bs = config.train.batch_size
-        self.batches_per_epoch = per_rank // bs if config.train.drop_last else math.ceil(per_rank / bs)
+        bs = train.batch_size
+        self.batches_per_epoch = per_rank // bs if train.drop_last else math.ceil(per_rank / bs)
         if self.batches_per_epoch == 0:
             raise ConfigError(
                 f"train.drop_last=true with {per_rank} items per process and train.batch_size={bs} "
                 "leaves no batch; lower the batch size or set train.drop_last=false"
             )
-        self.total_steps = config.train.steps or config.train.epochs * self.batches_per_epoch
+        self.total_steps = train.steps or train.epochs * self.batches_per_epoch
         self.num_epochs = math.ceil(self.total_steps / self.batches_per_epoch)
+        self._lr = training.lr_schedule(train.lr, train.lr_schedule, self.total_steps)
+        self._beta = training.tempering_ramp(train.temper_steps if self.tempered else 0)
 
-        self.out_dir = config.out_path()
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main)
         self.global_step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.history: list[dict[str, float]] = []
         self.last_terms: dict[str, float] = {}
+        self._stop_signal = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        model: nn.Module,
+        train_set: Dataset,
+        config: ExperimentConfig,
+        *,
+        objective: Objective | None = None,
+        weights: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Trainer:
+        """A trainer for ``config``: its objective (``objective`` overrides the named one), train section, seed,
+        output folder, device and name; ``kwargs`` are the constructor's (``val_set``, ``evaluate_fn``, ...).
+
+        ``weights`` defaults to the config's objective weights that ``objective.name`` declares
+        (:func:`~mhe.lab.objective_args.objective_kwargs`), with the full ``w_rec`` and ``w_prior`` when
+        tempering; an objective without a declaration gets the config's weights as they are set.
+        """
+        validate_config(config)
+        name = config.objective.name
+        fn = objective if objective is not None else resolve_objective(name)
+        if weights is None:
+            if name in OBJECTIVE_WEIGHTS:
+                takes = OBJECTIVE_WEIGHTS[name]
+                weights = objective_kwargs(config.objective, takes=takes)
+                weights.update(tempered_weights(weights, config.train.temper_steps, takes, f"objective {name!r}"))
+            else:
+                weights = config.objective.kwargs()
+        kwargs.setdefault("device", config.device)
+        return cls(model, fn, train_set, config.train, weights=weights, out_dir=config.out_path(), seed=config.seed,
+                   run_config=config_to_dict(config), name=config.name, **kwargs)
 
     # -- data -----------------------------------------------------------------------------------
 
     def train_loader(self, epoch: int, start_batch: int = 0) -> DataLoader:
         """The loader of epoch ``epoch`` from batch ``start_batch`` on (this rank's shard)."""
-        t = self.cfg.train
-        sampler = ResumableSampler(
-            len(self.train_set),  # type: ignore[arg-type]
-            seed=self.cfg.seed,
-            epoch=epoch,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            start=start_batch * t.batch_size,
-        )
-        # an explicit generator keeps DataLoader from drawing worker seeds from the global RNG
-        gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
-        return DataLoader(
-            self.train_set,
-            batch_size=t.batch_size,
-            sampler=sampler,
-            num_workers=t.num_workers,
-            drop_last=t.drop_last,
-            collate_fn=self.collate_fn,
-            generator=gen,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
+        return train_loader(self.train_set, self.train_cfg, seed=self.seed, epoch=epoch, start_batch=start_batch,
+                            rank=self.dist.rank, world_size=self.dist.world_size, collate_fn=self.collate_fn,
+                            pin_memory=self.device.type == "cuda")
 
     def val_loader(self) -> DataLoader | None:
         """The validation loader (all of ``val_set`` or its first ``train.eval_max_items``), or None."""
-        if self.val_set is None:
-            return None
-        t = self.cfg.train
-        data = self.val_set
-        if t.eval_max_items is not None and t.eval_max_items < len(data):  # type: ignore[arg-type]
-            data = Subset(data, range(t.eval_max_items))
-        return DataLoader(data, batch_size=t.batch_size, shuffle=False, num_workers=t.num_workers,
-                          collate_fn=self.collate_fn)
+        return val_loader(self.val_set, self.train_cfg, self.collate_fn)
 
     # -- one step -------------------------------------------------------------------------------
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (0-based) under ``train.lr_schedule``."""
-        t = self.cfg.train
-        if t.lr_schedule == "cosine":
-            return t.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
-        return t.lr
+        return self._lr(step)
+
+    def _loss(self, batch: Batch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        self.model.train()
+        return self.step_module(move_to_device(batch, self.device), beta)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any process (every rank must stop together on a non-finite loss, or
+        the others would wait forever in backward's all-reduce)."""
+        if not self.dist.distributed:
+            return flag
+        value = torch.tensor(1.0 if flag else 0.0, device=self.device)
+        torch.distributed.all_reduce(value)
+        return value.item() > 0
+
+    def _step_args(self) -> dict[str, Any]:
+        return {"grad_clip": self.train_cfg.grad_clip, "params": self.params, "any_rank": self._any_rank,
+                "hint": NON_FINITE_HINT}
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        """One optimizer step on ``batch``; returns the loss, the objective's terms and the gradient norm."""
-        self.model.train()
-        batch = move_to_device(batch, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.tempered:
-            beta = min(1.0, (self.global_step + 1) / self.cfg.train.temper_steps)
-            inner = getattr(self.step_module, "module", self.step_module)
-            inner.kwargs = {**self.objective_kwargs, **{k: beta * v for k, v in self.tempered.items()}}
-        loss, terms = self.step_module(batch)
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise TypeError(
-                f"the objective must return (scalar loss tensor, dict of floats), got loss {type(loss).__name__}"
-                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else "")
-            )
-        bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=self.device)
-        if self.dist.distributed:
-            # every rank must stop together, or the others would wait forever in backward's all-reduce
-            torch.distributed.all_reduce(bad)
-        if bad.item() > 0:
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-            raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at step {self.global_step + 1} (terms: {shown}); "
-                "lower train.lr, keep train.grad_clip on, or check the batch for NaNs"
-            )
-        loss.backward()
-        # clip_grad_norm_ with an infinite bound measures the norm and scales by exactly 1
-        clip = self.cfg.train.grad_clip or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(self.global_step)
-        self.optimizer.step()
-        out = {"loss": float(loss.detach())}
-        out.update({k: float(v) for k, v in terms.items()})
-        out["grad_norm"] = float(grad_norm)
-        return out
+        """One optimizer step on ``batch`` at step ``global_step`` (which it does not advance); returns the loss,
+        the objective's terms and the gradient norm."""
+        step = self.global_step
+        return training.train_step(self._loss, self.optimizer, batch, step=step, lr=self.learning_rate(step),
+                                   beta=self._beta(step), **self._step_args())
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -398,12 +269,12 @@ class Trainer:
         loader = self.val_loader()
         if self.evaluate_fn is not None and loader is not None and self.dist.is_main:
             self.model.eval()
-            with isolated_rng(self.cfg.seed), torch.no_grad():
+            with isolated_rng(self.seed), torch.no_grad():
                 metrics = self.evaluate_fn(
                     self.model,
                     DeviceLoader(loader, self.device),
-                    num_samples=self.cfg.train.eval_samples,
-                    temperature=self.cfg.train.eval_temperature,
+                    num_samples=self.train_cfg.eval_samples,
+                    temperature=self.train_cfg.eval_temperature,
                 )
             self.model.train()
             metrics = {k: float(v) for k, v in metrics.items()}
@@ -417,114 +288,29 @@ class Trainer:
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write a resumable checkpoint (collective: every rank calls it, rank 0 writes)."""
-        path = Path(path) if path is not None else self.checkpoint_path()
-        rng = all_gather_objects(capture_rng_state(), self.dist)
-        if self.dist.is_main:
-            metrics = {"train": dict(self.last_terms), "val": dict(self.history[-1]) if self.history else {}}
-            save_checkpoint(
-                path,
-                model=self.model,
-                optimizer=self.optimizer,
-                config=config_to_dict(self.cfg),
-                step=self.global_step,
-                epoch=self.epoch,
-                batch_in_epoch=self.batch_in_epoch,
-                rng=rng,
-                metrics=metrics,
-                extra={"world_size": self.dist.world_size, "history": [dict(h) for h in self.history]},
-            )
-        barrier(self.dist)
-        return path
+        return save_state(self, Path(path) if path is not None else self.checkpoint_path())
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore model, optimizer, RNGs and position from a checkpoint, checking the config matches."""
-        ckpt = load_checkpoint(path, map_location="cpu")
-        check_resume_config(ckpt["config"], config_to_dict(self.cfg), source=str(path))
-        if ckpt["step"] > self.total_steps:
-            t = self.cfg.train
-            length = f"train.steps={t.steps}" if t.steps else f"train.epochs={t.epochs} ({self.total_steps} steps)"
-            raise ConfigError(
-                f"{path} is at step {ckpt['step']}, past the end of this config's run ({length}): resuming would "
-                f"stop at once and rewrite the run's config.yaml and logs. Resume with train.steps of at least "
-                f"{ckpt['step']} (e.g. its own config: --config {self.out_dir / 'config.yaml'}), or start a fresh "
-                "run in another train.out_dir"
-            )
-        load_model_state(self.model, ckpt, source=str(path))
-        if ckpt.get("optimizer") is not None:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.global_step = ckpt["step"]
-        self.epoch = ckpt["epoch"]
-        self.batch_in_epoch = ckpt["batch_in_epoch"]
-        self.history = list(ckpt.get("extra", {}).get("history", []))
-        self.last_terms = dict(ckpt.get("metrics", {}).get("train", {}))
-        rng = ckpt["rng"]
-        if len(rng) == self.dist.world_size:
-            restore_rng_state(rng[self.dist.rank])
-        else:
-            warnings.warn(
-                f"{path} was written by {len(rng)} process(es) and is resumed by {self.dist.world_size}: "
-                "the sampling noise is re-seeded, so the result will not equal an uninterrupted run",
-                stacklevel=2,
-            )
-            seed_everything(self.cfg.seed + self.dist.rank + 7919 * self.global_step)
+        load_state(self, Path(path))
 
     def init_weights(self, source: str | os.PathLike) -> Path:
-        """Copy the model weights of a checkpoint (a path or a shipped checkpoint's name) into the model.
+        """Copy the model weights of a checkpoint (a path or a shipped checkpoint's name) into the model
+        (``train.init_from``; see :func:`mhe.lab.train_state.init_weights`)."""
+        return init_weights(self, source)
 
-        The checkpoint's model config must equal this run's (pose parameterisation, flow size, encoder,
-        ...): a :class:`~mhe.lab.checkpoint.CheckpointMismatchError` names the keys that differ. With
-        ``train.init_partial=true`` the tensors whose names and shapes match are copied and the rest keep
-        their fresh initialisation. The optimizer, step count and learning-rate schedule start anew.
-        """
-        path = resolve_checkpoint_path(source)
-        ckpt = load_checkpoint(path, map_location="cpu")
-        verbose = self.dist.is_main and self.cfg.train.progress
-        if self.cfg.train.init_partial:
-            loaded, skipped = load_matching_state(self.model, ckpt)
-            total = len(loaded) + len(skipped)
-            if not loaded:
-                raise ConfigError(
-                    f"train.init_from={source}: none of this model's {total} tensors has a match (same name and "
-                    f"shape) in {path}, so nothing would be copied; choose a checkpoint of a similar model, or "
-                    "drop train.init_from"
-                )
-            if self.dist.is_main:  # always said, progress bar or not: a partial copy is easy to mistake
-                print(f"[mhe] initialised {len(loaded)} of {total} tensors from {path} (train.init_partial: name "
-                      f"and shape match); {len(skipped)} keep their fresh initialisation"
-                      + (f": {summarize_names(skipped)}" if skipped else ""), flush=True)
-            return path
-        check_model_config(ckpt["config"], config_to_dict(self.cfg), source=str(path))
-        load_model_state(self.model, ckpt, source=str(path))
-        if verbose:
-            print(f"[mhe] initialised the model from {path} (step {ckpt.get('step')})", flush=True)
-        return path
+    def resume_hint(self) -> str:
+        """How to continue this run after it stopped."""
+        if "model" in self.run_config:  # an experiment config: the command line can rebuild the run
+            return f"mhe train --config {self.out_dir / 'config.yaml'} --resume"
+        return "Trainer.fit(resume=True) with the same settings"
 
-    # -- interrupts -----------------------------------------------------------------------------
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        """Turn SIGINT / SIGTERM into a stop request checked between steps (main thread only).
-
-        A second Ctrl-C while the checkpoint is being written stops at once (the default behaviour)."""
-        self._stop_signal = 0
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            self._stop_signal = signum
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts
-
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, request_stop)
-            except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
-                pass
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _interrupted(self) -> TrainingInterrupted:
+        path = self.save()
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "interrupt"
+        message = (f"{name} at step {self.global_step} of {self.total_steps}: saved {path}. Continue with: "
+                   f"{self.resume_hint()}")
+        return TrainingInterrupted(message, path, self.global_step, self._stop_signal or signal.SIGINT)
 
     def _agree(self, stop: bool, save: bool) -> tuple[bool, bool]:
         """Every rank's stop / save requests combined (DDP ranks must checkpoint together)."""
@@ -534,25 +320,11 @@ class Trainer:
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
         return bool(flags[0] > 0), bool(flags[1] > 0)
 
-    def _interrupted(self) -> TrainingInterrupted:
-        path = self.save()
-        name = signal.Signals(self._stop_signal).name if self._stop_signal else "interrupt"
-        message = (
-            f"{name} at step {self.global_step} of {self.total_steps}: saved {path}. Continue with: "
-            f"mhe train --config {self.out_dir / 'config.yaml'} --resume"
-        )
-        return TrainingInterrupted(message, path, self.global_step, self._stop_signal or signal.SIGINT)
-
     # -- the loop -------------------------------------------------------------------------------
 
-    def fit(self, resume: bool | str | os.PathLike = False, overwrite: bool = False) -> TrainResult:
-        """Train to ``train.steps`` (or ``train.epochs``), validating and checkpointing on the way.
-
-        ``resume=True`` continues from ``<out_dir>/last.pt`` when it exists (else starts fresh);
-        a path resumes from that file. Starting fresh over an existing run needs ``overwrite=True``.
-        """
-        start_time = time.perf_counter()
-        t = self.cfg.train
+    def _start(self, resume: bool | str | os.PathLike, overwrite: bool) -> None:
+        """Resume from a checkpoint or start fresh (refusing to overwrite a run unless asked)."""
+        t = self.train_cfg
         ckpt_path = self.checkpoint_path()
         for folder in (self.out_dir, *self.out_dir.parents):
             if folder.exists() and not folder.is_dir():
@@ -560,21 +332,19 @@ class Trainer:
                                   "train.out_dir")
             if folder.exists():
                 break
+        resume_from: Path | None = None
         if resume:
-            path = ckpt_path if resume is True else Path(resume)
-            if not path.exists():
+            resume_from = ckpt_path if resume is True else Path(resume)
+            if not resume_from.exists():
                 raise FileNotFoundError(
-                    f"nothing to resume: {path} does not exist (no run was checkpointed there); "
+                    f"nothing to resume: {resume_from} does not exist (no run was checkpointed there); "
                     "start the run without --resume"
                 )
-            resume_from: Path | None = path
-        else:
-            resume_from = None
-            if ckpt_path.exists() and not overwrite:
-                raise FileExistsError(
-                    f"{self.out_dir} already holds a run ({ckpt_path.name}); pass --resume to continue it, "
-                    "--overwrite to start again, or choose another train.out_dir"
-                )
+        elif ckpt_path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run ({ckpt_path.name}); pass --resume to continue it, "
+                "--overwrite to start again, or choose another train.out_dir"
+            )
         if resume_from is not None:
             self.load(resume_from)
             self.logger.resume_at(self.global_step)
@@ -586,68 +356,76 @@ class Trainer:
             if t.init_from:
                 self.init_weights(t.init_from)
             # the training stream starts from the seed whatever model construction consumed
-            seed_everything(self.cfg.seed + self.dist.rank)
+            seed_everything(self.seed + self.dist.rank)
             if self.dist.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 self.logger.start_fresh()
         if self.dist.is_main:
-            dump_config(self.cfg, self.out_dir / "config.yaml")
+            write_run_config(self.run_config, self.out_dir / "config.yaml")
+
+    def _batches(self) -> Iterator[Batch]:
+        """The batches from the current position on, epoch after epoch."""
+        return epoch_batches(self.train_loader, self.epoch, self.batch_in_epoch)
+
+    def fit(self, resume: bool | str | os.PathLike = False, overwrite: bool = False) -> TrainResult:
+        """Train to ``train.steps`` (or ``train.epochs``), validating and checkpointing on the way.
+
+        ``resume=True`` continues from ``<out_dir>/last.pt`` when it exists (else starts fresh);
+        a path resumes from that file. Starting fresh over an existing run needs ``overwrite=True``.
+        """
+        start_time = time.perf_counter()
+        t = self.train_cfg
+        self._start(resume, overwrite)
 
         from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.global_step,
-            desc=self.cfg.name,
-            disable=not (t.progress and self.dist.is_main),
-            dynamic_ncols=True,
-        )
+        bar = tqdm(total=self.total_steps, initial=self.global_step, desc=self.name,
+                   disable=not (t.progress and self.dist.is_main), dynamic_ncols=True)
         window: list[dict[str, float]] = []
-        validated_at = -1 if not self.history else self.history[-1].get("step", -1)
-        saved_at = -1
+        # the step of the last validation and of the last checkpoint, the time of the last checkpoint
+        mark = {"validated": -1 if not self.history else self.history[-1].get("step", -1), "saved": -1,
+                "time": time.monotonic()}
+        final: Path | None = None
         every_seconds = 60.0 * t.checkpoint_minutes
-        last_save = time.monotonic()
-        handlers = self._install_signal_handlers()
+
+        def after_step(step: int, terms: dict[str, float]) -> None:
+            nonlocal window, final
+            self.global_step = step
+            self.batch_in_epoch += 1
+            window.append(terms)
+            bar.update(1)
+            if step % t.log_every == 0 or step == self.total_steps:
+                self._log_window(window, bar)
+                window = []
+            due = bool(t.checkpoint_every and step % t.checkpoint_every == 0)
+            due = due or (every_seconds > 0 and time.monotonic() - mark["time"] >= every_seconds)
+            stop, due = self._agree(bool(self._stop_signal), due)
+            if stop:
+                raise self._interrupted()
+            if due and step < self.total_steps:
+                self.save()
+                mark["time"] = time.monotonic()
+            if self.batch_in_epoch >= self.batches_per_epoch:  # the end of an epoch
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                last = self.epoch >= self.num_epochs
+                if t.eval_every and (self.epoch % t.eval_every == 0 or last):
+                    self._validate_and_log()
+                    mark["validated"] = step
+                final = self.save()
+                mark["saved"], mark["time"] = step, time.monotonic()
+
+        handlers = install_signal_handlers(self)
         try:
-            while self.global_step < self.total_steps:
-                for batch in self.train_loader(self.epoch, self.batch_in_epoch):
-                    terms = self.train_step(batch)
-                    self.global_step += 1
-                    self.batch_in_epoch += 1
-                    window.append(terms)
-                    bar.update(1)
-                    if self.global_step % t.log_every == 0 or self.global_step == self.total_steps:
-                        self._log_window(window, bar)
-                        window = []
-                    due = bool(t.checkpoint_every and self.global_step % t.checkpoint_every == 0)
-                    due = due or (every_seconds > 0 and time.monotonic() - last_save >= every_seconds)
-                    stop, due = self._agree(bool(self._stop_signal), due)
-                    if stop:
-                        raise self._interrupted()
-                    if due and self.global_step < self.total_steps:
-                        self.save()
-                        last_save = time.monotonic()
-                    if self.global_step >= self.total_steps:
-                        break
-                if self.batch_in_epoch >= self.batches_per_epoch:
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
-                    last = self.epoch >= self.num_epochs
-                    if t.eval_every and (self.epoch % t.eval_every == 0 or last):
-                        self._validate_and_log()
-                        validated_at = self.global_step
-                    final = self.save()
-                    saved_at = self.global_step
-                    last_save = time.monotonic()
-                elif self.global_step >= self.total_steps:
-                    break
-            if t.eval_every and validated_at != self.global_step:
+            training.fit(self._loss, self.optimizer, self._batches(), steps=self.total_steps, lr=self._lr,
+                         tempering=self._beta, start_step=self.global_step, callback=after_step, **self._step_args())
+            if t.eval_every and mark["validated"] != self.global_step:
                 self._validate_and_log()
-                saved_at = -1
-            if saved_at != self.global_step:
+                mark["saved"] = -1
+            if mark["saved"] != self.global_step or final is None:
                 final = self.save()
         finally:
-            self._restore_signal_handlers(handlers)
+            restore_signal_handlers(handlers)
             bar.close()
         return TrainResult(
             out_dir=self.out_dir,
@@ -676,8 +454,9 @@ class Trainer:
         row = {"step": self.global_step, "epoch": self.epoch, **metrics}
         self.history.append(row)
         self.logger.log("val", row)
-        if self.dist.is_main and self.cfg.train.progress:
+        if self.dist.is_main and self.train_cfg.progress:
             from tqdm.auto import tqdm
 
             shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
             tqdm.write(f"[mhe] epoch {self.epoch} step {self.global_step}: {shown}")
+
