@@ -67,12 +67,20 @@ def entry_depths(kind: Tensor, centre: Tensor, rotation: Tensor, half: Tensor, x
     origin = torch.cat([xy, torch.zeros_like(xy[..., :1])], dim=-1) - centre[:, None]
     a = origin @ rotation  # ray origins in the solids' frames, (B, N, 3)
     b = rotation[:, 2]  # the ray direction +z in the solids' frames, (B, 3)
-    sphere_lo, sphere_hi = _quadratic_intervals(a, b, half[:, 0])
-    slabs = [_slab_intervals(a[..., i], b[:, i], half[:, i]) for i in range(3)]
-    box_lo = torch.maximum(torch.maximum(slabs[0][0], slabs[1][0]), slabs[2][0])
-    box_hi = torch.minimum(torch.minimum(slabs[0][1], slabs[1][1]), slabs[2][1])
-    round_lo, round_hi = _quadratic_intervals(a[..., 1:], b[:, 1:], half[:, 1])
-    cyl_lo, cyl_hi = torch.maximum(slabs[0][0], round_lo), torch.minimum(slabs[0][1], round_hi)
+    # Each kind's interval for every solid, left out for the kinds none of the solids has (the placeholder
+    # is never selected below; each solid's numbers are the same either way).
+    present = set(kind.unique().tolist())
+    unused = torch.zeros_like(a[..., 0])
+    sphere_lo, sphere_hi = _quadratic_intervals(a, b, half[:, 0]) if 0 in present else (unused, unused)
+    box_lo = box_hi = cyl_lo = cyl_hi = unused
+    if present & {1, 2}:
+        slabs = [_slab_intervals(a[..., i], b[:, i], half[:, i]) for i in (range(3) if 1 in present else range(1))]
+        if 1 in present:
+            box_lo = torch.maximum(torch.maximum(slabs[0][0], slabs[1][0]), slabs[2][0])
+            box_hi = torch.minimum(torch.minimum(slabs[0][1], slabs[1][1]), slabs[2][1])
+        if 2 in present:
+            round_lo, round_hi = _quadratic_intervals(a[..., 1:], b[:, 1:], half[:, 1])
+            cyl_lo, cyl_hi = torch.maximum(slabs[0][0], round_lo), torch.minimum(slabs[0][1], round_hi)
     k = kind[:, None]
     lo = torch.where(k == 0, sphere_lo, torch.where(k == 1, box_lo, cyl_lo))
     hi = torch.where(k == 0, sphere_hi, torch.where(k == 1, box_hi, cyl_hi))
