@@ -210,10 +210,7 @@ def _rewrite_links(text: str) -> str:
 
 def gallery_page() -> str:
     """Every figure in figures/ with its notebook's caption (the report's gallery, its images as MyST images)."""
-    try:
-        from mhe.lab.report import gallery
-    except ImportError:  # pragma: no cover - before the move
-        from mhe.report import gallery  # type: ignore[no-redef]
+    from mhe.lab.gallery import gallery
     text = gallery(FIGURES, NOTEBOOKS)
     text = re.sub(r'<img src="(figures/[^"]+)" width="\d+">', r"![](\1)", text)
     text = re.sub(r"^## Gallery", "# Figure gallery", text, count=1, flags=re.M)

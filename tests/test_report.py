@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mhe.lab import report
+from mhe.lab import gallery, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,11 +151,11 @@ def test_selection_and_diagnostics_summaries_by_hand():
 
 
 def test_beside_the_paper_sets_our_rows_beside_the_papers():
-    from mhe.lab.paper import PAPER_BODY_ACCURACY, PAPER_HAND
+    from mhe.lab.paper import PAPER_BODY_ACCURACY, PAPER_HAND, beside_the_paper
 
     hand = _table()
     body = _body_table()
-    t = report.beside_the_paper(hand, body)
+    t = beside_the_paper(hand, body)
     row = t[(t.setting == "hands") & (t.metric == "mpjpe_bh")].iloc[0]
     assert row.ours == 20.0 and row.paper == PAPER_HAND["mpjpe_bh"]
     row = t[(t.paper_row == "MHEntropy (2D visible)") & (t.metric == "pa_mpjpe_bh_ambiguous")].iloc[0]
@@ -187,11 +187,11 @@ def test_gallery_takes_each_caption_from_the_notebook_that_saves_the_figure(tmp_
     for name in ("02_a", "02_b", "02_b2", "02_c_0", "02_c_1", "02_d_x", "99_orphan"):
         (figures / f"{name}.png").write_bytes(b"")
     (figures / "02_e.html").write_text("")  # not a PNG: not in the gallery
-    captions = report.figure_captions(notebooks)
+    captions = gallery.figure_captions(notebooks)
     assert captions["02_a"] == ("02_demo", "A title: The first sentence.")
     assert captions["02_b"][1] == "Cap B." and captions["02_b2"][1] == "A title: The first sentence."
     assert captions["02_c_*"][1] == "Cap C." and captions["02_d_x"][1] == "Cap D."
-    text = report.gallery(figures, notebooks)
+    text = gallery.gallery(figures, notebooks)
     assert "| `02_c_1.png`: Cap C. |" in text and "`02_d_x.png`: Cap D." in text
     assert '<img src="figures/02_a.png" width="240">' in text and "02_e" not in text
     assert "**`notebooks/02_demo.ipynb`**" in text
@@ -207,7 +207,7 @@ def test_readme_gallery_lists_every_committed_figure_with_its_notebooks_caption(
     for png in pngs:
         assert f'<img src="figures/{png.name}"' in block and f"`{png.name}`:" in block, png.name
     assert "no notebook saves this figure" not in block, "a committed figure that no notebook writes"
-    assert block == report.gallery(ROOT / "figures", ROOT / "notebooks").join(["<!-- generated: gallery -->\n", "\n"]), (
+    assert block == gallery.gallery(ROOT / "figures", ROOT / "notebooks").join(["<!-- generated: gallery -->\n", "\n"]), (
         "README.md's gallery is stale: run `python -m mhe.lab.report`")
 
 

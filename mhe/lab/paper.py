@@ -1,7 +1,7 @@
 """What the MHEntropy paper (Chen, Yang, Yao, ICCV 2023) reports, to set beside this package's numbers.
 
 The numbers are the paper's, carried over as they are printed there (its tables of HO3D v3 hands and
-of Human3.6M / ambiguous Human3.6M bodies); :mod:`mhe.lab.report` puts them beside the committed CSVs in
+of Human3.6M / ambiguous Human3.6M bodies); :func:`beside_the_paper` puts them beside the committed CSVs in
 notebook 07. The paper's models read images, ours read the visible 2D keypoints; its data are real
 (HO3D v3, H36M), ours synthetic with stand-in body models. The columns match in definition (docs/method.md,
 "Metrics"), not in difficulty.
@@ -9,9 +9,12 @@ notebook 07. The paper's models read images, ours read the visible 2D keypoints;
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-__all__ = ["PAPER_BODY_ACCURACY", "PAPER_BODY_DIVERSITY", "PAPER_HAND", "paper_tables"]
+__all__ = ["BODY_COUNTERPARTS", "PAPER_BODY_ACCURACY", "PAPER_BODY_DIVERSITY", "PAPER_HAND", "beside_the_paper",
+           "paper_tables"]
 
 # Hands, HO3D v3 (the four held-out sequences), S = 200 at T = 0.8: MHEntropy's row.
 PAPER_HAND = {"mpjpe_bh": 20.55, "ah": 16.95, "pjd_2d_vis": 3.30, "pjd_3d_occ": 11.93, "rd": 0.28}
@@ -54,3 +57,21 @@ def paper_tables() -> dict[str, pd.DataFrame]:
         frame.index.names = ["method", "supervision"]
     return {"hand": pd.DataFrame([PAPER_HAND], index=["MHEntropy (paper, HO3D v3)"]), "body_accuracy": acc,
             "body_diversity": div}
+
+
+def beside_the_paper(hand_metrics: pd.DataFrame, body_metrics: pd.DataFrame) -> pd.DataFrame:
+    """Our numbers (the committed hand and body tables, indexed by model) beside the paper's
+    (:func:`paper_tables`): one row per (setting, paper row, metric) with ``ours``, ``our_model`` and ``paper``."""
+    paper = paper_tables()
+    rows = []
+    for metric, value in paper["hand"].iloc[0].items():
+        rows.append({"setting": "hands", "paper_row": "MHEntropy", "metric": metric, "our_model": "mhentropy",
+                     "ours": float(hand_metrics.loc["mhentropy", metric]), "paper": float(value)})
+    for table in ("body_accuracy", "body_diversity"):
+        for (method, supervision), values in paper[table].iterrows():
+            model = BODY_COUNTERPARTS.get((method, supervision))
+            for metric, value in values.items():
+                ours = float(body_metrics.loc[model, metric]) if model in body_metrics.index else math.nan
+                rows.append({"setting": "bodies", "paper_row": f"{method} ({supervision})", "metric": metric,
+                             "our_model": model or "—", "ours": ours, "paper": float(value)})
+    return pd.DataFrame(rows)

@@ -11,10 +11,8 @@ Every number the README or a notebook states about a trained model is written he
 fails when the README and the CSVs disagree. Notebook 04 shows :func:`hand_takeaways` of its own table.
 
 The ``gallery`` block lists every PNG in ``figures/`` with the caption its notebook gives it
-(:func:`figure_captions`): a ``# caption: ...`` comment in the cell that saves the figure (or
-``# caption <name>: ...`` for one of several figures a cell saves), else the first sentence of the
-markdown cell above it. Notebook 07 shows :func:`beside_the_paper`, :func:`diagnostics_summary` and
-:func:`selection_summary` of the committed CSVs.
+(:func:`mhe.lab.gallery.gallery`). Notebook 07 shows :func:`diagnostics_summary` and
+:func:`selection_summary` of the committed CSVs (and :func:`mhe.lab.paper.beside_the_paper`).
 """
 
 from __future__ import annotations
@@ -24,13 +22,16 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["BLOCKS", "beside_the_paper", "body_results", "body_takeaways", "diagnostics_summary", "diagnostics_takeaways", "figure_captions", "gallery",
-           "hand_results", "hand_takeaways", "render_readme", "seed_summary", "selection_summary", "selection_takeaways", "model_label", "setting_results",
-           "toy_results", "validation_results"]
+from mhe.lab.gallery import gallery
+
+__all__ = ["BLOCKS", "body_results", "body_takeaways", "diagnostics_summary", "diagnostics_takeaways",
+           "flip_calibration_results", "hand_results", "hand_takeaways", "model_label", "render_readme", "seed_summary",
+           "selection_summary", "selection_takeaways", "setting_results", "toy_results", "validation_results"]
 
 # Display names of the hand models (rows of figures/04_hand_metrics.csv), in table order.
 HAND_LABELS = {
@@ -175,10 +176,12 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
                    f"{_num(a.mpjpe_bh)} mm off{kp}, against {_num(d.mpjpe_bh)} mm for the deterministic model on the "
                    f"same crops; its mode is {_num(a.mpjpe_mode)} mm off. Its `rd_mm` is {_num(a.rd_mm, 3)} against "
                    f"{_num(n.rd_mm, 3)} for NLL on the same crops ({a.rd_mm / n.rd_mm:.2f} ×), with "
-                   f"{_pct(a.plausible)} of its hypotheses plausible (NLL {_pct(n.plausible)}). {_pct(a.flip_rate)} of the "
+                   f"{_pct(a.plausible)} of its hypotheses plausible (NLL {_pct(n.plausible)}). "
+                   f"{_pct(a.flip_rate)} of the "
                    f"hands get a depth-mirrored palm (BH-MPJPE {_num(a.mpjpe_bh_flip)} mm on them, "
                    f"{_num(a.mpjpe_bh_noflip)} mm on the rest)"
-                   + (f", against {_pct(m.loc['mhentropy', 'flip_rate'])} from the keypoints." if has("mhentropy") else "."))
+                   + (f", against {_pct(m.loc['mhentropy', 'flip_rate'])} from the keypoints." if has("mhentropy")
+                      else "."))
     return "\n".join(f"* {line}" for line in out if line)
 
 
@@ -215,7 +218,8 @@ def body_results(metrics: pd.DataFrame) -> str:
     if rows and "n_ambiguous" in metrics.columns:
         r = metrics.loc[rows[0]]
         text = (f"{int(r.n_images)} test bodies, {int(r.n_ambiguous)} of them ambiguous (truncated by the crop or "
-                f"with at least {AMBIGUOUS_MIN_HIDDEN} of the 16 non-root keypoints hidden); {_num(r.px_per_mm, 3)} px per mm at the "
+                f"with at least {AMBIGUOUS_MIN_HIDDEN} of the 16 non-root keypoints hidden); "
+                f"{_num(r.px_per_mm, 3)} px per mm at the "
                 f"body (mean).\n\n" + text)
     return text + "\n\n" + body_takeaways(metrics)
 
@@ -241,7 +245,8 @@ def body_takeaways(metrics: pd.DataFrame) -> str:
                    f"prior MHEntropy has: its hypotheses spread {_num(p.pjd_3d_occ_ambiguous, 2)} mm on hidden joints "
                    f"and {_num(p.pjd_2d_vis_ambiguous, 2)} px on visible ones (MHEntropy: "
                    f"{_num(a.pjd_3d_occ_ambiguous, 2)} mm and {_num(a.pjd_2d_vis_ambiguous, 2)} px). Its `rd_mm` of "
-                   f"{_num(p.rd_mm_ambiguous, 3)} is a ratio of two spreads near zero, not a sign of diversity; its best of "
+                   f"{_num(p.rd_mm_ambiguous, 3)} is a ratio of two spreads near zero, not a sign of diversity; "
+                   f"its best of "
                    f"25 is {_num(p.pa_mpjpe_bh_ambiguous)} mm PA-MPJPE on the ambiguous bodies against MHEntropy's "
                    f"{_num(a.pa_mpjpe_bh_ambiguous)} mm.")
     if has("mhentropy") and has("deterministic"):
@@ -434,118 +439,6 @@ def model_label(model: str) -> str:
     return LABELS.get(model, HAND_LABELS.get(model, model))
 
 
-def beside_the_paper(hand_metrics: pd.DataFrame, body_metrics: pd.DataFrame) -> pd.DataFrame:
-    """Our numbers (the committed hand and body tables, indexed by model) beside the paper's
-    (:mod:`mhe.lab.paper`): one row per (setting, paper row, metric) with ``ours``, ``our_model`` and ``paper``."""
-    from mhe.lab.paper import BODY_COUNTERPARTS, paper_tables
-
-    paper = paper_tables()
-    rows = []
-    for metric, value in paper["hand"].iloc[0].items():
-        rows.append({"setting": "hands", "paper_row": "MHEntropy", "metric": metric, "our_model": "mhentropy",
-                     "ours": float(hand_metrics.loc["mhentropy", metric]), "paper": float(value)})
-    for table in ("body_accuracy", "body_diversity"):
-        for (method, supervision), values in paper[table].iterrows():
-            model = BODY_COUNTERPARTS.get((method, supervision))
-            for metric, value in values.items():
-                ours = float(body_metrics.loc[model, metric]) if model in body_metrics.index else math.nan
-                rows.append({"setting": "bodies", "paper_row": f"{method} ({supervision})", "metric": metric,
-                             "our_model": model or "—", "ours": ours, "paper": float(value)})
-    return pd.DataFrame(rows)
-
-
-# -- the README's gallery: every figure with the caption its notebook gives it --------------------------
-
-_SAVE = re.compile(r'save_figure\(\s*[^,()]+,\s*(f?)"([^"]+)"')
-_CAPTION = re.compile(r"#\s*caption(?:\s+([\w.-]+))?\s*:\s*(.+?)\s*$")
-
-
-def _markdown_caption(text: str) -> str:
-    """A caption from a markdown cell: its heading (without the section number), then the first sentence
-    of the text below it; or the first sentence of a cell without a heading."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    heading = ""
-    if lines and lines[0].startswith("#"):
-        heading = re.sub(r"^#+\s*(\d+\s*·\s*)?", "", lines.pop(0)).strip()
-    body = " ".join(line for line in lines if line and not line.startswith("#"))
-    sentence = body.split(". ")[0].strip().rstrip(".").replace("**", "")
-    caption = f"{heading}: {sentence}" if heading and sentence else heading or sentence
-    return caption if not caption or caption.endswith((".", "?", "!")) else caption + "."
-
-
-def figure_captions(notebooks: Path) -> dict[str, tuple[str, str]]:
-    """``{figure name or pattern: (notebook stem, caption)}`` for every ``save_figure(fig, "<name>")`` in the
-    notebooks ``NN_*.ipynb`` of ``notebooks``. A name written as an f-string is a pattern (each ``{...}``
-    a wildcard, ``*``). The caption: ``# caption <name>: ...`` for that name, else the nearest
-    ``# caption: ...`` above the call in its cell, else the first sentence of the markdown cell above. A
-    script in ``tools/`` next to ``notebooks`` captions a figure it writes with ``# caption <name>: ...``
-    (its source is then ``tools/<script>.py``)."""
-    import json
-
-    out: dict[str, tuple[str, str]] = {}
-    for path in sorted(Path(notebooks).glob("[0-9][0-9]_*.ipynb")):
-        nb = json.loads(path.read_text())
-        markdown = ""
-        for cell in nb.get("cells", []):
-            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-            if cell["cell_type"] == "markdown":
-                markdown = src
-                continue
-            if cell["cell_type"] != "code":
-                continue
-            pending = None
-            for line in src.splitlines():
-                cap = _CAPTION.search(line)
-                if cap:
-                    if cap.group(1):
-                        out[cap.group(1)] = (path.stem, cap.group(2))
-                    else:
-                        pending = cap.group(2)
-                    continue
-                for match in _SAVE.finditer(line):
-                    name = re.sub(r"\{[^}]*\}", "*", match.group(2)) if match.group(1) else match.group(2)
-                    out.setdefault(name, (path.stem, pending or _markdown_caption(markdown)))
-                    pending = None
-    tools = Path(notebooks).resolve().parent / "tools"
-    for path in sorted(tools.glob("*.py")):  # figures a tool writes (e.g. a browser screenshot)
-        for line in path.read_text().splitlines():
-            cap = _CAPTION.search(line)
-            if cap and cap.group(1):
-                out.setdefault(cap.group(1), (f"tools/{path.name}", cap.group(2)))
-    return out
-
-
-def _caption_of(stem: str, captions: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
-    if stem in captions:
-        return captions[stem]
-    for pattern, value in captions.items():
-        if "*" in pattern and re.fullmatch(".+".join(re.escape(p) for p in pattern.split("*")), stem):
-            return value
-    return None
-
-
-def gallery(figures: Path, notebooks: Path | None = None) -> str:
-    """The README's gallery: every ``figures/*.png`` as a thumbnail with its notebook's caption
-    (:func:`figure_captions`), grouped by notebook. A PNG that no notebook saves is listed as such."""
-    from mhe.utils import REPO_ROOT
-
-    notebooks = Path(notebooks) if notebooks is not None else REPO_ROOT / "notebooks"
-    captions = figure_captions(notebooks)
-    groups: dict[str, list[str]] = {}
-    for png in sorted(Path(figures).glob("*.png")):
-        found = _caption_of(png.stem, captions)
-        source, caption = found if found is not None else ("", "(no notebook saves this figure)")
-        groups.setdefault(source, []).append(f'| <img src="figures/{png.name}" width="240"> | `{png.name}`: {caption} |')
-    lines = ["## Gallery", "", "Every figure in `figures/`, with the caption its notebook gives it (written by "
-             "`python -m mhe.lab.report` from the notebooks' `# caption:` comments)."]
-    for source, rows in groups.items():
-        header = (f"**`{source}`**" if source.endswith(".py") else f"**`notebooks/{source}.ipynb`**" if source
-                  else "**not saved by any notebook**")
-        lines += ["", header, "",
-                  "| figure | caption |", "|---|---|", *rows]
-    return "\n".join(lines)
-
-
 # README block name -> what writes it from the figures folder.
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "hand-results": _hand_block,
@@ -559,13 +452,17 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
 }
 
 
+def _fill(match: re.Match[str], body: str) -> str:
+    """A generated block's markers around its new ``body``."""
+    return match.group(1) + body + "\n" + match.group(2)
+
+
 def render_readme(text: str, figures: Path) -> str:
     """``text`` with every generated block (:data:`BLOCKS`) rewritten from the CSVs in ``figures``."""
     for name, make in BLOCKS.items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end: {name} -->)", re.S)
         if pattern.search(text):
-            body = make(figures)
-            text = pattern.sub(lambda match: match.group(1) + body + "\n" + match.group(2), text)
+            text = pattern.sub(partial(_fill, body=make(figures)), text)
     return text
 
 
