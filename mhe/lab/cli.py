@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint on one split", allow_abbrev=False,
                         description="Rebuild a checkpoint's experiment and report the metrics of one split, "
-                        f"with the official evaluation settings (S = {EVAL_SAMPLES} for hands, 25 for bodies, temperature "
+                        f"with the official evaluation settings (S = {EVAL_SAMPLES} for hands, 25 for bodies, "
+                        "temperature "
                         f"{EVAL_TEMPERATURE}, batches of {EVAL_BATCH_SIZE}, seed 0) unless changed.")
     ev.add_argument("--checkpoint", required=True, help="a checkpoint written by `mhe train` (last.pt), or a "
                     "shipped one's name (hand_mhentropy, hand_nll, ...)")
@@ -128,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
     ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
     ev.add_argument("overrides", nargs="*", metavar="data.key=value",
-                    help="another setting of the generated benchmark, e.g. data.rotation=ho3d data.visibility=official; "
+                    help="another setting of the generated benchmark, e.g. data.rotation=ho3d "
+                    "data.visibility=official; "
                     "also model.flip_temperature=T (the depth-flip weight's temperature, 1: as trained)")
     ev.add_argument("--data-seed", type=_nonnegative_int, help="draw the generated benchmark's split from this "
                     "seed (a fresh test split; default: the seed the model was trained with)")
@@ -141,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                         allow_abbrev=False,
                         description="Rebuild a checkpoint's experiment and write the meshes of S hypotheses of one "
                         "item (one colour each) and of its ground truth (dark grey): mm, root-relative.")
-    me.add_argument("--checkpoint", required=True, help="a checkpoint path or a shipped one's name (body_mhentropy, ...)")
+    me.add_argument("--checkpoint", required=True,
+                    help="a checkpoint path or a shipped one's name (body_mhentropy, ...)")
     me.add_argument("--out", required=True, help="the mesh file to write: .ply, .obj or .glb")
     me.add_argument("--item", type=_nonnegative_int, default=0, help="index of the item in the split (default 0)")
     me.add_argument("--split", choices=("val", "test"), default="test")
@@ -168,7 +171,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the arguments (before any work starts); errors exit with status 2."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    # argparse keeps its sub-command parsers privately: the one group of sub-commands, by name
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
     if extra:
         # `mhe train --device cpu train.lr=1e-3`: overrides after an option land here
         if args.command in ("train", "evaluate") and all("=" in e and not e.startswith("-") for e in extra):
@@ -350,7 +354,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     skip_note = f" ({skipped} more skipped: nothing usable in them)" if skipped else ""
     print(f"{result['checkpoint']} (step {result['step']}) on {result['dataset']}{where}, {result['split']} split"
           f"{seed_note}: {result['items']} items{skip_note}, S = {result['num_samples']}, temperature "
-          f"{result['temperature']}, batches of {result['batch_size']}, seed {result['seed']}; input: {result['input']}",
+          f"{result['temperature']}, batches of {result['batch_size']}, seed {result['seed']}; "
+          f"input: {result['input']}",
           file=table)
     width = max((len(k) for k in result["metrics"]), default=0)
     for k, v in result["metrics"].items():

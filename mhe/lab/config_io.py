@@ -97,7 +97,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ValueError:
                 raise ConfigError(f"{where}: expected a number, got {value.raw!r}") from None
         value = value.parsed
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return config_from_dict(value, tp, where)
     if origin in (Union, types.UnionType):
         plain = value.parsed if isinstance(value, _Override) else value
@@ -160,7 +160,8 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else a packaged config of that name (``hand_mhentropy``)."""
     p = Path(path)
     if p.is_dir():
-        raise ConfigError(f"config {str(path)!r} is a folder; give a YAML file (a run's is <train.out_dir>/config.yaml)")
+        raise ConfigError(f"config {str(path)!r} is a folder; give a YAML file "
+                          "(a run's is <train.out_dir>/config.yaml)")
     if p.exists():
         return p
     for candidate in (PACKAGED_CONFIG_DIR / p.name, PACKAGED_CONFIG_DIR / f"{p.name}.yaml"):

@@ -210,7 +210,7 @@ def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     t /= info.world_size
-    return dict(zip(keys, t.tolist()))
+    return dict(zip(keys, t.tolist(), strict=True))
 
 
 def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
