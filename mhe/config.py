@@ -67,14 +67,10 @@ class ModelConfig:
     # keypoints cannot decide can then be two hypotheses.
     rotation_in_flow: bool = False
     # with the rotation in the flow: q is a mixture of the flow and its depth flip (the rigid part's
-    # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability;
-    # training enumerates both branches exactly. Reverse KL alone rarely finds both tilts.
+    # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability, each
+    # branch with a flow context of its own (mhe.models.flip); training enumerates both branches exactly.
+    # Reverse KL alone rarely finds both tilts.
     flip_mixture: bool = False
-    # with the flip mixture: "shared" (the flipped branch is the flow's samples flipped, the same pose) or
-    # "conditional" (each branch has its own flow context, a learned vector added to the encoder's: the
-    # flipped tilt can take a pose of its own; two flow draws per hypothesis in training) or "tilt" (as
-    # conditional, each branch's flow folded onto one palm tilt by the flip: the branches cannot share a tilt).
-    flip_branches: Literal["shared", "conditional", "tilt"] = "shared"
     # with the flip mixture, at evaluation only: P(flipped) = sigmoid(logit / flip_temperature), temperature
     # scaling of the branch weight (training keeps the logit as is). Reverse KL makes the weight
     # overconfident (0 or 1 for most hands); tools/flip_calibration.py chooses this on validation by the
@@ -130,15 +126,17 @@ class DataConfig:
 class ObjectiveConfig:
     """The training objective (a name in ``mhe.objectives.OBJECTIVES``) and its term weights.
 
-    A weight left at ``None`` is not passed, so the objective's own default applies; ``extra`` carries
-    keyword arguments specific to one objective (e.g. ``extra.w_nll=1e-3``).
+    A weight left at ``None`` is not passed, so the objective's own default applies; which objective takes
+    which weight is declared next to the objectives (:mod:`mhe.objectives`). Configs written before the
+    weights were fields carried some under ``extra`` (``extra: {w_nll: 1.0}``); :func:`upgrade_config_dict`
+    moves them to their fields at load.
     """
 
-    # "mhentropy" | "nll" | "min_of_n" | "deterministic" (or any registered objective).
+    # "mhentropy" | "nll" | "prohmr" | "min_of_n" | "deterministic" (or any registered objective).
     name: str = "mhentropy"
     # weight of the reconstruction term (Laplace log-likelihood of the visible 2D keypoints).
     w_rec: float | None = None
-    # weight of the prior term (soft box / ball penalties).
+    # weight of the prior term (soft box / ball penalties; prohmr: -log prior of the mode and the samples).
     w_prior: float | None = None
     # weight of the entropy term; 0 gives the "no entropy" ablation.
     w_ent: float | None = None
@@ -146,18 +144,32 @@ class ObjectiveConfig:
     w_3d: float | None = None
     # Laplace scale b in [-1, 1] crop units (official: 0.03, about 3.8 px of a 256 px crop).
     b: float | None = 0.03
-    # further keyword arguments passed to the objective as they are.
-    extra: dict[str, float] = field(default_factory=dict)
+    # nll / prohmr: weight of -log q of the ground-truth pose (needs pose labels).
+    w_nll: float | None = None
+    # nll: weight of the Laplace loss of the mode's visible 2D keypoints.
+    w_keypoints: float | None = None
+    # prohmr: weight of the L1 of the mode's visible 2D keypoints (ProHMR: 0.01).
+    w_2d_mode: float | None = None
+    # prohmr: weight of the L1 of the samples' visible 2D keypoints (ProHMR: 1e-3).
+    w_2d_samples: float | None = None
+    # prohmr: weight of the L1 of the mode's root-relative 3D keypoints in metres (ProHMR's 3D setting: 0.05).
+    w_3d_mode: float | None = None
+    # prohmr: weight of the same for the samples (ProHMR: 0).
+    w_3d_samples: float | None = None
+    # prohmr: weight of the squared error of the mode's flow variable against the ground truth's (1e-3).
+    w_params: float | None = None
+    # prohmr: weight of the squared error of the predicted shape β (needs batch["betas"]; ProHMR: 5e-4).
+    w_betas: float | None = None
+    # prohmr: weight of the 6D rotations' orthonormality deviation (ProHMR: 0.1).
+    w_ortho: float | None = None
 
     def kwargs(self) -> dict[str, float]:
         """The keyword arguments the objective is called with (weights left at None omitted)."""
-        out = {
+        return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("name", "extra") and getattr(self, f.name) is not None
+            if f.name != "name" and getattr(self, f.name) is not None
         }
-        out.update(self.extra)
-        return out
 
 
 @dataclass
@@ -286,7 +298,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
     if not cfg.train.out_dir:
         raise ConfigError("train.out_dir is empty: give a folder for logs and checkpoints")
     if not cfg.name.strip() and "{name}" in cfg.train.out_dir:
-        raise ConfigError(f"name is empty, and train.out_dir={cfg.train.out_dir} is named after it: give the run a name")
+        raise ConfigError(f"name is empty, and train.out_dir={cfg.train.out_dir} is named after it: "
+                          "give the run a name")
     if m.encoder in ("cnn", "resnet") and not d.images:
         raise ConfigError(f"model.encoder={m.encoder} reads image crops: set data.images=true (as the *_image configs "
                           "do), or use a keypoint encoder (model.encoder=mlp or resmlp)")
@@ -302,3 +315,65 @@ def validate_config(cfg: ExperimentConfig) -> None:
             "the 'deterministic' objective trains a one-hypothesis model and only it; set both "
             "(objective.name=deterministic model.deterministic=true) or neither"
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# configs written by earlier versions (stored in checkpoints, old YAML files)
+
+#: Options of research variants that were tried and not adopted, removed from the code (their results are
+#: in docs/variants.md and figures/04_validation_choices.csv, 04_flip_calibration.csv): a stored config may
+#: carry each only at the value that means "not used", ``(section, key) -> (accepted values, what it was)``.
+REMOVED_OPTIONS: dict[tuple[str, str], tuple[tuple[object, ...], str]] = {
+    ("model", "flip_branches"): (
+        ("shared", "conditional"),
+        "the flip mixture's branch variants: the mixture now always gives each branch its own context "
+        "(what 'conditional' meant); 'shared' is accepted only without the mixture, 'tilt' not at all"),
+    ("objective", "w_branch"): ((0, 0.0), "each flip branch's own reverse KL (objective.extra.w_branch)"),
+}
+
+
+def _plain(value: object) -> object:
+    """A config value as read (a command-line override carries its YAML reading in ``parsed``)."""
+    return getattr(value, "parsed", value)
+
+
+def upgrade_config_dict(data: dict) -> dict:
+    """A plain experiment config of an earlier version of mhe in today's schema (a new dict; ``data`` is
+    not changed). Objective weights under ``objective.extra`` move to their fields (``extra.w_nll`` →
+    ``w_nll``); a removed option (:data:`REMOVED_OPTIONS`) is dropped when it holds the value that means
+    "not used" and refused with a :class:`ConfigError` otherwise. Anything else is left for the schema's
+    checks."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    model, objective = out.get("model"), out.get("objective")
+    if isinstance(model, dict) and "flip_branches" in model:
+        model = out["model"] = dict(model)
+        value = _plain(model.pop("flip_branches"))
+        mixture = _plain(model.get("flip_mixture", False)) is True
+        if value not in ("shared", "conditional") or (mixture and value != "conditional"):
+            raise ConfigError(_removed("model.flip_branches", value, REMOVED_OPTIONS["model", "flip_branches"][1]))
+    if isinstance(objective, dict) and "extra" in objective:
+        objective = out["objective"] = dict(objective)
+        extra = _plain(objective.pop("extra"))
+        if extra is not None and not isinstance(extra, dict):
+            raise ConfigError(f"objective.extra: expected a mapping of weights, got {extra!r}; write each weight "
+                              "as its own key (objective.w_nll=1e-3)")
+        for key, value in (extra or {}).items():
+            if ("objective", key) in REMOVED_OPTIONS:
+                accepted, what = REMOVED_OPTIONS["objective", key]
+                if _plain(value) not in accepted:
+                    raise ConfigError(_removed(f"objective.extra.{key}", _plain(value), what))
+                continue
+            given = objective.get(key)  # a command-line value (it carries .parsed) overrides the file's
+            if not hasattr(value, "parsed") and _plain(given) not in (None, _plain(value)):
+                raise ConfigError(f"objective.{key} is given twice, as {_plain(given)!r} and as "
+                                  f"objective.extra.{key}={_plain(value)!r}: give it once, as objective.{key}")
+            objective[key] = value
+    return out
+
+
+def _removed(key: str, value: object, what: str) -> str:
+    return (f"{key}={value!r}: this option ({what}) was a research variant that was not adopted, and it was "
+            "removed from mhe; docs/variants.md describes it and its validation results (the code is in the "
+            "git history before its removal). Drop the setting, or use an earlier release of mhe to run it")

@@ -10,7 +10,7 @@ log-density, predicted observations and prior) through three methods::
 A *batch* is a dict with ``"obs" (B, K, d)`` observed keypoints (d = 2 for 2D keypoints, d = 1 for
 the toy arm's heights), ``"visible" (B, K)`` bool, and optionally ``"params" (B, D)`` ground-truth
 parameters (NLL) and ``"joints_3d" (B, J, 3)`` (3D supervision; the model then puts its predicted
-joints in ``extras["joints_3d"] (B, S, J, 3)``).
+joints in :attr:`Hypotheses.joints_3d` ``(B, S, J, 3)``).
 
 MHEntropy minimises KL(q || p) with p(θ | obs) ∝ p(obs | θ) p(θ): a Laplace likelihood on the
 visible keypoints, a soft box/ball prior and the entropy of q, estimated from S reparameterised
@@ -19,59 +19,29 @@ coordinates (never averaged), and only the batch B and hypotheses S are averaged
 keypoints would raise the likelihood to a power 1/K and flatten the posterior the entropy term
 spreads over, so the loss would no longer be KL(q || p) up to a constant. Every objective returns
 ``(loss, terms)`` with ``terms`` a dict of floats for logging.
+
+A term whose weight is > 0 is always computed: when its input is missing (a batch key, a model output) the
+objective raises :class:`MissingInputError` naming the term, its weight and the fix; it never skips the term.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from mhe.hypotheses import Hypotheses, HypothesisModel, MissingInputError  # noqa: F401  (re-exported)
 from mhe.priors import ball_prior, box_prior  # noqa: F401  (the priors objectives and models combine)
 
 
-@dataclass
-class Hypotheses:
-    """S hypotheses per batch row, as a model produces them.
-
-    Attributes:
-        params: (B, S, D) the flow's samples (the stochastic parameters).
-        log_q: (B, S) log-density of ``params`` under the model.
-        pred_obs: (B, S, K, d) predicted observations (2D keypoints; heights for the toy arm, d = 1).
-        log_prior: (B, S) log of the unnormalised prior of each hypothesis (deterministic parts included).
-        extras: anything else, e.g. ``joints_3d`` (B, S, J, 3), ``vertices`` (B, S, V, 3).
-        weights: (B, S) weights summing to 1 per row when the hypotheses enumerate a discrete choice
-            exactly (the flip mixture of :mod:`mhe.models.multi_hypothesis`); None: equal weights 1/S.
-    """
-
-    params: Tensor
-    log_q: Tensor
-    pred_obs: Tensor
-    log_prior: Tensor
-    extras: dict[str, Any] = field(default_factory=dict)
-    weights: Tensor | None = None
-
-    def mean(self, values: Tensor) -> Tensor:
-        """The expectation under q estimated from per-hypothesis ``values (B, S)``: the mean over B of
-        the (weighted) mean over S."""
-        if self.weights is None:
-            return values.mean()
-        return (values * self.weights).sum(-1).mean()
-
-
-class HypothesisModel(Protocol):
-    """What the objectives need from a model (toy arm, hand, body)."""
-
-    def hypotheses(self, batch: dict, num_samples: int, temperature: float = 1.0) -> Hypotheses: ...
-
-    def mode(self, batch: dict) -> Hypotheses: ...
-
-    def log_prob(self, batch: dict, params: Tensor) -> Tensor: ...
+def _need_batch(batch: dict, key: str, term: str, weight: float, shape: str) -> None:
+    """Raise :class:`MissingInputError` when ``term`` (weight > 0) lacks ``batch[key]``."""
+    if key not in batch:
+        raise MissingInputError(f"{term} (weight {weight:g}) needs batch[{key!r}] {shape}, which this batch lacks "
+                                f"(it has {sorted(batch)}); set that weight to 0 or use data that provide {key!r}")
 
 
 # -- terms --------------------------------------------------------------------------------------
@@ -154,17 +124,14 @@ def _masked_item_mean(values: Tensor, ok: Tensor) -> Tensor:
     return torch.where(ok, values, values.new_zeros(())).sum() / ok.sum().clamp_min(1)
 
 
-def _l1_3d(hyp: Hypotheses, batch: dict) -> Tensor:
+def _l1_3d(hyp: Hypotheses, batch: dict, w_3d: float = 1.0) -> Tensor:
     """Mean absolute 3D joint error over B, S, J and xyz (3D supervision), over the joints with a 3D label
     (:func:`labelled_3d`; 0 when the batch has none)."""
-    if "joints_3d" not in batch:
-        raise KeyError("w_3d > 0 needs batch['joints_3d'] (B, J, 3)")
-    if "joints_3d" not in hyp.extras:
-        raise KeyError("w_3d > 0 needs the model to return extras['joints_3d'] (B, S, J, 3)")
+    _need_batch(batch, "joints_3d", "the 3D keypoint term w_3d", w_3d, "(B, J, 3)")
+    pred = hyp.need("joints_3d", "the 3D keypoint term w_3d", w_3d)
     valid = labelled_3d(batch)
     if bool(valid.all()):
-        return (hyp.extras["joints_3d"] - batch["joints_3d"].unsqueeze(1)).abs().mean()
-    pred = hyp.extras["joints_3d"]
+        return (pred - batch["joints_3d"].unsqueeze(1)).abs().mean()
     keep = valid[:, None, :, None].to(pred.device)
     gt = torch.where(valid[..., None], batch["joints_3d"], 0.0).unsqueeze(1)
     err = torch.where(keep, (pred - gt).abs(), pred.new_zeros(()))
@@ -176,7 +143,7 @@ def _with_3d(
 ) -> tuple[Tensor, dict[str, float]]:
     """Add the optional 3D L1 term (``w_3d > 0``) and log the total as ``terms["loss"]``."""
     if w_3d > 0:
-        l1 = _l1_3d(hyp, batch)
+        l1 = _l1_3d(hyp, batch, w_3d)
         loss = loss + w_3d * l1
         terms["l1_3d"] = l1.item()
     terms["loss"] = loss.item()
@@ -196,7 +163,6 @@ def mhentropy(
     w_ent: float = 1.0,
     w_3d: float = 0.0,
     temperature: float = 1.0,
-    w_branch: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """MHEntropy: mean over B, S of -w_rec·log p(obs|θ) - w_prior·log p(θ) + w_ent·log q(θ).
 
@@ -205,13 +171,8 @@ def mhentropy(
     stop-gradient). Ablations are weights: ``w_ent=0`` (no entropy: best fit + prior, collapses),
     ``w_rec=0`` (spreads over the prior), ``w_prior=0``. ``w_3d > 0`` adds a mean 3D L1 joint term.
 
-    ``w_branch > 0`` (flip-mixture models only) adds w_branch × the mean of the two branches' own reverse
-    KLs, KL(q_b || p) for each branch q_b alone, whatever its weight. The mixture's KL trains a branch only
-    as much as its weight, so a branch whose weight has gone to 0 for a hand stops learning to explain that
-    hand; this term keeps each branch a posterior of its own palm tilt for every hand.
-
     Terms: ``reconstruction`` (mean -log-likelihood), ``prior`` (mean -log prior), ``entropy``
-    (the estimate -mean log q of H[q]), ``branch_kl`` and ``l1_3d`` when used, and ``loss``.
+    (the estimate -mean log q of H[q]), ``l1_3d`` when used, and ``loss``.
     """
     _check_batch(batch)
     hyp = model.hypotheses(batch, num_samples, temperature)
@@ -219,14 +180,6 @@ def mhentropy(
     rec, prior, log_q = -hyp.mean(loglik), -hyp.mean(hyp.log_prior), hyp.mean(hyp.log_q)
     loss = w_rec * rec + w_prior * prior + w_ent * log_q
     terms = {"reconstruction": rec.item(), "prior": prior.item(), "entropy": -log_q.item()}
-    if w_branch:
-        if "branch_log_q" not in hyp.extras:
-            raise ValueError("objective.extra.w_branch needs a model with the depth-flip mixture "
-                             "(model.rotation_in_flow: true, model.flip_mixture: true)")
-        per_hyp = w_ent * hyp.extras["branch_log_q"] - w_rec * loglik - w_prior * hyp.log_prior
-        branch_kl = per_hyp.mean()  # every hypothesis alike: the mean of the two branches' own KLs
-        loss = loss + w_branch * branch_kl
-        terms["branch_kl"] = branch_kl.item()
     return _with_3d(loss, terms, hyp, batch, w_3d)
 
 
@@ -299,11 +252,11 @@ def prohmr(
       ``batch["global_orient"]``);
     - ``kp2d_mode`` / ``kp2d_samples``: L1 of the **visible** 2D keypoints, in ProHMR's units (crop
       coordinates in [-0.5, 0.5]), summed over keypoints;
-    - ``kp3d_mode`` / ``kp3d_samples``: L1 of the root-relative 3D keypoints in metres (``extras
-      ["joints_metric"]`` against ``batch["joints_3d_mm"] / 1000``), summed over keypoints;
+    - ``kp3d_mode`` / ``kp3d_samples``: L1 of the root-relative 3D keypoints in metres
+      (:attr:`Hypotheses.joints_metric` against ``batch["joints_3d_mm"] / 1000``), summed over keypoints;
     - ``params``: squared error of the mode's flow variable against the ground truth's (ProHMR's SMPL
       parameter loss on the rotations' 6D columns) and ``betas`` of the shape;
-    - ``ortho``: the 6D orthonormality deviation of the mode and the samples (``extras["orthonormality"]``);
+    - ``ortho``: the 6D orthonormality deviation of the mode and the samples (:attr:`Hypotheses.orthonormality`);
     - ``prior``: -log p(θ) of the mode and the samples under the model's pose prior (``w_prior``, off by
       default). ProHMR keeps poses natural with a discriminator trained on mocap (weight 5e-4 on a GAN
       loss); here the model's prior (the joint limits and, with ``model.pose_prior: learned``, the mixture
@@ -313,9 +266,23 @@ def prohmr(
     ``w_3d_mode=0.05`` for its 3D setting). ``num_samples`` samples besides the mode (ProHMR: 2).
     Without pose labels (``w_nll = w_params = 0``, ProHMR's loss on images that have none) only the
     keypoint and orthonormality terms remain: the paper's "2D-visible supervision" setting of ProHMR.
+
+    Every term with a weight > 0 is computed or refused: a missing input (``batch["params"]``, ``"betas"``,
+    ``"joints_3d_mm"``, or a model without ``flow_target``, ``betas`` or ``orthonormality``) raises
+    :class:`MissingInputError` naming the term and its weight; set that weight to 0 to drop the term.
     """
     labels = w_nll > 0 or w_params > 0
-    _check_batch(batch, *(("params",) if labels else ()))
+    _check_batch(batch)
+    for key, w, term in (("params", w_nll, "the NLL term w_nll"), ("params", w_params, "the parameter term w_params"),
+                         ("betas", w_betas, "the shape term w_betas"),
+                         ("joints_3d_mm", w_3d_mode, "the mode's 3D keypoint term w_3d_mode"),
+                         ("joints_3d_mm", w_3d_samples, "the samples' 3D keypoint term w_3d_samples")):
+        if w > 0:
+            _need_batch(batch, key, term, w, "(B, J, 3) root-relative in mm" if key == "joints_3d_mm" else "(B, D)")
+    if w_params > 0 and not hasattr(model, "flow_target"):
+        raise MissingInputError(f"the parameter term w_params (weight {w_params:g}) needs a model with flow_target "
+                                f"(the flow variable of the ground truth), which {type(model).__name__} lacks; set "
+                                "objective.w_params=0")
     mode = model.mode(batch)
     want_samples = w_2d_samples > 0 or w_3d_samples > 0
     hyp = model.hypotheses(batch, num_samples) if want_samples else None
@@ -332,35 +299,36 @@ def prohmr(
             loss, terms[name] = loss + w * kp, kp.item()
     for name, w, h in (("kp3d_mode", w_3d_mode, mode), ("kp3d_samples", w_3d_samples, hyp)):
         if w > 0 and h is not None:
-            if "joints_3d_mm" not in batch:
-                raise KeyError(f"{name} needs batch['joints_3d_mm'] (B, J, 3) root-relative")
+            joints = h.need("joints_metric", f"the 3D keypoint term {name} (w_3d_{name[5:]})", w)
             labelled = labelled_3d(batch, "joints_3d_mm")
             target = batch["joints_3d_mm"].to(h.pred_obs) / 1000.0
             if bool(labelled.all()):
-                kp = _keypoint_l1(h.extras["joints_metric"], target).mean()
+                kp = _keypoint_l1(joints, target).mean()
             else:  # joints without a 3D label (NaN) are left out, as invisible ones in 2D
-                kp = _keypoint_l1(h.extras["joints_metric"], torch.where(labelled[..., None], target, 0.0),
-                                  labelled).mean()
+                kp = _keypoint_l1(joints, torch.where(labelled[..., None], target, 0.0), labelled).mean()
             loss, terms[name] = loss + w * kp, kp.item()
-    if w_params > 0 and hasattr(model, "flow_target"):
+    if w_params > 0:
+        assert posed is not None  # computed whenever w_params > 0
         clean = batch if bool(posed.all()) else _without_missing_pose(batch, posed)
-        target = model.flow_target(clean, clean["params"]).to(mode.params)
+        # flow_target is outside the protocol (checked above): type: ignore[attr-defined]
+        target = model.flow_target(clean, clean["params"]).to(mode.params)  # type: ignore[attr-defined]
         per_item = (mode.params[:, 0] - target).square().sum(-1)
         err = per_item.mean() if bool(posed.all()) else _masked_item_mean(per_item, posed)
         loss, terms["params"] = loss + w_params * err, err.item()
-    if w_betas > 0 and "betas" in batch and "betas" in mode.extras:
+    if w_betas > 0:
+        pred_betas = mode.need("betas", "the shape term w_betas", w_betas)
         ok = posed if posed is not None else torch.isfinite(batch["betas"]).all(-1)
         betas = batch["betas"].to(mode.params)
         if bool(ok.all()):
-            err = (mode.extras["betas"] - betas).square().sum(-1).mean()
+            err = (pred_betas - betas).square().sum(-1).mean()
         else:
             betas = torch.where(ok.to(betas.device)[:, None], betas, 0.0)
-            err = _masked_item_mean((mode.extras["betas"] - betas).square().sum(-1), ok)
+            err = _masked_item_mean((pred_betas - betas).square().sum(-1), ok)
         loss, terms["betas"] = loss + w_betas * err, err.item()
-    if w_ortho > 0 and "orthonormality" in mode.extras:
-        ortho = mode.extras["orthonormality"].mean()
+    if w_ortho > 0:
+        ortho = mode.need("orthonormality", "the orthonormality term w_ortho", w_ortho).mean()
         if hyp is not None:
-            ortho = (ortho + hyp.extras["orthonormality"].mean()) / 2
+            ortho = (ortho + hyp.need("orthonormality", "the orthonormality term w_ortho", w_ortho).mean()) / 2
         loss, terms["ortho"] = loss + w_ortho * ortho, ortho.item()
     if w_prior > 0:
         prior = -mode.log_prior.mean()

@@ -58,8 +58,8 @@ def test_decoding_the_ground_truth_reproduces_the_batch(model):
     head = {"betas": batch["betas"], "log_scale": batch["camera"][:, 0], "trans": batch["camera"][:, 1:]}
     hyp = model.decode(theta, torch.zeros(theta.shape[:2]), head)
     assert torch.allclose(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5)
-    assert torch.allclose(hyp.extras["joints_3d"][:, 0], batch["joints_3d"], atol=1e-5)
-    assert hyp.extras["orthonormality"].abs().max() < 1e-8
+    assert torch.allclose(hyp.joints_3d[:, 0], batch["joints_3d"], atol=1e-5)
+    assert hyp.orthonormality.abs().max() < 1e-8
 
 
 def test_predict_puts_the_mode_first_and_reports_plausibility(model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -46,7 +47,7 @@ def test_every_field_has_a_comment():
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = load_config(overrides=["model.flow_hidden=[64, 32]", "objective.extra.w_nll=0.001", "name=run7"])
+    cfg = load_config(overrides=["model.flow_hidden=[64, 32]", "objective.w_nll=0.001", "name=run7"])
     path = tmp_path / "c.yaml"
     dump_config(cfg, path)
     again = load_config(path)
@@ -116,7 +117,9 @@ def test_later_override_wins_and_file_is_overridden(tmp_path):
         ("train.batch_size=0", "train.batch_size = 0 is invalid"),
         ("data.occlusion=1.5", "data.occlusion = 1.5 is invalid"),
         ("model.flip_temperature=0", "model.flip_temperature = 0.0 is invalid: it must be positive"),
-        ("objective.extra.w_nll=abc", "objective.extra.w_nll: expected a number"),
+        ("objective.w_nll=abc", "objective.w_nll: 'abc' is not a valid"),
+        ("objective.extra.w_nll=abc", "objective.w_nll: 'abc' is not a valid"),
+        ("objective.extra=3", "objective.extra: expected a mapping of weights"),
     ],
 )
 def test_bad_overrides_are_clear_errors(override, message):
@@ -157,9 +160,11 @@ def test_packaged_configs_load_by_name():
 
 
 def test_objective_kwargs_leave_out_unset_weights():
-    obj = ObjectiveConfig(name="mhentropy", w_ent=0.0, extra={"temperature": 0.5})
-    assert obj.kwargs() == {"w_ent": 0.0, "b": 0.03, "temperature": 0.5}
+    obj = ObjectiveConfig(name="prohmr", w_ent=0.0, w_ortho=0.5)
+    assert obj.kwargs() == {"w_ent": 0.0, "b": 0.03, "w_ortho": 0.5}
     assert ObjectiveConfig(b=None).kwargs() == {}
+    # every weight is a documented field; no untyped bag of keyword arguments is left
+    assert all(f.name in ("name", "b") or f.name.startswith("w_") for f in dataclasses.fields(ObjectiveConfig))
 
 
 def test_to_dict_is_plain_data():
@@ -196,3 +201,47 @@ def test_parse_override_reads_yaml_values():
 def test_out_path_fills_in_the_name():
     cfg = load_config(overrides=["name=abc", "train.out_dir=runs/{name}/x"])
     assert str(cfg.out_path()) == "runs/abc/x"
+
+
+def _earlier(model=None, objective=None):
+    """A plain config as earlier versions of mhe stored it in checkpoints (every field written out)."""
+    data = config_to_dict(ExperimentConfig())
+    data["model"].update({"flip_branches": "shared", **(model or {})})
+    data["objective"].update({"extra": {}, **(objective or {})})
+    return data
+
+
+def test_configs_of_earlier_versions_load_into_typed_fields():
+    # objective weights under objective.extra move to their fields
+    cfg = config_from_dict(_earlier(objective={"name": "prohmr", "extra": {"w_nll": 1e-3, "w_betas": 5e-4}}))
+    assert cfg.objective.w_nll == 1e-3 and cfg.objective.w_betas == 5e-4
+    assert cfg.objective.kwargs() == {"b": 0.03, "w_nll": 1e-3, "w_betas": 5e-4}
+    assert "extra" not in config_to_dict(cfg)["objective"] and "flip_branches" not in config_to_dict(cfg)["model"]
+    # a removed option at the value that meant "not used" is accepted and dropped
+    mixture = {"rotation_in_flow": True, "flip_mixture": True, "flip_branches": "conditional"}
+    assert config_from_dict(_earlier(model=mixture, objective={"extra": {"w_branch": 0.0}})).model.flip_mixture
+    assert not config_from_dict(_earlier(model={"flip_branches": "conditional"})).model.flip_mixture
+    # the command line's old spelling still reaches the field
+    assert load_config("hand_nll", ["objective.extra.w_keypoints=2"]).objective.w_keypoints == 2.0
+
+
+@pytest.mark.parametrize("model, objective, overrides, message", [
+    ({"flip_branches": "tilt"}, None, ["model.flip_branches=tilt"], "model.flip_branches='tilt'"),
+    ({"rotation_in_flow": True, "flip_mixture": True, "flip_branches": "shared"}, None,
+     ["model.rotation_in_flow=true", "model.flip_mixture=true", "model.flip_branches=shared"],
+     "model.flip_branches='shared'"),
+    (None, {"extra": {"w_branch": 0.2}}, ["objective.extra.w_branch=0.2"], "objective.extra.w_branch=0.2"),
+])
+def test_options_of_removed_variants_are_refused_with_where_they_are_described(model, objective, overrides, message):
+    pattern = (rf"{re.escape(message)}: this option .* was a research variant that was not adopted, and it was "
+               r"removed from mhe; docs/variants.md describes it")
+    with pytest.raises(ConfigError, match=pattern):  # in a stored config
+        config_from_dict(_earlier(model, objective))
+    with pytest.raises(ConfigError, match=pattern):  # and on the command line
+        load_config(overrides=overrides)
+
+
+def test_a_weight_given_twice_is_refused():
+    with pytest.raises(ConfigError, match=r"objective.w_nll is given twice, as 1.0 and as objective.extra.w_nll=2.0"):
+        config_from_dict(_earlier(objective={"w_nll": 1.0, "extra": {"w_nll": 2.0}}))
+

@@ -297,7 +297,7 @@ def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(
     torch.manual_seed(0)
     cfg = dict(context_dim=32, encoder_hidden=(32,), flow_transforms=2, flow_hidden=(32,), head_hidden=32)
     model = MultiHypothesisHand(ModelConfig(**cfg, rotation_in_flow=True, flip_mixture=True,
-                                            flip_branches="conditional", flip_temperature=2.0))
+                                            flip_temperature=2.0))
     with torch.no_grad():
         model.flip_head.weight.normal_(0, 1.0)  # confident, item-dependent weights
         model.flip_head.bias.fill_(2.0)
@@ -315,9 +315,9 @@ def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(
             assert r["flipped_weight"] == pytest.approx(float(p1.mean()), rel=1e-5)
             assert r["both_tilts"] == float((torch.minimum(p1, 1 - p1) >= 0.01).double().mean())
             theta = model.flow_target(loader[0], loader[0]["params"])
-            c0, c1 = model._branch_contexts(ctx)
-            direct = torch.logaddexp(F.logsigmoid(-logit / tau) + model.flow.log_prob(theta, c0),
-                                     F.logsigmoid(logit / tau) + model.flow.log_prob(model.flip(theta), c1))
+            c0, c1 = model.flow.branch_contexts(ctx)
+            direct = torch.logaddexp(F.logsigmoid(-logit / tau) + model.flow.base.log_prob(theta, c0),
+                                     F.logsigmoid(logit / tau) + model.flow.base.log_prob(model.flow.flip(theta), c1))
             assert r["gt_log_lik"] == pytest.approx(float(direct.mean() / model.flow_dim), rel=1e-5)
     # the metrics are evaluate_model's at that temperature
     model.flip_temperature = 4.0

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, default_collate
 from mhe.config import ModelConfig
 from mhe.data import SyntheticHands
 from mhe.evaluation import collect_predictions, evaluate_model
+from mhe.flows import ConditionalFlow
 from mhe.lab.experiments import (
     BODY_MODELS,
     HAND_IMAGE_MODELS,
@@ -23,8 +24,9 @@ from mhe.lab.experiments import (
     load_model,
     load_or_train,
 )
+from mhe.models.flip import DepthFlipMixture, upgrade_state_dict
 from mhe.models.hand import MultiHypothesisHand
-from mhe.objectives import OBJECTIVES, laplace_log_likelihood
+from mhe.objectives import OBJECTIVES
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -50,7 +52,7 @@ def test_decoding_ground_truth_reproduces_the_dataset(items):
     hyp = model.decode(batch["params"][:, None], torch.zeros(B, 1), _gt_head(batch))
     assert hyp.pred_obs.shape == (B, 1, 21, 2)
     torch.testing.assert_close(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(hyp.extras["joints_3d"][:, 0], batch["joints_3d"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(hyp.joints_3d[:, 0], batch["joints_3d"], atol=1e-5, rtol=0)
 
 
 def test_vertices_of_hypotheses_match_their_keypoints(items):
@@ -63,7 +65,7 @@ def test_vertices_of_hypotheses_match_their_keypoints(items):
     assert verts.shape == (B, 3, 778, 3)
     # the fingertip keypoints are mesh vertices: both paths must put them at the same place
     tips = verts[:, :, model.mano.tip_vertex_ids]
-    torch.testing.assert_close(tips, hyp.extras["joints_metric"][:, :, 16:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tips, hyp.joints_metric[:, :, 16:], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("repr_", ["axis_angle", "6d"])
@@ -142,7 +144,7 @@ def test_evaluation_metrics_and_deterministic_mode(items):
     p = collect_predictions(det_model, loader, num_samples=7)
     assert p["pred_xyz"].shape == (6, 1, 21, 3)
     batch = default_collate([ds[i] for i in range(len(ds))])
-    mode = model.mode(batch).extras["joints_3d"] * batch["scale"][:, None, None, None] * 1000
+    mode = model.mode(batch).joints_3d * batch["scale"][:, None, None, None] * 1000
     assert torch.allclose(p["pred_xyz"], mode, atol=1e-4)
     det = evaluate_model(det_model, loader)
     assert det["pjd_2d_vis"] == 0 and det["pjd_3d_occ"] == 0 and math.isnan(det["rd"])
@@ -160,7 +162,7 @@ def test_load_or_train_trains_exports_and_reloads(tmp_path, monkeypatch):
     assert run.exists()
     shipped = export_checkpoint(run, tmp_path / "hand_mhentropy.pt")
     again, _ = load_model(shipped)
-    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     assert torch.load(shipped, weights_only=True)["optimizer"] is None
     with pytest.raises(ValueError, match="objective must be one of"):
@@ -248,7 +250,8 @@ def test_mhe_evaluate_on_a_fresh_split_and_another_setting(tmp_path, capsys):
     from mhe.lab.experiments import evaluate_checkpoint
 
     def rot(*overrides):
-        return evaluate_checkpoint("hand_mhentropy_rot", max_items=6, num_samples=40, data_overrides=overrides)["metrics"]
+        return evaluate_checkpoint("hand_mhentropy_rot", max_items=6, num_samples=40,
+                                   data_overrides=overrides)["metrics"]
 
     shipped_tau = load_model("hand_mhentropy_rot", device="cpu")[1].model.flip_temperature
     assert shipped_tau != 1.0
@@ -302,7 +305,7 @@ def test_rotation_in_the_flow_decodes_the_dataset_and_trains_by_every_objective(
     head = {k: v for k, v in _gt_head(batch).items() if k != "global_orient"}
     hyp = model.decode(theta, torch.zeros(B, 1), head)
     torch.testing.assert_close(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5, rtol=0)
-    assert hyp.extras["global_orient"].shape == (B, 1, 3)
+    assert hyp.head["global_orient"].shape == (B, 1, 3)
     assert hyp.log_prior.abs().max() < 1e-3  # orthonormal 6D, hands inside the box: (almost) no penalty
     # a stretched 6D column costs the orthonormality term
     stretched = theta.clone()
@@ -310,8 +313,8 @@ def test_rotation_in_the_flow_decodes_the_dataset_and_trains_by_every_objective(
     assert (model.decode(stretched, torch.zeros(B, 1), head).log_prior < -10).all()
     with torch.no_grad():
         hyps = model.hypotheses(batch, num_samples=5)
-    assert hyps.extras["global_orient"].shape == (B, 5, 3)
-    assert not torch.allclose(hyps.extras["global_orient"][:, 0], hyps.extras["global_orient"][:, 1])
+    assert hyps.head["global_orient"].shape == (B, 5, 3)
+    assert not torch.allclose(hyps.head["global_orient"][:, 0], hyps.head["global_orient"][:, 1])
     for name in ("mhentropy", "nll"):
         model.zero_grad()
         loss, _ = OBJECTIVES[name](model, batch, num_samples=4)
@@ -330,19 +333,21 @@ def test_flip_mixture_mirrors_the_palm_with_a_unit_jacobian(items):
     model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True))
     B = batch["obs"].shape[0]
     # an involution with |det J| = 1, also off the rotation manifold (stretched, skewed 6D vectors)
+    mixture = model.flow  # the flow wrapped into the depth-flip mixture (mhe.models.flip)
+    assert isinstance(mixture, DepthFlipMixture) and isinstance(mixture.base, ConditionalFlow)
     x = torch.randn(5, model.flow_dim, dtype=torch.float64)
-    model.reflection = model.reflection.double()
-    torch.testing.assert_close(model.flip(model.flip(x)), x)
+    mixture.reflection = mixture.reflection.double()
+    torch.testing.assert_close(mixture.flip(mixture.flip(x)), x)
     for row in x:
-        jac = torch.autograd.functional.jacobian(model.flip, row)
+        jac = torch.autograd.functional.jacobian(mixture.flip, row)
         assert abs(torch.linalg.det(jac).abs().item() - 1) < 1e-6  # the reflection is stored in float32
-    model.reflection = model.reflection.float()
+    mixture.reflection = mixture.reflection.float()
     # the flipped ground truth puts the palm at its depth mirror image
     rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"]))
     theta = torch.cat([rot, batch["params"]], dim=-1)[:, None]
     head = {k: v for k, v in _gt_head(batch).items() if k != "global_orient"}
-    gt = model.decode(theta, torch.zeros(B, 1), head).extras["joints_metric"]
-    flipped = model.decode(model.flip(theta), torch.zeros(B, 1), head).extras["joints_metric"]
+    gt = model.decode(theta, torch.zeros(B, 1), head).joints_metric
+    flipped = model.decode(mixture.flip(theta), torch.zeros(B, 1), head).joints_metric
     palm = list(model.spec.flip_keypoints)
     assert depth_flip(flipped, gt[:, 0], palm).all() and not depth_flip(gt, gt[:, 0], palm).any()
     mirrored = gt[:, 0, palm] * torch.tensor([1.0, 1.0, -1.0])
@@ -360,33 +365,26 @@ def test_flip_mixture_mirrors_the_palm_with_a_unit_jacobian(items):
         assert torch.isfinite(model.log_prob(batch, batch["params"])).all()
 
 
-def test_conditional_flip_branches_have_their_own_pose_and_a_consistent_density(items):
+def test_flip_branches_have_their_own_pose_and_a_consistent_density(items):
     _, batch = items
     B = batch["obs"].shape[0]
     torch.manual_seed(0)
-    shared = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True)).eval()
-    cond = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
-                                           flip_branches="conditional")).eval()
-    assert not hasattr(shared, "branch_context")
-    missing = cond.load_state_dict(shared.state_dict(), strict=False).missing_keys
-    assert missing == ["branch_context"]
+    cond = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True)).eval()
+    mix = cond.flow
     with torch.no_grad():
         cond.flip_head.bias.fill_(0.7)  # P(flipped) ≈ 0.67: both branches matter
-        shared.flip_head.bias.fill_(0.7)
-        # zero branch vectors: the same mixture as the shared branches
-        torch.testing.assert_close(cond.log_prob(batch, batch["params"]), shared.log_prob(batch, batch["params"]))
-        cond.branch_context.copy_(torch.randn(2, SMALL["context_dim"]))
-        # the density of sampled hypotheses is the mixture's, computed directly from the flow
+        mix.branch_context.copy_(torch.randn(2, SMALL["context_dim"]))
+        # the density of sampled hypotheses is the mixture's, computed directly from the base flow
         hyp = cond.hypotheses(batch, num_samples=5)
         ctx = cond.context(batch)
         log_p0, log_p1 = cond.flip_log_weights(ctx)
-        c0, c1 = ctx + cond.branch_context[0], ctx + cond.branch_context[1]
-        direct = torch.logaddexp(log_p0 + cond.flow.log_prob(hyp.params, c0),
-                                 log_p1 + cond.flow.log_prob(cond.flip(hyp.params), c1))
+        c0, c1 = ctx + mix.branch_context[0], ctx + mix.branch_context[1]
+        direct = torch.logaddexp(log_p0 + mix.base.log_prob(hyp.params, c0),
+                                 log_p1 + mix.base.log_prob(mix.flip(hyp.params), c1))
         torch.testing.assert_close(hyp.log_q, direct, rtol=1e-4, atol=1e-3)
-        # the flipped branch now has a pose of its own: its pose is not the unflipped draw's
+        # the flipped branch has a pose of its own: its pose is not the unflipped draw's
         torch.manual_seed(1)
-        x0, _, x1, _, _ = cond._flip_branches(ctx, 4, 1.0)
+        x0, _, x1, _, _ = mix.branches(ctx, 4, 1.0)
         assert not torch.allclose(x0[..., 6:], x1[..., 6:])
     # training enumerates both branches; the branch vectors get gradients
     cond.train()
@@ -394,7 +392,42 @@ def test_conditional_flip_branches_have_their_own_pose_and_a_consistent_density(
     assert hyp.params.shape[1] == 6 and torch.allclose(hyp.weights.sum(-1), torch.ones(B))
     loss, _ = OBJECTIVES["mhentropy"](cond, batch, num_samples=3)
     loss.backward()
-    assert cond.branch_context.grad is not None and cond.branch_context.grad.abs().sum() > 0
+    assert mix.branch_context.grad is not None and mix.branch_context.grad.abs().sum() > 0
+
+
+def test_checkpoints_of_the_inline_flip_mixture_load_under_the_module_names(items):
+    """Checkpoints written before the mixture was its own module keep ``flip_head.*``, ``branch_context`` and
+    the flow at the model's top level; they load into the wrapped flow unchanged, by either route."""
+    from mhe.lab.checkpoint import load_model_state
+
+    _, batch = items
+    torch.manual_seed(0)
+    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    new = model.state_dict()
+    assert "flow.flip_head.weight" in new and "flow.branch_context" in new
+    assert any(k.startswith("flow.base.") for k in new)
+    old = {}  # the old layout, written by hand
+    for key, value in new.items():
+        if key.startswith("flow.base."):
+            old["flow." + key[len("flow.base."):]] = value
+        elif key.startswith("flow."):
+            old[key[len("flow."):]] = value
+        else:
+            old[key] = value
+    assert upgrade_state_dict(old) == new and upgrade_state_dict(new) == new
+    for route in ("load_state_dict", "load_model_state"):
+        torch.manual_seed(5)
+        fresh = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True)).eval()
+        if route == "load_state_dict":
+            fresh.load_state_dict(old)
+        else:
+            load_model_state(fresh, {"model": old, "config": {}})
+        with torch.no_grad():
+            torch.testing.assert_close(fresh.log_prob(batch, batch["params"]), model.log_prob(batch, batch["params"]),
+                                       rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["realnvp", "nsf_coupling"])
@@ -417,15 +450,14 @@ def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items)
     _, batch = items
     B = batch["obs"].shape[0]
     torch.manual_seed(0)
-    plain = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
-                                            flip_branches="conditional"))
-    hot = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True,
-                                          flip_branches="conditional", flip_temperature=4.0))
+    plain = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True))
+    hot = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_temperature=4.0))
     hot.load_state_dict(plain.state_dict())
     with torch.no_grad():
         for m in (plain, hot):
             m.flip_head.bias.fill_(3.0)  # P(flipped) = sigmoid(3) = 0.95 as learned; sigmoid(3/4) = 0.68 calibrated
-            m.branch_context.copy_(torch.randn(2, SMALL["context_dim"], generator=torch.Generator().manual_seed(1)))
+            m.flow.branch_context.copy_(torch.randn(2, SMALL["context_dim"],
+                                                    generator=torch.Generator().manual_seed(1)))
     ctx = plain.context(batch).detach()
     # training keeps the learned weight: the same loss weights in both models
     plain.train(), hot.train()
@@ -439,17 +471,17 @@ def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items)
         torch.testing.assert_close(plain.flip_log_weights(ctx)[1], F.logsigmoid(logit))
         # the density of the ground truth is the calibrated mixture's, computed directly from the flow
         theta = hot.flow_target(batch, batch["params"])
-        c0, c1 = ctx + hot.branch_context[0], ctx + hot.branch_context[1]
-        direct = torch.logaddexp(F.logsigmoid(-logit[:, 0] / 4) + hot.flow.log_prob(theta, c0),
-                                 F.logsigmoid(logit[:, 0] / 4) + hot.flow.log_prob(hot.flip(theta), c1))
+        c0, c1 = ctx + hot.flow.branch_context[0], ctx + hot.flow.branch_context[1]
+        direct = torch.logaddexp(F.logsigmoid(-logit[:, 0] / 4) + hot.flow.base.log_prob(theta, c0),
+                                 F.logsigmoid(logit[:, 0] / 4) + hot.flow.base.log_prob(hot.flow.flip(theta), c1))
         torch.testing.assert_close(hot.log_prob(batch, batch["params"]), direct, rtol=1e-5, atol=1e-4)
         # sampled branches follow the calibrated weight: 0.68 of 4000 draws per item (sd 0.007), not 0.95
         torch.manual_seed(2)
-        x0, _, x1, _, log_p1 = hot._flip_branches(ctx, 1, 1.0)
+        x0, _, x1, _, log_p1 = hot.flow.branches(ctx, 1, 1.0)
         assert torch.allclose(log_p1.exp(), torch.sigmoid(torch.tensor(0.75)).expand(B, 1), atol=1e-5)
         # the same random numbers as hypotheses() draws: both branches, then the branch choice
         torch.manual_seed(3)
-        x0, _, x1, _, _ = hot._flip_branches(ctx, 2000, 1.0)
+        x0, _, x1, _, _ = hot.flow.branches(ctx, 2000, 1.0)
         torch.manual_seed(3)
         hyp = hot.hypotheses(batch, num_samples=2000)
         took_flipped = (hyp.params - x1).abs().amax(-1) == 0
@@ -458,77 +490,3 @@ def test_flip_temperature_calibrates_the_branch_weight_at_evaluation_only(items)
         assert abs(took_flipped.double().mean().item() - torch.sigmoid(torch.tensor(0.75)).item()) < 0.05
     with pytest.raises(ValueError, match="flip_temperature"):
         MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_temperature=0.0))
-
-
-def _mixture_hand(branches: str, flip_bias: float, context_sd: float) -> MultiHypothesisHand:
-    """A small rotation-in-the-flow hand with the flip mixture: the weight's logit ``flip_bias`` everywhere
-    (the head's bias) and branch context vectors drawn with sd ``context_sd``, seeded."""
-    torch.manual_seed(0)
-    model = MultiHypothesisHand(ModelConfig(**SMALL, rotation_in_flow=True, flip_mixture=True, flip_branches=branches))
-    with torch.no_grad():
-        model.flip_head.bias.fill_(flip_bias)
-        model.branch_context.normal_(0, context_sd, generator=torch.Generator().manual_seed(1))
-    return model
-
-
-def test_branch_term_trains_a_branch_whose_weight_has_gone_to_zero(items):
-    _, batch = items
-    # P(flipped) ≈ 4e-18: the mixture's KL no longer trains that branch
-    model = _mixture_hand("conditional", flip_bias=-40.0, context_sd=0.3).train()
-    grads = {}
-    for w in (0.0, 0.5):
-        model.zero_grad()
-        torch.manual_seed(2)
-        loss, terms = OBJECTIVES["mhentropy"](model, batch, num_samples=3, w_branch=w)
-        loss.backward()
-        grads[w] = model.branch_context.grad[1].abs().sum().item()
-        if w:
-            # the term is the mean of each branch's own KL estimate, computed here from the flow directly
-            torch.manual_seed(2)
-            base, _ = OBJECTIVES["mhentropy"](model, batch, num_samples=3)
-            torch.manual_seed(2)
-            hyp = model.hypotheses(batch, num_samples=3)
-            ctx = model.context(batch)
-            c0, c1 = ctx + model.branch_context[0], ctx + model.branch_context[1]
-            own = torch.cat([model.flow.log_prob(hyp.params[:, :3], c0),
-                             model.flow.log_prob(model.flip(hyp.params[:, 3:]), c1)], 1)
-            torch.testing.assert_close(hyp.extras["branch_log_q"], own, rtol=1e-4, atol=1e-3)
-            ll = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], 0.03)
-            expected = (own - ll - hyp.log_prior).mean()
-            assert terms["branch_kl"] == pytest.approx(expected.item(), rel=1e-4)
-            assert loss.item() == pytest.approx(base.item() + w * expected.item(), rel=1e-4)
-    assert grads[0.0] < 1e-8 < grads[0.5]  # only the branch term reaches the shut-out branch
-    plain = MultiHypothesisHand(ModelConfig(**SMALL)).train()
-    with pytest.raises(ValueError, match="w_branch needs a model with the depth-flip mixture"):
-        OBJECTIVES["mhentropy"](plain, batch, num_samples=2, w_branch=0.1)
-
-
-def test_tilt_branches_put_each_branch_on_its_own_palm_tilt_with_an_exact_density(items):
-    _, batch = items
-    model = _mixture_hand("tilt", flip_bias=0.4, context_sd=0.5).eval()
-    with torch.no_grad():
-        # the flip swaps the tilts, exactly (the tilt axis lies in the palm's plane)
-        u = torch.randn(500, model.flow_dim, generator=torch.Generator().manual_seed(2))
-        assert (model.tilt(model.flip(u)) == ~model.tilt(u)).all()
-        assert (model.fold(u, True) == torch.where(model.tilt(u)[:, None], u, model.flip(u))).all()
-        ctx = model.context(batch)
-        x0, _, x1, _, _ = model._flip_branches(ctx, 50, 1.0)
-        assert model.tilt(x0).all() and not model.tilt(x1).any()  # the branches cannot share a tilt
-        # q(x) = P(its branch) (q0(x | c_b) + q0(flip x | c_b)), computed here from the flow
-        def direct(x):  # x (B, S, D) or (B, D)
-            c0, c1 = ctx + model.branch_context[0], ctx + model.branch_context[1]
-            lp0, lp1 = (w if x.dim() == 3 else w[:, 0] for w in model.flip_log_weights(ctx))
-            own0 = torch.logaddexp(model.flow.log_prob(x, c0), model.flow.log_prob(model.flip(x), c0))
-            own1 = torch.logaddexp(model.flow.log_prob(x, c1), model.flow.log_prob(model.flip(x), c1))
-            return torch.where(model.tilt(x), lp0 + own0, lp1 + own1)
-
-        hyp = model.hypotheses(batch, num_samples=40)
-        assert model.tilt(hyp.params).any() and not model.tilt(hyp.params).all()  # both branches drawn
-        torch.testing.assert_close(hyp.log_q, direct(hyp.params), rtol=1e-4, atol=1e-3)
-        theta = model.flow_target(batch, batch["params"])
-        torch.testing.assert_close(model.log_prob(batch, batch["params"]), direct(theta), rtol=1e-4, atol=1e-3)
-    # training enumerates both branches; the branch term reaches both contexts
-    model.train()
-    loss, terms = OBJECTIVES["mhentropy"](model, batch, num_samples=3, w_branch=0.2)
-    loss.backward()
-    assert torch.isfinite(loss) and (model.branch_context.grad.abs().sum(-1) > 0).all()

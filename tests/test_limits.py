@@ -127,4 +127,4 @@ def test_predictions_carry_plausibility_and_the_mode(items):
     torch.manual_seed(0)
     with torch.no_grad():
         hyp = model.hypotheses({k: v[:5] for k, v in batch.items()}, 4, 0.8)
-    torch.testing.assert_close(a, hyp.extras["joints_3d"] * batch["scale"][:5, None, None, None] * 1000)
+    torch.testing.assert_close(a, hyp.joints_3d * batch["scale"][:5, None, None, None] * 1000)

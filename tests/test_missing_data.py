@@ -267,9 +267,9 @@ def test_losses_leave_missing_labels_out():
     target = torch.ones(2, 4, 3)
     target[1, 2] = float("nan")  # one joint without a 3D label
     hyp = Hypotheses(params=torch.zeros(2, 3, 1), log_q=torch.zeros(2, 3), log_prior=torch.zeros(2, 3),
-                     pred_obs=torch.zeros(2, 3, 4, 2), extras={"joints_3d": pred})
+                     pred_obs=torch.zeros(2, 3, 4, 2), joints_3d=pred)
     batch = {"joints_3d": target, "has_3d": torch.tensor([True, True])}
-    l1 = _l1_3d(hyp, batch)
+    l1 = _l1_3d(hyp, batch, 1.0)
     assert l1.item() == pytest.approx(1.0)  # |0 - 1| on every labelled coordinate
     l1.backward()
     assert torch.isfinite(pred.grad).all() and (pred.grad[1, :, 2] == 0).all() and (pred.grad[0] != 0).all()
@@ -589,8 +589,8 @@ def test_threedpw_messages_place_the_value(tmp_path):
 
 @pytest.mark.parametrize("config, overrides, hint", [
     ("body_nll", [], "body_mhentropy or body_prohmr_2d"),
-    ("body_nll_3d", ["objective.extra.w_nll=0", "objective.extra.w_params=0", "objective.extra.w_betas=0"],
-     "objective.extra.w_3d_mode=0"),
+    ("body_nll_3d", ["objective.w_nll=0", "objective.w_params=0", "objective.w_betas=0"],
+     "objective.w_3d_mode=0"),
 ])
 def test_terms_scoring_labels_the_files_lack_are_refused(tmp_path, config, overrides, hint):
     """A ProHMR training file with no pose labels (or no 3D keypoints) cannot train an objective that scores

@@ -11,6 +11,7 @@ import torch
 from mhe.objectives import (
     OBJECTIVES,
     Hypotheses,
+    MissingInputError,
     ball_prior,
     box_prior,
     deterministic,
@@ -19,6 +20,7 @@ from mhe.objectives import (
     mhentropy,
     min_of_n,
     nll,
+    prohmr,
 )
 
 
@@ -30,8 +32,8 @@ class FixedModel:
         self.joints_3d, self._log_prob = joints_3d, log_prob
 
     def _hyp(self, params, log_q, log_prior):
-        extras = {} if self.joints_3d is None else {"joints_3d": self.joints_3d}
-        return Hypotheses(params, log_q, params.unsqueeze(-1), log_prior, extras)
+        return Hypotheses(params, log_q, params.unsqueeze(-1), log_prior, joints_3d=self.joints_3d,
+                          source="FixedModel")
 
     def hypotheses(self, batch, num_samples, temperature=1.0):
         assert num_samples == self.params.shape[1]
@@ -94,10 +96,14 @@ def test_ball_prior_hand_case():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=bool), 0.0), "b must be > 0"),
-        (lambda: laplace_log_likelihood(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=bool), 1.0), "pred must have shape"),
-        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 3, 1), torch.ones(1, 2, dtype=bool), 1.0), "obs must have shape"),
-        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 2, 1), torch.ones(1, 3, dtype=bool), 1.0), "visible must have shape"),
+        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 2, 1),
+                                        torch.ones(1, 2, dtype=bool), 0.0), "b must be > 0"),
+        (lambda: laplace_log_likelihood(torch.zeros(1, 2, 1), torch.zeros(1, 2, 1),
+                                        torch.ones(1, 2, dtype=bool), 1.0), "pred must have shape"),
+        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 3, 1),
+                                        torch.ones(1, 2, dtype=bool), 1.0), "obs must have shape"),
+        (lambda: laplace_log_likelihood(torch.zeros(1, 1, 2, 1), torch.zeros(1, 2, 1),
+                                        torch.ones(1, 3, dtype=bool), 1.0), "visible must have shape"),
         (lambda: box_prior(torch.zeros(2), 0.0, 1.0), "half_width"),
         (lambda: ball_prior(torch.zeros(2), -1.0, 1.0), "radius"),
     ],
@@ -179,11 +185,11 @@ def test_three_d_term_hand_case_and_errors():
     _, terms = deterministic(model, batch, b=0.5, w_3d=1.0)
     assert terms["l1_3d"] == pytest.approx(1.0)
     del batch["joints_3d"]
-    with pytest.raises(KeyError, match="joints_3d"):
+    with pytest.raises(MissingInputError, match=r"w_3d \(weight 1\) needs batch\['joints_3d'\].*set that weight to 0"):
         mhentropy(model, batch, num_samples=2, w_3d=1.0)
     batch["joints_3d"] = torch.zeros(1, 1, 3)
     model.joints_3d = None
-    with pytest.raises(KeyError, match="extras"):
+    with pytest.raises(KeyError, match=r"w_3d \(weight 1\) needs the hypotheses' joints_3d, which FixedModel does not"):
         min_of_n(model, batch, num_samples=2, w_3d=1.0)
 
 
@@ -232,3 +238,44 @@ def test_registry_and_errors():
     model, _ = _fixed()
     with pytest.raises(KeyError, match="'visible'"):
         mhentropy(model, {"obs": torch.zeros(1, 2, 1)}, num_samples=2)
+
+
+# only the named weight on (and ProHMR's mode keypoints, which every batch can score)
+_ONLY = dict(w_nll=0.0, w_2d_mode=0.01, w_2d_samples=0.0, w_3d_mode=0.0, w_3d_samples=0.0, w_params=0.0, w_betas=0.0,
+             w_ortho=0.0, w_prior=0.0)
+
+
+@pytest.mark.parametrize("weight, value, batch_key, message", [
+    ("w_nll", 1e-3, "params", r"the NLL term w_nll \(weight 0.001\) needs batch\['params'\]"),
+    ("w_params", 1e-3, "params", r"the parameter term w_params \(weight 0.001\) needs batch\['params'\]"),
+    ("w_betas", 5e-4, "betas", r"the shape term w_betas \(weight 0.0005\) needs batch\['betas'\]"),
+    ("w_3d_mode", 0.05, "joints_3d_mm", r"w_3d_mode \(weight 0.05\) needs batch\['joints_3d_mm'\]"),
+    ("w_3d_samples", 0.05, "joints_3d_mm", r"w_3d_samples \(weight 0.05\) needs batch\['joints_3d_mm'\]"),
+])
+def test_prohmr_refuses_a_weighted_term_whose_batch_input_is_missing(weight, value, batch_key, message):
+    model, batch = _fixed()
+    with pytest.raises(MissingInputError, match=message + r".*set that weight to 0"):
+        prohmr(model, batch, num_samples=2, **{**_ONLY, weight: value})
+    with pytest.raises(ValueError, match=message):  # also a ValueError (and a KeyError), as before
+        prohmr(model, batch, num_samples=2, **{**_ONLY, weight: value})
+    loss, terms = prohmr(model, batch, num_samples=2, **_ONLY)  # the weight at 0: the term is dropped
+    assert torch.isfinite(loss) and set(terms) == {"kp2d_mode", "loss"}
+    assert batch_key not in batch
+
+
+@pytest.mark.parametrize("weight, value, batch_extra, message", [
+    ("w_ortho", 0.1, {}, r"the orthonormality term w_ortho \(weight 0.1\) needs the hypotheses' orthonormality, "
+                         r"which FixedModel does not give"),
+    ("w_betas", 5e-4, {"betas": torch.zeros(1, 10)}, r"the shape term w_betas \(weight 0.0005\) needs the "
+                                                     r"hypotheses' betas, which FixedModel does not give"),
+    ("w_3d_mode", 0.05, {"joints_3d_mm": torch.zeros(1, 2, 3)},
+     r"kp3d_mode \(w_3d_mode\) \(weight 0.05\) needs the hypotheses' joints_metric, which FixedModel"),
+    ("w_params", 1e-3, {"params": torch.zeros(1, 2)}, r"w_params \(weight 0.001\) needs a model with flow_target .*, "
+                                                      r"which FixedModel lacks; set objective.w_params=0"),
+])
+def test_prohmr_refuses_a_weighted_term_the_model_gives_no_input_for(weight, value, batch_extra, message):
+    """Earlier, these terms were silently skipped when the model lacked what they score."""
+    model, batch = _fixed()
+    with pytest.raises(MissingInputError, match=message):
+        prohmr(model, {**batch, **batch_extra}, num_samples=2, **{**_ONLY, weight: value})
+

@@ -38,6 +38,7 @@ def test_seed_study_trains_extra_seeds_and_evaluates_every_one(tmp_path):
 
 
 def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
+    from mhe.errors import ConfigError
     from mhe.lab.config_io import dump_config, load_config
 
     run = tmp_path / "cand"
@@ -50,19 +51,11 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row["run"] == "cand" and row["step"] == 20 and row["mpjpe_bh"] == 25.0
     assert row["rotation"] == "flow + flip mixture (conditional)" and row["prior"] == "joint_limits (weight 1000)"
-    cfg.objective.extra["w_branch"] = 0.2  # each branch's own KL
-    dump_config(cfg, run / "config.yaml")
-    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
-    assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture (conditional, branch KL × 0.2)"
-    cfg.model.flip_branches = "tilt"  # each branch folded onto one palm tilt
-    dump_config(cfg, run / "config.yaml")
-    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
-    assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture (one palm tilt per branch, branch KL × 0.2)"
-    cfg.objective.extra.pop("w_branch")
-    cfg.model.flip_branches = "shared"  # the earlier mixture, whose flipped branch reuses the unflipped draw
-    dump_config(cfg, run / "config.yaml")
-    assert _tool("collect_validation").main([str(run), "--out", str(out)]) == 0
-    assert pd.read_csv(out).iloc[0]["rotation"] == "flow + flip mixture"
+    # a run of a variant that was removed (docs/variants.md) is refused with a message saying so
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("  flip_mixture: true", "  flip_mixture: true\n  flip_branches: tilt"))
+    with pytest.raises(ConfigError, match=r"model.flip_branches='tilt'.*not adopted.*docs/variants.md"):
+        _tool("collect_validation").main([str(run), "--out", str(out)])
 
 
 def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
@@ -79,7 +72,7 @@ def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
     frame = pd.read_csv(out)
     assert frame["run"].tolist() == ["old", "p2d"]  # kept, and the rerun replaced
     assert frame.loc[1, "step"] == 7 and frame.loc[1, "pa_mpjpe_bh"] == 99.0
-    w_prior = cfg.objective.extra["w_prior"]
+    w_prior = cfg.objective.w_prior
     assert frame.loc[1, "prior"] == f"learned (limits weight 1000) × {w_prior:g} (ProHMR's objective)"
     assert frame.loc[1, "flow"] == "6 × realnvp" and frame.loc[0, "flow"] == "6 × realnvp" and frame.loc[1, "temper_steps"] == 0
 

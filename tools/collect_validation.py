@@ -44,19 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         if m.body == "body":
             prior = f"{m.pose_prior} (limits weight {m.joint_limit_weight:g})"
             if cfg.objective.name == "prohmr":
-                w_prior = float(cfg.objective.extra.get("w_prior", 0.0))
+                w_prior = float(cfg.objective.w_prior or 0.0)
                 prior = f"{prior} × {w_prior:g} (ProHMR's objective)" if w_prior > 0 else "none (ProHMR's objective)"
             row = {"run": run.name, "objective": cfg.objective.name, "b": cfg.objective.b, "prior": prior,
                    "flow": f"{m.flow_transforms} × {m.flow_kind}", "temper_steps": cfg.train.temper_steps}
             row.update({k: last[k] for k in KEEP_BODY if k in last})
             rows.append(row)
             continue
-        branch_notes = [n for n, on in (("conditional", m.flip_branches == "conditional"),
-                                        ("one palm tilt per branch", m.flip_branches == "tilt"),
-                                        (f"branch KL × {cfg.objective.extra.get('w_branch', 0):g}",
-                                         cfg.objective.extra.get("w_branch", 0) > 0)) if on]
-        rotation = (("flow + flip mixture" + (f" ({', '.join(branch_notes)})" if branch_notes else ""))
-                    if m.flip_mixture else ("flow" if m.rotation_in_flow else "head"))
+        # the mixture's branches have their own contexts ("conditional"); the variants not adopted (shared
+        # branches, one tilt per branch, each branch's KL) were removed: docs/variants.md, their CSV rows stay
+        rotation = ("flow + flip mixture (conditional)" if m.flip_mixture
+                    else ("flow" if m.rotation_in_flow else "head"))
         prior = m.pose_prior + (f" (weight {m.joint_limit_weight:g})" if m.pose_prior == "joint_limits" else "")
         if cfg.objective.name == "nll":
             prior = "none (NLL)"

@@ -213,9 +213,10 @@ def check_model_config(saved: dict[str, Any], current: dict[str, Any], source: s
     message names each differing key (``model.pose_repr: 'pca' -> 'axis_angle'``): loading PCA weights
     into an axis-angle flow would run, since the shapes agree, and give wrong hands.
     """
-    from mhe.config import ModelConfig
+    from mhe.config import ModelConfig, upgrade_config_dict
     from mhe.lab.config_io import config_to_dict
 
+    saved, current = upgrade_config_dict(saved), upgrade_config_dict(current)  # earlier versions' configs
     defaults = config_to_dict(ModelConfig())
     a = {**defaults, **saved.get("model", {})}
     b = {**defaults, **current.get("model", {})}
@@ -232,7 +233,7 @@ def check_model_config(saved: dict[str, Any], current: dict[str, Any], source: s
 def load_matching_state(model: nn.Module, checkpoint: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Copy the tensors of the checkpoint whose names and shapes match ``model``'s (fine-tuning across
     architectures). Returns ``(loaded, skipped)`` names of the model's tensors."""
-    saved, current = checkpoint["model"], model.state_dict()
+    saved, current = _upgraded_state(model, checkpoint), model.state_dict()
     loaded = [k for k in current if k in saved and saved[k].shape == current[k].shape]
     skipped = sorted(set(current) - set(loaded))
     model.load_state_dict({**current, **{k: saved[k] for k in loaded}})
@@ -241,7 +242,7 @@ def load_matching_state(model: nn.Module, checkpoint: dict[str, Any]) -> tuple[l
 
 def load_model_state(model: nn.Module, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
     """Load the checkpoint's weights into ``model``, naming missing, unexpected and mis-shaped tensors."""
-    saved = checkpoint["model"]
+    saved = _upgraded_state(model, checkpoint)
     current = model.state_dict()
     missing = sorted(set(current) - set(saved))
     unexpected = sorted(set(saved) - set(current))
@@ -267,6 +268,13 @@ def load_model_state(model: nn.Module, checkpoint: dict[str, Any], source: str =
             "Build the model from the checkpoint's own config (checkpoint['config'])."
         )
     model.load_state_dict(saved)
+
+
+def _upgraded_state(model: nn.Module, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's weights in the model's current tensor names: a model that renamed tensors says how
+    with ``upgrade_state_dict`` (the flip mixture, :func:`mhe.models.flip.upgrade_state_dict`)."""
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    return upgrade(checkpoint["model"]) if callable(upgrade) else checkpoint["model"]
 
 
 def _model_cfg_hint(model: nn.Module) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from mhe.config import PACKAGED_CONFIG_DIR, ConfigError, ExperimentConfig, validate_config
+from mhe.config import PACKAGED_CONFIG_DIR, ConfigError, ExperimentConfig, upgrade_config_dict, validate_config
 
 # ---------------------------------------------------------------------------------------------------
 # conversion between dataclasses and plain data
@@ -50,6 +50,8 @@ def config_from_dict(data: dict[str, Any], cls: type = ExperimentConfig, where: 
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} ({data!r})")
+    if cls is ExperimentConfig:  # an earlier version's config: objective.extra, removed variants' options
+        data = upgrade_config_dict(data)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]

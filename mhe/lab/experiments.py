@@ -115,7 +115,7 @@ def _check_labels(cfg: ExperimentConfig, train_set: Any) -> None:
     (``items_with_3d``); generated data has every label and no such count.
     """
     name = cfg.objective.name
-    kwargs = {**cfg.objective.kwargs(), **cfg.objective.extra}
+    kwargs = cfg.objective.kwargs()
     for count, (what, by_objective) in _LABEL_TERMS.items():
         if getattr(train_set, count, None) != 0:
             continue
@@ -130,7 +130,7 @@ def _check_labels(cfg: ExperimentConfig, train_set: Any) -> None:
 
 
 def _zero_hint(name: str, weighted: list[str]) -> str:
-    settable = [f"objective.{'' if k == 'w_3d' else 'extra.'}{k}=0" for k in weighted if (name, k) != ("nll", "w_nll")]
+    settable = [f"objective.{k}=0" for k in weighted if (name, k) != ("nll", "w_nll")]
     return f", or set {' and '.join(settable)}" if settable else ""
 
 

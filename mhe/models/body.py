@@ -9,8 +9,8 @@ which skips the 6890-vertex mesh; meshes are computed on request (:meth:`BodySpe
 
 The prior keeps bodies bodies: the soft anatomical joint limits of :mod:`mhe.body.body_limits` on every
 joint (``model.pose_prior: joint_limits``), optionally a pose mixture fitted on unpaired poses
-(``learned``, :mod:`mhe.body.pose_prior`), the orthonormality term, and a soft box on β. ``plausible`` reports whether every joint of a
-hypothesis is within its limits, as for hands.
+(``learned``, :mod:`mhe.body.pose_prior`), the orthonormality term, and a soft box on β. ``plausible``
+reports whether every joint of a hypothesis is within its limits, as for hands.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ class SMPLSpec(BodySpec):
     crop_pixels = CROP_PIXELS
     eval_samples = BODY_EVAL_SAMPLES
     mode_first = True  # ProHMR: hypothesis 0 is the mode (zero noise)
+
+    # smplx's SMPL layer or the stand-in: Any, since mypy reads its buffers as Tensor | Module
+    smpl: Any
+    keypoint_ids: Tensor
+    rest: Tensor
 
     def __init__(self, cfg: ModelConfig, smpl: nn.Module | None = None) -> None:
         super().__init__()
@@ -157,6 +162,8 @@ class MultiHypothesisBody(MultiHypothesisModel):
     SMPL's buffers are not saved in ``state_dict`` (checkpoints carry no licensed data); a checkpoint
     records whether a real or a stand-in SMPL was used.
     """
+
+    spec: SMPLSpec
 
     def __init__(self, cfg: ModelConfig, smpl: nn.Module | None = None,
                  init_camera: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:

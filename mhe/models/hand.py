@@ -43,6 +43,8 @@ class HandSpec(BodySpec):
     crop_pixels = CROP_PIXELS
     # the palm (wrist and the four finger MCPs): a rigid part whose depth flip the metrics count
     flip_keypoints = (0, 1, 4, 7, 10)
+    # smplx's MANO layer or the stand-in: Any, since mypy reads its buffers as Tensor | Module
+    mano: Any
 
     def __init__(self, cfg: ModelConfig, mano: nn.Module | None = None) -> None:
         super().__init__()
@@ -108,14 +110,6 @@ class HandSpec(BodySpec):
         n = self.limits.palm
         return torch.eye(3, dtype=torch.float64) - 2 * torch.outer(n, n)
 
-    def tilt_axis(self) -> Tensor:
-        """MANO's x axis projected onto the palm's plane (see :meth:`flip_reflection`), unit length: the
-        tilt of ``model.flip_branches: tilt`` is the sign of its depth after the global rotation."""
-        n = self.limits.palm.double()
-        d = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-        d = d - (d @ n) * n
-        return d / torch.linalg.vector_norm(d)
-
     def rotation_penalty(self, theta: Tensor) -> Tensor:
         return rot6d_orthonormality(theta) if self.pose_repr == "6d" else theta.new_zeros(theta.shape[:-1])
 
@@ -176,6 +170,8 @@ class MultiHypothesisHand(MultiHypothesisModel):
     The body model's buffers are not saved in ``state_dict`` (checkpoints carry no licensed data);
     a checkpoint records instead whether a real or a stand-in MANO was used.
     """
+
+    spec: HandSpec
 
     def __init__(
         self,
