@@ -96,7 +96,8 @@ def train_experiment(
                       "in them); "
                       f"{len(data)} used", flush=True)  # type: ignore[arg-type]
     _check_labels(cfg, exp.train_set)
-    trainer = Trainer(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn, dist=info)
+    trainer = Trainer.from_config(exp.model, exp.train_set, cfg, val_set=exp.val_set, evaluate_fn=exp.evaluate_fn,
+                                  dist=info)
     return trainer.fit(resume=resume, overwrite=overwrite)
 
 
