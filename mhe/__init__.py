@@ -6,6 +6,7 @@ Core modules, the method (imported on demand, so ``import mhe`` stays fast):
 - :mod:`mhe.geometry`    rotations, projection, normalisation, Procrustes
 - :mod:`mhe.flows`       conditional normalizing flows (zuko)
 - :mod:`mhe.objectives`  MHEntropy, NLL, min-of-N, deterministic
+- :mod:`mhe.training`    the one training loop (toy, flows and the lab's trainer step through it)
 - :mod:`mhe.toy`         2D targets and the two-link arm
 - :mod:`mhe.data`        synthetic occluded hands and bodies, HO3D v3, 3DPW
 - :mod:`mhe.config`      the typed config dataclasses the models read
