@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +296,25 @@ def render(paths: Paths, jobs: int) -> None:
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK), "-d", str(paths.doctrees), "-q",
            "-j", str(max(1, jobs)), str(paths.source), str(paths.html)]
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """``folder`` over HTTP on 127.0.0.1 (a free port), as ``python -m http.server`` serves it; yields its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def build(smoke: bool = False, jobs: int = 2, allow_stale: bool = False) -> Path:

@@ -51,7 +51,6 @@ html_favicon = "_static/favicon.svg"
 html_css_files = ["book.css"]
 html_theme_options = {
     "home_page_in_toc": True,
-    "default_mode": "light",  # the figures are drawn on white
     "show_toc_level": 2,
     "use_download_button": False,
     "use_fullscreen_button": False,
@@ -61,6 +60,7 @@ if SMOKE:
     html_theme_options["announcement"] = (
         "A smoke build: the notebooks ran on tiny settings, so numbers and figures are placeholders. "
         "`make book` builds the real one.")
+html_context = {"default_mode": "light"}  # the figures are drawn on white
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None

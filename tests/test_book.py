@@ -18,14 +18,9 @@ browser or Playwright is an error, not a skip.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import importlib.util
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,25 +51,6 @@ pytestmark = [pytest.mark.skipif(_missing is not None, reason=_missing or ""), p
 FIGURE_MIME = ("image/png", "application/vnd.plotly.v1+json")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-
-@contextlib.contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    """``folder`` over HTTP on 127.0.0.1 (a free port), as ``python -m http.server`` would serve it."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def site() -> Path:
     given = os.environ.get("MHE_BOOK_DIR")
@@ -89,7 +65,7 @@ def site() -> Path:
 def browser(site):
     from playwright.sync_api import sync_playwright
 
-    with serve(site) as url, sync_playwright() as pw:
+    with book_build.serve(site) as url, sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=lab_tools.find_browser(), args=["--no-sandbox"])
         try:
             yield chromium, url
@@ -219,7 +195,7 @@ def test_the_check_can_fail(site, browser, tmp_path):
     """A page whose image is missing and whose script throws is reported: the checks above can fail."""
     bad = tmp_path / "bad.html"
     bad.write_text('<html><body><img src="missing.png"><script>undefined_function()</script></body></html>')
-    with serve(tmp_path) as url:
+    with book_build.serve(tmp_path) as url:
         visit = Visit(browser, "bad.html", url)
         assert visit.broken_images() and any("page error" in e for e in visit.errors), visit.errors
         assert any("HTTP 404" in e for e in visit.errors), visit.errors
