@@ -1,9 +1,9 @@
 """Check that the live explorer's browser test catches the defects it was written against.
 
-Each mutant brings one defect of the live explorer back into the source (the NumPy arrays in the
-``FigureWidget`` whose trace reports raise in JupyterLab's log console; no synced figure state, so a
-reloaded page shows a stale figure; a fixed 1400 px item figure that overflows the output area), runs
-``tests/test_lab_explorer.py`` and restores the file. A mutant the test lets pass is reported and the
+Each mutant brings one defect of the live explorer into the source (an item figure that is not drawn
+again when a control moves, which a reloaded page would show too; a scatter whose clicks never reach
+Python; a fixed 1400 px item figure that overflows the output area), runs ``tests/test_lab_explorer.py``
+and restores the file. A mutant the test lets pass is reported and the
 exit status is 1.
 
     python tools/check_browser_test.py            # every mutant (about a minute each)
@@ -27,14 +27,11 @@ FIGURES = Path("mhe/viz/explorer_figures.py")
 
 # name -> (file, the current code, the defect)
 MUTANTS: dict[str, tuple[Path, str, str]] = {
-    "NumPy arrays in the FigureWidget": (
-        WIDGET,
-        "def _plain_figure(fig: Any) -> dict[str, Any]:\n    return _plain(fig.to_plotly_json())",
-        "def _plain_figure(fig: Any) -> dict[str, Any]:\n"
-        "    return {'data': [t.to_plotly_json() for t in fig.data], 'layout': fig.layout.to_plotly_json()}"),
-    "no synced figure state (stale after a reload)": (
-        WIDGET, "    live = _figure_widget(fig)\n    view.children = (live,)\n    old.close()\n    return live",
-        "    _copy_into(old, fig)\n    return old"),
+    "an item figure not drawn again": (
+        WIDGET, "        _copy_into(self.figure, new)\n        self._view.outputs = (_mimebundle(self.figure),)\n",
+        "        _copy_into(self.figure, new)\n"),
+    "scatter clicks that never reach Python": (
+        WIDGET, 'gd.on("plotly_click", (event) => {', 'gd.on("plotly_nothing", (event) => {'),
     "a fixed 1400 px item figure": (
         FIGURES, 'barmode="overlay", autosize=True, height=ITEM_HEIGHT,',
         'barmode="overlay", autosize=False, width=1400, height=ITEM_HEIGHT,'),

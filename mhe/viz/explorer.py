@@ -382,8 +382,9 @@ class HypothesisExplorer:
         Args:
             index, objective: what it opens on (default: item 0 of the first objective).
             num_hypotheses: how many of the S hypotheses it draws at first (a slider changes it).
-            dataset_items: when > 0, also the accuracy-vs-diversity scatter of that many items, clickable.
-            use_figure_widget: force (True) or avoid (False) plotly's FigureWidget; default when available.
+            dataset_items: when > 0, also the accuracy-vs-diversity scatter of that many items.
+            use_figure_widget: make the scatter clickable through the page helper (True; needs anywidget) or
+                not (False); default when :func:`figure_widget_available`.
         """
         return ExplorerWidget(self, index, objective, num_hypotheses, dataset_items, use_figure_widget)
 

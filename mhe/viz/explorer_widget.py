@@ -1,25 +1,22 @@
-"""The interactive explorer: ipywidgets controls around live plotly figures of a :class:`HypothesisExplorer`.
+"""The interactive explorer: ipywidgets controls around the plotly figures of a :class:`HypothesisExplorer`.
 
 :class:`ExplorerWidget` (what :meth:`mhe.viz.explorer.HypothesisExplorer.widget` returns) holds the
 controls (objective, item, temperature, number of hypotheses), the metrics line and the item figure,
-and optionally the clickable accuracy-vs-diversity scatter. The live figures are
-``plotly.graph_objects.FigureWidget``\\ s when ``anywidget`` is installed (plotly >= 6 needs it; clicking a
-point of the scatter then selects that item), else plain figures re-rendered into an
-``ipywidgets.Output``. A live figure holds plain lists (:func:`_plain`; plotly's handler of the browser's
-reports fails on NumPy arrays) and each update shows a new ``FigureWidget`` built from the current
-figure (:func:`_replace_live`), so a reloaded page shows the figure the controls describe. A small
-page helper (:func:`_page_helper`) scrolls the item figure into view after a click on the scatter and
-refits the figures when the explorer's width changes.
+and optionally the accuracy-vs-diversity scatter. Both figures are plain plotly figures rendered into
+``ipywidgets.Output`` views (JupyterLab's plotly renderer draws them) and rendered again on each change,
+so what a page shows, also after a reload, is the synced ``outputs`` of those views: the figure the
+controls describe. With ``anywidget`` installed a small page helper (:func:`_page_helper`) adds what
+only the page can do: it passes a click on a point of the scatter back to Python (plotly.js's
+``plotly_click`` event), scrolls the item figure into view after such a click, and refits the figures
+when the explorer's width changes. Nothing here touches plotly's private state.
 """
 
 from __future__ import annotations
 
-import base64
+import importlib.util
 import json
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mhe.viz.explorer_figures import SELECTED_TRACE, accuracy_diversity_figure, selected_point
@@ -27,14 +24,14 @@ from mhe.viz.hands import LABELS
 
 __all__ = ["ExplorerWidget", "figure_widget_available"]
 
+# The CSS class of the scatter's view: the page helper listens to clicks on the plot inside it.
+SCATTER_CLASS = "mhe-explorer-scatter"
+
 
 def figure_widget_available() -> bool:
-    """Whether ``plotly.graph_objects.FigureWidget`` works here (plotly >= 6 needs ``anywidget``)."""
-    import importlib.util
-
-    import plotly
-
-    return int(plotly.__version__.split(".")[0]) < 6 or importlib.util.find_spec("anywidget") is not None
+    """Whether the explorer's scatter can take clicks here: the page helper that passes them to Python
+    is an ``anywidget`` (the name is historical: the figures were plotly ``FigureWidget``\\ s)."""
+    return importlib.util.find_spec("anywidget") is not None
 
 
 def _mimebundle(fig: Any) -> dict[str, Any]:
@@ -45,78 +42,21 @@ def _mimebundle(fig: Any) -> dict[str, Any]:
             "data": {"application/vnd.plotly.v1+json": spec, "text/plain": ["<plotly figure>"]}}
 
 
-
-def _plain(value: Any) -> Any:
-    """``value`` with every NumPy array and scalar turned into plain Python (lists, floats), NaN into None.
-
-    A ``FigureWidget`` must hold plain lists: the browser reports each redraw's trace defaults back with
-    typed arrays encoded as ``{"0": ..., "1": ...}`` objects, and plotly's handler of that report
-    (``_remove_overlapping_props``) fails on a NumPy array in the trace ("The truth value of an array ...
-    is ambiguous"), a traceback in JupyterLab's log console on every redraw. None is plotly's gap (the
-    NaN of a line that separates two bones) and, unlike NaN, valid JSON.
-    """
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, dict) and {"dtype", "bdata"} <= set(value):  # plotly >= 6 encodes arrays so
-        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        if value.get("shape"):
-            array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
-        return _plain(array)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _copy_into(shown: Any, new: Any) -> None:
+    """Replace the traces and layout of the figure ``shown`` by those of ``new``, so that ``shown`` stays
+    the figure the widget holds."""
+    shown.data = ()
+    shown.add_traces(list(new.data))
+    shown.layout = new.layout
 
 
-def _plain_figure(fig: Any) -> dict[str, Any]:
-    return _plain(fig.to_plotly_json())
-
-
-def _copy_into(live: Any, new: Any) -> None:
-    """Replace the data and layout of the plain figure ``live`` by those of ``new`` (same trace structure),
-    in one update."""
-    spec = _plain_figure(new)
-    with live.batch_update():
-        for trace, fresh in zip(live.data, spec["data"], strict=True):
-            trace.update(fresh, overwrite=True)
-        live.layout.update(spec["layout"], overwrite=True)
-
-
-def _figure_widget(fig: Any) -> Any:
-    """A ``FigureWidget`` of ``fig`` holding plain lists (:func:`_plain`)."""
-    import plotly.graph_objects as go
-
-    return go.FigureWidget(_plain_figure(fig))
-
-
-def _live_view(live: Any) -> Any:
-    """The box a live figure is shown in; :func:`_replace_live` swaps the figure inside it. It keeps the
-    figure's height while the page draws a new one, so nothing below it jumps."""
-    import ipywidgets as widgets
-
-    height = live.layout.height
-    layout = widgets.Layout(width="100%", min_height=f"{int(height)}px" if height else None)
-    return widgets.VBox([live], layout=layout)
-
-
-def _replace_live(view: Any, old: Any, fig: Any) -> Any:
-    """Show ``fig`` in ``view`` as a new ``FigureWidget`` in place of ``old`` (which is closed); returns it.
-
-    plotly sends the edits of a ``FigureWidget`` to the page as one-off messages, while a page that is
-    reloaded rebuilds the figure from the one the widget was created with: an edited widget would show
-    its first state after a reload while the controls show the current one. A widget created from the
-    current figure (plotly's public constructor) is what every page shows, reloaded or not.
-    """
-    live = _figure_widget(fig)
-    view.children = (live,)
-    old.close()
-    return live
-
+def _view(fig: Any, widgets: Any) -> Any:
+    """An ``Output`` showing ``fig``; it keeps the figure's height while the page draws it again, so
+    nothing below it jumps."""
+    height = fig.layout.height
+    view = widgets.Output(layout=widgets.Layout(width="100%", min_height=f"{int(height)}px" if height else None))
+    view.outputs = (_mimebundle(fig),)
+    return view
 
 
 _HELPER_ESM = """
@@ -125,7 +65,22 @@ function render({ model, el }) {
   model.on("change:requests", () => el.scrollIntoView({ behavior: "smooth", block: "start" }));
   // Refit the figures whenever the explorer's width changes (a sidebar opened or closed, a cell shown
   // after being drawn while hidden): plotly's responsive figures listen to the window's resize event.
-  let observer = null, last = 0, timer = null;
+  let observer = null, mutations = null, last = 0, timer = null, hooking = null;
+  // Pass a click on a point of the scatter to Python: its item (customdata[0]) and objective (meta).
+  // The scatter is drawn again on every change, so each new plot is hooked once.
+  const hook = (box) => {
+    for (const gd of box.querySelectorAll(".SCATTER_CLASS .js-plotly-plot")) {
+      if (gd.mheClicks || typeof gd.on !== "function") continue;
+      gd.mheClicks = true;
+      gd.on("plotly_click", (event) => {
+        const point = ((event && event.points) || []).find((p) => p.customdata && p.data && p.data.meta);
+        if (!point) return;
+        const serial = (model.get("clicked").serial || 0) + 1;
+        model.set("clicked", { index: Number(point.customdata[0]), objective: String(point.data.meta), serial });
+        model.save_changes();
+      });
+    }
+  };
   const watch = (tries) => {
     const box = el.closest(".widget-vbox");
     if (!box) { if (tries > 0) setTimeout(() => watch(tries - 1), 200); return; }
@@ -137,45 +92,54 @@ function render({ model, el }) {
       timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 150);
     });
     observer.observe(box);
+    mutations = new MutationObserver(() => { clearTimeout(hooking); hooking = setTimeout(() => hook(box), 50); });
+    mutations.observe(box, { childList: true, subtree: true });
+    hook(box);
   };
   watch(50);
-  return () => { if (observer) observer.disconnect(); clearTimeout(timer); };
+  return () => {
+    if (observer) observer.disconnect();
+    if (mutations) mutations.disconnect();
+    clearTimeout(timer);
+    clearTimeout(hooking);
+  };
 }
 export default { render };
-"""
+""".replace("SCATTER_CLASS", SCATTER_CLASS)
 
 
 def _page_helper() -> Any:
     """A zero-height widget for what only the page can do: scroll to itself each time its ``requests``
-    counter grows, and refit the explorer's figures to the width of the explorer whenever it changes."""
+    counter grows, refit the explorer's figures to the width of the explorer whenever it changes, and
+    report a click on a point of the scatter in ``clicked`` (``{"index", "objective", "serial"}``)."""
     import anywidget
     import traitlets
 
     class ExplorerPageHelper(anywidget.AnyWidget):
         _esm = _HELPER_ESM
         requests = traitlets.Int(0).tag(sync=True)
+        clicked = traitlets.Dict().tag(sync=True)
 
     return ExplorerPageHelper()
 
 
 class ExplorerWidget:
-    """Controls around a live item figure (and optionally the dataset scatter) of a
+    """Controls around the item figure (and optionally the dataset scatter) of a
     :class:`mhe.viz.explorer.HypothesisExplorer` (``explorer``).
 
     ``box`` (an ``ipywidgets.VBox``, what a notebook displays; the object itself displays as it) holds a
     Dropdown ``objective``, IntSliders ``item`` (with ``previous`` / ``next`` buttons) and ``hypotheses``
     (how many of the S are drawn), a FloatSlider ``temperature``, an HTML line ``metrics`` (the figure
-    title's text, :meth:`~mhe.viz.explorer.HypothesisExplorer.describe`) and the item figure ``figure``,
-    redrawn whenever a control changes. The numbers are always those of all S hypotheses at the chosen temperature;
-    the hypotheses slider only changes how many are drawn. With ``dataset_items > 0`` the
-    accuracy-vs-diversity scatter of the first ``dataset_items`` items sits below (``scatter``, at the
-    explorer's temperature, all S hypotheses); the explored item is ringed in it, and clicking a point
-    selects that item and objective and scrolls the item figure into view. ``figure`` and ``scatter`` are
-    ``FigureWidget``\\ s when ``use_figure_widget`` (default: when :func:`figure_widget_available`), else
-    plain figures shown through ``ipywidgets.Output`` views that are re-rendered on each change (then
-    clicking is not available). A live figure is replaced by a new ``FigureWidget`` on each change
-    (:func:`_replace_live`), so every part of the state lives in the widgets' synced state and a page
-    reload shows the figure the controls describe.
+    title's text, :meth:`~mhe.viz.explorer.HypothesisExplorer.describe`) and the item figure ``figure``
+    (a plotly figure shown in the ``Output`` view ``_view``), drawn again whenever a control changes. The
+    numbers are always those of all S hypotheses at the chosen temperature; the hypotheses slider only
+    changes how many are drawn. With ``dataset_items > 0`` the accuracy-vs-diversity scatter of the first
+    ``dataset_items`` items sits below (``scatter``, at the explorer's temperature, all S hypotheses); the
+    explored item is ringed in it. With ``use_figure_widget`` (default: when
+    :func:`figure_widget_available`) the page helper ``_anchor`` makes the scatter clickable: a click
+    selects that item and objective and scrolls the item figure into view. Every part of the state lives
+    in the widgets' synced state (the controls' values, the views' outputs), so a page reload shows the
+    figure the controls describe.
     """
 
     def __init__(self, explorer: Any, index: int = 0, objective: str | None = None,
@@ -206,17 +170,19 @@ class ExplorerWidget:
                                             continuous_update=False, style=style, layout=wide)
         self.metrics = widgets.HTML()
         first = ex.item_figure(index, objective, self.temperature.value, self.hypotheses.value)
-        self.figure, self._view = self._live(first, widgets)
+        self.figure, self._view = first, _view(first, widgets)
         self.scatter: Any = None
         self._scatter_view: Any = None
         self._frame: pd.DataFrame | None = None
         if dataset_items > 0:
             self._frame = ex.dataset_metrics(dataset_items)
-            scatter = accuracy_diversity_figure(self._frame, title=ex._dataset_title(self._frame, None, None),
-                                                selected=(objective, index), num_joints=len(ex.keypoint_names))
-            self.scatter, self._scatter_view = self._live(scatter, widgets)
-            self._watch_clicks()
+            self.scatter = accuracy_diversity_figure(self._frame, title=ex._dataset_title(self._frame, None, None),
+                                                     selected=(objective, index), num_joints=len(ex.keypoint_names))
+            self._scatter_view = _view(self.scatter, widgets)
+            self._scatter_view.add_class(SCATTER_CLASS)
         self._anchor = _page_helper() if self.interactive else None
+        if self._anchor is not None:
+            self._anchor.observe(self._on_page_click, names="clicked")
         self._hold = False
         for control in (self.objective, self.item, self.temperature, self.hypotheses):
             control.observe(self.refresh, names="value")
@@ -229,22 +195,6 @@ class ExplorerWidget:
         if self._scatter_view is not None:
             rows.append(self._scatter_view)
         self.box = widgets.VBox(rows, layout=full)
-
-    def _live(self, fig: Any, widgets: Any) -> tuple[Any, Any]:
-        """The figure to keep and the view that shows it: a ``FigureWidget`` in a box, or ``fig`` itself
-        rendered into an ``Output``."""
-        if self.interactive:
-            live = _figure_widget(fig)
-            return live, _live_view(live)
-        view = widgets.Output()
-        view.outputs = (_mimebundle(fig),)
-        return fig, view
-
-    def _watch_clicks(self) -> None:
-        """Select the item of a clicked point of the live scatter."""
-        if self.interactive and self.scatter is not None:
-            for trace in self.scatter.data:
-                trace.on_click(self.on_scatter_click)
 
     def _show_metrics(self) -> None:
         head, numbers = self.explorer.describe(self.item.value, self.objective.value, self.temperature.value,
@@ -263,16 +213,8 @@ class ExplorerWidget:
         ring = next(t for t in self.scatter.data if t.name == SELECTED_TRACE)
         if list(ring.x or []) == point["x"] and list(ring.y or []) == point["y"]:
             return
-        if self.interactive:
-            import plotly.graph_objects as go
-
-            fig = go.Figure(self.scatter)  # a plain copy, the ring moved
-            next(t for t in fig.data if t.name == SELECTED_TRACE).update(point)
-            self.scatter = _replace_live(self._scatter_view, self.scatter, fig)
-            self._watch_clicks()
-        else:
-            ring.update(point)
-            self._scatter_view.outputs = (_mimebundle(self.scatter),)
+        ring.update(point)
+        self._scatter_view.outputs = (_mimebundle(self.scatter),)
 
     def refresh(self, change: Any = None) -> None:
         """Redraw the item figure, the metrics line and the scatter's ring from the controls' values."""
@@ -280,11 +222,8 @@ class ExplorerWidget:
             return
         ex = self.explorer
         new = ex.item_figure(self.item.value, self.objective.value, self.temperature.value, self.hypotheses.value)
-        if self.interactive:
-            self.figure = _replace_live(self._view, self.figure, new)
-        else:  # a plain figure: updated in place and rendered again
-            _copy_into(self.figure, new)
-            self._view.outputs = (_mimebundle(self.figure),)
+        _copy_into(self.figure, new)
+        self._view.outputs = (_mimebundle(self.figure),)
         self._show_metrics()
         self._mark_selected()
 
@@ -305,11 +244,20 @@ class ExplorerWidget:
             self._anchor.requests += 1
 
     def on_scatter_click(self, trace: Any, points: Any, state: Any = None) -> None:
-        """Callback of the dataset scatter: select the clicked point's item and objective."""
+        """Select the clicked point's item and objective (plotly's ``on_click`` signature: the scatter's
+        ``trace`` and its ``points``)."""
         inds = list(getattr(points, "point_inds", []) or [])
         if not inds or trace.customdata is None or trace.meta not in self.explorer.models:
             return
         self.select(int(round(float(trace.customdata[inds[0]][0]))), trace.meta)
+
+    def _on_page_click(self, change: Any) -> None:
+        """What the page helper reports of a click on the scatter: ``{"index", "objective", "serial"}``."""
+        click = change["new"] or {}
+        index, objective = click.get("index"), click.get("objective")
+        if not isinstance(objective, str) or objective not in self.explorer.models or index is None:
+            return
+        self.select(int(round(float(index))), objective)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.box._repr_mimebundle_(**kwargs)
