@@ -85,7 +85,7 @@ def test_model_diagnostics_run_on_a_hand_model(tmp_path):
 
 
 def test_occluded_hands_by_hand():
-    from mhe.data.synthetic import occluded_hands
+    from mhe.data.statistics import occluded_hands
 
     visible = torch.ones(5, 21, dtype=torch.bool)
     visible[1, [1, 2, 3, 17]] = False  # the whole index finger: occluded
@@ -196,7 +196,7 @@ def test_selection_sweep_gives_diagnose_models_selection_at_each_temperature():
 def test_diagnose_model_runs_on_a_hand_model_and_a_deterministic_one(tmp_path):
     from mhe.config import ModelConfig
     from mhe.data import SyntheticHands
-    from mhe.data.synthetic import occluded_hands
+    from mhe.data.statistics import occluded_hands
     from mhe.models.hand import MultiHypothesisHand
 
     ds = SyntheticHands("val", size=6, seed=1, occlusion=0.4, cache_dir=tmp_path)

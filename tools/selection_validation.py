@@ -31,7 +31,7 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from mhe.data.synthetic import occluded_hands
+    from mhe.data.statistics import occluded_hands
     from mhe.diagnostics import selection_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED
     from mhe.lab.builders import build_experiment
