@@ -4,6 +4,7 @@ Core modules, the method (imported on demand, so ``import mhe`` stays fast):
 
 - :mod:`mhe.body`        MANO / SMPL through smplx, real files or license-free stand-ins
 - :mod:`mhe.geometry`    rotations, projection, normalisation, Procrustes
+- :mod:`mhe.priors`      the soft box and ball pose priors and the official constants
 - :mod:`mhe.flows`       conditional normalizing flows (zuko)
 - :mod:`mhe.objectives`  MHEntropy, NLL, min-of-N, deterministic
 - :mod:`mhe.training`    the one training loop (toy, flows and the lab's trainer step through it)
@@ -13,12 +14,14 @@ Core modules, the method (imported on demand, so ``import mhe`` stays fast):
 - :mod:`mhe.models`      encoders + flow + deterministic head + body model
 - :mod:`mhe.metrics`     BH/MPJPE, PA-MPJPE, AH, PJD, RD
 - :mod:`mhe.evaluation`  the one evaluation path and its official defaults
+- :mod:`mhe.selection`   picking a hypothesis by evidence the model never saw
 - :mod:`mhe.diagnostics` calibration, selection and failure analyses of a model on data
 - :mod:`mhe.viz`         figures and explorers
 
 The lab, :mod:`mhe.lab`, runs the method: experiments (which model and data a config names),
 the trainer, checkpoints, distributed training, run logs, config YAML I/O, the ``mhe`` command,
-the report and the notebook runner. The lab imports the core; the core never imports the lab.
+the committed tables, the report and the notebook runner. The lab imports the core; the core never
+imports the lab (docs/architecture.md).
 
 Shape letters used in every docstring: B batch, S hypotheses (samples), J joints,
 V vertices, D dimension, K observed keypoints, C context features.

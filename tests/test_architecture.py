@@ -1,6 +1,7 @@
 """The package's layout keeps its promises: imports go one way (no module imports a module that imports
 it back, counting imports inside functions too), the core (every module outside ``mhe/lab/``) never imports
-the lab (``mhe.lab``), and the experiment layer is imported by no library module."""
+the lab (``mhe.lab``), the experiment layer is imported by no library module, and no module is longer than
+500 lines."""
 
 from __future__ import annotations
 
@@ -152,3 +153,14 @@ def test_the_core_never_imports_the_lab():
     assert not offenders, (f"core modules import the lab (mhe.lab): {offenders}; the core must work without the "
                            "lab: move the code that needs the lab into mhe/lab/, or pass what it needs in as "
                            "arguments")
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_longer_than_500_lines():
+    lengths = {str(p.relative_to(PACKAGE.parent)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert len(lengths) > 40 and lengths["mhe/lab/cli.py"] > 100  # the walk found the package
+    long = {path: n for path, n in sorted(lengths.items()) if n > MAX_LINES}
+    assert not long, (f"modules longer than {MAX_LINES} lines: {long}; split each by topic into modules of at most "
+                      f"{MAX_LINES} lines (docs/architecture.md, 'Where new code goes')")
