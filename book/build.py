@@ -109,11 +109,9 @@ def why_stale(notebook: Path, executed: Path, params: dict[str, Any]) -> str | N
     return None
 
 
-def _run_notebook():  # the runner moved into mhe.lab; either place will do
-    try:
-        from mhe.lab.notebooks import run_notebook
-    except ImportError:  # pragma: no cover - before the move
-        from mhe.notebooks import run_notebook  # type: ignore[no-redef]
+def _run_notebook():
+    from mhe.lab.notebooks import run_notebook
+
     return run_notebook
 
 
