@@ -31,9 +31,9 @@ from mhe.geometry import (
     project_orthographic,
     rot6d_to_matrix,
 )
+from mhe.hypotheses import Hypotheses
 from mhe.models.encoders import build_encoder, encode
 from mhe.models.flip import DepthFlipMixture, upgrade_state_dict
-from mhe.hypotheses import Hypotheses
 from mhe.priors import ORTHO_WEIGHT, rot6d_orthonormality
 
 ROTATION_DIMS = {"axis_angle": 3, "6d": 6}
