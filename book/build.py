@@ -197,6 +197,10 @@ def stage_notebook(executed: Path, source: Path) -> dict:
             if "application/vnd.plotly.v1+json" in data and "text/html" not in data:
                 div = f"plotly-{source.stem[:2]}-{k}-{j}"
                 data["text/html"] = plotly_html(data["application/vnd.plotly.v1+json"], div)
+                # the explorer's panels need more than the text column: the theme's full-width cell
+                present = cell.get("metadata", {}).get("tags", [])
+                if "full-width" not in present:
+                    cell["metadata"] = dict(cell.get("metadata", {}), tags=[*present, "full-width"])
             if "application/vnd.jupyter.widget-view+json" in data:
                 out["data"] = {"text/markdown": WIDGET_NOTE}
         if cell["cell_type"] == "markdown":

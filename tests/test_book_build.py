@@ -104,6 +104,7 @@ def test_the_page_folds_solutions_draws_plotly_and_replaces_the_widget(files):
     html = plot["data"]["text/html"]
     assert 'class="plotly-graph-div"' in html and "Plotly.newPlot" in html and '"x":[1,2]' in html.replace(" ", "")
     assert "<script src=" not in html  # plotly.js comes from the page, once, not from a CDN
+    assert "full-width" in cells[-1]["metadata"]["tags"]  # the theme lets a plotly cell span the margin
     assert set(widget["data"]) == {"text/markdown"} and "make lab" in widget["data"]["text/markdown"]
     assert "widgets" not in page["metadata"] and "papermill" not in page["metadata"]
 
