@@ -245,3 +245,12 @@ def test_a_weight_given_twice_is_refused():
     with pytest.raises(ConfigError, match=r"objective.w_nll is given twice, as 1.0 and as objective.extra.w_nll=2.0"):
         config_from_dict(_earlier(objective={"w_nll": 1.0, "extra": {"w_nll": 2.0}}))
 
+
+
+def test_a_run_of_an_earlier_version_resumes():
+    from mhe.lab.checkpoint import check_resume_config
+
+    saved = _earlier(objective={"name": "nll", "extra": {"w_nll": 1.0, "w_keypoints": 1.0}})
+    check_resume_config(saved, config_to_dict(config_from_dict(saved)))  # the same run, in today's schema
+    with pytest.raises(ConfigError, match="docs/variants.md"):
+        check_resume_config(_earlier(model={"flip_branches": "tilt"}), config_to_dict(ExperimentConfig()))

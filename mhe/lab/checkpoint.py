@@ -297,12 +297,18 @@ def _short(items: list[str], n: int = 6) -> str:
 def check_resume_config(saved: dict[str, Any], current: dict[str, Any], source: str = "checkpoint") -> None:
     """Refuse to resume when the config changes anything but :data:`RESUME_SAFE_KEYS`.
 
-    Raises :class:`CheckpointMismatchError` listing each differing key as ``key: saved -> current``.
+    Raises :class:`CheckpointMismatchError` listing each differing key as ``key: saved -> current``. A run of an
+    earlier version resumes: its config is read in today's schema first (``objective.extra`` weights become
+    fields, left unset when absent; a removed variant's option is refused, :func:`mhe.config.upgrade_config_dict`).
     """
+    from mhe.config import upgrade_config_dict
+
+    saved = upgrade_config_dict(saved)
     diff = [
         line
         for line in config_diff(saved, current)
         if not any(line.startswith(k + ":") for k in RESUME_SAFE_KEYS)
+        and not (line.startswith("objective.") and line.endswith(": (missing) -> None"))
     ]
     if diff:
         raise CheckpointMismatchError(
