@@ -98,7 +98,9 @@ def _plotly_on_its_pages(app, pagename, templatename, context, doctree) -> None:
 def _plain_bars(app, what, name, obj, options, lines) -> None:
     """Docstrings write |x| for an absolute value or a norm, which reStructuredText reads as a substitution."""
     for i, line in enumerate(lines):
-        if "|" in line and not line.lstrip().startswith(("|", "+-", "+=")):
+        bare = line.strip()
+        table = bare.startswith(("+-", "+=")) or (len(bare) > 1 and bare[0] == bare[-1] == "|")
+        if "|" in line and not table:
             parts = re.split(r"(``.*?``|`[^`]*`)", line)  # literals keep their bars
             lines[i] = "".join(p if k % 2 else p.replace("|", "\\|") for k, p in enumerate(parts))
 
