@@ -3,7 +3,8 @@
 ``tools/shipped_reference.py`` wrote ``tests/data/shipped_reference.json``: each checkpoint's metrics on the first
 test items of the tables' split (data seed 1) under the tables' protocol (S hypotheses at T = 0.8, generators
 seeded with 0). Here each checkpoint is loaded by name, as users do, and evaluated again: the metrics must agree
-to floating-point round-off. The full check against ``figures/04_hand_metrics.csv`` and ``05_body_metrics.csv``
+to 1e-5 (relative or absolute), far below the CSVs' 4 decimals and far above the round-off of reordered float
+operations. The full check against ``figures/04_hand_metrics.csv`` and ``05_body_metrics.csv``
 (500 items per model, minutes each) is ``python tools/shipped_reference.py --check-csv``; its comparison is tested
 here on the committed rows."""
 
@@ -50,7 +51,7 @@ def test_shipped_checkpoint_loads_and_reproduces_its_reference(name):
     differ = {k: (v, got["metrics"][k]) for k, v in want["metrics"].items()
               if not (v is None and got["metrics"][k] is None)
               and (v is None or got["metrics"][k] is None
-                   or not math.isclose(got["metrics"][k], v, rel_tol=1e-6, abs_tol=1e-9))}
+                   or not math.isclose(got["metrics"][k], v, rel_tol=1e-5, abs_tol=1e-5))}
     assert not differ, f"{name} no longer computes its reference metrics (reference, now): {differ}"
 
 
