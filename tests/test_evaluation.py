@@ -178,3 +178,42 @@ def test_the_flows_slices_change_no_value(monkeypatch):
 def test_a_bad_chunk_size_is_refused(hands):
     with pytest.raises(ValueError, match="sample_chunk must be a positive int"):
         evaluate_model(small_hand(), DataLoader(hands, batch_size=3), num_samples=4, sample_chunk=0)
+
+
+@pytest.fixture(scope="module")
+def small_body():
+    import warnings
+
+    from mhe.lab.config_io import load_config
+    from mhe.models.body import MultiHypothesisBody
+
+    cfg = load_config("body_mhentropy", ["model.context_dim=32", "model.encoder_hidden=[32]", "model.flow_transforms=2",
+                                         "model.flow_hidden=[32]", "model.head_hidden=32"]).model
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MultiHypothesisBody(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def bodies(tmp_path_factory):
+    from mhe.data.synthetic_bodies import SyntheticBodies
+
+    return SyntheticBodies("test", size=5, seed=0, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_a_body_streams_the_same_numbers_with_its_mode_first(small_body, bodies):
+    batch = next(iter(DataLoader(bodies, batch_size=5)))
+    torch.manual_seed(4)
+    whole = small_body.predict(batch, 7, 0.8)
+    torch.manual_seed(4)
+    parts = list(small_body.predict_chunks(batch, 7, 0.8, 3))  # the mode, then 6 samples: chunks 3, 3, 1
+    assert [p["xyz_mm"].shape[1] for p in parts] == [3, 3, 1]
+    for key in ("xyz_mm", "uv_px", "plausible"):
+        torch.testing.assert_close(torch.cat([p[key] for p in parts], 1), whole[key], msg=key)
+    torch.testing.assert_close(parts[0]["xyz_mm"][:, 0], whole["mode_xyz_mm"][:, 0])  # hypothesis 0 is the mode
+    loader = DataLoader(bodies, batch_size=2)
+    want = score_predictions(collect_predictions(small_body, loader, num_samples=7), root=small_body.spec.root)
+    assert "n_ambiguous" in want and "plausible" in want
+    for chunk in (2, 7):
+        assert_same_figures(evaluate_model(small_body, loader, num_samples=7, sample_chunk=chunk), want)

@@ -15,7 +15,7 @@ With ``model.flip_mixture`` the flow is wrapped into the depth-flip mixture of :
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -289,15 +289,22 @@ class MultiHypothesisModel(nn.Module):
         With the flip mixture, in training mode both branches of every draw are returned (2S hypotheses
         with their ``weights``: the discrete choice is summed out exactly, so its probability gets
         gradients); in eval mode each hypothesis takes its branch at random."""
+        theta, log_q, head, weights = self._draw(batch, num_samples, temperature)
+        hyp = self.decode(theta, log_q, head)
+        if weights is not None:
+            hyp.weights = weights
+        return hyp
+
+    def _draw(self, batch: dict, num_samples: int, temperature: float) -> tuple[Tensor, Tensor, dict, Tensor | None]:
+        """What :meth:`hypotheses` decodes: the flow variables ``(B, S, D)`` (every random number of the S
+        hypotheses), their log-density, the head's outputs and the weights (None: uniform)."""
         ctx = self.context(batch)
         head = self.deterministic_head(ctx)
         if self.training and isinstance(self.flow, DepthFlipMixture):
             theta, log_q, weights = self.flow.enumerate(ctx, num_samples, temperature)
-            hyp = self.decode(theta, log_q, head)
-            hyp.weights = weights
-            return hyp
+            return theta, log_q, head, weights
         theta, log_q = self.flow.rsample_and_log_prob(ctx, num_samples, temperature)
-        return self.decode(theta, log_q, head)
+        return theta, log_q, head, None
 
     def mode(self, batch: dict) -> Hypotheses:
         """The zero-noise hypothesis (S = 1), ProHMR's "sample 0" (with the flip mixture: on the more
@@ -350,6 +357,31 @@ class MultiHypothesisModel(nn.Module):
         drawn first, so they are those of :meth:`hypotheses` under the same generator state. For a body
         with ``spec.mode_first`` (SMPL, ProHMR's protocol) hypothesis 0 is the mode and S - 1 samples follow."""
         parts, mode = self._predicted(batch, num_samples, temperature)
+        return self._in_metric_units(batch, parts, mode)
+
+    @torch.no_grad()
+    def predict_chunks(self, batch: dict, num_samples: int, temperature: float, chunk: int) -> Iterator[dict]:
+        """:meth:`predict`'s dict in consecutive chunks of at most ``chunk`` hypotheses along S (``mode_xyz_mm``
+        with each): the random numbers of all S are drawn first, as :meth:`predict` draws them, and the flow
+        variables decoded ``chunk`` at a time, so the chunks join into :meth:`predict`'s hypotheses (up to
+        rounding) while the body model holds ``chunk`` of them at once (``mhe.evaluation`` at S = 4096)."""
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int (hypotheses decoded at once), got {chunk!r}")
+        mode_first = self.spec.mode_first and not self.deterministic
+        if self.deterministic or (mode_first and num_samples == 1):
+            mode = self.mode(batch)
+            yield self._in_metric_units(batch, [mode], mode)
+            return
+        theta, log_q, head, _ = self._draw(batch, num_samples - int(mode_first), temperature)
+        mode = self.mode(batch)
+        if mode_first:  # hypothesis 0 is the mode, decoded with the samples
+            theta, log_q = torch.cat([mode.params, theta], 1), torch.cat([mode.log_q, log_q], 1)
+        for start in range(0, theta.shape[1], chunk):
+            part = self.decode(theta[:, start : start + chunk], log_q[:, start : start + chunk], head)
+            yield self._in_metric_units(batch, [part], mode)
+
+    def _in_metric_units(self, batch: dict, parts: list[Hypotheses], mode: Hypotheses) -> dict[str, Tensor]:
+        """:meth:`predict`'s dict of the hypotheses ``parts`` (joined along S) and the ``mode``."""
         joints = torch.cat([h.need("joints_3d", "predict", 1.0) for h in parts], 1)
         obs = torch.cat([h.pred_obs for h in parts], 1)
         pose = torch.cat([h.need("pose", "predict", 1.0) for h in parts], 1)
