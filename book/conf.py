@@ -55,6 +55,8 @@ html_theme_options = {
     "use_download_button": False,
     "use_fullscreen_button": False,
     "navigation_with_keys": False,
+    # the pages of wide results tables give the right-hand contents column to the tables
+    "secondary_sidebar_items": {"**": ["page-toc"], "index": [], "docs/results": []},
 }
 if SMOKE:
     html_theme_options["announcement"] = (
