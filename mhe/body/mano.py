@@ -170,25 +170,54 @@ class HandModel(smplx.MANO):
         n, tips = full_pose.shape[0], self.tip_vertex_ids
         rot = smplx.lbs.batch_rodrigues(full_pose.reshape(-1, 3)).reshape(n, -1, 3, 3)
         shape = _flat(betas, lead, self.num_betas, dtype)
-        # rest-pose joints and fingertips of this shape (shape blend shapes, then the joint regressor)
-        reg = self.J_regressor
-        j_rest = reg @ self.v_template + torch.einsum("jv,vck,nk->njc", reg, self.shapedirs[..., : shape.shape[1]],
-                                                      shape)
-        tip_rest = self.v_template[tips] + torch.einsum("vck,nk->nvc", self.shapedirs[tips, :, : shape.shape[1]],
-                                                        shape)
+        k = shape.shape[1]
+        # rest-pose joints and fingertips of this shape: the joint regressor folded into the shape blend
+        # shapes ((16, 778) x (778, 3·k), once per call, not per hypothesis), then linear in β
+        reg, dirs = self.J_regressor, self.shapedirs[..., :k]
+        j_dirs = (reg @ dirs.reshape(dirs.shape[0], -1)).reshape(-1, 3, k)
+        j_rest = (reg @ self.v_template) + (shape @ j_dirs.reshape(-1, k).T).reshape(n, -1, 3)
+        tip_rest = self.v_template[tips] + (shape @ dirs[tips].reshape(-1, k).T).reshape(n, -1, 3)
         # pose blend shapes of the fingertips only: posedirs is (135, V·3)
         eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
         pose_feature = (rot[:, 1:] - eye).reshape(n, -1)
         tip_dirs = self.posedirs.reshape(self.posedirs.shape[0], -1, 3)[:, tips].reshape(self.posedirs.shape[0], -1)
         tip_posed = tip_rest + (pose_feature @ tip_dirs).reshape(n, -1, 3)
-        joints, rel = smplx.lbs.batch_rigid_transform(rot, j_rest, self.parents, dtype=rot.dtype)
-        # skin the fingertips with their blend weights over the joints' transforms
-        skin = torch.einsum("vj,njab->nvab", self.lbs_weights[tips], rel)
-        tip_world = (skin[..., :3, :3] @ tip_posed[..., None])[..., 0] + skin[..., :3, 3]
-        out = torch.cat([joints, tip_world], dim=1)
+        # the kinematic chain, one batched step per tree depth (wrist, then the 5 fingers' 3 joints in turn),
+        # with rotation matrices and translations (smplx's batch_rigid_transform takes 15 sequential 4x4 steps)
+        order, inverse, steps = self._chain_plan()
+        R, t = rot[:, :1], j_rest[:, :1]
+        Rs, ts = [R], [t]
+        for idx, par, ppos in steps:
+            Rp = R[:, ppos]
+            t = (Rp @ (j_rest[:, idx] - j_rest[:, par])[..., None])[..., 0] + t[:, ppos]
+            R = Rp @ rot[:, idx]
+            Rs.append(R)
+            ts.append(t)
+        R_world, t_world = torch.cat(Rs, dim=1), torch.cat(ts, dim=1)  # joints in `order`
+        # skin the fingertips: blend the joints' rigid maps x -> R (x - j_rest) + t with their weights
+        w = self.lbs_weights[tips][:, order]  # (5, 16)
+        offset = t_world - (R_world @ j_rest[:, order, :, None])[..., 0]
+        blend_R = (w @ R_world.reshape(n, -1, 9)).reshape(n, -1, 3, 3)
+        tip_world = (blend_R @ tip_posed[..., None])[..., 0] + w @ offset
+        out = torch.cat([t_world[:, inverse], tip_world], dim=1)
         if transl is not None:
             out = out + _flat(transl, lead, 3, dtype)[:, None]
         return out.reshape(*lead, 21, 3)
+
+    def _chain_plan(self) -> tuple[list[int], list[int], list[tuple[list[int], list[int], list[int]]]]:
+        """The kinematic tree by depth: the joints in depth order, where each joint sits in it, and per depth
+        (its joints, their parents, the parents' positions in the previous depth)."""
+        if getattr(self, "_plan", None) is None:
+            parents = [int(p) for p in self.parents.tolist()]
+            depth = [0] * len(parents)
+            for j in range(1, len(parents)):
+                depth[j] = depth[parents[j]] + 1
+            levels = [[j for j in range(len(parents)) if depth[j] == d] for d in range(max(depth) + 1)]
+            steps = [(lv, [parents[j] for j in lv], [levels[d].index(parents[j]) for j in lv])
+                     for d, lv in enumerate(levels[1:])]
+            order = [j for lv in levels for j in lv]
+            self._plan = (order, [order.index(j) for j in range(len(parents))], steps)
+        return self._plan
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}\nSide: {self.side}\nSource: {self.source.describe()}"
