@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 page.evaluate("""() => {
                   const img = document.querySelector('.cell_output img');
                   let el = img.closest('section'), heading = el && el.querySelector('h2, h3');
-                  (heading || img).scrollIntoView();
-                  window.scrollBy(0, -60); }""")
+                  const top = (heading || img).getBoundingClientRect().top;
+                  window.scrollBy(0, top - 64); }""")  # just below the theme's sticky bar
             page.wait_for_timeout(1500)  # MathJax typesets after load
             page.screenshot(path=str(args.out / name))
             print(args.out / name)
