@@ -1,0 +1,237 @@
+"""Reference posteriors of shipped models' own targets (issue 29): samples and diagnostics.
+
+For the first N validation and N test items of each model's benchmark, draws the model's own target
+p̃(θ | obs) by batched HMC (:mod:`mhe.reference`) twice: reference 1 with the head's rotation and shape
+held at the model's (what the flow is trained against) and reference 2 with them sampled under the
+benchmark's prior. Chains start apart: half at the flow's samples (T = 1), half at overdispersed ones
+(T = 2) or, where the rotation is sampled, at the palm's depth flip of the rotation. Writes
+
+* ``data/reference/<model>_ref<1|2>.npz``: per item ``joints_mm`` (items, keep, J, 3) float16, root-relative
+  in mm at the truth's scale (as ``model.predict``), the truth ``truth_mm``, ``visible``, ``split``, ``index``;
+* ``figures/29_reference_diagnostics.csv``: per item R-hat (rank-normalised split, the worst joint
+  coordinate), bulk ESS (the worst), acceptance, step size, divergences, mean log p̃ of the reference's
+  draws and of the flow's own samples, seconds per item;
+* with ``--nuts-check K``, ``figures/29_reference_nuts_check.csv``: for K validation hands (reference 1),
+  the occluded joints' mean and spread from this HMC against pyro's NUTS (``pip install -e ".[reference]"``).
+
+    OMP_NUM_THREADS=1 python tools/reference_posterior.py [--items 100] [--models hand_mhentropy body_mhentropy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from mhe.reference import ModelTarget, ess_bulk, hmc, split_rhat
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ["model", "reference", "split", "item", "rhat_max", "rhat_log_p", "ess_bulk_min", "ess_log_p", "accept",
+           "step_size", "divergent", "log_p_reference", "log_p_flow", "seconds"]
+
+
+def load(name: str):
+    from mhe.lab.builders import build_experiment
+    from mhe.lab.experiments import load_model
+
+    model, cfg = load_model(name, device="cpu")
+    exp = build_experiment(cfg)
+    return model, cfg, exp
+
+
+def flow_starts(model, batch: dict, chains: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, flow_dim) starting flow variables: half at T = 1, half at T = 2; and the T = 1 hypotheses'
+    own samples for the flow's mean log p̃."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        near = model.hypotheses(batch, chains - chains // 2, 1.0).params
+        far = model.hypotheses(batch, chains // 2, 2.0).params
+    return torch.cat([near, far], 1), near
+
+
+def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
+    C = args.chains
+    target = ModelTarget(model, batch, C, b=cfg.objective.b, w_rec=cfg.objective.w_rec,
+                         w_prior=cfg.objective.w_prior, sample_head=reference == 2)
+    theta, near = flow_starts(model, batch, C, seed)
+    B = theta.shape[0]
+    flip = None
+    if reference == 2 and target.sample_rotation or model.rotation_in_flow and model.spec.name == "hand":
+        # the other half starts from the flow's T = 1 draws with the palm flipped in depth
+        theta = torch.cat([near, near[:, : C // 2]], 1)
+        flip = torch.zeros(B, C, dtype=torch.bool)
+        flip[:, C - C // 2:] = True
+    x0 = target.initial(theta, flip)
+    scale = target.scales(theta)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    res = hmc(target, x0.view(B, C, -1), num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
+              scale=scale, generator=gen)
+    seconds = time.perf_counter() - start
+    n = res.samples.shape[2]
+    with torch.no_grad():
+        joints = _joints(target, res.samples, batch)  # (B, C, n, J, 3) mm
+        # the flow's own T = 1 samples under the same target (padded to C rows per item, the first ones kept)
+        near_x = target.initial(torch.cat([near, near], 1)[:, :C])
+        flow_lp = target(near_x).view(B, C)[:, : near.shape[1]].mean(1)
+    J = joints.shape[-2]
+    q = joints.permute(0, 3, 4, 1, 2).reshape(B, J * 3, C, n)  # quantities × chains × draws
+    moving = q.flatten(-2).std(-1) > 1e-3  # joints the sampled variables move (not the root, not fixed ones)
+    rhat = torch.where(moving, split_rhat(q), torch.nan)
+    ess = torch.where(moving, ess_bulk(q), torch.nan)
+    keep_every = max(1, (C * n) // args.keep)
+    flat = joints.reshape(B, C * n, J, 3)  # chain-major: chain c's draws, then c + 1's
+    picks = torch.arange(0, C * n, keep_every)[: args.keep]
+    return {
+        "joints": flat[:, picks].numpy().astype(np.float16),
+        "rhat_max": _nanmax(rhat), "rhat_log_p": split_rhat(res.log_density),
+        "ess_bulk_min": _nanmin(ess), "ess_log_p": ess_bulk(res.log_density),
+        "accept": res.accept, "step_size": res.step_size, "divergent": res.divergent,
+        "log_p_reference": res.log_density.mean((1, 2)), "log_p_flow": flow_lp, "seconds": seconds / B,
+    }
+
+
+def nuts_check(name: str, items: int, args, path: Path) -> None:
+    """Reference 1 of the first ``items`` validation items by this HMC and by pyro's NUTS (one chain each
+    item, started at the flow's T = 1 sample): per item and occluded joint, the distance between the two
+    samplers' means and the two spreads (RMS distance to the mean), in mm."""
+    from pyro.infer import MCMC, NUTS
+
+    model, cfg, exp = load(name)
+    data = exp.split("val")
+    batch = default_collate([data[i] for i in range(items)])
+    res = run_chunk(model, cfg, batch, 1, args, seed=7)
+    ours = torch.from_numpy(res["joints"].astype(np.float32))  # (B, keep, J, 3)
+    rows = []
+    for i in range(items):
+        one = {k: v[i: i + 1] for k, v in batch.items()}
+        target = ModelTarget(model, one, 1, b=cfg.objective.b, w_rec=cfg.objective.w_rec,
+                             w_prior=cfg.objective.w_prior)
+        torch.manual_seed(i)
+        with torch.no_grad():
+            x0 = target.initial(model.hypotheses(one, 1, 1.0).params)[0]
+        kernel = NUTS(potential_fn=lambda p, t=target: -t(p["x"][None])[0], target_accept_prob=0.8,
+                      max_tree_depth=args.nuts_depth)
+        start = time.perf_counter()
+        mcmc = MCMC(kernel, num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup,
+                    initial_params={"x": x0.clone()}, disable_progbar=True)
+        mcmc.run()
+        seconds = time.perf_counter() - start
+        draws = mcmc.get_samples()["x"].detach()
+        with torch.no_grad():
+            theirs = _joints(target, draws[None, None], one)[0, 0]  # (n, J, 3)
+        hidden = ~batch["visible"][i].bool()
+        for j in torch.nonzero(hidden).flatten().tolist():
+            a, b = ours[i, :, j], theirs[:, j]
+            rows.append({"model": name, "item": i, "joint": j,
+                         "mean_distance_mm": float((a.mean(0) - b.mean(0)).norm()),
+                         "spread_hmc_mm": float((a - a.mean(0)).norm(dim=-1).square().mean().sqrt()),
+                         "spread_nuts_mm": float((b - b.mean(0)).norm(dim=-1).square().mean().sqrt()),
+                         "nuts_seconds": seconds})
+        print(f"NUTS item {i}: {seconds:.0f} s", flush=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _nanmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(x), -torch.inf, x).amax(-1)
+
+
+def _nanmin(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(x), torch.inf, x).amin(-1)
+
+
+def _joints(target: ModelTarget, samples: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Root-relative joints in mm (B, C, n, J, 3) of the draws, at the truth's bone length (``predict``'s)."""
+    B, C, n, D = samples.shape
+    out = []
+    for i in range(n):  # one draw of every chain at a time: the target's rows are (item, chain)
+        hyp = target.decode(samples[:, :, i].reshape(B * C, D))
+        joints = hyp.joints_3d if hasattr(hyp, "joints_3d") else hyp.extras["joints_3d"]
+        out.append(joints[:, 0].view(B, C, -1, 3))
+    scale = batch["scale"].to(samples)[:, None, None, None, None] * 1000.0
+    return torch.stack(out, 2) * scale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["hand_mhentropy", "body_mhentropy"])
+    parser.add_argument("--items", type=int, default=100, help="items per split (validation and test)")
+    parser.add_argument("--splits", nargs="+", default=["val", "test"])
+    parser.add_argument("--references", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--chains", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=150)
+    parser.add_argument("--samples", type=int, default=50, help="draws kept per chain")
+    parser.add_argument("--steps", type=int, default=10, help="leapfrog steps per transition")
+    parser.add_argument("--keep", type=int, default=100, help="draws stored per item (of chains × samples)")
+    parser.add_argument("--chunk", type=int, default=25, help="items sampled together")
+    parser.add_argument("--out", default="data/reference")
+    parser.add_argument("--csv", default="figures/29_reference_diagnostics.csv")
+    parser.add_argument("--nuts-check", type=int, default=0, help="validation hands compared with pyro's NUTS "
+                        "(only this check runs)")
+    parser.add_argument("--nuts-warmup", type=int, default=200)
+    parser.add_argument("--nuts-samples", type=int, default=300)
+    parser.add_argument("--nuts-depth", type=int, default=8, help="NUTS's maximum tree depth")
+    args = parser.parse_args(argv)
+    if args.chains < 2 or args.keep < 2:
+        parser.error("--chains and --keep must be at least 2 (R-hat compares chains)")
+    if args.nuts_check:
+        nuts_check(args.models[0], args.nuts_check, args, ROOT / "figures/29_reference_nuts_check.csv")
+        return 0
+    out_dir = ROOT / args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for name in args.models:
+        model, cfg, exp = load(name)
+        for reference in args.references:
+            saved: dict[str, list] = {"joints_mm": [], "truth_mm": [], "visible": [], "split": [], "index": []}
+            for split in args.splits:
+                data = exp.split(split)
+                count = min(args.items, len(data))
+                for lo in range(0, count, args.chunk):
+                    idx = list(range(lo, min(count, lo + args.chunk)))
+                    batch = default_collate([data[i] for i in idx])
+                    res = run_chunk(model, cfg, batch, reference, args, seed=1000 * reference + lo)
+                    saved["joints_mm"].append(res["joints"])
+                    saved["truth_mm"].append(batch["joints_3d_mm"].numpy().astype(np.float16))
+                    saved["visible"].append(batch["visible"].numpy())
+                    saved["split"] += [split] * len(idx)
+                    saved["index"] += idx
+                    for k, i in enumerate(idx):
+                        rows.append({"model": name, "reference": reference, "split": split, "item": i,
+                                     **{c: float(res[c][k]) if torch.is_tensor(res[c]) else res[c]
+                                        for c in COLUMNS[4:]}})
+                    last = rows[-len(idx):]
+                    print(f"{name} ref{reference} {split} items {idx[0]}-{idx[-1]}: "
+                          f"R-hat max median {np.median([r['rhat_max'] for r in last]):.3f}, "
+                          f"accept {np.mean([r['accept'] for r in last]):.2f}, "
+                          f"{last[0]['seconds'] * len(idx):.0f} s", flush=True)
+                    _write_csv(ROOT / args.csv, rows)  # after every chunk: a stopped run keeps what it did
+            np.savez_compressed(out_dir / f"{name}_ref{reference}.npz",
+                                joints_mm=np.concatenate(saved["joints_mm"]),
+                                truth_mm=np.concatenate(saved["truth_mm"]), visible=np.concatenate(saved["visible"]),
+                                split=np.array(saved["split"]), index=np.array(saved["index"]))
+    _write_csv(ROOT / args.csv, rows)
+    return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
