@@ -61,11 +61,17 @@ def _view(fig: Any, widgets: Any) -> Any:
 
 _HELPER_ESM = """
 function render({ model, el }) {
-  // Bring the explored item's figure into view when asked (a click on the scatter far below it).
-  model.on("change:requests", () => el.scrollIntoView({ behavior: "smooth", block: "start" }));
-  // Refit the figures whenever the explorer's width changes (a sidebar opened or closed, a cell shown
-  // after being drawn while hidden): plotly's responsive figures listen to the window's resize event.
   let observer = null, mutations = null, last = 0, timer = null, hooking = null;
+  // Bring the explored item's figure into view after a click on the scatter far below it (and whenever
+  // Python asks, through ``requests``), once the explorer is quiet (no change for 300 ms; at most 3 s).
+  let scrolling = null, deadline = 0;
+  const scroll = () => { scrolling = null; el.scrollIntoView({ behavior: "smooth", block: "start" }); };
+  const scrollWhenQuiet = () => {
+    clearTimeout(scrolling);
+    scrolling = setTimeout(scroll, Math.max(0, Math.min(300, deadline - Date.now())));
+  };
+  const scrollSoon = () => { deadline = Date.now() + 3000; scrollWhenQuiet(); };
+  model.on("change:requests", scrollSoon);
   // Pass a click on a point of the scatter to Python: its item (customdata[0]) and objective (meta).
   // The scatter is drawn again on every change, so each new plot is hooked once.
   const hook = (box) => {
@@ -78,9 +84,12 @@ function render({ model, el }) {
         const serial = (model.get("clicked").serial || 0) + 1;
         model.set("clicked", { index: Number(point.customdata[0]), objective: String(point.data.meta), serial });
         model.save_changes();
+        scrollSoon();
       });
     }
   };
+  // Refit the figures whenever the explorer's width changes (a sidebar opened or closed, a cell shown
+  // after being drawn while hidden): plotly's responsive figures listen to the window's resize event.
   const watch = (tries) => {
     const box = el.closest(".widget-vbox");
     if (!box) { if (tries > 0) setTimeout(() => watch(tries - 1), 200); return; }
@@ -92,7 +101,11 @@ function render({ model, el }) {
       timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 150);
     });
     observer.observe(box);
-    mutations = new MutationObserver(() => { clearTimeout(hooking); hooking = setTimeout(() => hook(box), 50); });
+    mutations = new MutationObserver(() => {
+      clearTimeout(hooking);
+      hooking = setTimeout(() => hook(box), 50);
+      if (scrolling !== null) scrollWhenQuiet();
+    });
     mutations.observe(box, { childList: true, subtree: true });
     hook(box);
   };
@@ -102,6 +115,7 @@ function render({ model, el }) {
     if (mutations) mutations.disconnect();
     clearTimeout(timer);
     clearTimeout(hooking);
+    clearTimeout(scrolling);
   };
 }
 export default { render };
