@@ -94,7 +94,7 @@ def test_gradients_equal_forward(smpl64, joints):
     weights = torch.randn(4, len(sel), 3, generator=torch.Generator().manual_seed(5), dtype=F64)
     ref = torch.autograd.grad((smpl64(*inputs).joints[:, sel] * weights).sum(), inputs)
     got = torch.autograd.grad((smpl64.keypoints(*inputs, joints=joints) * weights).sum(), inputs)
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
 
 
@@ -161,7 +161,7 @@ def _same(body_name: str, other: str) -> bool:
 def test_smpl_to_body_names():
     assert len(BODY_KEYPOINTS) == len(SMPL_TO_BODY) == 17 == len(set(BODY_KEYPOINTS))
     names = [SMPL_JOINT_NAMES[i] for i in SMPL_TO_BODY]
-    for body, smpl in zip(BODY_KEYPOINTS, names):
+    for body, smpl in zip(BODY_KEYPOINTS, names, strict=True):
         if body in SMPL_JOINT_NAMES:
             assert smpl == body, (body, smpl)
         else:
@@ -171,11 +171,11 @@ def test_smpl_to_body_names():
 
 def test_openpose_maps():
     assert len(OPENPOSE_KEYPOINTS) == len(SMPL_TO_OPENPOSE) == 25
-    for op, i in zip(OPENPOSE_KEYPOINTS, SMPL_TO_OPENPOSE):
+    for op, i in zip(OPENPOSE_KEYPOINTS, SMPL_TO_OPENPOSE, strict=True):
         smpl = SMPL_JOINT_NAMES[i]
         assert smpl == op or (op, smpl) == ("mid_hip", "pelvis"), (op, smpl)
     assert len(BODY_FROM_OPENPOSE) == 17
-    for body, i in zip(BODY_KEYPOINTS, BODY_FROM_OPENPOSE):
+    for body, i in zip(BODY_KEYPOINTS, BODY_FROM_OPENPOSE, strict=True):
         if i >= 0:
             assert _same(body, OPENPOSE_KEYPOINTS[i]), (body, OPENPOSE_KEYPOINTS[i])
         else:  # OpenPose has no such point
@@ -184,7 +184,7 @@ def test_openpose_maps():
 
 def test_prohmr_extra_map():
     assert len(PROHMR_EXTRA_KEYPOINTS) == 19 and len(BODY_FROM_PROHMR_EXTRA) == 17
-    for body, i in zip(BODY_KEYPOINTS, BODY_FROM_PROHMR_EXTRA):
+    for body, i in zip(BODY_KEYPOINTS, BODY_FROM_PROHMR_EXTRA, strict=True):
         if i >= 0:
             assert _same(body, PROHMR_EXTRA_KEYPOINTS[i]), (body, PROHMR_EXTRA_KEYPOINTS[i])
         else:
