@@ -142,6 +142,56 @@ def nuts_check(name: str, items: int, args, path: Path) -> None:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # q = 0.05 ... 0.95 (cGNF's levels)
+
+
+def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0) -> None:
+    """The calibration score (mean |fraction of true joints inside − q| over q = 0.05 … 0.95,
+    :func:`mhe.diagnostics.calibration_curve`) of each reference and of the flow's own T = 1 hypotheses
+    (as many as the reference keeps) against the truth, on the occluded and the visible non-root joints of
+    the items the references hold, per split; with the 90 % region's coverage and the mean spread (mm)."""
+    from mhe.diagnostics import calibration_curve
+
+    rows = []
+    for name in names:
+        model, _, exp = load(name)
+        root = model.spec.root
+        sources = {f"reference {r}": out_dir / f"{name}_ref{r}.npz" for r in (1, 2)}
+        sources = {k: np.load(v) for k, v in sources.items() if v.exists()}
+        if not sources:
+            continue
+        first = next(iter(sources.values()))
+        for split in sorted(set(first["split"].tolist())):
+            pick = first["split"] == split
+            index = first["index"][pick].tolist()
+            batch = default_collate([exp.split(split)[i] for i in index])
+            torch.manual_seed(seed)
+            keep = first["joints_mm"].shape[1]
+            flow = model.predict(batch, keep, 1.0)["xyz_mm"]
+            hyps = {"flow, T = 1": flow, **{k: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32))
+                                              for k, v in sources.items()}}
+            truth = batch["joints_3d_mm"].float()
+            visible = batch["visible"].bool()
+            not_root = torch.ones_like(visible)
+            not_root[:, root] = False
+            for source, h in hyps.items():
+                row = {"model": name, "split": split, "source": source, "items": len(index)}
+                for label, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
+                    curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
+                    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
+                    row[f"score_{label}"] = float((curve - levels).abs().mean())
+                    row[f"inside_90_{label}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
+                    spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # (B, J) mean distance to mean
+                    row[f"spread_mm_{label}"] = float(spread[mask].mean())
+                rows.append(row)
+                print(row, flush=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
 def _nanmax(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(x), -torch.inf, x).amax(-1)
 
@@ -181,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nuts-warmup", type=int, default=200)
     parser.add_argument("--nuts-samples", type=int, default=300)
     parser.add_argument("--nuts-depth", type=int, default=8, help="NUTS's maximum tree depth")
+    parser.add_argument("--calibration", action="store_true", help="only the calibration table of the references "
+                        "already in --out against the truth, beside the flow's (figures/29_reference_calibration.csv)")
     args = parser.parse_args(argv)
     if args.chains < 2 or args.keep < 2:
         parser.error("--chains and --keep must be at least 2 (R-hat compares chains)")
@@ -188,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         nuts_check(args.models[0], args.nuts_check, args, ROOT / "figures/29_reference_nuts_check.csv")
         return 0
     out_dir = ROOT / args.out
+    if args.calibration:
+        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv")
+        return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for name in args.models:
