@@ -7,6 +7,7 @@ angles that implements the :mod:`mhe.objectives` model protocol (:class:`ArmMode
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mhe.flows import ConditionalFlow
 from mhe.objectives import Hypotheses, box_prior, get_objective, laplace_log_likelihood
+from mhe.toy.flow import ToyFlow
 from mhe.training import Schedule, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
@@ -135,7 +136,7 @@ class ArmModel(nn.Module):
         self.arm = TwoLinkArm()
         self.prior_weight = prior_weight
         self.antithetic = antithetic
-        self.flow = ConditionalFlow(2, 2, transforms=transforms, hidden=hidden, kind=kind, bound=bound, bins=bins)
+        self.flow = ToyFlow(2, 2, transforms=transforms, hidden=hidden, kind=kind, bound=bound, bins=bins)
         s1, s2 = scale
         # α1 = s1·y1;  α2 = s2·y2 - s1·y1 (absolute) or s2·y2 (relative).
         mix = torch.tensor([[s1, 0.0], [-s1 if absolute else 0.0, s2]])
@@ -436,3 +437,40 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
     model.history = history
     return model.eval()
 
+
+
+def _fit_arm_state(kwargs: dict) -> tuple[dict[str, Tensor], dict]:
+    """One :func:`fit_arm` in a worker process: the model's weights and its record, cheap to send back."""
+    torch.set_num_threads(1)
+    model = fit_arm(**kwargs)
+    return model.state_dict(), {"history": model.history, "options": model.options,
+                                "train_seconds": model.train_seconds}
+
+
+def fit_arms(runs: dict[str, dict], seed: int = 0, workers: int = 1) -> dict[str, ArmModel]:
+    """Train several arms, ``name -> fit_arm(seed=seed, **runs[name])``, on ``workers`` processes at once.
+
+    Each fit seeds itself and runs on one thread, so the models are the ones :func:`fit_arm` returns one
+    after another, bit for bit, in any order and with any number of workers; ``workers=1`` trains them here,
+    one after another. Worker processes are forked (Linux, macOS), so the toy needs no installed entry point.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    jobs = {name: {"seed": seed, **kwargs} for name, kwargs in runs.items()}
+    if workers == 1 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return {name: fit_arm(**kwargs) for name, kwargs in jobs.items()}
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        # the longest fits first, so that the last one to start is a short one
+        order = sorted(jobs, key=lambda name: -(jobs[name].get("steps") or ArmOptions.steps)
+                       * (0.25 if jobs[name].get("objective") == "nll" else 1.0))
+        pending = {name: pool.apply_async(_fit_arm_state, (jobs[name],)) for name in order}
+        models = {}
+        for name in jobs:
+            state, record = pending[name].get()
+            opts = record["options"]
+            model = ArmModel(opts.transforms, opts.hidden, opts.kind, opts.prior_weight, opts.bound, opts.absolute,
+                             opts.bins, opts.scale, opts.antithetic)
+            model.load_state_dict(state)
+            model.history, model.options, model.train_seconds = record["history"], opts, record["train_seconds"]
+            models[name] = model.eval()
+    return models
