@@ -35,6 +35,7 @@ from torch import Tensor
 
 from mhe.hypotheses import Hypotheses, HypothesisModel, MissingInputError  # noqa: F401  (re-exported)
 from mhe.priors import ball_prior, box_prior  # noqa: F401  (the priors objectives and models combine)
+from mhe.utils import has_values
 
 
 def _need_batch(batch: dict, key: str, term: str, weight: float, shape: str) -> None:
@@ -130,7 +131,7 @@ def _l1_3d(hyp: Hypotheses, batch: dict, w_3d: float = 1.0) -> Tensor:
     _need_batch(batch, "joints_3d", "the 3D keypoint term w_3d", w_3d, "(B, J, 3)")
     pred = hyp.need("joints_3d", "the 3D keypoint term w_3d", w_3d)
     valid = labelled_3d(batch)
-    if bool(valid.all()):
+    if has_values(valid) and bool(valid.all()):  # without values (fake tensors): the general path below
         return (pred - batch["joints_3d"].unsqueeze(1)).abs().mean()
     keep = valid[:, None, :, None].to(pred.device)
     gt = torch.where(valid[..., None], batch["joints_3d"], 0.0).unsqueeze(1)
@@ -213,7 +214,7 @@ def nll(
 def _nll_term(model: HypothesisModel, batch: dict) -> Tensor:
     """-log q(params_gt | batch), the mean over the items with pose labels (:func:`labelled_pose`)."""
     ok = labelled_pose(batch)
-    if bool(ok.all()):
+    if has_values(ok) and bool(ok.all()):  # without values (fake tensors): the general path below
         return -model.log_prob(batch, batch["params"]).mean()
     clean = _without_missing_pose(batch, ok)
     return -_masked_item_mean(model.log_prob(clean, clean["params"]), ok)
@@ -302,24 +303,25 @@ def prohmr(
             joints = h.need("joints_metric", f"the 3D keypoint term {name} (w_3d_{name[5:]})", w)
             labelled = labelled_3d(batch, "joints_3d_mm")
             target = batch["joints_3d_mm"].to(h.pred_obs) / 1000.0
-            if bool(labelled.all()):
+            if has_values(labelled) and bool(labelled.all()):  # without values: the general path below
                 kp = _keypoint_l1(joints, target).mean()
             else:  # joints without a 3D label (NaN) are left out, as invisible ones in 2D
                 kp = _keypoint_l1(joints, torch.where(labelled[..., None], target, 0.0), labelled).mean()
             loss, terms[name] = loss + w * kp, kp.item()
     if w_params > 0:
         assert posed is not None  # computed whenever w_params > 0
-        clean = batch if bool(posed.all()) else _without_missing_pose(batch, posed)
+        every = has_values(posed) and bool(posed.all())  # without values (fake tensors): the general path
+        clean = batch if every else _without_missing_pose(batch, posed)
         # flow_target is outside the protocol (checked above): type: ignore[attr-defined]
         target = model.flow_target(clean, clean["params"]).to(mode.params)  # type: ignore[attr-defined]
         per_item = (mode.params[:, 0] - target).square().sum(-1)
-        err = per_item.mean() if bool(posed.all()) else _masked_item_mean(per_item, posed)
+        err = per_item.mean() if every else _masked_item_mean(per_item, posed)
         loss, terms["params"] = loss + w_params * err, err.item()
     if w_betas > 0:
         pred_betas = mode.need("betas", "the shape term w_betas", w_betas)
         ok = posed if posed is not None else torch.isfinite(batch["betas"]).all(-1)
         betas = batch["betas"].to(mode.params)
-        if bool(ok.all()):
+        if has_values(ok) and bool(ok.all()):  # without values (fake tensors): the general path below
             err = (pred_betas - betas).square().sum(-1).mean()
         else:
             betas = torch.where(ok.to(betas.device)[:, None], betas, 0.0)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from mhe.utils import has_values
+
 if TYPE_CHECKING:
     from mhe.body.limits import FingerLimits
 
@@ -45,7 +47,7 @@ def box_prior(x: Tensor, half_width: float | Tensor, weight: float) -> Tensor:
         (...) log of the unnormalised prior.
     """
     half_width = torch.as_tensor(half_width, dtype=x.dtype, device=x.device)
-    if (half_width <= 0).any():
+    if has_values(half_width) and (half_width <= 0).any():
         raise ValueError("box_prior half_width must be > 0")
     return -weight * torch.relu(x.abs() / half_width - 1).square().sum(-1)
 

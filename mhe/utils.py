@@ -1,4 +1,5 @@
-"""Small shared utilities: seeding, device choice, project paths and atomic file writes."""
+"""Small shared utilities: seeding, device choice, tensors without values, project paths and atomic file
+writes."""
 
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ def default_device(preference: str | None = None) -> torch.device:
             )
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def has_values(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds numbers: False for a tensor of shapes only (the ``meta`` device, or torch's fake tensors
+    as in ``tests/test_fake_cuda.py``), where checks on values (``if bad.any(): raise ...``) are skipped."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return t.device.type != "meta" and not is_fake(t)
 
 
 def data_dir() -> Path:

@@ -124,7 +124,8 @@ class SMPLSpec(BodySpec):
         }
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
-        return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=self.keypoint_ids)
+        # the indices as constants: a tensor would be read back to the host on every call (a sync on a GPU)
+        return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=SMPL_TO_BODY)
 
     def vertices(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = self.smpl(**self.smpl_inputs(theta, head))

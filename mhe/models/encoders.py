@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mhe.utils import has_values
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,7 +74,7 @@ class KeypointEncoder(nn.Module):
             raise ValueError(f"obs must have shape (B, {k}, {d}), got {tuple(obs.shape)}")
         if visible.shape != obs.shape[:2]:
             raise ValueError(f"visible must have shape {tuple(obs.shape[:2])} (B, K), got {tuple(visible.shape)}")
-        if obs.device.type == "meta":  # shape-only tracing: no values to check
+        if not has_values(obs):  # shapes only (meta or fake tensors): no values to check
             return visible.bool()
         if visible.dtype != torch.bool:
             if visible.is_complex() or not ((visible == 0) | (visible == 1)).all():
