@@ -217,3 +217,18 @@ def test_a_body_streams_the_same_numbers_with_its_mode_first(small_body, bodies)
     assert "n_ambiguous" in want and "plausible" in want
     for chunk in (2, 7):
         assert_same_figures(evaluate_model(small_body, loader, num_samples=7, sample_chunk=chunk), want)
+
+
+def test_evaluate_checkpoint_and_the_command_line_take_a_chunk(capsys):
+    from mhe.lab.cli import main
+    from mhe.lab.experiments import evaluate_checkpoint
+
+    whole = evaluate_checkpoint("hand_mhentropy", num_samples=12, max_items=4)
+    chunked = evaluate_checkpoint("hand_mhentropy", num_samples=12, max_items=4, sample_chunk=5)
+    nan = {k: math.nan if v is None else v for k, v in whole["metrics"].items()}  # None: undefined (JSON null)
+    assert_same_figures({k: math.nan if v is None else v for k, v in chunked["metrics"].items()}, nan)
+    with pytest.raises(TypeError, match="sample_chunk must be an int"):
+        evaluate_checkpoint("hand_mhentropy", num_samples=12, max_items=4, sample_chunk=2.5)
+    assert main(["evaluate", "--checkpoint", "hand_mhentropy", "--samples", "12", "--max-items", "4",
+                 "--chunk", "5"]) == 0
+    assert f"{whole['metrics']['mpjpe_bh']:.4f}" in capsys.readouterr().out

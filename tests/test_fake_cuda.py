@@ -4,13 +4,16 @@ torch's ``FakeTensorMode`` runs a model on tensors that have a shape, a dtype an
 Here every parameter, buffer and batch tensor is a fake tensor on a device other than the CPU (CUDA where torch
 is built with it, else ``meta``: see ``CUDA`` below), so an operation that meets a tensor made on the CPU inside
 a model, a prior or a loss (``torch.tensor(...)`` without ``device=``) fails with a device mismatch, as it would
-on a GPU, while the test machine needs no GPU (a test below proves the harness catches exactly that). Data-dependent checks (``if bad.any()``) have no numbers to look at: the code
-skips them where ``mhe.utils.has_values`` is false (fake and ``meta`` tensors), and the harness fails on any
-it does not skip. Scalars read for logging (a loss's ``.item()``) come back as NaN.
+on a GPU, while the test machine needs no GPU (a test below proves the harness catches exactly that).
+Data-dependent checks (``if bad.any()``) have no numbers to look at: the code skips them where
+``mhe.utils.has_values`` is false (fake and ``meta`` tensors), and the harness fails on any it does not skip.
+Scalars read for logging (a loss's ``.item()``) come back as NaN. A module's integer and bool buffers (a
+coupling's mask) keep their values: they describe the architecture, not the data.
 
 For each config in ``mhe/configs``, the model is built, moved to the fake device and run through its training
 objective (loss and terms) and ``hypotheses`` / ``mode`` / ``predict`` (``predict_chunks`` too), under
-``torch.no_grad`` (a CPU-only build of torch has no CUDA autograd engine to record a graph on).
+``torch.no_grad`` (a CPU-only build of torch has no CUDA autograd engine to record a graph on), so the
+backward pass is not checked.
 """
 
 from __future__ import annotations

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
                     help=f"items per batch (default {EVAL_BATCH_SIZE}; the sampling noise depends on it)")
     ev.add_argument("--max-items", type=_positive_int, help="evaluate only the first N items")
+    ev.add_argument("--chunk", type=_positive_int, default=None,
+                    help="hypotheses per item scored at once (default 256): memory, not results; "
+                    "e.g. --samples 4096 --chunk 128 on a small machine")
     ev.add_argument("overrides", nargs="*", metavar="data.key=value",
                     help="another setting of the generated benchmark, e.g. data.rotation=ho3d "
                     "data.visibility=official; "
@@ -344,6 +347,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         data_seed=args.data_seed,
         data_overrides=args.overrides,
+        sample_chunk=args.chunk,
     )
     table = sys.stderr if to_stdout else sys.stdout  # `--json -`: standard output holds the JSON alone
     seed_note = f" (data seed {result['data_seed']})" if result["data_seed"] is not None else ""

@@ -200,6 +200,7 @@ def evaluate_checkpoint(
     device: str | None = None,
     data_seed: int | None = None,
     data_overrides: Sequence[str] = (),
+    sample_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Rebuild a checkpoint's experiment (optionally on another dataset / root) and score ``split``.
 
@@ -210,7 +211,8 @@ def evaluate_checkpoint(
     evaluation-time temperature, e.g. ``"model.flip_temperature=1"`` for the weight as trained).
 
     ``num_samples``: hypotheses per item; None takes the body's protocol (``model.spec.eval_samples``:
-    200 for hands, 25 for bodies).
+    200 for hands, 25 for bodies). ``sample_chunk``: hypotheses scored at once (memory only, not results;
+    None: :data:`mhe.evaluation.EVAL_SAMPLE_CHUNK`), e.g. a smaller one for ProHMR's S = 4096 on a small machine.
 
     ``path`` is a checkpoint file or a shipped checkpoint's name (``"hand_mhentropy"``). The split is
     drawn in batches of ``batch_size`` with generators seeded by :data:`mhe.evaluation.EVAL_SEED`, so
@@ -230,6 +232,7 @@ def evaluate_checkpoint(
     _check_number("temperature", temperature)
     _check_int("batch_size", batch_size)
     _check_int("max_items", max_items, optional=True)
+    _check_int("sample_chunk", sample_chunk, optional=True)
     exp, ckpt, cfg, path = _checkpoint_experiment(path, dataset, root, data_seed, data_overrides)
     if exp.evaluate_fn is None:
         raise ConfigError(f"the experiment for {cfg.data.dataset!r} has no evaluation function")
@@ -241,7 +244,8 @@ def evaluate_checkpoint(
         num_samples = int(getattr(model.spec, "eval_samples", EVAL_SAMPLES))
     data = cap_items(data, max_items)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-    metrics = exp.evaluate_fn(model, loader, num_samples=num_samples, temperature=temperature)
+    chunk = {} if sample_chunk is None else {"sample_chunk": sample_chunk}  # an evaluate_fn may not stream
+    metrics = exp.evaluate_fn(model, loader, num_samples=num_samples, temperature=temperature, **chunk)
     return {
         "checkpoint": str(path),
         "dataset": cfg.data.dataset,
