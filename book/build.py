@@ -50,8 +50,8 @@ DOCS = ROOT / "docs"
 FIGURES = ROOT / "figures"
 
 # The reference part of the book, in this order; any other docs/*.md follows, sorted.
-REFERENCE = ["docs/method", "docs/glossary", "docs/results", "docs/architecture", "docs/usage", "docs/formats",
-             "docs/toy_training", "docs/gpu", "gallery", "api/index", "CONTRIBUTING"]
+REFERENCE = ["docs/method", "docs/glossary", "docs/results", "docs/architecture", "docs/tour", "docs/usage",
+             "docs/formats", "docs/toy_training", "docs/gpu", "docs/testing", "gallery", "api/index", "CONTRIBUTING"]
 SOLUTION_TAG = "solution"
 WIDGET_NOTE = ("*Here JupyterLab shows the live explorer (drop-down, sliders, clickable scatter): it needs a "
                "running kernel, so the book cannot show it. Open this notebook with `make lab` to use it; the "
