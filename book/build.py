@@ -265,7 +265,9 @@ def stage(paths: Paths, executed: list[Path]) -> Path:
     docs = sorted(DOCS.glob("*.md"))
     names = [f"docs/{d.stem}" for d in docs]
     reference = [r for r in REFERENCE if not r.startswith("docs/") or r in names]
-    reference += [n for n in names if n not in reference]
+    extra = [n for n in names if n not in reference]  # other docs pages: after the listed ones
+    at = reference.index("gallery")
+    reference = reference[:at] + extra + reference[at:]
     index = (BOOK / "index.md").read_text(encoding="utf-8")
     notebook_toc = "\n".join(f"notebooks/{p.stem}" for p in executed)
     index = index.replace("{{ notebooks }}", notebook_toc).replace("{{ reference }}", "\n".join(reference))
