@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import smplx
 import torch
 
 from mhe.body import load_smpl
@@ -85,6 +86,28 @@ def test_dense_landmark_weights_and_blend_shapes(smpl64):
     torch.testing.assert_close(model.keypoints(go, pose, betas, transl), ref, atol=1e-10, rtol=0)
     torch.testing.assert_close(model.keypoints(go, pose, betas, transl, joints=[24, 44, 7]), ref[:, [24, 44, 7]],
                                atol=1e-10, rtol=0)
+
+
+def test_body_rotations_instead_of_axis_angle(smpl64):
+    # rotation matrices (what a 6D pose holds) give the keypoints of their axis-angle, gradients included
+    go, pose, betas, transl = _inputs(6, F64, seed=3)
+    rotations = smplx.lbs.batch_rodrigues(pose.reshape(-1, 3)).reshape(6, 23, 3, 3).requires_grad_(True)
+    got = smpl64.keypoints(go, None, betas, transl, joints=SMPL_TO_BODY, body_rotations=rotations)
+    torch.testing.assert_close(got, smpl64(go, pose, betas, transl).joints[:, SMPL_TO_BODY], atol=1e-10, rtol=0)
+    # the matrices' gradient is the chain rule's through the axis-angle path's own matrices
+    weights = torch.randn(6, 17, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    (grad,) = torch.autograd.grad((got * weights).sum(), rotations)
+    aa = pose.clone().requires_grad_(True)
+    mats = smplx.lbs.batch_rodrigues(aa.reshape(-1, 3)).reshape(6, 23, 3, 3)
+    ref = smpl64.keypoints(go, aa, betas, transl, joints=SMPL_TO_BODY)
+    want = torch.autograd.grad((ref * weights).sum(), aa)[0]
+    torch.testing.assert_close(torch.autograd.grad(mats, aa, grad)[0], want, atol=1e-9, rtol=1e-9)
+    with pytest.raises(ValueError, match="body_rotations of shape"):
+        smpl64.keypoints(go, pose, body_rotations=rotations)
+    with pytest.raises(ValueError, match="body_rotations of shape"):
+        smpl64.keypoints(go, None, body_rotations=rotations[:, :22])
+    with pytest.raises(ValueError, match="needs body_pose"):
+        smpl64.keypoints(go, None)
 
 
 @pytest.mark.parametrize("joints", [None, SMPL_TO_BODY])

@@ -188,8 +188,9 @@ class BodyModel(smplx.SMPL):
             betas=out.betas.reshape(*lead, -1),
         )
 
-    def keypoints(self, global_orient: Tensor, body_pose: Tensor, betas: Tensor | None = None,
-                  transl: Tensor | None = None, joints: Sequence[int] | np.ndarray | None = None) -> Tensor:
+    def keypoints(self, global_orient: Tensor, body_pose: Tensor | None, betas: Tensor | None = None,
+                  transl: Tensor | None = None, joints: Sequence[int] | np.ndarray | None = None, *,
+                  body_rotations: Tensor | None = None) -> Tensor:
         """``forward(...).joints[..., joints, :]`` without the 6890-vertex mesh: ``(B, K, 3)``.
 
         Inputs as in :meth:`forward` (any leading shape ``B``); ``joints``: indices into the 45 joints
@@ -199,19 +200,32 @@ class BodyModel(smplx.SMPL):
         matrices and translations, one batched step per tree depth and only over the joints the
         selection needs; a landmark joint (index ≥ 24, a mesh vertex) is pose-corrected with its own
         rows of ``posedirs`` and skinned alone. Rotations are smplx's ``batch_rodrigues``. Equal to
-        :meth:`forward` up to float rounding, gradients included (tested).
+        :meth:`forward` up to float rounding, gradients included (tested). ``body_rotations (B, 23, 3, 3)``:
+        the body joints' rotation matrices instead of ``body_pose`` (pass ``body_pose=None``), for a caller that
+        holds matrices (a 6D pose): no round trip through axis-angle and back.
         """
         _check_batch("global_orient", global_orient, 3, None, "")
         lead = global_orient.shape[:-1]
-        _check_batch("body_pose", body_pose, 69, lead, " (23 joints x 3 axis-angle values)")
+        if body_rotations is None:
+            if body_pose is None:
+                raise ValueError("keypoints needs body_pose (B, 69) axis-angle or body_rotations (B, 23, 3, 3)")
+            _check_batch("body_pose", body_pose, 69, lead, " (23 joints x 3 axis-angle values)")
+        elif body_pose is not None or body_rotations.shape != (*lead, 23, 3, 3):
+            raise ValueError(f"pass body_rotations of shape {(*lead, 23, 3, 3)} (got {tuple(body_rotations.shape)}) "
+                             "and body_pose=None, or body_pose alone")
         _check_batch("betas", betas, self.num_betas, lead, "")
         _check_batch("transl", transl, 3, lead, "")
         dtype, device = self.kp_joint_rest.dtype, self.kp_joint_rest.device
         plan = self._keypoint_plan(joints, device)
         n = int(np.prod(lead)) if len(lead) else 1
         n_joints = self.kp_joint_rest.shape[0]
-        pose = torch.cat([global_orient.reshape(n, 3), body_pose.reshape(n, 69)], dim=1).to(dtype)
-        rot = smplx.lbs.batch_rodrigues(pose.reshape(-1, 3)).reshape(n, n_joints, 3, 3)
+        if body_rotations is None:
+            assert body_pose is not None
+            pose = torch.cat([global_orient.reshape(n, 3), body_pose.reshape(n, 69)], dim=1).to(dtype)
+            rot = smplx.lbs.batch_rodrigues(pose.reshape(-1, 3)).reshape(n, n_joints, 3, 3)
+        else:
+            root = smplx.lbs.batch_rodrigues(global_orient.reshape(n, 3).to(dtype)).reshape(n, 1, 3, 3)
+            rot = torch.cat([root, body_rotations.reshape(n, n_joints - 1, 3, 3).to(dtype)], dim=1)
         j_rest = self.kp_joint_rest.expand(n, -1, -1)
         if betas is not None:
             shape = betas.reshape(n, -1).to(dtype)

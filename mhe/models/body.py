@@ -125,7 +125,15 @@ class SMPLSpec(BodySpec):
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         # the indices as constants: a tensor would be read back to the host on every call (a sync on a GPU)
-        return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=SMPL_TO_BODY)
+        if self.pose_repr != "6d":
+            return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=SMPL_TO_BODY)
+        # 6D: the rotation matrices go to SMPL as they are (no round trip through axis-angle and back)
+        B, S, _ = theta.shape
+        orient = head["global_orient"]
+        rotations = rot6d_to_matrix(self.rotations(theta).unflatten(-1, (NUM_BODY_JOINTS, 6)))
+        return self.smpl.keypoints(orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3), None,
+                                   head["betas"][:, None].expand(B, S, head["betas"].shape[-1]), joints=SMPL_TO_BODY,
+                                   body_rotations=rotations)
 
     def vertices(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = self.smpl(**self.smpl_inputs(theta, head))
