@@ -6,8 +6,8 @@ One run prints one table, with the machine and the thread count:
 
 * **hand / body at the shipped sizes** (``hand_mhentropy`` / ``body_mhentropy``: batch 64, S = 10): a whole
   ``Trainer.train_step`` (encoder, flow, keypoints, prior, objective, backward, clipping, Adam) of today's model
-  against the same model run on the frozen code (``benchmarks/frozen``: the flow's sampling pass and MANO's
-  keypoints as they were at commit 2ced0cb; everything else shared), on the same batches.
+  against the same model run on the frozen code (``benchmarks/frozen``: the flow's sampling pass, MANO's and the
+  body's keypoints and the optimiser as they were at commit 2ced0cb; everything else shared), on the same batches.
 * **the official flow size** (RealNVP, 12 couplings, 512×512 hidden, context 512, D = 45, N = 10 hypotheses,
   B = 64): one step of the flow alone (samples and log-density, the loss ``mean log q + mean x²``, backward,
   Adam) from a context that takes gradients, as the encoder's would: today's flow, the frozen one, and a
@@ -97,6 +97,7 @@ def shipped_steps(config: str, batches: int) -> dict[str, Callable[[int], None]]
     cfg.train.out_dir = tempfile.mkdtemp(prefix="mhe-bench-")
     new = Trainer.from_config(exp.model, exp.train_set, cfg)
     old = Trainer.from_config(frozen.install(copy.deepcopy(exp.model)), exp.train_set, cfg)
+    old.optimizer = frozen.adam(old.params, cfg.train.lr, cfg.train.weight_decay)
     data: list[dict] = []
     while len(data) < batches:
         data.extend(new.train_loader(len(data)))

@@ -2,10 +2,12 @@
 
 Copied from git commit ``2ced0cb`` (the state before this session's refactors), unchanged but for being
 written as functions of the module they ran on: the flow's sampling pass (zuko's inverse transform,
-``mhe/flows.py``) and MANO's keypoints-only forward (smplx's kinematic chain, ``mhe/body/models.py``).
+``mhe/flows.py``), MANO's keypoints-only forward (smplx's kinematic chain, ``mhe/body/models.py``) and
+the body spec's keypoints (6D rotations to axis-angle, then SMPL's Rodrigues, ``mhe/models/body.py``).
 :func:`install` puts them on a model in place of today's methods, so the old and the new step run on the
-same modules, parameters and data, and everything else in the step (encoder, head, SMPL keypoints,
-priors, objective, optimiser) is shared. Do not edit these functions: they are the baseline.
+same modules, parameters and data, and everything else in the step (encoder, head, priors, objective) is
+shared; :func:`adam` is the optimiser as it was built then (torch's per-tensor loop, not the fused kernel).
+Do not edit these functions: they are the baseline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 
 from mhe.body.models import _check_batch, _flat_inputs
 
-__all__ = ["install", "flow_rsample_and_log_prob", "mano_keypoints"]
+__all__ = ["adam", "body_keypoints", "flow_rsample_and_log_prob", "install", "mano_keypoints"]
 
 
 def flow_rsample_and_log_prob(self, context: Tensor | None, num_samples: int, temperature: float = 1.0,
@@ -83,16 +85,30 @@ def mano_keypoints(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor
     return out.reshape(*lead, 21, 3)
 
 
+def body_keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
+    """``SMPLSpec.keypoints`` at 2ced0cb (through ``smpl_inputs``: the pose as axis-angle)."""
+    return self.smpl.keypoints(**self.smpl_inputs(theta, head), joints=self.keypoint_ids)
+
+
+def adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Adam:
+    """The trainer's optimiser at 2ced0cb: ``torch.optim.Adam`` with torch's default (per-tensor) implementation."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def install(model: nn.Module) -> nn.Module:
     """Run ``model`` (a flow, or a model holding flows and MANO layers) on the frozen code: every
     ``ConditionalFlow`` samples through :func:`flow_rsample_and_log_prob`, every MANO layer's keypoints go
-    through :func:`mano_keypoints`. In place (instance attributes shadow the methods); returns ``model``."""
+    through :func:`mano_keypoints`, every SMPL body spec's through :func:`body_keypoints`. In place (instance
+    attributes shadow the methods); returns ``model``."""
     from mhe.body.mano import HandModel
     from mhe.flows import ConditionalFlow
+    from mhe.models.body import SMPLSpec
 
     for module in model.modules():
         if isinstance(module, ConditionalFlow):
             module.rsample_and_log_prob = MethodType(flow_rsample_and_log_prob, module)  # type: ignore[method-assign]
         if isinstance(module, HandModel):
             module.keypoints = MethodType(mano_keypoints, module)  # type: ignore[method-assign]
+        if isinstance(module, SMPLSpec):
+            module.keypoints = MethodType(body_keypoints, module)  # type: ignore[method-assign]
     return model
