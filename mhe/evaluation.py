@@ -36,7 +36,7 @@ EVAL_TEMPERATURE = 0.8  # sampling temperature (official evaluation)
 EVAL_BATCH_SIZE = 50  # items per forward pass; the sampling noise depends on it, so it is fixed too
 EVAL_SEED = 0  # generators are seeded with this before the first batch
 # hypotheses per item decoded and scored at once by evaluate_model: bounds memory, changes no result (the
-# official S = 200 / 25 is one chunk; S = 4096 bodies peak near 1 GB instead of 4.4)
+# official S = 200 / 25 is one chunk; S = 4096 bodies, 50 items: 1.1 GiB peak RSS, 4.2 GiB before streaming)
 EVAL_SAMPLE_CHUNK = 256
 _PER_HYPOTHESIS = ("xyz_mm", "uv_px", "plausible")  # predict's outputs with one entry per hypothesis
 _TRUTH = ("joints_3d_mm", "keypoints_2d_px", "visible")  # what the evaluation needs of every batch
