@@ -61,11 +61,11 @@ def main() -> None:
         pose = (0.5 * torch.randn(B, width, device=device)).requires_grad_(True)
         betas = (0.1 * torch.randn(B, 10, device=device)).requires_grad_(True)
 
-        def forward():
+        def forward(model=model, go=go, pose=pose, betas=betas):
             with torch.no_grad():
                 model(go, pose, betas)
 
-        def forward_backward():
+        def forward_backward(model=model, go=go, pose=pose, betas=betas):
             out = model(go, pose, betas)
             (out.joints.square().sum() + out.vertices.square().sum()).backward()
 
@@ -76,11 +76,11 @@ def main() -> None:
         if hasattr(model, "keypoints"):
             # the keypoints-only path the hand model trains with (no 778-vertex mesh)
 
-            def kp_forward():
+            def kp_forward(model=model, go=go, pose=pose, betas=betas):
                 with torch.no_grad():
                     model.keypoints(go, pose, betas)
 
-            def kp_forward_backward():
+            def kp_forward_backward(model=model, go=go, pose=pose, betas=betas):
                 model.keypoints(go, pose, betas).square().sum().backward()
 
             kfwd = median_ms(kp_forward, reps, device)

@@ -41,7 +41,8 @@ def _row(name: str, row: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--observations", type=int, default=100, help="held-out observations (default 100)")
     parser.add_argument("--seeds", type=int, default=1, help="MHEntropy training seeds to report (default 1)")
     args = parser.parse_args()

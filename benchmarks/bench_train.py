@@ -176,18 +176,21 @@ def report(result: dict) -> None:
           f"Python {platform.python_version()}")
     print(f"[bench] batch {result['batch_size']}, S = {result['num_samples']}: {result['step_ms']:.1f} ms/step, "
           f"{result['items_per_s']:.1f} items/s ({result['hypotheses_per_s']:.0f} hypotheses/s)")
-    print(f"[bench] data: experiment with {result['train_items']:,} cached training items built in {result['build_s']:.1f} s "
+    print(f"[bench] data: experiment with {result['train_items']:,} cached training items built in "
+          f"{result['build_s']:.1f} s "
           f"(splits read, or generated and written); then "
           f"{result['data_items_per_s']:.0f} items/s through the DataLoader = "
           f"{result['data_over_train']:.1f} x the training items/s")
     if "peak_cuda_mb" in result:
         print(f"[bench] peak CUDA memory {result['peak_cuda_mb']:.1f} MiB")
     else:
-        print(f"[bench] peak RSS {result['peak_rss_mb']:.0f} MiB (before timing {result['rss_before_timing_mb']:.0f} MiB)")
+        print(f"[bench] peak RSS {result['peak_rss_mb']:.0f} MiB "
+              f"(before timing {result['rss_before_timing_mb']:.0f} MiB)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="hand_mhentropy", help="YAML or packaged config name")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")

@@ -282,7 +282,8 @@ def run_stage(name: str, fn: Callable[[], dict[str, Any]], report: dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes: checks the script, not the machine")
     parser.add_argument("--out", default="gpu_check.json", help="the JSON written (default ./gpu_check.json)")
@@ -298,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("[gpu_check] --device cuda but this torch sees no CUDA device; use --device cpu --dry-run", file=sys.stderr)
+        print("[gpu_check] --device cuda but this torch sees no CUDA device; use --device cpu --dry-run",
+              file=sys.stderr)
         return 2
 
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": {}}
