@@ -2,20 +2,22 @@
 spline couplings are evaluated in one lean pass.
 
 The toy models are tiny (2 features, hyper-networks of width 32 or 64), so a training step costs what its
-*number* of tensor operations costs, not its arithmetic. zuko's generic route through an inverted coupling
-evaluates each coupling's hyper-network twice when it returns samples with their log-density (once to invert
-the spline, once more for the log-determinant, which re-runs the spline forward) and builds the spline from
-three separately normalised parameter sets. :class:`ToyFlow` keeps zuko's modules, parameters and
-initialisation (a ``ToyFlow`` and a ``ConditionalFlow`` built from the same seed hold the same weights and
-load each other's state dicts) and computes the same function with a fraction of the operations:
+*number* of tensor operations costs, not its arithmetic. zuko's generic route through an inverted coupling runs
+each coupling's hyper-network twice (once to invert the spline, once more for the log-determinant), and
+:class:`~mhe.flows.ConditionalFlow`'s own coupling pass, which runs it once, still inverts the spline through
+zuko's transform objects and evaluates the spline forward a second time for the log-determinant. :class:`ToyFlow`
+keeps zuko's modules, parameters and initialisation (a ``ToyFlow`` and a ``ConditionalFlow`` built from the same
+seed hold the same weights and load each other's state dicts) and computes the same function with fewer
+operations:
 
 - each coupling's hyper-network runs once; the spline's inverse and its log-determinant share one bin lookup
   and one gather from a single table of knots and derivatives;
 - bin widths and heights are normalised together (one softmax, one cumulative sum).
 
 The values equal zuko's up to float rounding (tests/test_toy_flow.py compares samples, log-densities and
-gradients); only the order of a few floating-point operations differs. Flows of kind ``"realnvp"`` go the
-generic route of :class:`~mhe.flows.ConditionalFlow`.
+gradients); only the order of a few floating-point operations differs. Measured on one CPU thread, a default
+``fit_arm("mhentropy")`` step takes about 12 ms with it against about 15 ms through ``ConditionalFlow``'s pass and
+about 25 ms through zuko's generic one. Flows of kind ``"realnvp"`` go :class:`~mhe.flows.ConditionalFlow`'s route.
 """
 
 from __future__ import annotations
