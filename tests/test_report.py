@@ -85,6 +85,36 @@ def test_readme_blocks_match_the_committed_csvs():
         "README.md's generated results differ from figures/*.csv: run `python -m mhe.lab.report`")
 
 
+def test_results_page_blocks_match_the_committed_csvs():
+    """The book's results page holds every results table (all blocks but the gallery), as the CSVs give them."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    for name in report.BLOCKS:
+        if name != "gallery":
+            assert f"<!-- generated: {name} -->" in text and f"<!-- end: {name} -->" in text, name
+    assert report.render_readme(text, ROOT / "figures") == text, (
+        "docs/results.md's generated results differ from figures/*.csv: run `python -m mhe.lab.report`")
+
+
+def test_the_report_rewrites_the_results_page_beside_the_readme(tmp_path, capsys):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    _table().to_csv(figures / "04_hand_metrics.csv")
+    block = "<!-- generated: hand-results -->\nold 1.23\n<!-- end: hand-results -->\n"
+    (tmp_path / "README.md").write_text("readme\n" + block)
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "results.md"
+    page.write_text("results\n" + block)
+    args = ["--readme", str(tmp_path / "README.md"), "--figures", str(figures)]
+    assert report.main([*args, "--check"]) == 1
+    assert "README.md" in capsys.readouterr().err
+    assert report.main(args) == 0
+    for path in (tmp_path / "README.md", page):
+        assert "old 1.23" not in path.read_text() and "| MHEntropy (PCA flow) | 20.0 |" in path.read_text()
+    assert report.main([*args, "--check"]) == 0
+    page.write_text("results\n" + block)  # only the page stale: --check still fails, naming it
+    assert report.main([*args, "--check"]) == 1 and "results.md" in capsys.readouterr().err
+
+
 def _body_table() -> pd.DataFrame:
     cols = ["pa_mpjpe_bh", "pa_mpjpe_bh_ambiguous", "mpjpe_bh", "mpjpe_mode", "mpjpe_mean", "ah_ambiguous",
             "pjd_2d_vis_ambiguous", "pjd_3d_occ_ambiguous", "rd_ambiguous", "rd_mm_ambiguous", "plausible",

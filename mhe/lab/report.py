@@ -7,8 +7,8 @@ Every number the README or a notebook states about a trained model is written he
     ...
     <!-- end: hand-results -->
 
-``python -m mhe.lab.report`` rewrites them from the CSVs, and ``python -m mhe.lab.report --check`` (and a test)
-fails when the README and the CSVs disagree. Notebook 04 shows :func:`hand_takeaways` of its own table.
+``python -m mhe.lab.report`` rewrites them from the CSVs (README and the book's ``docs/results.md``); ``--check``
+(and a test) fails when they disagree with the CSVs. Notebook 04 shows :func:`hand_takeaways` of its own table.
 
 The ``gallery`` block lists every PNG in ``figures/`` with the caption its notebook gives it
 (:func:`mhe.lab.gallery.gallery`). Notebook 07 shows :func:`diagnostics_summary` and
@@ -470,21 +470,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m mhe.lab.report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--pages", nargs="*", default=None,
+                        help="other Markdown files with generated blocks (default: docs/results.md beside the README, "
+                             "the book's results page)")
     parser.add_argument("--figures", default="figures")
     parser.add_argument("--check", action="store_true", help="fail when the README is not what the CSVs give")
     args = parser.parse_args(argv)
-    path = Path(args.readme)
-    text = path.read_text()
-    new = render_readme(text, Path(args.figures))
-    if args.check:
-        if new != text:
-            print(f"{path} is out of date with the CSVs in {args.figures}; run `python -m mhe.lab.report`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        path.write_text(new)
-        print(f"rewrote the generated blocks of {path}")
+    readme = Path(args.readme)
+    pages = [Path(p) for p in args.pages] if args.pages is not None else [readme.parent / "docs" / "results.md"]
+    stale = []
+    for path in [readme, *(p for p in pages if p.is_file() or args.pages is not None)]:
+        text = path.read_text()
+        new = render_readme(text, Path(args.figures))
+        if new != text and args.check:
+            stale.append(str(path))
+        elif new != text:
+            path.write_text(new)
+            print(f"rewrote the generated blocks of {path}")
+    if stale:
+        print(f"{', '.join(stale)} out of date with the CSVs in {args.figures}; run `python -m mhe.lab.report`",
+              file=sys.stderr)
+        return 1
     return 0
 
 
