@@ -10,9 +10,10 @@ One run prints one table, with the machine and the thread count:
   body's keypoints and the optimiser as they were at commit 2ced0cb; everything else shared), on the same batches.
 * **the official flow size** (RealNVP, 12 couplings, 512×512 hidden, context 512, D = 45, N = 10 hypotheses,
   B = 64): one step of the flow alone (samples and log-density, the loss ``mean log q + mean x²``, backward,
-  Adam) from a context that takes gradients, as the encoder's would: today's flow, the frozen one, and a
-  re-implementation of the official flow's architecture (context added at both hidden layers, tanh on the
-  log-scale, masks as multiplications, the context's products computed for every hypothesis row). Each row
+  Adam as the trainer builds it) from a context that takes gradients, as the encoder's would: today's flow,
+  the frozen one, and a re-implementation of the official flow's architecture (context added at both hidden
+  layers, tanh on the log-scale, masks as multiplications, the context's products computed for every
+  hypothesis row). Each row
   gives its matrix-product FLOPs per step (counted from the shapes: forward, weight gradients, and the input
   gradients autograd needs) and their rate against this CPU's matrix-product rate, measured here as the best
   FLOP/s of a 2048³ float32 GEMM on the same threads.
@@ -183,8 +184,10 @@ def official_steps() -> tuple[dict[str, Callable[[int], None]], dict[str, int]]:
     official = OfficialRealNVP(o["features"], o["context"], o["transforms"], o["hidden"])
     ctx = torch.randn(o["batch"], o["context"])
 
-    def step_of(flow: nn.Module) -> Callable[[int], None]:
-        opt = torch.optim.Adam(flow.parameters(), lr=1e-4)
+    def step_of(flow: nn.Module, old_adam: bool = False) -> Callable[[int], None]:
+        # Adam as the trainer builds it: today's fused kernel, the frozen code's per-tensor loop
+        opt = frozen.adam(list(flow.parameters()), 1e-4, 0.0) if old_adam else torch.optim.Adam(
+            flow.parameters(), lr=1e-4, fused=True)
 
         def step(i: int) -> None:
             c = ctx.clone().requires_grad_()  # the encoder's output: the flow's gradients reach it
@@ -199,7 +202,8 @@ def official_steps() -> tuple[dict[str, Callable[[int], None]], dict[str, int]]:
     sizes = {k: o[k] for k in ("features", "context", "transforms", "hidden", "batch", "samples")}
     flops = {"today": flow_flops("today", **sizes), "frozen 2ced0cb": flow_flops("frozen", **sizes),
              "official re-impl.": flow_flops("official", **sizes)}
-    return {"today": step_of(today), "frozen 2ced0cb": step_of(old), "official re-impl.": step_of(official)}, flops
+    return {"today": step_of(today), "frozen 2ced0cb": step_of(old, old_adam=True),
+            "official re-impl.": step_of(official)}, flops
 
 
 def main(argv: list[str] | None = None) -> int:
