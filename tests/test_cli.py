@@ -70,7 +70,8 @@ def test_print_config_applies_overrides(config_file, capsys):
          else ["train", "--config", "CFG", "device=nonsense"], "device"),
         (["train", "--config", "missing.yaml"], "config file 'missing.yaml' not found"),
         (["train", "--config", "CFG", "data.dataset=nowhere"], "no experiment builder for data.dataset='nowhere'"),
-        (["evaluate", "--checkpoint", "nope.pt"], "no checkpoint 'nope.pt': it is neither a file nor a shipped checkpoint"),
+        (["evaluate", "--checkpoint", "nope.pt"],
+         "no checkpoint 'nope.pt': it is neither a file nor a shipped checkpoint"),
         (["--plugin", "no_such_module_xyz", "info"], "--plugin no_such_module_xyz: no such module"),
     ],
 )

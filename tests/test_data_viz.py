@@ -35,7 +35,7 @@ def _scatter_points(ax, color):
 
 def test_crop_grid_marks_visible_and_occluded_joints(dataset):
     fig = plot_crop_grid(dataset, indices=[0, 1, 2], cols=3)
-    for ax, i in zip(fig.axes, [0, 1, 2]):
+    for ax, i in zip(fig.axes, [0, 1, 2], strict=True):
         item = dataset[i]
         vis = item["visible"].numpy()
         shown_vis = _scatter_points(ax, VISIBLE_COLOR)

@@ -53,7 +53,8 @@ def test_calibration_of_samples_from_the_truths_distribution_is_the_diagonal():
     # and a mask keeps only the pairs asked for
     mask = torch.zeros(500, 3, dtype=torch.bool)
     mask[:, 1] = True
-    torch.testing.assert_close(dg.calibration_curve(hyp, truth, mask), dg.calibration_curve(hyp[:, :, 1:2], truth[:, 1:2]))
+    torch.testing.assert_close(dg.calibration_curve(hyp, truth, mask),
+                               dg.calibration_curve(hyp[:, :, 1:2], truth[:, 1:2]))
 
 
 def test_calibration_by_hand():
@@ -144,7 +145,9 @@ def test_diagnose_model_on_hypotheses_with_known_errors():
              "params": torch.zeros(B, 3)}
     loader = [batch]
     model = _KnownHypotheses(J)
-    pick = lambda vis: torch.arange(len(vis)) >= 4  # items 4 and 5
+    def pick(vis):
+        return torch.arange(len(vis)) >= 4  # items 4 and 5
+
     rows = dg.diagnose_model(model, loader, subset=pick, subset_name="picked", num_samples=S, calibration_samples=S,
                              depth_joints=(2, 3), noise_mm=0.0)
     assert [r["subset"] for r in rows] == ["all", "picked"] and [r["n_items"] for r in rows] == [6, 2]
@@ -175,7 +178,9 @@ def test_selection_sweep_gives_diagnose_models_selection_at_each_temperature():
     batch = {"joints_3d_mm": gt, "keypoints_2d_px": gt[..., :2], "visible": visible, "obs": gt[..., :2] / 100,
              "params": torch.zeros(B, 3), "ambiguous": torch.tensor([True, False] * 3)}
     model = _KnownHypotheses(J)
-    everything = lambda vis: torch.ones(len(vis), dtype=torch.bool)
+    def everything(vis):
+        return torch.ones(len(vis), dtype=torch.bool)
+
     rows = dg.selection_sweep(model, [batch], (0.5, 1.0), {"all": everything, "flagged": None}, num_samples=S,
                               depth_joints=(2, 3), noise_mm=30.0)
     assert [(r["temperature"], r["subset"], r["n_items"]) for r in rows] == [
@@ -272,7 +277,7 @@ def test_selection_temperature_figure_draws_each_models_changes_and_rings_its_ch
 
     rows = []
     for model, selected in (("hand_mhentropy", (16.0, 15.0, 15.5)), ("hand_nll", (18.0, 19.0, 20.0))):
-        for t, sel in zip((0.8, 1.2, 2.0), selected):
+        for t, sel in zip((0.8, 1.2, 2.0), selected, strict=True):
             for subset in ("all", "occluded"):
                 rows.append({"model": model, "subset": subset, "temperature": t, "mode": 20.0, "oracle": sel - 1.0,
                              "selected_side_view": sel})
@@ -283,7 +288,8 @@ def test_selection_temperature_figure_draws_each_models_changes_and_rings_its_ch
     # the change against the mode, in %: MHEntropy's 16 / 15 / 15.5 mm against 20 mm
     assert list(solid[0].get_ydata()) == pytest.approx([-20.0, -25.0, -22.5])
     rings = [ln for ln in lines if len(ln.get_xdata()) == 1]
-    assert [(float(r.get_xdata()[0]), float(r.get_ydata()[0])) for r in rings] == [(1.2, -25.0), pytest.approx((0.8, -10.0))]
+    assert [(float(r.get_xdata()[0]), float(r.get_ydata()[0])) for r in rings] == \
+        [(1.2, -25.0), pytest.approx((0.8, -10.0))]
 
 
 def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(tmp_path):
@@ -309,7 +315,7 @@ def test_flip_calibration_sweep_scores_each_temperature_and_puts_the_model_back(
     with torch.no_grad():
         ctx = model.context(loader[0])
         logit = model.flip_head(ctx)[:, 0]
-        for r, tau in zip(rows, (1.0, 4.0)):
+        for r, tau in zip(rows, (1.0, 4.0), strict=True):
             # the weight and the log-likelihood are the calibrated mixture's, computed here from the flow
             p1 = torch.sigmoid(logit / tau)
             assert r["flipped_weight"] == pytest.approx(float(p1.mean()), rel=1e-5)

@@ -126,7 +126,7 @@ def test_procrustes_refuses_reflections_and_is_optimal():
     err = (aligned - gt).norm(dim=-1).pow(2).sum()
     assert err > 1e-3  # a reflection would have matched exactly
     # No random similarity transform does better (brute-force check of optimality).
-    for k in range(50):
+    for _ in range(50):
         Rk = G.axis_angle_to_matrix(torch.randn(3, generator=g, dtype=torch.float64))
         sk = torch.rand((), generator=g, dtype=torch.float64) * 2
         tk = torch.randn(3, generator=g, dtype=torch.float64)

@@ -168,7 +168,7 @@ def _reference_cnn(enc: CNNEncoder, image: torch.Tensor) -> torch.Tensor:
     """CNNEncoder written out with torch.nn.functional: stride-2 3x3 convs, GroupNorm, ReLU, flatten, linear."""
     x = image
     mods = list(enc.features)
-    for conv, norm in zip(mods[0::3], mods[1::3]):
+    for conv, norm in zip(mods[0::3], mods[1::3], strict=True):
         x = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=1)
         x = F.relu(F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps))
     return x.flatten(1) @ enc.head.weight.T + enc.head.bias
@@ -225,7 +225,7 @@ def test_two_training_steps_on_the_cpu(name, crops, tmp_path):
     before = [p.detach().clone() for p in model.encoder.parameters()]
     result = Trainer.from_config(model, crops[0], cfg).fit()
     assert result.step == 2 and all(v == v and abs(v) < float("inf") for v in result.train_terms.values())
-    changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.encoder.parameters())]
+    changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.encoder.parameters(), strict=True)]
     assert all(changed)  # the CNN gets gradients from the objective
     assert (tmp_path / name / "last.pt").exists()
 

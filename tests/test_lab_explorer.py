@@ -62,7 +62,8 @@ _STATE = """() => {
   const box = document.querySelector('.widget-vbox');
   const plots = box.querySelectorAll('.js-plotly-plot');
   const slider = (name) => [...box.querySelectorAll('.widget-slider')]
-      .find(s => s.querySelector('.widget-label').textContent.trim() === name).querySelector('.widget-readout').textContent;
+      .find(s => s.querySelector('.widget-label').textContent.trim() === name)
+      .querySelector('.widget-readout').textContent;
   const select = box.querySelector('.widget-dropdown select');
   return {objective: select.options[select.selectedIndex].textContent, item: slider('item'),
           temperature: slider('temperature'), drawn: slider('hypotheses drawn'),
@@ -121,14 +122,18 @@ def overflow(lab) -> list[str]:
       const gd = document.querySelector('.widget-vbox .js-plotly-plot');
       const out = gd.closest('.jp-OutputArea-output').getBoundingClientRect();
       const problems = [];
-      for (const el of [gd.querySelector('.subplot.x2y2'), gd.querySelector('.subplot.xy'), gd.querySelector('#scene, [id^=scene]')]) {
+      const panels = [gd.querySelector('.subplot.x2y2'), gd.querySelector('.subplot.xy'),
+                      gd.querySelector('#scene, [id^=scene]')];
+      for (const el of panels) {
         if (!el) { problems.push('a panel is missing'); continue; }
         const r = el.getBoundingClientRect();
         if (r.right > out.right + 1 || r.right > window.innerWidth || r.width < 50)
-          problems.push(`a panel ends at ${r.right} px, the output area at ${out.right} px, the window at ${window.innerWidth} px`);
+          problems.push(`a panel ends at ${r.right} px, the output area at ${out.right} px, ` +
+                        `the window at ${window.innerWidth} px`);
       }
       const area = gd.closest('.jp-OutputArea-output');
-      if (area.scrollWidth > area.clientWidth + 1) problems.push(`the output scrolls: ${area.scrollWidth} > ${area.clientWidth} px`);
+      if (area.scrollWidth > area.clientWidth + 1)
+        problems.push(`the output scrolls: ${area.scrollWidth} > ${area.clientWidth} px`);
       return problems;
     }""")
 
@@ -165,7 +170,8 @@ def widths(lab) -> list[tuple[float, float]]:
     """(figure width, output-area width) of the item figure and of the scatter, px."""
     return lab.page.evaluate("""() => [...document.querySelectorAll('.widget-vbox .js-plotly-plot')].map(gd => {
       const main = gd.querySelector('.main-svg');
-      return [main.getBoundingClientRect().width, gd.closest('.jp-OutputArea-output').getBoundingClientRect().width]; })""")
+      return [main.getBoundingClientRect().width,
+              gd.closest('.jp-OutputArea-output').getBoundingClientRect().width]; })""")
 
 
 def fills(lab, timeout: float = 10) -> list[str]:
@@ -229,7 +235,8 @@ def test_a_click_on_the_scatter_rings_the_point_and_shows_its_figure(lab):
         if 0 <= top < page.viewport_size["height"] / 2:
             break
         page.wait_for_timeout(250)
-    assert 0 <= top < page.viewport_size["height"] / 2, f"the item's figure is not in view after the click (top {top} px)"
+    assert 0 <= top < page.viewport_size["height"] / 2, \
+        f"the item's figure is not in view after the click (top {top} px)"
     assert not no_errors(lab), no_errors(lab)
 
 

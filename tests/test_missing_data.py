@@ -100,7 +100,8 @@ def test_prohmr_missing_keypoints_are_not_visible_and_unusable_items_are_counted
         (lambda r: r["betas"].__setitem__((0, 2), -np.inf), r"key 'betas' of item 0 .*, value 2 is -inf"),
         (lambda r: r["body_keypoints_2d"].__setitem__((0, 3, 2), np.nan),
          r"key 'body_keypoints_2d' of item 0 .*, keypoint 3 is .*nan\]; its confidence .* must be finite"),
-        (lambda r: r["extra_keypoints_2d"].__setitem__((2, 4, 2), -1.0), r"keypoint 4 .* must be finite and not negative"),
+        (lambda r: r["extra_keypoints_2d"].__setitem__((2, 4, 2), -1.0),
+         r"keypoint 4 .* must be finite and not negative"),
         (lambda r: r["extra_keypoints_3d"].__setitem__((1, 0, 1), np.inf),
          r"key 'extra_keypoints_3d' of item 1 .*, keypoint 0 .* positive confidence needs finite coordinates"),
         (lambda r: r["has_betas"].__setitem__(4, np.nan), r"key 'has_betas' of item 4 .* is nan; expected 0 or 1"),
@@ -321,7 +322,8 @@ def test_threedpw_unusable_frames_and_sequences(tmp_path):
     [
         (lambda s: s["poses"][0].__setitem__((2, 5), np.nan), r"key 'poses' \(person 0, frame 2, entry 5\) is nan"),
         (lambda s: s["trans"][0].__setitem__((0, 1), np.inf), r"key 'trans' \(person 0, frame 0, entry 1\) is inf"),
-        (lambda s: s["cam_poses"].__setitem__((3, 0, 3), np.nan), r"key 'cam_poses' \(frame 3, entry \(0, 3\)\) is nan"),
+        (lambda s: s["cam_poses"].__setitem__((3, 0, 3), np.nan),
+         r"key 'cam_poses' \(frame 3, entry \(0, 3\)\) is nan"),
         (lambda s: s["cam_intrinsics"].__setitem__((0, 0), 0.0), "focal lengths .* must be positive"),
         (lambda s: s["poses2d"][0].__setitem__((1, 2, 4), np.nan),
          r"person 0, frame 1\): the confidence of keypoint 4 \(right_wrist\) is nan"),
@@ -496,7 +498,8 @@ def test_threedpw_person_behind_the_camera_has_no_scale_and_evaluates(tmp_path):
     uv = torch.stack([it["keypoints_2d_px"] for it in items])
     p = {"pred_xyz": gt[:, None].repeat(1, 2, 1, 1), "gt_xyz": gt, "gt_uv": uv,
          "pred_uv": torch.nan_to_num(uv)[:, None].repeat(1, 2, 1, 1),
-         "visible": torch.stack([it["visible"] for it in items]), "px_per_mm": torch.stack([it["px_per_mm"] for it in items])}
+         "visible": torch.stack([it["visible"] for it in items]),
+         "px_per_mm": torch.stack([it["px_per_mm"] for it in items])}
     out = score_predictions(p, root=BODY_ROOT)
     assert out["mpjpe_bh"] == 0.0 and out["px_per_mm"] == pytest.approx(float(ds[0]["px_per_mm"]))
 
@@ -553,7 +556,8 @@ def test_evaluation_names_the_ground_truth_it_needs():
         def predict(self, *args):
             raise AssertionError("not reached")
 
-    with pytest.raises(ValueError, match=r"needs items with joints_3d_mm, keypoints_2d_px .* have \['obs', 'visible'\]"):
+    with pytest.raises(ValueError,
+                       match=r"needs items with joints_3d_mm, keypoints_2d_px .* have \['obs', 'visible'\]"):
         collect_predictions(Never(), [{"obs": torch.zeros(1, 17, 2), "visible": torch.ones(1, 17, dtype=torch.bool)}])
 
 
@@ -580,7 +584,8 @@ def test_a_2d_only_file_and_an_empty_split(tmp_path):
 def test_threedpw_messages_place_the_value(tmp_path):
     path = write_threedpw_sequence(tmp_path, "one", 1, seed=2, invalid_fraction=0.0)  # a single frame
     _rewrite(path, lambda s: s["poses"][0].__setitem__((0, 4), np.nan))
-    with pytest.raises(DataFileError, match=r"'poses' \(person 0, frame 0, entry 4\) is nan; .* \(1 frame\(s\) in all\)"):
+    with pytest.raises(DataFileError,
+                       match=r"'poses' \(person 0, frame 0, entry 4\) is nan; .* \(1 frame\(s\) in all\)"):
         ThreeDPW(tmp_path, standin=True)
     _rewrite(path, lambda s: (s["poses"][0].__setitem__((0, 4), 0.0), s["cam_intrinsics"].__setitem__((1, 2), np.inf)))
     with pytest.raises(DataFileError, match=r"'cam_intrinsics' \(entry \(1, 2\)\) is inf; expected finite"):

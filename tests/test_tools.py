@@ -53,7 +53,8 @@ def test_collect_validation_reads_the_last_validation_of_each_run(tmp_path):
     assert row["rotation"] == "flow + flip mixture (conditional)" and row["prior"] == "joint_limits (weight 1000)"
     # a run of a variant that was removed (docs/variants.md) is refused with a message saying so
     text = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_text(text.replace("  flip_mixture: true", "  flip_mixture: true\n  flip_branches: tilt"))
+    (run / "config.yaml").write_text(text.replace("  flip_mixture: true",
+                                                  "  flip_mixture: true\n  flip_branches: tilt"))
     with pytest.raises(ConfigError, match=r"model.flip_branches='tilt'.*not adopted.*docs/variants.md"):
         _tool("collect_validation").main([str(run), "--out", str(out)])
 
@@ -74,7 +75,8 @@ def test_collect_validation_appends_body_rows_and_names_prohmrs_prior(tmp_path):
     assert frame.loc[1, "step"] == 7 and frame.loc[1, "pa_mpjpe_bh"] == 99.0
     w_prior = cfg.objective.w_prior
     assert frame.loc[1, "prior"] == f"learned (limits weight 1000) × {w_prior:g} (ProHMR's objective)"
-    assert frame.loc[1, "flow"] == "6 × realnvp" and frame.loc[0, "flow"] == "6 × realnvp" and frame.loc[1, "temper_steps"] == 0
+    assert frame.loc[1, "flow"] == "6 × realnvp" and frame.loc[0, "flow"] == "6 × realnvp"
+    assert frame.loc[1, "temper_steps"] == 0
 
 
 def test_diagnostics_tool_writes_all_and_ambiguous_rows_per_model(tmp_path):
@@ -125,8 +127,8 @@ def test_flip_calibration_scores_the_validation_split_and_stores_the_choice(tmp_
 
     import torch
 
-    from mhe.lab.diagnostics_runs import flip_temperature_choice
     from mhe.lab.checkpoint import resolve_checkpoint_path
+    from mhe.lab.diagnostics_runs import flip_temperature_choice
     from mhe.lab.experiments import load_model
 
     ckpt = tmp_path / "rot.pt"
@@ -142,7 +144,7 @@ def test_flip_calibration_scores_the_validation_split_and_stores_the_choice(tmp_
     model, cfg = load_model(ckpt, device="cpu")
     assert cfg.model.flip_temperature == chosen == model.flip_temperature
     shipped, _ = load_model("hand_mhentropy_rot", device="cpu")
-    for a, b in zip(model.state_dict().values(), shipped.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), shipped.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the weights are untouched
     # --no-metrics: the log-likelihood only; --append replaces the model's rows
     assert _tool("flip_calibration").main([str(ckpt), "--items", "6", "--temperatures", "2", "--no-metrics",

@@ -39,10 +39,14 @@ def one_line_error(capsys, code: int) -> str:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["evaluate", "--checkpoint", "hand_mhentropy", "--samples", "0"], "--samples: must be a positive integer, got 0"),
-        (["evaluate", "--checkpoint", "hand_mhentropy", "--batch-size", "0"], "--batch-size: must be a positive integer"),
-        (["evaluate", "--checkpoint", "hand_mhentropy", "--max-items", "-3"], "--max-items: must be a positive integer"),
-        (["evaluate", "--checkpoint", "hand_mhentropy", "--temperature", "0"], "--temperature: must be a positive number"),
+        (["evaluate", "--checkpoint", "hand_mhentropy", "--samples", "0"],
+         "--samples: must be a positive integer, got 0"),
+        (["evaluate", "--checkpoint", "hand_mhentropy", "--batch-size", "0"],
+         "--batch-size: must be a positive integer"),
+        (["evaluate", "--checkpoint", "hand_mhentropy", "--max-items", "-3"],
+         "--max-items: must be a positive integer"),
+        (["evaluate", "--checkpoint", "hand_mhentropy", "--temperature", "0"],
+         "--temperature: must be a positive number"),
         (["evaluate", "--checkpoint", "hand_mhentropy", "--samples", "ten"], "must be a positive integer, got 'ten'"),
         (["evaluate", "--checkpoint", "hand_mhentropy", "--data", "ho3d"], "--data ho3d needs --root"),
         (["evaluate", "--checkpoint", "hand_mhentropy", "--split", "train"], "invalid choice: 'train'"),
@@ -92,7 +96,8 @@ def test_config_errors_are_one_line(registered, config_file, tmp_path, capsys):
     err = one_line_error(capsys, main(["train", "--config", "hand_mhentropy", "objective.name=deterministic",
                                        "--print-config"]))
     assert "model.deterministic=true" in err
-    assert "--plugin no_such_mod_xyz: no such module" in one_line_error(capsys, main(["--plugin", "no_such_mod_xyz", "info"]))
+    assert "--plugin no_such_mod_xyz: no such module" in one_line_error(capsys,
+                                                                         main(["--plugin", "no_such_mod_xyz", "info"]))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ or, with ``--out figures/05_body_validation_choices.csv``, the body runs' (objec
 
 Each candidate is a training run (``runs/<name>``) whose ``val_log.csv`` the trainer wrote; the last
 validation of each (S = 50 at T = 0.8 on the first 256 validation hands, the trainer's setting) goes into
-one row with the candidate's objective, pose parameterisation, prior, rotation and Laplace scale b. Test splits play no part in these choices.
+one row with the candidate's objective, pose parameterisation, prior, rotation and Laplace scale b. Test splits
+play no part in these choices.
 
     python tools/collect_validation.py runs/jl_pca runs/jl_pca_w1000 ...
     python tools/collect_validation.py --append --out figures/05_body_validation_choices.csv runs/p2d_prior_0.0005

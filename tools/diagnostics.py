@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     for body in ("hand", "body") if args.body == "both" else (args.body,):
-        out = Path(args.out) if args.out and args.body != "both" else ROOT / "figures" / DIAGNOSTICS_SETTINGS[body]["csv"]
+        out = (Path(args.out) if args.out and args.body != "both"
+               else ROOT / "figures" / DIAGNOSTICS_SETTINGS[body]["csv"])
         names = args.models or DIAGNOSTICS_SETTINGS[body]["models"]
         # the shipped checkpoints (--smoke: tiny models trained on the spot)
         models = {name: (load_or_train(name, body=body, smoke=True, device="cpu", progress=False) if args.smoke

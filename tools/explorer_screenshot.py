@@ -7,6 +7,8 @@ scrolls to the explorer, picks a hand with a hidden finger, and saves the window
     python tools/explorer_screenshot.py [--smoke] [--out figures/06_explorer_jupyterlab.png]
 """
 
+# The caption must stay on one line (mhe.lab.gallery reads it to the end of the line): no line limit here.
+# ruff: noqa: E501
 # caption 06_explorer_jupyterlab: The live explorer of notebook 06 in JupyterLab at 1440 × 900 (default layout, file browser open): controls, the metrics line and the three panels, all in view.
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             anchor.scroll_into_view_if_needed()
             # the controls at the top of the window: scroll so that the widget starts there
             lab.page.evaluate("""() => {
-              const box = document.querySelector('.widget-vbox'), outer = document.querySelector('.jp-WindowedPanel-outer');
+              const box = document.querySelector('.widget-vbox');
+              const outer = document.querySelector('.jp-WindowedPanel-outer');
               outer.scrollTop += box.getBoundingClientRect().top - outer.getBoundingClientRect().top - 8; }""")
             lab.page.wait_for_timeout(2000)
             problems = lab.kernel_errors() + lab.console_errors

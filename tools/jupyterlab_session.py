@@ -238,7 +238,8 @@ class LabSession:
         view), bring it into view and return its locator."""
         end = time.monotonic() + timeout
         first = self.page.locator(selector).first
-        self.page.evaluate("() => { const s = document.querySelector('.jp-WindowedPanel-outer'); if (s) s.scrollTop = 0; }")
+        self.page.evaluate(
+            "() => { const s = document.querySelector('.jp-WindowedPanel-outer'); if (s) s.scrollTop = 0; }")
         while time.monotonic() < end:
             if self.page.locator(selector).count() > 0:
                 first.scroll_into_view_if_needed()

@@ -53,7 +53,8 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
                                    depth_joints=s["depth_joints"], noise_mm=s["noise_mm"], seed=EVAL_SEED):
             gain = 100.0 * (row["selected_side_view"] / row["mode"] - 1.0)
             rows.append({"model": name, "run": cfg.name, "steps": cfg.train.steps, "samples": num_samples, **row,
-                         "side_view_vs_mode_pct": gain, "oracle_vs_mode_pct": 100.0 * (row["oracle"] / row["mode"] - 1.0)})
+                         "side_view_vs_mode_pct": gain,
+                         "oracle_vs_mode_pct": 100.0 * (row["oracle"] / row["mode"] - 1.0)})
             if log is not None:
                 log(f"{name} {row['subset']} T={row['temperature']:g}: mode {row['mode']:.2f}, "
                     f"oracle {row['oracle']:.2f}, side view {row['selected_side_view']:.2f} mm ({gain:+.1f} %)")
@@ -63,7 +64,8 @@ def selection_validation(models, temperatures, items: int | None = None, num_sam
 def main(argv: list[str] | None = None) -> int:
     parser = validation_sweep_parser(__doc__.splitlines()[0], DEFAULT_MODELS, DEFAULT_TEMPERATURES,
                                      ROOT / "figures" / "07_selection_validation.csv",
-                                     "add the rows to --out, replacing its rows of the same (model, temperature, subset)")
+                                     "add the rows to --out, replacing its rows of the same "
+                                     "(model, temperature, subset)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     import torch
