@@ -281,14 +281,15 @@ def test_fit_target_records_its_terms_and_tempers_only_when_asked():
 
 def test_fit_target_is_the_loop_notebook_01_writes_bit_for_bit():
     """fit_target steps through mhe.training.fit; its flow is the one of the plain loop (Adam, torch's cosine
-    scheduler, tempered β) that notebook 01 writes out with a ToyFlow, to the last bit."""
-    from mhe.toy import ToyFlow, target_log_density
+    scheduler, tempered β) that notebook 01 writes out with a ConditionalFlow, to the last bit."""
+    from mhe.flows import ConditionalFlow
+    from mhe.toy import target_log_density
     from mhe.utils import seed_everything
 
     steps, anneal = 8, 0.5
     package = fit_target("ring", "reverse_kl", steps=steps, seed=3, anneal=anneal)
     seed_everything(3)
-    flow = ToyFlow(2, 0, transforms=4, hidden=(32, 32), kind="nsf_coupling", bins=16)
+    flow = ConditionalFlow(2, 0, transforms=4, hidden=(32, 32), kind="nsf_coupling", bins=16)
     optimiser = torch.optim.Adam(flow.parameters(), lr=5e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     log_p, losses = target_log_density("ring"), []

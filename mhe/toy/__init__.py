@@ -24,12 +24,11 @@ samples of :class:`ExactArmPosterior` on held-out observations (coverage within 
 exact solutions, mass per solution, solutions hit), and :func:`write_posterior_match` writes the
 table that notebook 01 commits as ``figures/01_posterior_match.csv``.
 
-The package has four modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
+The package has three modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
 :mod:`mhe.toy.arm` (the arm, its flow model, :func:`fit_arm`, :func:`fit_arms` for several at once on several
-processes), :mod:`mhe.toy.posterior` (the exact posterior and how close a fit comes to it) and
-:mod:`mhe.toy.flow` (:class:`ToyFlow`, the spline flow of both fits with a lean pass: these models are so
-small that a step costs what its number of tensor operations costs); every public name is importable from
-``mhe.toy``. Both fits train through the package's one loop, :func:`mhe.training.fit`.
+processes) and :mod:`mhe.toy.posterior` (the exact posterior and how close a fit comes to it); both fits use
+:class:`mhe.flows.ConditionalFlow`, and every public name is importable from ``mhe.toy``. Both fits train
+through the package's one loop, :func:`mhe.training.fit`.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from mhe.toy.arm import (
     score_function_loss,
     tempered_b,
 )
-from mhe.toy.flow import ToyFlow
 from mhe.toy.posterior import (
     EXACT_NAME,
     MATCH_COLUMNS,
@@ -81,7 +79,7 @@ from mhe.toy.targets import (
 
 __all__ = [
     "ARM_OBJECTIVES", "ARM_WEIGHTS", "EXACT_NAME", "MATCH_COLUMNS", "MATCH_RADIUS", "RING_MODES", "RING_RADIUS",
-    "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions", "ExactArmPosterior", "ToyFlow", "TwoLinkArm",
+    "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions", "ExactArmPosterior", "TwoLinkArm",
     "arm_batch", "arm_coverage", "banana_log_density", "count_modes", "count_ring_modes", "density_grid", "fit_arm",
     "fit_arms", "fit_target",
     "held_out_arm_observations", "mode_coverage", "moons_log_density", "observe", "posterior_match",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mhe.flows import ConditionalFlow
 from mhe.objectives import Hypotheses, box_prior, get_objective, laplace_log_likelihood
-from mhe.toy.flow import ToyFlow
 from mhe.training import Schedule, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
@@ -136,7 +136,7 @@ class ArmModel(nn.Module):
         self.arm = TwoLinkArm()
         self.prior_weight = prior_weight
         self.antithetic = antithetic
-        self.flow = ToyFlow(2, 2, transforms=transforms, hidden=hidden, kind=kind, bound=bound, bins=bins)
+        self.flow = ConditionalFlow(2, 2, transforms=transforms, hidden=hidden, kind=kind, bound=bound, bins=bins)
         s1, s2 = scale
         # α1 = s1·y1;  α2 = s2·y2 - s1·y1 (absolute) or s2·y2 (relative).
         mix = torch.tensor([[s1, 0.0], [-s1 if absolute else 0.0, s2]])

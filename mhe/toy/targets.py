@@ -13,8 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mhe.flows import fit_nll
-from mhe.toy.flow import ToyFlow
+from mhe.flows import ConditionalFlow, fit_nll
 from mhe.training import fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
@@ -105,9 +104,8 @@ def sample_target(name: str, n: int, generator: torch.Generator | None = None) -
     return torch.cat(out)[:n]
 
 
-class TargetFlow(ToyFlow):
-    """The flow :func:`fit_target` returns: a :class:`~mhe.toy.flow.ToyFlow` (a :class:`~mhe.flows.ConditionalFlow`
-    with a lean spline pass) with its training record."""
+class TargetFlow(ConditionalFlow):
+    """The flow :func:`fit_target` returns: a :class:`~mhe.flows.ConditionalFlow` with its training record."""
 
     #: per step of a sampling objective: ``target``, ``entropy``, ``loss`` and ``beta`` (empty for ``nll``).
     history: list[dict[str, float]]
