@@ -139,7 +139,8 @@ def test_body_takeaways_quote_only_the_table():
     full = report.body_results(table)
     assert "| MHEntropy | 2D visible | 70.0 | 80.0 |" in full and "500 test bodies, 230 of them ambiguous" in full
     # rows in the table's order: MHEntropy, ProHMR without labels, NLL, ..., deterministic
-    assert full.index("| MHEntropy |") < full.index("| ProHMR's objective + pose prior, no pose labels |") < full.index("| NLL")
+    assert full.index("| MHEntropy |") < full.index("| ProHMR's objective + pose prior, no pose labels |") \
+        < full.index("| NLL")
 
 
 # -- notebook 07's tables and the README's gallery ------------------------------------------------------
@@ -213,7 +214,8 @@ def test_gallery_takes_each_caption_from_the_notebook_that_saves_the_figure(tmp_
         ("code", 'for k in range(2):\n    # caption: Cap C.\n    save_figure(fig, f"02_c_{k}")'),
         ("code", '# caption 02_d_x: Cap D.\nfor n in names:\n    save_figure(fig, f"02_d_{n}")'),
     ])
-    _notebook(notebooks / "notes.ipynb", [("code", '# caption: not a numbered notebook\nsave_figure(fig, "99_orphan")')])
+    _notebook(notebooks / "notes.ipynb",
+              [("code", '# caption: not a numbered notebook\nsave_figure(fig, "99_orphan")')])
     for name in ("02_a", "02_b", "02_b2", "02_c_0", "02_c_1", "02_d_x", "99_orphan"):
         (figures / f"{name}.png").write_bytes(b"")
     (figures / "02_e.html").write_text("")  # not a PNG: not in the gallery
@@ -244,7 +246,8 @@ def _table_with_images() -> pd.DataFrame:
     image = pd.DataFrame({
         "mhentropy_image": [44.0, 15.0, 50.0, 49.0, 45.0, 5.2, 6.7, 0.78, 3.5, 0.52, 1.6, 0.999, 0.4, 57.0, 37.0],
         "nll_image": [49.0, 14.0, 66.0, 59.0, 67.0, 16.0, 21.6, 0.74, 11.3, 0.50, 1.6, 0.85, 0.4, 60.0, 40.0],
-        "deterministic_image": [57.0, 20.0, 57.0, 57.0, 40.0, 0.0, 0.0, math.nan, 0.0, math.nan, 1.6, 0.99, 0.5, 70, 45],
+        "deterministic_image": [57.0, 20.0, 57.0, 57.0, 40.0, 0.0, 0.0, math.nan, 0.0, math.nan, 1.6, 0.99, 0.5,
+                                70, 45],
     }, index=table.columns).T
     out = pd.concat([table, image])
     out.insert(0, "input", ["visible 2D keypoints"] * len(table) + ["image (64 px crop)"] * len(image))
@@ -262,7 +265,8 @@ def test_image_rows_get_an_input_column_and_their_own_takeaway(tmp_path):
     assert "44.0 mm off (from the keypoints: 20.0 mm), against 57.0 mm" in line
     assert f"0.520 against 0.500 for NLL on the same crops ({0.52 / 0.50:.2f} ×)" in line
     assert "99.9 % of its hypotheses plausible (NLL 85.0 %)" in line
-    assert "40.0 % of the hands get a depth-mirrored palm (BH-MPJPE 57.0 mm on them, 37.0 mm on the rest), against 10.0 %" in line
+    assert ("40.0 % of the hands get a depth-mirrored palm (BH-MPJPE 57.0 mm on them, 37.0 mm on the rest), "
+            "against 10.0 %") in line
     # the CSV round trip the README takes (a string column among the numbers)
     table.to_csv(tmp_path / "04_hand_metrics.csv", float_format="%.4f")
     assert report.hand_results(pd.read_csv(tmp_path / "04_hand_metrics.csv", index_col=0)) == text
@@ -281,7 +285,8 @@ def test_metrics_table_input_column():
 
 def test_validation_table_shows_objective_b_and_rd_mm():
     table = pd.DataFrame([
-        {"run": "long", "objective": "mhentropy", "pose": "pca", "prior": "joint_limits (weight 1000)", "rotation": "head",
+        {"run": "long", "objective": "mhentropy", "pose": "pca", "prior": "joint_limits (weight 1000)",
+         "rotation": "head",
          "b": 0.015, "step": 9000.0, "mpjpe_bh": 17.18, "mpjpe_mean": 21.36, "ah": 16.0, "rd": 0.522, "rd_mm": 0.3458,
          "plausible": 0.9991, "flip_rate": 0.0977, "mpjpe_bh_flip": 27.9, "mpjpe_bh_noflip": 16.0},
         {"run": "old", "objective": "nll", "pose": "pca", "prior": "none (NLL)", "rotation": "head", "b": 0.03,
@@ -289,20 +294,24 @@ def test_validation_table_shows_objective_b_and_rd_mm():
          "plausible": 0.9, "flip_rate": 0.3, "mpjpe_bh_flip": 45.0, "mpjpe_bh_noflip": 18.0}])
     text = report.validation_results(table)
     assert text.splitlines()[0].startswith("| run | objective | pose | prior | rotation | b | steps |")
-    assert "| `long` | mhentropy | pca | joint_limits (weight 1000) | head | 0.015 | 9000 | 17.2 | 21.4 | 16.0 | 0.522 | 0.346 |" in text
+    assert ("| `long` | mhentropy | pca | joint_limits (weight 1000) | head | 0.015 | 9000 | 17.2 | 21.4 | 16.0 "
+            "| 0.522 | 0.346 |") in text
     assert "| `old` | nll | pca | none (NLL) | head | 0.03 | 3000 |" in text and "| 1.000 | — |" in text
     # an older table without the objective and b columns still renders
-    assert "| run | pose | prior | rotation | steps |" in report.validation_results(table.drop(columns=["objective", "b"]))
+    older = table.drop(columns=["objective", "b"])
+    assert "| run | pose | prior | rotation | steps |" in report.validation_results(older)
 
 
 def test_flip_calibration_block_marks_the_highest_log_likelihood():
     table = pd.DataFrame({"model": ["hand_mhentropy_rot"] * 3, "flip_temperature": [4.0, 1.0, 8.0],
                           "gt_log_lik": [-1.93, -1.95, -1.94], "both_tilts": [0.5, 0.2, 0.6],
-                          "mpjpe_bh": [14.9, 15.4, 14.8], "mpjpe_mean": [22.7, 22.1, 24.4], "ah": [30.0, 18.0, 40.0], "rd_mm": [0.448, 0.405, 0.53],
+                          "mpjpe_bh": [14.9, 15.4, 14.8], "mpjpe_mean": [22.7, 22.1, 24.4], "ah": [30.0, 18.0, 40.0],
+                          "rd_mm": [0.448, 0.405, 0.53],
                           "mpjpe_bh_flip": [22.3, 29.8, 21.9], "mpjpe_bh_noflip": [14.3, 14.5, 14.3]})
     lines = report.flip_calibration_results(table).splitlines()
     assert len(lines) == 5
-    assert lines[2].startswith(f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 18.0 | 0.405 |")
+    assert lines[2].startswith(
+        f"| {report.model_label('mhentropy_rot')} | 1 | -1.9500 | 20.0 % | 15.4 | 22.1 | 18.0 | 0.405 |")
     assert "| **4** | -1.9300 | 50.0 % |" in lines[3] and lines[3].endswith("| 22.3 / 14.3 |")
     assert "**" not in lines[2] + lines[4]
     # a candidate run shows only its chosen τ
@@ -370,13 +379,15 @@ def test_results_page_validation_bullets_quote_the_committed_csvs():
         f"{b.gt_log_lik:.3f} against {s.gt_log_lik:.3f} nats".replace("-", "−")]
     tilt = at_choice("runs/rot_tilt")
     quoted["One palm tilt per branch"] = [
-        f"BH-MPJPE {v('rot_tilt', 'mpjpe_bh')} and {v('rot_tilt_w1', 'mpjpe_bh')} against {v('rot_cond', 'mpjpe_bh')} mm",
+        f"BH-MPJPE {v('rot_tilt', 'mpjpe_bh')} and {v('rot_tilt_w1', 'mpjpe_bh')} against "
+        f"{v('rot_cond', 'mpjpe_bh')} mm",
         f"BH {v('rot_tilt', 'mpjpe_bh_flip')} / rest {v('rot_tilt', 'mpjpe_bh_noflip')} and "
         f"{v('rot_tilt_w1', 'mpjpe_bh_flip')} / {v('rot_tilt_w1', 'mpjpe_bh_noflip')} against "
         f"{v('rot_cond', 'mpjpe_bh_flip')} / {v('rot_cond', 'mpjpe_bh_noflip')} mm",
         f"chosen τ = {tilt.flip_temperature:g}",
         f"({tilt.gt_log_lik:.3f} against {s.gt_log_lik:.3f} nats".replace("-", "−"),
-        f"({tilt.mpjpe_bh_flip:.1f} / {tilt.mpjpe_bh_noflip:.1f} against {s.mpjpe_bh_flip:.1f} / {s.mpjpe_bh_noflip:.1f} mm)"]
+        f"({tilt.mpjpe_bh_flip:.1f} / {tilt.mpjpe_bh_noflip:.1f} against "
+        f"{s.mpjpe_bh_flip:.1f} / {s.mpjpe_bh_noflip:.1f} mm)"]
     for title, phrases in quoted.items():
         bullet = _readme_bullet(text, title)
         for phrase in phrases:
