@@ -300,14 +300,22 @@ def render(paths: Paths, jobs: int) -> None:
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK), "-d", str(paths.doctrees), "-q",
            "-j", str(max(1, jobs)), str(paths.source), str(paths.html)]
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
-    # Sphinx leaves the page of a removed source behind: remove it (its own pages have no source).
+    remove_orphans(paths.html, paths.source)
+
+
+def remove_orphans(html: Path, source: Path) -> list[Path]:
+    """Delete the pages of ``html`` whose source in ``source`` went away (Sphinx leaves them behind); return them.
+    Sphinx's own pages (index, search, module index) and its folders (``_static`` ...) have no source."""
     own = {"genindex", "search", "py-modindex"}
-    for page in paths.html.rglob("*.html"):
-        rel = page.relative_to(paths.html).with_suffix("")
+    removed = []
+    for page in html.rglob("*.html"):
+        rel = page.relative_to(html).with_suffix("")
         if rel.parts[0].startswith("_") or str(rel) in own:
             continue
-        if not any((paths.source / rel).with_suffix(ext).is_file() for ext in (".md", ".ipynb")):
+        if not any((source / f"{rel}{ext}").is_file() for ext in (".md", ".ipynb")):  # names hold dots
             page.unlink()
+            removed.append(page)
+    return removed
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -117,3 +117,19 @@ def test_the_api_reference_is_the_core_without_the_lab():
     assert ".. automodule:: mhe.flows\n   :members:" in pages["api/mhe.flows.md"]
     assert ":members:" not in pages["api/mhe.body.md"]  # a package: its members are on their modules' pages
     assert "mhe.flows\nmhe.body" in pages["api/index.md"]
+
+
+def test_pages_whose_source_went_away_are_removed(tmp_path):
+    html, source = tmp_path / "html", tmp_path / "source"
+    for rel in ("index.md", "api/mhe.flows.md", "notebooks/01_a.ipynb"):
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text("")
+    kept = ["index.html", "search.html", "genindex.html", "api/mhe.flows.html", "notebooks/01_a.html",
+            "_static/x.html"]
+    gone = ["api/mhe.gone.html", "old.html"]
+    for rel in kept + gone:
+        (html / rel).parent.mkdir(parents=True, exist_ok=True)
+        (html / rel).write_text("")
+    removed = build.remove_orphans(html, source)
+    assert sorted(str(p.relative_to(html)) for p in removed) == sorted(gone)
+    assert all((html / rel).is_file() for rel in kept)
