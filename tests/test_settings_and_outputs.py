@@ -315,6 +315,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# on the DDP tests' worker: a free port picked here could otherwise be taken by their rendezvous at the same
+# moment, and a process that joined their group would not be waiting where Ctrl-C is honoured
+@pytest.mark.xdist_group("ddp")
 def test_waiting_for_peers_says_what_it_waits_for_times_out_and_stops_on_ctrl_c():
     def start(timeout: str) -> subprocess.Popen:
         env = dict(os.environ, WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
