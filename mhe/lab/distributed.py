@@ -114,30 +114,12 @@ def _timeout_s() -> float:
     return value
 
 
-def _wait_for(worker: threading.Thread, start: float, timeout: float, what: str) -> None:
-    """Wait for the rendezvous thread in short slices (so Ctrl-C is seen), saying after NOTICE_AFTER_S what it
-    waits for and giving up after ``timeout`` seconds."""
-    noted = False
-    while worker.is_alive():
-        worker.join(0.1)
-        waited = time.monotonic() - start
-        if not noted and waited >= NOTICE_AFTER_S and worker.is_alive():
-            print(f"[mhe] waiting for {what}; Ctrl-C stops, the wait ends after {timeout:g} s "
-                  "($MHE_DIST_TIMEOUT)", file=sys.stderr, flush=True)
-            noted = True
-        if waited >= timeout and worker.is_alive():
-            raise DistributedSetupError(
-                f"gave up after {timeout:g} s waiting for {what}: start every rank (torchrun starts them "
-                "together), check MASTER_ADDR and MASTER_PORT, or wait longer with MHE_DIST_TIMEOUT=<seconds>")
-
-
 def _join_process_group(backend: str, rank: int, world: int, addr: str, port: int) -> None:
     """``dist.init_process_group`` with a deadline, a note on what it waits for, and Ctrl-C honoured.
 
     torch blocks inside C++ while the processes meet, where Python cannot act on Ctrl-C; the call runs in
-    a helper thread and this one waits for it in short slices. Ctrl-C ends the process at once with status 130
-    (a command line's): the helper thread cannot be stopped, and threads torch started for the rendezvous could
-    keep the interpreter from shutting down."""
+    a helper thread and this one waits for it in short slices (a KeyboardInterrupt then ends the wait;
+    the helper thread is a daemon and dies with the process)."""
     outcome: dict[str, BaseException | None] = {}
 
     def join() -> None:
@@ -153,13 +135,18 @@ def _join_process_group(backend: str, rank: int, world: int, addr: str, port: in
     worker = threading.Thread(target=join, name="mhe-rendezvous", daemon=True)
     start = time.monotonic()
     worker.start()
-    try:
-        _wait_for(worker, start, timeout, what)
-    except KeyboardInterrupt:
-        # The rendezvous thread cannot be stopped, and the threads torch started for it can keep the interpreter
-        # from finishing its shutdown; end the process here, as an interrupted command line does (status 130).
-        print(f"[mhe] interrupted while waiting for {what}", file=sys.stderr, flush=True)
-        os._exit(130)
+    noted = False
+    while worker.is_alive():
+        worker.join(0.1)
+        waited = time.monotonic() - start
+        if not noted and waited >= NOTICE_AFTER_S and worker.is_alive():
+            print(f"[mhe] waiting for {what}; Ctrl-C stops, the wait ends after {timeout:g} s "
+                  "($MHE_DIST_TIMEOUT)", file=sys.stderr, flush=True)
+            noted = True
+        if waited >= timeout and worker.is_alive():
+            raise DistributedSetupError(
+                f"gave up after {timeout:g} s waiting for {what}: start every rank (torchrun starts them "
+                "together), check MASTER_ADDR and MASTER_PORT, or wait longer with MHE_DIST_TIMEOUT=<seconds>")
     error = outcome.get("error")
     if error is not None:
         if isinstance(error, KeyboardInterrupt):
