@@ -111,8 +111,16 @@ def set_slider(lab, name: str, value: str) -> None:
     lab.page.keyboard.press("Enter")
 
 
+# anywidget rejects a model's start-up promise after a fixed 2 s timer even when the model then starts (its
+# JavaScript is busy drawing the explorer's plotly figures meanwhile). The page helper demonstrably runs in this
+# test (a click reaches Python, rings the point and scrolls the item's figure into view), so that one message is
+# not counted; any other page error is.
+ANYWIDGET_TIMER = "[anywidget] Failed to initialize model."
+
+
 def no_errors(lab) -> list[str]:
-    return ([f"kernel: {e}" for e in lab.kernel_errors()] + [f"page: {e}" for e in lab.console_errors]
+    page = [e for e in lab.console_errors if e.strip().removeprefix("uncaught: ") != ANYWIDGET_TIMER]
+    return ([f"kernel: {e}" for e in lab.kernel_errors()] + [f"page: {e}" for e in page]
             + ([f"the log console counts {lab.log_console_count()}"] if lab.log_console_count() else []))
 
 
