@@ -21,7 +21,8 @@ decodes them chunk by chunk, so the hypotheses, and the metrics up to rounding, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import torch
@@ -80,36 +81,22 @@ def collect_predictions(
     generator is seeded with ``seed`` for the call and restored afterwards (``None``: not touched).
     """
     _check_sampling(num_samples, temperature)
-    device = model_device(model)
     keep: dict[str, list[Tensor]] = {k: [] for k in ("pred_xyz", "pred_uv", "gt_xyz", "gt_uv", "visible")}
-    seen = 0
-    was_training = getattr(model, "training", False)
-    if was_training:
-        model.eval()
-    try:
-        with isolated_rng(seed):
-            for batch in loader:
-                _check_truth(batch)
-                batch = move_to_device(batch, device)
-                out = model.predict(batch, num_samples, temperature)
-                keep["pred_xyz"].append(out["xyz_mm"].float().cpu())
-                keep["pred_uv"].append(out["uv_px"].float().cpu())
-                keep["gt_xyz"].append(batch["joints_3d_mm"].float().cpu())
-                keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
-                keep["visible"].append(batch["visible"].bool().cpu())
-                keep.setdefault("valid_3d", []).append(labelled_3d(batch, "joints_3d_mm").cpu())
-                optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
-                            "px_per_mm": batch.get("px_per_mm"), "ambiguous": batch.get("ambiguous")}
-                for key, value in optional.items():
-                    if value is not None:
-                        value = value.cpu() if value.dtype == torch.bool else value.float().cpu()
-                        keep.setdefault(key, []).append(value)
-                seen += len(batch["visible"])
-                if max_items is not None and seen >= max_items:
-                    break
-    finally:
-        if was_training:
-            model.train()
+    with closing(_eval_batches(model, loader, seed, max_items)) as batches:
+        for batch in batches:
+            out = model.predict(batch, num_samples, temperature)
+            keep["pred_xyz"].append(out["xyz_mm"].float().cpu())
+            keep["pred_uv"].append(out["uv_px"].float().cpu())
+            keep["gt_xyz"].append(batch["joints_3d_mm"].float().cpu())
+            keep["gt_uv"].append(batch["keypoints_2d_px"].float().cpu())
+            keep["visible"].append(batch["visible"].bool().cpu())
+            keep.setdefault("valid_3d", []).append(labelled_3d(batch, "joints_3d_mm").cpu())
+            optional = {"mode_xyz": out.get("mode_xyz_mm"), "plausible": out.get("plausible"),
+                        "px_per_mm": batch.get("px_per_mm"), "ambiguous": batch.get("ambiguous")}
+            for key, value in optional.items():
+                if value is not None:
+                    value = value.cpu() if value.dtype == torch.bool else value.float().cpu()
+                    keep.setdefault(key, []).append(value)
     if not keep["visible"]:
         raise ValueError("the loader yielded no items to evaluate")
     n = len(keep["visible"])
@@ -119,6 +106,29 @@ def collect_predictions(
     if max_items is not None:
         out = {k: v[:max_items] for k, v in out.items()}
     return out
+
+
+def _eval_batches(
+    model: Any, loader: Iterable[dict], seed: int | None, max_items: int | None
+) -> Generator[dict, None, None]:
+    """The loader's batches, checked and moved to the model's device, until ``max_items`` items were given; the
+    model is in eval mode and every random generator seeded with ``seed`` meanwhile (both restored after)."""
+    device = model_device(model)
+    seen = 0
+    was_training = getattr(model, "training", False)
+    if was_training:
+        model.eval()
+    try:
+        with isolated_rng(seed):
+            for batch in loader:
+                _check_truth(batch)
+                yield move_to_device(batch, device)
+                seen += len(batch["visible"])
+                if max_items is not None and seen >= max_items:
+                    break
+    finally:
+        if was_training:
+            model.train()
 
 
 def _check_sampling(num_samples: int, temperature: float, chunk: int = 1) -> None:
@@ -202,25 +212,9 @@ def evaluate_model(
     form: each batch's hypotheses are predicted and scored ``sample_chunk`` at a time and only per-image
     values are kept, so memory grows with the batch size times ``sample_chunk``, not times S."""
     _check_sampling(num_samples, temperature, sample_chunk)
-    device = model_device(model)
     root, flip = model.spec.root, getattr(model.spec, "flip_keypoints", None)
-    kept: list[dict[str, Tensor]] = []
-    seen = 0
-    was_training = getattr(model, "training", False)
-    if was_training:
-        model.eval()
-    try:
-        with isolated_rng(seed):
-            for batch in loader:
-                _check_truth(batch)
-                batch = move_to_device(batch, device)
-                kept.append(_score_batch(model, batch, root, flip, num_samples, temperature, sample_chunk))
-                seen += len(batch["visible"])
-                if max_items is not None and seen >= max_items:
-                    break
-    finally:
-        if was_training:
-            model.train()
+    with closing(_eval_batches(model, loader, seed, max_items)) as batches:
+        kept = [_score_batch(model, batch, root, flip, num_samples, temperature, sample_chunk) for batch in batches]
     if not kept:
         raise ValueError("the loader yielded no items to evaluate")
     # an optional value counts only when every batch had it (as in collect_predictions)
