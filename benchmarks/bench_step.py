@@ -16,7 +16,10 @@ One run prints one table, with the machine and the thread count:
   hypothesis row). Each row
   gives its matrix-product FLOPs per step (counted from the shapes: forward, weight gradients, and the input
   gradients autograd needs) and their rate against this CPU's matrix-product rate, measured here as the best
-  FLOP/s of a 2048³ float32 GEMM on the same threads.
+  FLOP/s of a 2048³ float32 GEMM on the same threads. Beside it, **today's matrix products alone**: the very
+  ``mm`` / ``addmm`` / ``bmm`` calls of one of today's steps (captured with their shapes and strides) replayed
+  back to back on fresh tensors, the time the step would take if everything but its matrix products were free:
+  the ceiling of its rate at this size.
 
 Timings on a shared machine are noisy: the variants run alternately (A, B, A, B, ...) in one process, each
 figure is the minimum over ``--repeats`` steps, and the median is printed beside it.
@@ -45,6 +48,7 @@ import frozen  # noqa: E402
 
 from mhe.flows import ConditionalFlow  # noqa: E402
 
+ALONE = "today's matrix products alone"  # the row of captured_gemms
 OFFICIAL = dict(features=45, context=512, transforms=12, hidden=512, batch=64, samples=10)
 
 
@@ -65,6 +69,38 @@ def gemm_step() -> Callable[[int], None]:
     """One (n × n) @ (n × n) float32 product (n = GEMM_N, 2 n³ FLOPs) on torch's current threads."""
     a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
     return lambda i: a @ b
+
+
+def captured_gemms(step: Callable[[int], None]) -> tuple[Callable[[int], None], int]:
+    """The matrix products (``mm``, ``addmm``, ``bmm``) of one call of ``step``, captured with their shapes and
+    strides: a function that replays them alone on fresh tensors of the same layouts, and their FLOPs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    def like(a: Tensor) -> Tensor:  # random numbers in a's layout (broadcast strides included)
+        span = 1 + sum((n - 1) * st for n, st in zip(a.shape, a.stride(), strict=True))
+        return torch.randn(span, dtype=a.dtype).as_strided(a.shape, a.stride())
+
+    ops = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+    calls: list[tuple] = []
+
+    class Capture(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func in ops:
+                calls.append((func, [like(a) if isinstance(a, Tensor) else a for a in args], dict(kwargs or {})))
+            return func(*args, **(kwargs or {}))
+
+    with Capture():
+        step(0)
+    flops = 0
+    for _, args, _ in calls:
+        a, b = args[-2], args[-1]  # addmm(bias, a, b): the product's operands are the last two
+        flops += 2 * a.shape[-2] * a.shape[-1] * b.shape[-1] * (a.shape[0] if a.dim() == 3 else 1)
+
+    def replay(i: int) -> None:
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+
+    return replay, flops
 
 
 def alternate(steps: dict[str, Callable[[int], None]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
@@ -221,11 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, list[float], int | None]] = []
     for config, name in (("hand_mhentropy", "hand"), ("body_mhentropy", "body")):
         if name in parts:
-            times = alternate(shipped_steps(config, batches=8), args.repeats)
-            rows += [(f"{name} (batch 64, S = 10)", k, v, None) for k, v in times.items()]
+            steps = shipped_steps(config, batches=8)
+            alone, alone_flops = captured_gemms(steps["today"])
+            times = alternate({**steps, ALONE: alone}, args.repeats)
+            rows += [(f"{name} (batch 64, S = 10)", k, v, alone_flops if k == ALONE else None)
+                     for k, v in times.items()]
     rate = math.nan
+    if "official" not in parts:  # the rates of the hand and body rows' matrix products need it too
+        rate = 2 * GEMM_N**3 / min(alternate({"gemm": gemm_step()}, args.repeats)["gemm"])
+        print(f"[bench_step] matrix-product rate: {rate / 1e9:.1f} GFLOP/s (best {GEMM_N}³ float32 GEMM)")
     if "official" in parts:
         steps, flops = official_steps()
+        steps[ALONE], flops[ALONE] = captured_gemms(steps["today"])
         times = alternate({**steps, "gemm": gemm_step()}, args.repeats)  # the rate measured between the steps
         rate = 2 * GEMM_N**3 / min(times.pop("gemm"))
         print(f"[bench_step] matrix-product rate: {rate / 1e9:.1f} GFLOP/s (best {GEMM_N}³ float32 GEMM, "
@@ -237,9 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     frozen_ms = {what: min(t) for what, code, t, _ in rows if code == "frozen 2ced0cb"}
     for what, code, t, fl in rows:
         best = min(t)
-        ratio = f"{frozen_ms[what] / best:.2f}" if what in frozen_ms else "–"
+        ratio = f"{frozen_ms[what] / best:.2f}" if what in frozen_ms and code != ALONE else "–"
         extra = f"{fl / 1e9:.2f} | {fl / best / 1e9:.1f} | {100 * fl / best / rate:.0f} %" if fl else "– | – | –"
         print(f"| {what} | {code} | {1000 * best:.1f} | {1000 * statistics.median(t):.1f} | {ratio} | {extra} |")
+    today_ms = {what: min(t) for what, code, t, _ in rows if code == "today"}
+    for what, code, t, _ in rows:
+        if code == ALONE:
+            print(f"[bench_step] {what}: today's matrix products alone take {100 * min(t) / today_ms[what]:.0f} % "
+                  "of today's step; the rest is everything else (elementwise work, copies, autograd, Adam)")
     return 0
 
 
