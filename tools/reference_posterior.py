@@ -29,11 +29,16 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from mhe.reference import ModelTarget, ess_bulk, hmc, split_rhat
+from mhe.reference import ModelTarget, ess_bulk, geometric_ladder, hmc, split_rhat
+from mhe.reference import tempered_hmc as hmc_tempered
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ["model", "reference", "split", "item", "rhat_max", "rhat_log_p", "ess_bulk_min", "ess_log_p", "accept",
-           "step_size", "divergent", "log_p_reference", "log_p_flow", "seconds"]
+COLUMNS = ["model", "reference", "split", "item", "rhat_max", "rhat_occluded", "rhat_log_p", "ess_bulk_min",
+           "ess_occluded", "ess_log_p", "accept", "step_size", "divergent", "swap_accept", "rhat_within_chain",
+           "limbs_split", "log_p_reference", "log_p_flow", "seconds", "status"]
+
+#: the limbs' bones (parent, child) in the 17 body keypoints: hip → knee → ankle, shoulder → elbow → wrist
+LIMB_BONES = ((1, 2), (2, 3), (4, 5), (5, 6), (11, 12), (12, 13), (14, 15), (15, 16))
 
 
 def load(name: str):
@@ -45,21 +50,33 @@ def load(name: str):
     return model, cfg, exp
 
 
-def flow_starts(model, batch: dict, chains: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, flow_dim) starting flow variables: half at T = 1, half at T = 2; and the T = 1 hypotheses'
-    own samples for the flow's mean log p̃."""
+def flow_starts(model, batch: dict, chains: int, seed: int,
+                prior_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, flow_dim) starting flow variables: half at T = 1, half at T = 2, of which ``prior_share`` of
+    all C chains (bodies) instead take their pose from the pose prior (the pose mixture, clamped into the
+    joint limits; the global rotation of a T = 1 draw); and the T = 1 draws for the flow's mean log p̃."""
     torch.manual_seed(seed)
     with torch.no_grad():
         near = model.hypotheses(batch, chains - chains // 2, 1.0).params
         far = model.hypotheses(batch, chains // 2, 2.0).params
-    return torch.cat([near, far], 1), near
+    theta = torch.cat([near, far], 1)
+    n_prior = int(round(prior_share * chains))
+    spec = model.spec
+    if n_prior and getattr(spec, "pose_gmm", None) is not None:
+        B = theta.shape[0]
+        gen = torch.Generator().manual_seed(seed)
+        aa = spec.limits.clamp(spec.pose_gmm.sample(B * n_prior, gen).view(-1, 23, 3)).flatten(-2)
+        pose = spec.params_from_gt(aa).to(theta).view(B, n_prior, -1)
+        rot = theta.shape[-1] - pose.shape[-1]
+        theta[:, chains - n_prior:, rot:] = pose  # the last chains (the T = 2 half)
+    return theta, near
 
 
 def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
-    C = args.chains
-    target = ModelTarget(model, batch, C, b=cfg.objective.b, w_rec=cfg.objective.w_rec,
-                         w_prior=cfg.objective.w_prior, sample_head=reference == 2)
-    theta, near = flow_starts(model, batch, C, seed)
+    C, K = args.chains, args.rungs
+    kw = dict(b=cfg.objective.b, w_rec=cfg.objective.w_rec, w_prior=cfg.objective.w_prior, sample_head=reference == 2)
+    target = ModelTarget(model, batch, C, **kw)
+    theta, near = flow_starts(model, batch, C, seed, args.prior_starts)
     B = theta.shape[0]
     flip = None
     if reference == 2 and target.sample_rotation or model.rotation_in_flow and model.spec.name == "hand":
@@ -67,12 +84,18 @@ def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
         theta = torch.cat([near, near[:, : C // 2]], 1)
         flip = torch.zeros(B, C, dtype=torch.bool)
         flip[:, C - C // 2:] = True
-    x0 = target.initial(theta, flip)
-    scale = target.scales(theta)
+    x0 = target.initial(theta, flip).view(B, C, -1)
+    scale = target.scales(theta).view(B, C, -1)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    res = hmc(target, x0.view(B, C, -1), num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
-              scale=scale, generator=gen)
+    if K > 1:  # replica exchange: every rung starts where β = 1's chains start
+        tempered = ModelTarget(model, batch, K * C, **kw)
+        res = hmc_tempered(tempered.parts, x0.repeat(1, K, 1), geometric_ladder(K, args.beta_min),
+                           num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
+                           scale=scale.repeat(1, K, 1), generator=gen)
+    else:
+        res = hmc(target, x0, num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
+                  scale=scale, generator=gen)
     seconds = time.perf_counter() - start
     n = res.samples.shape[2]
     with torch.no_grad():
@@ -81,18 +104,33 @@ def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
         near_x = target.initial(torch.cat([near, near], 1)[:, :C])
         flow_lp = target(near_x).view(B, C)[:, : near.shape[1]].mean(1)
     J = joints.shape[-2]
-    q = joints.permute(0, 3, 4, 1, 2).reshape(B, J * 3, C, n)  # quantities × chains × draws
+    q = joints.permute(0, 3, 4, 1, 2).reshape(B, J, 3, C, n)  # quantities × chains × draws
     moving = q.flatten(-2).std(-1) > 1e-3  # joints the sampled variables move (not the root, not fixed ones)
     rhat = torch.where(moving, split_rhat(q), torch.nan)
     ess = torch.where(moving, ess_bulk(q), torch.nan)
+    hidden = ~batch["visible"].bool()[:, :, None].expand(B, J, 3)
     keep_every = max(1, (C * n) // args.keep)
     flat = joints.reshape(B, C * n, J, 3)  # chain-major: chain c's draws, then c + 1's
     picks = torch.arange(0, C * n, keep_every)[: args.keep]
+    swap = res.swap_accept.amin(-1) if res.swap_accept is not None else torch.full((B,), torch.nan)
+    # why R-hat is high: chains that do not agree with themselves (each cut in 4 pieces, R-hat across them)
+    # or chains in different discrete modes (a limb's depth sign held by one chain and never by another)
+    pieces = q[..., : n // 4 * 4].reshape(B, J, 3, C, 4, -1).movedim(3, 0)  # (C, B, J, 3, 4, n/4)
+    within = torch.stack([_nanmax(torch.where(moving, split_rhat(p), torch.nan).flatten(1)) for p in pieces]).amax(0)
+    stuck = torch.zeros(B)
+    if J == 17:  # bodies: the limbs' depth modes
+        share = torch.stack([(joints[..., c, 2] > joints[..., p, 2]).float().mean(2) for p, c in LIMB_BONES], -1)
+        stuck = ((share < 0.05).any(1) & (share > 0.95).any(1)).float().sum(-1)  # (B,) limbs split between chains
     return {
         "joints": flat[:, picks].numpy().astype(np.float16),
-        "rhat_max": _nanmax(rhat), "rhat_log_p": split_rhat(res.log_density),
-        "ess_bulk_min": _nanmin(ess), "ess_log_p": ess_bulk(res.log_density),
-        "accept": res.accept, "step_size": res.step_size, "divergent": res.divergent,
+        "rhat_max": _nanmax(rhat.flatten(1)),
+        "rhat_occluded": _nanmax(torch.where(hidden, rhat, torch.nan).flatten(1)),
+        "rhat_log_p": split_rhat(res.log_density),
+        "ess_bulk_min": _nanmin(ess.flatten(1)),
+        "ess_occluded": _nanmin(torch.where(hidden, ess, torch.nan).flatten(1)),
+        "ess_log_p": ess_bulk(res.log_density),
+        "accept": res.accept, "step_size": res.step_size, "divergent": res.divergent, "swap_accept": swap,
+        "rhat_within_chain": within, "limbs_split": stuck,
         "log_p_reference": res.log_density.mean((1, 2)), "log_p_flow": flow_lp, "seconds": seconds / B,
     }
 
@@ -145,7 +183,7 @@ def nuts_check(name: str, items: int, args, path: Path) -> None:
 CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # q = 0.05 ... 0.95 (cGNF's levels)
 
 
-def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0) -> None:
+def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0, status: str = "") -> None:
     """The calibration score (mean |fraction of true joints inside − q| over q = 0.05 … 0.95,
     :func:`mhe.diagnostics.calibration_curve`) of each reference and of the flow's own T = 1 hypotheses
     (as many as the reference keeps) against the truth, on the occluded and the visible non-root joints of
@@ -175,7 +213,7 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
             not_root = torch.ones_like(visible)
             not_root[:, root] = False
             for source, h in hyps.items():
-                row = {"model": name, "split": split, "source": source, "items": len(index)}
+                row = {"model": name, "split": split, "source": source, "items": len(index), "status": status}
                 for label, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
                     curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
                     levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
@@ -185,8 +223,81 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
                     row[f"spread_mm_{label}"] = float(spread[mask].mean())
                 rows.append(row)
                 print(row, flush=True)
+    _merge_rows(path, rows, names)
+
+
+def decomposition_table(reference_model: str, models: list[str], out_dir: Path, path: Path, split: str = "val",
+                        samples: int = 200, seed: int = 0, max_draws: int = 100) -> None:
+    """Issue 29's decomposition on ``split``: (a) each reference of ``reference_model`` against the truth,
+    (b) each model's S = ``samples`` hypotheses at T = 1 against each reference (its draws taken as the
+    truth), and, beside them, the models against the truth; with the energy distance, the spread ratio
+    and the mass per depth-flip mode of the limbs (:mod:`mhe.reference.compare`)."""
+    from mhe.diagnostics import calibration_curve
+    from mhe.reference import calibration_against_draws, energy_distance, flip_mass, spread_ratio
+
+    refs = {r: np.load(out_dir / f"{reference_model}_ref{r}.npz") for r in (1, 2)
+            if (out_dir / f"{reference_model}_ref{r}.npz").exists()}
+    if not refs:
+        raise SystemExit(f"no references of {reference_model} in {out_dir}: run this tool without --decomposition")
+    first = next(iter(refs.values()))
+    pick = first["split"] == split
+    index = first["index"][pick].tolist()
+    truth_saved = torch.from_numpy(first["truth_mm"][pick].astype(np.float32))
+    visible = torch.from_numpy(first["visible"][pick]).bool()
+    not_root = torch.ones_like(visible)
+    not_root[:, 0] = False
+    masks = {"occluded": ~visible & not_root, "visible": visible & not_root}
+    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
+    ref_draws = {r: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32)) for r, v in refs.items()}
+
+    def scores(curve: torch.Tensor) -> tuple[float, float]:
+        return float((curve - levels).abs().mean()), float(curve[CALIBRATION_LEVELS.index(0.9)])
+
+    rows = []
+    hyps: dict[str, torch.Tensor] = {}
+    for name in models:
+        model, _, exp = load(name)
+        batch = default_collate([exp.split(split)[i] for i in index])
+        if not torch.allclose(batch["joints_3d_mm"].float(), truth_saved, atol=0.5, rtol=1e-3):
+            raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be {reference_model}'s")
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            hyps[name] = model.predict(batch, samples, 1.0)["xyz_mm"].float()
+    sources = {**{f"reference {r}": d for r, d in ref_draws.items()}, **hyps}
+    for source, h in sources.items():  # everything against the truth
+        row: dict = {"split": split, "items": len(index), "source": source, "against": "truth"}
+        for label, mask in masks.items():
+            row[f"score_{label}"], row[f"inside_90_{label}"] = scores(calibration_curve(h, truth_saved, mask,
+                                                                                        CALIBRATION_LEVELS))
+        rows.append(row)
+        print(row, flush=True)
+    for r, ref in ref_draws.items():
+        halves = flip_mass(ref[:, 0::2], ref[:, 1::2], LIMB_BONES)["tv"]  # the finite-draw floor of the TV
+        for name, h in hyps.items():
+            row = {"split": split, "items": len(index), "source": name, "against": f"reference {r}"}
+            energy = energy_distance(h, ref)  # (B, J) mm
+            ratio = spread_ratio(h, ref)
+            for label, mask in masks.items():
+                curve = calibration_against_draws(h, ref, mask, CALIBRATION_LEVELS, max_draws)
+                row[f"score_{label}"], row[f"inside_90_{label}"] = scores(curve)
+                row[f"energy_mm_{label}"] = float(energy[mask].mean())
+                row[f"spread_ratio_{label}"] = float(ratio[mask].nanmedian())
+            flips = flip_mass(h, ref, LIMB_BONES)
+            row["flip_tv"] = float(flips["tv"].mean())
+            row["flip_tv_floor"] = float(halves.mean())
+            row["flip_share_abs_diff"] = float((flips["p_hyp"] - flips["p_ref"]).abs().mean())
+            # the limbs whose lesser depth mode holds >= 10 % of the reference: the share of it the model keeps
+            minority = torch.minimum(flips["p_ref"], 1 - flips["p_ref"])
+            both = minority >= 0.1
+            kept = torch.where(flips["p_ref"] < 0.5, flips["p_hyp"], 1 - flips["p_hyp"])
+            row["ambiguous_limbs"] = int(both.sum())
+            row["minority_mass_ref"] = float(minority[both].mean()) if both.any() else float("nan")
+            row["minority_mass_model"] = float(kept[both].mean()) if both.any() else float("nan")
+            rows.append(row)
+            print(row, flush=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(fh, columns, lineterminator="\n", restval="")
         writer.writeheader()
         for r in rows:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
@@ -224,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="leapfrog steps per transition")
     parser.add_argument("--keep", type=int, default=100, help="draws stored per item (of chains × samples)")
     parser.add_argument("--chunk", type=int, default=25, help="items sampled together")
+    parser.add_argument("--rungs", type=int, default=4, help="replica-exchange rungs per item (1: plain HMC)")
+    parser.add_argument("--beta-min", type=float, default=0.1, help="the hottest rung's likelihood weight")
+    parser.add_argument("--prior-starts", type=float, default=0.25,
+                        help="share of chains whose pose starts at a pose-prior draw (bodies)")
+    parser.add_argument("--cache", default="runs/reference_cache", help="per-item results (resumable runs)")
+    parser.add_argument("--status", default="", help="the status column of the rows written (e.g. "
+                        "'not converged'); rows of other models already in the CSV are kept, marked provisional")
     parser.add_argument("--out", default="data/reference")
     parser.add_argument("--csv", default="figures/29_reference_diagnostics.csv")
     parser.add_argument("--nuts-check", type=int, default=0, help="validation hands compared with pyro's NUTS "
@@ -233,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nuts-depth", type=int, default=8, help="NUTS's maximum tree depth")
     parser.add_argument("--calibration", action="store_true", help="only the calibration table of the references "
                         "already in --out against the truth, beside the flow's (figures/29_reference_calibration.csv)")
+    parser.add_argument("--decomposition", nargs="*", metavar="MODEL", default=None,
+                        help="only the decomposition table: these models (default: body MHEntropy, NLL, min-of-N) "
+                        "against the references of the first of --models (figures/29_decomposition_validation.csv)")
     args = parser.parse_args(argv)
     if args.chains < 2 or args.keep < 2:
         parser.error("--chains and --keep must be at least 2 (R-hat compares chains)")
@@ -240,10 +361,15 @@ def main(argv: list[str] | None = None) -> int:
         nuts_check(args.models[0], args.nuts_check, args, ROOT / "figures/29_reference_nuts_check.csv")
         return 0
     out_dir = ROOT / args.out
+    if args.decomposition is not None:
+        models = args.decomposition or ["body_mhentropy", "body_nll", "body_min_of_n"]
+        decomposition_table(args.models[0], models, out_dir, ROOT / "figures/29_decomposition_validation.csv")
+        return 0
     if args.calibration:
-        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv")
+        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv", status=args.status)
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
+    cache = ROOT / args.cache / settings_tag(args)
     rows: list[dict] = []
     for name in args.models:
         model, cfg, exp = load(name)
@@ -254,38 +380,75 @@ def main(argv: list[str] | None = None) -> int:
                 count = min(args.items, len(data))
                 for lo in range(0, count, args.chunk):
                     idx = list(range(lo, min(count, lo + args.chunk)))
-                    batch = default_collate([data[i] for i in idx])
-                    res = run_chunk(model, cfg, batch, reference, args, seed=1000 * reference + lo)
-                    saved["joints_mm"].append(res["joints"])
-                    saved["truth_mm"].append(batch["joints_3d_mm"].numpy().astype(np.float16))
-                    saved["visible"].append(batch["visible"].numpy())
-                    saved["split"] += [split] * len(idx)
-                    saved["index"] += idx
-                    for k, i in enumerate(idx):
+                    files = [cache / f"{name}_ref{reference}_{split}_{i}.npz" for i in idx]
+                    if not all(f.exists() for f in files):  # resumable: sampled unless all its items are cached
+                        batch = default_collate([data[i] for i in idx])
+                        res = run_chunk(model, cfg, batch, reference, args, seed=1000 * reference + lo)
+                        cache.mkdir(parents=True, exist_ok=True)
+                        for k, f in enumerate(files):
+                            np.savez(f, joints=res["joints"][k], visible=batch["visible"][k].numpy(),
+                                     truth=batch["joints_3d_mm"][k].numpy().astype(np.float16),
+                                     **{c: np.float64(res[c][k] if torch.is_tensor(res[c]) else res[c])
+                                        for c in COLUMNS[4:-1]})
+                        print(f"{name} ref{reference} {split} items {idx[0]}-{idx[-1]}: R-hat occluded median "
+                              f"{float(res['rhat_occluded'].median()):.3f}, accept {float(res['accept'].mean()):.2f}, "
+                              f"{res['seconds'] * len(idx):.0f} s", flush=True)
+                    for i, f in zip(idx, files, strict=True):
+                        item = np.load(f)
+                        saved["joints_mm"].append(item["joints"][None])
+                        saved["truth_mm"].append(item["truth"][None])
+                        saved["visible"].append(item["visible"][None])
+                        saved["split"].append(split)
+                        saved["index"].append(i)
                         rows.append({"model": name, "reference": reference, "split": split, "item": i,
-                                     **{c: float(res[c][k]) if torch.is_tensor(res[c]) else res[c]
-                                        for c in COLUMNS[4:]}})
-                    last = rows[-len(idx):]
-                    print(f"{name} ref{reference} {split} items {idx[0]}-{idx[-1]}: "
-                          f"R-hat max median {np.median([r['rhat_max'] for r in last]):.3f}, "
-                          f"accept {np.mean([r['accept'] for r in last]):.2f}, "
-                          f"{last[0]['seconds'] * len(idx):.0f} s", flush=True)
-                    _write_csv(ROOT / args.csv, rows)  # after every chunk: a stopped run keeps what it did
+                                     **{c: float(item[c]) for c in COLUMNS[4:-1]}, "status": args.status})
             np.savez_compressed(out_dir / f"{name}_ref{reference}.npz",
                                 joints_mm=np.concatenate(saved["joints_mm"]),
                                 truth_mm=np.concatenate(saved["truth_mm"]), visible=np.concatenate(saved["visible"]),
                                 split=np.array(saved["split"]), index=np.array(saved["index"]))
-    _write_csv(ROOT / args.csv, rows)
+            _merge_csv(ROOT / args.csv, rows, args.models)
     return 0
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def settings_tag(args) -> str:
+    """The sampler's settings as a folder name, so that cached items of other settings are never mixed in."""
+    return (f"c{args.chains}_k{args.rungs}_b{args.beta_min:g}_w{args.warmup}_s{args.samples}_l{args.steps}"
+            f"_p{args.prior_starts:g}_keep{args.keep}_chunk{args.chunk}")
+
+
+def _merge_rows(path: Path, rows: list[dict], models: list[str]) -> None:
+    """Writes ``rows`` over the CSV's rows of ``models`` (its columns extended by a ``status`` column), keeping
+    the other models' rows, marked provisional where they carry no status."""
+    kept: list[dict] = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["model"] not in models]
+    for r in kept:
+        r["status"] = r.get("status") or "provisional"
+    columns = list(dict.fromkeys([k for r in kept + rows for k in r if k != "status"] + ["status"]))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, lineterminator="\n", restval="")
+        writer.writeheader()
+        for r in kept + rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _merge_csv(path: Path, rows: list[dict], models: list[str]) -> None:
+    """Writes ``rows`` over the CSV's rows of ``models``, keeping the other models' rows (marked provisional
+    where they carry no status)."""
+    kept: list[dict] = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["model"] not in models:
+                    r["status"] = r.get("status") or "provisional"
+                    kept.append(r)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n", restval="")
         writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+        for r in kept + rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items() if k in COLUMNS})
 
 
 if __name__ == "__main__":
