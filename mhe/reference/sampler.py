@@ -221,8 +221,8 @@ def hmc(log_density: LogDensity, x0: Tensor, num_warmup: int = 200, num_samples:
 
     Args:
         log_density: ``x (G·C, D) → (G·C,)`` the unnormalised log-density (group-major rows; each group's
-            rows may see their own target, e.g. :class:`mhe.reference.ModelTarget`).
-        x0: (G, C, D) starting states (start chains apart to test mixing with :func:`split_rhat`).
+            rows may see their own target, e.g. :class:`~mhe.reference.target.ModelTarget`).
+        x0: (G, C, D) starting states (start chains apart to test mixing with :func:`~mhe.reference.diagnostics.split_rhat`).
         num_warmup: warm-up transitions (discarded). The step size is adapted throughout, the metric
             twice: each group's chains' pooled within-chain covariance over [15 %, 40 %) and again over
             [40 %, 85 %) of the warm-up (the whole matrix: HMC goes on in u with x = L u, L Lᵀ = that
@@ -256,7 +256,7 @@ def tempered_hmc(log_parts: LogParts, x0: Tensor, betas: Sequence[float], num_wa
 
     Args:
         log_parts: ``x (G·K·C, D) → (log L (N,), log p (N,))``, rows item-major, then rung-major, then
-            chain (e.g. :meth:`mhe.reference.ModelTarget.parts` of a target built with ``chains = K·C``).
+            chain (e.g. :meth:`~mhe.reference.target.ModelTarget.parts` of a target built with ``chains = K·C``).
         x0: (G, K·C, D) or (G, K, C, D) starting states, rung by rung.
         betas: the K inverse temperatures of the likelihood, ``betas[0] == 1`` and decreasing
             (:func:`geometric_ladder`); rung k's density is ``β_k log L + log p``.
