@@ -1,11 +1,11 @@
 """A reference posterior: samples of the very target a model's flow is trained against (issue 29).
 
-* :mod:`mhe.reference.target`: :class:`~mhe.reference.target.ModelTarget`, the model's own unnormalised target
-  ``log p̃(θ | obs)`` (reference 1: the head's outputs held; reference 2: sampled under :class:`~mhe.reference.target.HeadPrior`).
-* :mod:`mhe.reference.sampler`: :func:`~mhe.reference.sampler.hmc`, batched HMC with a dense metric adapted in the warm-up, and
-  :func:`~mhe.reference.sampler.tempered_hmc`, replica exchange across likelihood temperatures, which weighs discrete modes
-  (limb depth flips) by their mass.
-* :mod:`mhe.reference.diagnostics`: :func:`~mhe.reference.diagnostics.split_rhat` and :func:`~mhe.reference.diagnostics.ess_bulk` (Vehtari et al., 2021).
+* :mod:`mhe.reference.target`: ``ModelTarget``, the model's own unnormalised target ``log p̃(θ | obs)``
+  (reference 1: the head's outputs held; reference 2: sampled under ``HeadPrior``).
+* :mod:`mhe.reference.sampler`: ``hmc``, batched HMC with a dense metric adapted in the warm-up, and
+  ``tempered_hmc``, replica exchange across likelihood temperatures, which weighs discrete modes (limb
+  depth flips) by their mass.
+* :mod:`mhe.reference.diagnostics`: ``split_rhat`` and ``ess_bulk`` (Vehtari et al., 2021).
 * :mod:`mhe.reference.compare`: the hypotheses against the reference's draws: calibration, energy distance,
   spread ratio, mass per depth-flip mode.
 

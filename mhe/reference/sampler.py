@@ -222,7 +222,8 @@ def hmc(log_density: LogDensity, x0: Tensor, num_warmup: int = 200, num_samples:
     Args:
         log_density: ``x (G·C, D) → (G·C,)`` the unnormalised log-density (group-major rows; each group's
             rows may see their own target, e.g. :class:`~mhe.reference.target.ModelTarget`).
-        x0: (G, C, D) starting states (start chains apart to test mixing with :func:`~mhe.reference.diagnostics.split_rhat`).
+        x0: (G, C, D) starting states (start chains apart to test mixing with
+            :func:`~mhe.reference.diagnostics.split_rhat`).
         num_warmup: warm-up transitions (discarded). The step size is adapted throughout, the metric
             twice: each group's chains' pooled within-chain covariance over [15 %, 40 %) and again over
             [40 %, 85 %) of the warm-up (the whole matrix: HMC goes on in u with x = L u, L Lᵀ = that
