@@ -143,6 +143,12 @@ def test_target_is_the_objectives_at_the_flows_own_samples(shipped, name):
         joints = _joints(target.decode(x))[:, 0].view(B, C, -1, 3)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(joints, _joints(hyp), rtol=1e-5, atol=1e-5)
+    # the likelihood and the prior apart (what replica exchange tempers): the objective's two terms
+    with torch.no_grad():
+        loglik, prior = target.parts(x)
+    lik = ob.w_rec * laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], ob.b)
+    torch.testing.assert_close(loglik.view(B, C), lik, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(prior.view(B, C), ob.w_prior * hyp.log_prior, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["hand_mhentropy", "body_mhentropy"])
