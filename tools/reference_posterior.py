@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-starts", type=float, default=0.25,
                         help="share of chains whose pose starts at a pose-prior draw (bodies)")
     parser.add_argument("--cache", default="runs/reference_cache", help="per-item results (resumable runs)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="sample nothing: write the outputs from the items already cached")
     parser.add_argument("--status", default="", help="the status column of the rows written (e.g. "
                         "'not converged'); rows of other models already in the CSV are kept, marked provisional")
     parser.add_argument("--out", default="data/reference")
@@ -381,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
                 for lo in range(0, count, args.chunk):
                     idx = list(range(lo, min(count, lo + args.chunk)))
                     files = [cache / f"{name}_ref{reference}_{split}_{i}.npz" for i in idx]
-                    if not all(f.exists() for f in files):  # resumable: sampled unless all its items are cached
+                    if args.cached_only:
+                        idx = [i for i, f in zip(idx, files, strict=True) if f.exists()]
+                        files = [f for f in files if f.exists()]
+                    elif not all(f.exists() for f in files):  # resumable: sampled unless all its items are cached
                         batch = default_collate([data[i] for i in idx])
                         res = run_chunk(model, cfg, batch, reference, args, seed=1000 * reference + lo)
                         cache.mkdir(parents=True, exist_ok=True)
