@@ -109,10 +109,23 @@ class SMPLSpec(BodySpec):
 
     def body_pose(self, theta: Tensor) -> Tensor:
         """Flow variable ``θ (..., D)`` → SMPL's ``body_pose`` axis-angle ``(..., 69)``."""
-        rot = self.rotations(theta)
         if self.pose_repr == "6d":
-            return matrix_to_axis_angle(rot6d_to_matrix(rot.unflatten(-1, (NUM_BODY_JOINTS, 6)))).flatten(-2)
-        return rot
+            return matrix_to_axis_angle(self._matrices(theta)).flatten(-2)
+        return self.rotations(theta)
+
+    def _matrices(self, theta: Tensor, keep: bool = False) -> Tensor:
+        """The 23 joint rotation matrices ``(..., 23, 3, 3)`` of a 6D flow variable ``θ (..., D)``.
+
+        A hypothesis' keypoints and its prior both need them (the decoder calls :meth:`keypoints`, then
+        :meth:`log_prior` on the same θ): ``keep`` holds them for the next call on this very tensor (same object,
+        not written in place since), which takes them instead of running Gram-Schmidt again (the same numbers)."""
+        held, self._held = getattr(self, "_held", None), None
+        if held is not None and held[0] is theta and held[1] == theta._version:
+            return held[2]
+        rotations = rot6d_to_matrix(self.rotations(theta).unflatten(-1, (NUM_BODY_JOINTS, 6)))
+        if keep:
+            self._held = (theta, theta._version, rotations)
+        return rotations
 
     def smpl_inputs(self, theta: Tensor, head: dict[str, Tensor]) -> dict[str, Tensor]:
         B, S, _ = theta.shape
@@ -130,7 +143,7 @@ class SMPLSpec(BodySpec):
         # 6D: the rotation matrices go to SMPL as they are (no round trip through axis-angle and back)
         B, S, _ = theta.shape
         orient = head["global_orient"]
-        rotations = rot6d_to_matrix(self.rotations(theta).unflatten(-1, (NUM_BODY_JOINTS, 6)))
+        rotations = self._matrices(theta, keep=True)  # the prior takes them next (see _matrices)
         return self.smpl.keypoints(orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3), None,
                                    head["betas"][:, None].expand(B, S, head["betas"].shape[-1]), joints=SMPL_TO_BODY,
                                    body_rotations=rotations)
