@@ -24,9 +24,11 @@ samples of :class:`ExactArmPosterior` on held-out observations (coverage within 
 exact solutions, mass per solution, solutions hit), and :func:`write_posterior_match` writes the
 table that notebook 01 commits as ``figures/01_posterior_match.csv``.
 
-The package has three modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
-:mod:`mhe.toy.arm` (the arm, its flow model, :func:`fit_arm`, :func:`fit_arms` for several at once on several
-processes) and :mod:`mhe.toy.posterior` (the exact posterior and how close a fit comes to it); both fits use
+The package has four modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
+:mod:`mhe.toy.arm` (the arm, its flow model, :func:`fit_arm`), :mod:`mhe.toy.posterior` (the exact posterior
+and how close a fit comes to it) and :mod:`mhe.toy.together` (several fits at once: arms that differ only in
+their term weights as one batched model, :func:`fit_arm_group`; any fits on forked processes,
+:func:`in_processes`; notebook 01's ablation, :func:`fit_arms`). Both fits use
 :class:`mhe.flows.ConditionalFlow`, and every public name is importable from ``mhe.toy``. Both fits train
 through the package's one loop, :func:`mhe.training.fit`.
 """
@@ -41,7 +43,6 @@ from mhe.toy.arm import (
     TwoLinkArm,
     arm_batch,
     fit_arm,
-    fit_arms,
     observe,
     score_function_loss,
     tempered_b,
@@ -76,12 +77,13 @@ from mhe.toy.targets import (
     target_beta,
     target_log_density,
 )
+from mhe.toy.together import GROUPABLE, fit_arm_group, fit_arms, in_processes
 
 __all__ = [
-    "ARM_OBJECTIVES", "ARM_WEIGHTS", "EXACT_NAME", "MATCH_COLUMNS", "MATCH_RADIUS", "RING_MODES", "RING_RADIUS",
-    "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions", "ExactArmPosterior", "TwoLinkArm",
+    "ARM_OBJECTIVES", "ARM_WEIGHTS", "EXACT_NAME", "GROUPABLE", "MATCH_COLUMNS", "MATCH_RADIUS", "RING_MODES",
+    "RING_RADIUS", "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions", "ExactArmPosterior", "TwoLinkArm",
     "arm_batch", "arm_coverage", "banana_log_density", "count_modes", "count_ring_modes", "density_grid", "fit_arm",
-    "fit_arms", "fit_target",
+    "fit_arm_group", "fit_arms", "fit_target", "in_processes",
     "held_out_arm_observations", "mode_coverage", "moons_log_density", "observe", "posterior_match",
     "posterior_statistics", "ring_centres", "ring_log_density", "sample_target", "score_function_loss",
     "target_beta", "target_log_density", "tempered_b", "write_posterior_match",

@@ -7,7 +7,6 @@ angles that implements the :mod:`mhe.objectives` model protocol (:class:`ArmMode
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 
 from mhe.flows import ConditionalFlow
 from mhe.objectives import Hypotheses, box_prior, get_objective, laplace_log_likelihood
-from mhe.training import Schedule, fit, recursive_cosine_lr
+from mhe.training import LossFn, Schedule, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
 # -- the two-link arm ---------------------------------------------------------------------------
@@ -275,13 +274,7 @@ def score_function_loss(
     """
     if num_samples < 2:
         raise ValueError(f"the score-function estimator needs num_samples >= 2, got {num_samples}")
-    with torch.no_grad():
-        y, log_q = model.flow.rsample_and_log_prob(model._context(batch), num_samples, antithetic=False)
-        hyp = model._hypotheses(y, log_q)
-        loglik = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], b)
-        cost = -w_rec * loglik - w_prior * hyp.log_prior + w_ent * hyp.log_q  # (B, S)
-        baseline = (cost.sum(1, keepdim=True) - cost) / (num_samples - 1)
-    surrogate = ((cost - baseline) * model.log_prob(batch, hyp.params)).mean()
+    surrogate, loglik, hyp, cost = score_function_parts(model, batch, num_samples, b, w_rec, w_prior, w_ent)
     terms = {
         "reconstruction": -loglik.mean().item(),
         "prior": -hyp.log_prior.mean().item(),
@@ -289,6 +282,23 @@ def score_function_loss(
         "loss": cost.mean().item(),
     }
     return surrogate, terms
+
+
+def score_function_parts(
+    model: ArmModel, batch: dict, num_samples: int, b: float, w_rec: float | Tensor, w_prior: float | Tensor,
+    w_ent: float | Tensor,
+) -> tuple[Tensor, Tensor, Hypotheses, Tensor]:
+    """:func:`score_function_loss`'s tensors, without a float taken out (so that it also runs under
+    ``torch.func.vmap``, with the weights as tensors): the surrogate, the log-likelihood (B, S), the hypotheses
+    (drawn without gradient) and the cost c (B, S)."""
+    with torch.no_grad():
+        y, log_q = model.flow.rsample_and_log_prob(model._context(batch), num_samples, antithetic=False)
+        hyp = model._hypotheses(y, log_q)
+        loglik = laplace_log_likelihood(hyp.pred_obs, batch["obs"], batch["visible"], b)
+        cost = -w_rec * loglik - w_prior * hyp.log_prior + w_ent * hyp.log_q  # (B, S)
+        baseline = (cost.sum(1, keepdim=True) - cost) / (num_samples - 1)
+    surrogate = ((cost - baseline) * model.log_prob(batch, hyp.params)).mean()
+    return surrogate, loglik, hyp, cost
 
 
 def shifted(schedule: Schedule, first: int) -> Schedule:
@@ -300,6 +310,59 @@ def tempered_b(opts: ArmOptions, beta: float) -> float:
     """The Laplace scale at tempering factor β: b_start^(1-β) · b^β, from ``b_start`` (β = 0) geometrically to ``b``
     (β = 1); :func:`fit_arm` ramps β linearly to 1 over the first ``anneal`` of the steps."""
     return opts.b_start ** (1 - beta) * opts.b ** beta
+
+
+def arm_options(steps: int | None, options: dict) -> ArmOptions:
+    """The :class:`ArmOptions` of ``options`` (any of its fields) and ``steps`` (None: the default), checked."""
+    unknown = set(options) - set(ArmOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(
+            f"unknown fit_arm options {sorted(unknown)}; valid: {sorted(ArmOptions.__dataclass_fields__)}"
+        )
+    opts = ArmOptions(**options)
+    if steps is not None:
+        opts.steps = steps
+    if opts.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {opts.steps}")
+    if not 0.0 <= opts.bias <= 1.0:
+        raise ValueError(f"bias must be in [0, 1], got {opts.bias}")
+    if not 0.0 <= opts.anneal <= 1.0:
+        raise ValueError(f"anneal must be in [0, 1], got {opts.anneal}")
+    if not 0.0 <= opts.polish <= 1.0 or opts.anneal + opts.polish > 1.0:
+        raise ValueError(
+            f"polish must be in [0, 1] with anneal + polish <= 1 (tempering happens before the polish "
+            f"phase), got anneal={opts.anneal}, polish={opts.polish}"
+        )
+    return opts
+
+
+def new_arm_model(opts: ArmOptions) -> ArmModel:
+    """An untrained :class:`ArmModel` with the architecture of ``opts`` (its initialisation draws from torch's
+    global random generator)."""
+    return ArmModel(opts.transforms, opts.hidden, opts.kind, opts.prior_weight, opts.bound, opts.absolute,
+                    opts.bins, opts.scale, opts.antithetic)
+
+
+def observations(opts: ArmOptions, generator: torch.Generator) -> Iterator[dict[str, Tensor]]:
+    """The sampling objectives' batches: every step fresh noisy observations of prior-uniform poses."""
+    arm = TwoLinkArm()
+    while True:
+        yield arm_batch(observe(arm.sample_prior(opts.batch_size, generator), opts.noise, generator))
+
+
+Phase = tuple[LossFn, int, int, float, float | None]
+
+
+def arm_phases(opts: ArmOptions, pathwise: LossFn, score: LossFn, polish: bool) -> list[Phase]:
+    """The phases of a sampling objective's fit: (loss, first step, last step + 1, learning rate, gradient clip)
+    for the pathwise phase and the polish phase (``polish`` False: the pathwise phase for all the steps), the
+    empty ones left out."""
+    # No polish without the entropy term: q collapses to a point, where score-function gradients degenerate
+    # (∇ log q grows without bound as q narrows) and push the point off its solution.
+    polish_steps = round(opts.polish * opts.steps) if polish else 0
+    phases: list[Phase] = [(pathwise, 0, opts.steps - polish_steps, opts.lr, opts.clip),
+                           (score, opts.steps - polish_steps, opts.steps, opts.lr_polish, None)]
+    return [phase for phase in phases if phase[2] > phase[1]]
 
 
 def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) -> ArmModel:
@@ -348,30 +411,9 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
         raise ValueError(
             f"unknown arm objective {objective!r}; choose one of {', '.join(ARM_OBJECTIVES)}"
         )
-    unknown = set(options) - set(ArmOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(
-            f"unknown fit_arm options {sorted(unknown)}; valid: {sorted(ArmOptions.__dataclass_fields__)}"
-        )
-    opts = ArmOptions(**options)
-    if steps is not None:
-        opts.steps = steps
-    if opts.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {opts.steps}")
-    if not 0.0 <= opts.bias <= 1.0:
-        raise ValueError(f"bias must be in [0, 1], got {opts.bias}")
-    if not 0.0 <= opts.anneal <= 1.0:
-        raise ValueError(f"anneal must be in [0, 1], got {opts.anneal}")
-    if not 0.0 <= opts.polish <= 1.0 or opts.anneal + opts.polish > 1.0:
-        raise ValueError(
-            f"polish must be in [0, 1] with anneal + polish <= 1 (tempering happens before the polish "
-            f"phase), got anneal={opts.anneal}, polish={opts.polish}"
-        )
+    opts = arm_options(steps, options)
     generator = seed_everything(seed)
-    model = ArmModel(
-        opts.transforms, opts.hidden, opts.kind, opts.prior_weight, opts.bound, opts.absolute,
-        opts.bins, opts.scale, opts.antithetic,
-    )
+    model = new_arm_model(opts)
     arm = model.arm
     history: list[float] = []
     ema = [p.detach().clone() for p in model.parameters()] if opts.ema > 0 else None
@@ -403,10 +445,6 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
         w_rec, w_prior, w_ent = ARM_WEIGHTS[objective]
         pathwise_fn = get_objective(objective)
 
-        def observations() -> Iterator[dict[str, Tensor]]:  # fresh noisy observations of prior-uniform poses
-            while True:
-                yield arm_batch(observe(arm.sample_prior(opts.batch_size, generator), opts.noise, generator))
-
         def pathwise(batch: dict, beta: float) -> tuple[Tensor, dict[str, float]]:
             return pathwise_fn(model, batch, num_samples=opts.num_samples, b=tempered_b(opts, beta))
 
@@ -414,17 +452,8 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
             return score_function_loss(model, batch, opts.num_samples, tempered_b(opts, beta), w_rec=w_rec,
                                        w_prior=w_prior, w_ent=w_ent)
 
-        # No polish without the entropy term: q collapses to a point, where score-function
-        # gradients degenerate (∇ log q grows without bound as q narrows) and push the point off
-        # its solution; pathwise gradients then train for all the steps.
-        polish_steps = round(opts.polish * opts.steps) if w_ent > 0 else 0
-        # each phase: its loss, its first step, its last step + 1, its learning rate and gradient clip
-        phases = ((pathwise, 0, opts.steps - polish_steps, opts.lr, opts.clip),
-                  (score, opts.steps - polish_steps, opts.steps, opts.lr_polish, None))
-        batches = observations()
-        for loss_fn, first, end, lr, clip in phases:
-            if end == first:
-                continue
+        batches = observations(opts, generator)
+        for loss_fn, first, end, lr, clip in arm_phases(opts, pathwise, score, w_ent > 0):
             cosine = recursive_cosine_lr(lr, end - first)  # a fresh Adam and schedule per phase
             fit(loss_fn, torch.optim.Adam(model.parameters(), lr=lr), batches, steps=end, start_step=first,
                 lr=shifted(cosine, first), grad_clip=clip,
@@ -437,41 +466,3 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
     model.options = opts
     model.history = history
     return model.eval()
-
-
-
-def _fit_arm_state(kwargs: dict) -> tuple[dict[str, Tensor], dict]:
-    """One :func:`fit_arm` in a worker process: the model's weights and its record, cheap to send back."""
-    torch.set_num_threads(1)
-    model = fit_arm(**kwargs)
-    return model.state_dict(), {"history": model.history, "options": model.options,
-                                "train_seconds": model.train_seconds}
-
-
-def fit_arms(runs: dict[str, dict], seed: int = 0, workers: int = 1) -> dict[str, ArmModel]:
-    """Train several arms, ``name -> fit_arm(seed=seed, **runs[name])``, on ``workers`` processes at once.
-
-    Each fit seeds itself and runs on one thread, so the models are the ones :func:`fit_arm` returns one
-    after another, bit for bit, in any order and with any number of workers; ``workers=1`` trains them here,
-    one after another. Worker processes are forked (Linux, macOS), so the toy needs no installed entry point.
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    jobs = {name: {"seed": seed, **kwargs} for name, kwargs in runs.items()}
-    if workers == 1 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return {name: fit_arm(**kwargs) for name, kwargs in jobs.items()}
-    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        # the longest fits first, so that the last one to start is a short one
-        order = sorted(jobs, key=lambda name: -(jobs[name].get("steps") or ArmOptions.steps)
-                       * (0.25 if jobs[name].get("objective") == "nll" else 1.0))
-        pending = {name: pool.apply_async(_fit_arm_state, (jobs[name],)) for name in order}
-        models = {}
-        for name in jobs:
-            state, record = pending[name].get()
-            opts = record["options"]
-            model = ArmModel(opts.transforms, opts.hidden, opts.kind, opts.prior_weight, opts.bound, opts.absolute,
-                             opts.bins, opts.scale, opts.antithetic)
-            model.load_state_dict(state)
-            model.history, model.options, model.train_seconds = record["history"], opts, record["train_seconds"]
-            models[name] = model.eval()
-    return models
