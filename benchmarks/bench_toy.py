@@ -29,8 +29,8 @@ NOTEBOOK = NOTEBOOK_DIR / "01_toy_nll_vs_entropy.ipynb"
 BEFORE = {
     "total": 206.0,
     "runs = {": 158.0,  # the six arm fits
-    "fits, histories = {}, {}": 15.6,  # the ring fits of section 3
-    "counts = []": 13.0,  # exercise 1: three ring seeds
+    "ring_runs = {": 15.6,  # the ring fits of section 3 (their cell began "fits, histories = {}, {}")
+    "seeds = (0, 1, 2)": 13.0,  # exercise 1: three ring seeds (the cell began "counts = []")
     'wide = fit_arm("mhentropy"': 6.6,  # exercise 3: the arm at b = 0.2
 }
 
