@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP      := $(VENV)/.mhe-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv lint test reproduce notebooks strip lab benchmark book clean
+.PHONY: all venv lint test durations reproduce notebooks strip lab benchmark book clean
 
 all: test
 
@@ -22,11 +22,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make test: the whole test suite, notebooks included (in smoke mode). The live-browser tests run
-## afterwards on their own: JupyterLab's widgets must start within 2 s, which a busy machine cannot promise.
-test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not browser" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -p no:xdist -m browser $(PYTEST_ARGS) || [ $$? -eq 5 ]
+## make test: lint and the whole test suite, notebooks (smoke mode) and browser tests included, on two workers,
+## the longest tests first (tests/durations.json; see tests/conftest.py). mypy runs beside the tests (its report
+## is printed after them); a lint error fails make test as a failed test does.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	mkdir -p build; $(BIN)/mypy > build/mypy.log 2>&1 & mypy=$$!; \
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS); tests=$$?; \
+	wait $$mypy; types=$$?; echo "== mypy"; cat build/mypy.log; \
+	if [ $$types -ne 0 ]; then echo "make test: mypy failed (above)"; exit 1; fi; exit $$tests
+
+## make durations: run the suite and update tests/durations.json with each test's duration (make test's order).
+durations: $(STAMP)
+	MHE_RECORD_DURATIONS=tests/durations.json $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -q $(PYTEST_ARGS)
 
 ## make lint: ruff (pycodestyle, pyflakes, bugbear, import sorting) and mypy, configured in pyproject.toml.
 lint: $(STAMP)

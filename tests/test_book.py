@@ -11,8 +11,9 @@ opens every page of the site from a local HTTP server and checks what a reader w
 - previous / next links chain the landing page and the notebooks, and every page links back to the landing page.
 
 The site checked is the smoke book (``SMOKE=1 make book``), built here through ``book/build.py`` (quick when
-the smoke runs are cached in ``build/notebooks-smoke/``); ``MHE_BOOK_DIR=build/book`` checks a built full book
-instead. With ``MHE_BROWSER_TESTS=required`` (``.ci/run`` sets it where Chromium is installed) a missing
+the smoke runs are cached in ``build/notebooks-smoke/``: in a whole run these tests start after the notebook smoke
+tests and wait until the last of them has written its executed copy); ``MHE_BOOK_DIR=build/book`` checks a built
+full book instead. With ``MHE_BROWSER_TESTS=required`` (``.ci/run`` sets it where Chromium is installed) a missing
 browser or Playwright is an error, not a skip.
 """
 
@@ -46,18 +47,23 @@ _missing = ("no Chromium on this machine (Debian: apt-get install chromium)" if 
             if importlib.util.find_spec("myst_nb") is None else None)
 if _missing and REQUIRED:
     raise RuntimeError(f"MHE_BROWSER_TESTS=required but {_missing}")
-pytestmark = [pytest.mark.skipif(_missing is not None, reason=_missing or ""), pytest.mark.browser]
+# One xdist worker runs these tests together (one build, one server, one browser), after the notebook smoke tests.
+pytestmark = [pytest.mark.skipif(_missing is not None, reason=_missing or ""), pytest.mark.browser,
+              pytest.mark.xdist_group("book"), pytest.mark.after_notebooks]
 
 FIGURE_MIME = ("image/png", "application/vnd.plotly.v1+json")
 
 
 @pytest.fixture(scope="module")
-def site() -> Path:
+def site(request) -> Path:
     given = os.environ.get("MHE_BOOK_DIR")
     if given:
         path = Path(given).resolve()
         assert (path / "index.html").is_file(), f"MHE_BOOK_DIR={given} holds no index.html: run `make book` first"
         return path
+    # the notebook smoke tests of this run (tests/test_notebooks.py, on either xdist worker) write the executed
+    # copies the build reuses: wait for them rather than run the notebooks a second time
+    request.getfixturevalue("notebook_runs")
     return book_build.build(smoke=True, jobs=2)
 
 
