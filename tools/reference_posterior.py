@@ -183,7 +183,8 @@ def nuts_check(name: str, items: int, args, path: Path) -> None:
 CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # q = 0.05 ... 0.95 (cGNF's levels)
 
 
-def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0, status: str = "") -> None:
+def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0, status: str = "",
+                      label: str = "") -> None:
     """The calibration score (mean |fraction of true joints inside − q| over q = 0.05 … 0.95,
     :func:`mhe.diagnostics.calibration_curve`) of each reference and of the flow's own T = 1 hypotheses
     (as many as the reference keeps) against the truth, on the occluded and the visible non-root joints of
@@ -194,7 +195,7 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
     for name in names:
         model, _, exp = load(name)
         root = model.spec.root
-        sources = {f"reference {r}": out_dir / f"{name}_ref{r}.npz" for r in (1, 2)}
+        sources = {f"reference {r}{label}": out_dir / f"{name}_ref{r}.npz" for r in (1, 2)}
         sources = {k: np.load(v) for k, v in sources.items() if v.exists()}
         if not sources:
             continue
@@ -206,8 +207,9 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
             torch.manual_seed(seed)
             keep = first["joints_mm"].shape[1]
             flow = model.predict(batch, keep, 1.0)["xyz_mm"]
-            hyps = {"flow, T = 1": flow, **{k: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32))
-                                              for k, v in sources.items()}}
+            drawn = {k: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32))
+                     for k, v in sources.items()}
+            hyps = {f"flow, T = 1{label}": flow, **drawn}
             truth = batch["joints_3d_mm"].float()
             visible = batch["visible"].bool()
             not_root = torch.ones_like(visible)
@@ -227,7 +229,7 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
 
 
 def decomposition_table(reference_model: str, models: list[str], out_dir: Path, path: Path, split: str = "val",
-                        samples: int = 200, seed: int = 0, max_draws: int = 100) -> None:
+                        samples: int = 200, seed: int = 0, max_draws: int = 100, label: str = "") -> None:
     """Issue 29's decomposition on ``split``: (a) each reference of ``reference_model`` against the truth,
     (b) each model's S = ``samples`` hypotheses at T = 1 against each reference (its draws taken as the
     truth), and, beside them, the models against the truth; with the energy distance, the spread ratio
@@ -254,6 +256,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
         return float((curve - levels).abs().mean()), float(curve[CALIBRATION_LEVELS.index(0.9)])
 
     rows = []
+    item_set = f"the items of the references{label}"  # the models against the truth: per set of items
     hyps: dict[str, torch.Tensor] = {}
     for name in models:
         model, _, exp = load(name)
@@ -263,25 +266,26 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
         torch.manual_seed(seed)
         with torch.no_grad():
             hyps[name] = model.predict(batch, samples, 1.0)["xyz_mm"].float()
-    sources = {**{f"reference {r}": d for r, d in ref_draws.items()}, **hyps}
+    sources = {**{f"reference {r}{label}": d for r, d in ref_draws.items()}, **hyps}
     for source, h in sources.items():  # everything against the truth
-        row: dict = {"split": split, "items": len(index), "source": source, "against": "truth"}
-        for label, mask in masks.items():
-            row[f"score_{label}"], row[f"inside_90_{label}"] = scores(calibration_curve(h, truth_saved, mask,
-                                                                                        CALIBRATION_LEVELS))
+        row: dict = {"split": split, "items": len(index), "item_set": item_set, "source": source, "against": "truth"}
+        for part, mask in masks.items():
+            row[f"score_{part}"], row[f"inside_90_{part}"] = scores(calibration_curve(h, truth_saved, mask,
+                                                                                      CALIBRATION_LEVELS))
         rows.append(row)
         print(row, flush=True)
     for r, ref in ref_draws.items():
         halves = flip_mass(ref[:, 0::2], ref[:, 1::2], LIMB_BONES)["tv"]  # the finite-draw floor of the TV
         for name, h in hyps.items():
-            row = {"split": split, "items": len(index), "source": name, "against": f"reference {r}"}
+            row = {"split": split, "items": len(index), "item_set": item_set, "source": name,
+                   "against": f"reference {r}{label}"}
             energy = energy_distance(h, ref)  # (B, J) mm
             ratio = spread_ratio(h, ref)
-            for label, mask in masks.items():
+            for part, mask in masks.items():
                 curve = calibration_against_draws(h, ref, mask, CALIBRATION_LEVELS, max_draws)
-                row[f"score_{label}"], row[f"inside_90_{label}"] = scores(curve)
-                row[f"energy_mm_{label}"] = float(energy[mask].mean())
-                row[f"spread_ratio_{label}"] = float(ratio[mask].nanmedian())
+                row[f"score_{part}"], row[f"inside_90_{part}"] = scores(curve)
+                row[f"energy_mm_{part}"] = float(energy[mask].mean())
+                row[f"spread_ratio_{part}"] = float(ratio[mask].nanmedian())
             flips = flip_mass(h, ref, LIMB_BONES)
             row["flip_tv"] = float(flips["tv"].mean())
             row["flip_tv_floor"] = float(halves.mean())
@@ -295,11 +299,16 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
             row["minority_mass_model"] = float(kept[both].mean()) if both.any() else float("nan")
             rows.append(row)
             print(row, flush=True)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+    kept: list[dict] = []
+    if path.exists():  # rows against other references (another --label) stay
+        with open(path, newline="") as fh:
+            done = {(r["item_set"], r["source"], r["against"]) for r in rows}
+            kept = [r for r in csv.DictReader(fh) if (r["item_set"], r["source"], r["against"]) not in done]
+    columns = list(dict.fromkeys(k for r in kept + rows for k in r))
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, columns, lineterminator="\n", restval="")
         writer.writeheader()
-        for r in rows:
+        for r in kept + rows:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
@@ -340,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-starts", type=float, default=0.25,
                         help="share of chains whose pose starts at a pose-prior draw (bodies)")
     parser.add_argument("--cache", default="runs/reference_cache", help="per-item results (resumable runs)")
+    parser.add_argument("--label", default="", help="appended to the reference's name in the calibration and "
+                        "decomposition tables (e.g. ' (replica exchange)'): two references of a model side by side")
     parser.add_argument("--cached-only", action="store_true",
                         help="sample nothing: write the outputs from the items already cached")
     parser.add_argument("--status", default="", help="the status column of the rows written (e.g. "
@@ -365,10 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = ROOT / args.out
     if args.decomposition is not None:
         models = args.decomposition or ["body_mhentropy", "body_nll", "body_min_of_n"]
-        decomposition_table(args.models[0], models, out_dir, ROOT / "figures/29_decomposition_validation.csv")
+        decomposition_table(args.models[0], models, out_dir, ROOT / "figures/29_decomposition_validation.csv",
+                            label=args.label)
         return 0
     if args.calibration:
-        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv", status=args.status)
+        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv", status=args.status,
+                          label=args.label)
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = ROOT / args.cache / settings_tag(args)
@@ -422,12 +435,14 @@ def settings_tag(args) -> str:
 
 
 def _merge_rows(path: Path, rows: list[dict], models: list[str]) -> None:
-    """Writes ``rows`` over the CSV's rows of ``models`` (its columns extended by a ``status`` column), keeping
-    the other models' rows, marked provisional where they carry no status."""
+    """Writes ``rows`` over the CSV's rows with the same model, split and source (its columns extended by a
+    ``status`` column), keeping the others, marked provisional where they carry no status."""
+    key = ("model", "split", "source")
+    new_keys = {tuple(str(r[k]) for k in key) for r in rows}
     kept: list[dict] = []
     if path.exists():
         with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r["model"] not in models]
+            kept = [r for r in csv.DictReader(fh) if tuple(r[k] for k in key) not in new_keys]
     for r in kept:
         r["status"] = r.get("status") or "provisional"
     columns = list(dict.fromkeys([k for r in kept + rows for k in r if k != "status"] + ["status"]))
