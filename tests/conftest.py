@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -214,6 +216,26 @@ def pytest_sessionstart(session):
     global _durations
     if os.environ.get("MHE_RECORD_DURATIONS") and not hasattr(session.config, "workerinput"):
         _durations = {}
+    if not hasattr(session.config, "workerinput") and getattr(session.config.option, "numprocesses", None):
+        _fit_the_pose_prior()
+
+
+# On a fresh clone the body-pose prior (data/cache/body_pose_gmm_*.pt) is not fitted yet, and both workers would
+# fit it at once in their first body test. A process of its own fits it meanwhile; a worker that needs it before
+# it is written fits it itself (the same function; the file is replaced atomically), as it would without this.
+_prior_fit: subprocess.Popen | None = None
+
+
+def _fit_the_pose_prior() -> None:
+    global _prior_fit
+    from mhe.body import pose_prior
+    from mhe.utils import data_dir
+
+    name = f"body_pose_gmm_k{pose_prior.POSE_GMM_COMPONENTS}_s{pose_prior.POSE_GMM_SEED}_v{pose_prior.POSE_GMM_VERSION}"
+    if not (data_dir() / "cache" / f"{name}.pt").is_file():
+        _prior_fit = subprocess.Popen(
+            [sys.executable, "-c", "from mhe.body.pose_prior import benchmark_pose_gmm; benchmark_pose_gmm()"],
+            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def pytest_runtest_logreport(report):
@@ -222,6 +244,9 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if _prior_fit is not None and _prior_fit.poll() is None:  # a short run: not needed any more
+        _prior_fit.kill()
+        _prior_fit.wait()
     if _durations is None:
         return
     out = Path(os.environ["MHE_RECORD_DURATIONS"])
