@@ -216,13 +216,13 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
             not_root[:, root] = False
             for source, h in hyps.items():
                 row = {"model": name, "split": split, "source": source, "items": len(index), "status": status}
-                for label, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
+                for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
                     curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
                     levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
-                    row[f"score_{label}"] = float((curve - levels).abs().mean())
-                    row[f"inside_90_{label}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
+                    row[f"score_{part}"] = float((curve - levels).abs().mean())
+                    row[f"inside_90_{part}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
                     spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # (B, J) mean distance to mean
-                    row[f"spread_mm_{label}"] = float(spread[mask].mean())
+                    row[f"spread_mm_{part}"] = float(spread[mask].mean())
                 rows.append(row)
                 print(row, flush=True)
     _merge_rows(path, rows, names)
