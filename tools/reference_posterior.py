@@ -115,8 +115,11 @@ def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
     swap = res.swap_accept.amin(-1) if res.swap_accept is not None else torch.full((B,), torch.nan)
     # why R-hat is high: chains that do not agree with themselves (each cut in 4 pieces, R-hat across them)
     # or chains in different discrete modes (a limb's depth sign held by one chain and never by another)
-    pieces = q[..., : n // 4 * 4].reshape(B, J, 3, C, 4, -1).movedim(3, 0)  # (C, B, J, 3, 4, n/4)
-    within = torch.stack([_nanmax(torch.where(moving, split_rhat(p), torch.nan).flatten(1)) for p in pieces]).amax(0)
+    within = torch.full((B,), torch.nan)
+    if n >= 16:  # split R-hat needs 4 draws per half-piece
+        pieces = q[..., : n // 4 * 4].reshape(B, J, 3, C, 4, -1).movedim(3, 0)  # (C, B, J, 3, 4, n/4)
+        within = torch.stack([_nanmax(torch.where(moving, split_rhat(p), torch.nan).flatten(1))
+                              for p in pieces]).amax(0)
     stuck = torch.zeros(B)
     if J == 17:  # bodies: the limbs' depth modes
         share = torch.stack([(joints[..., c, 2] > joints[..., p, 2]).float().mean(2) for p, c in LIMB_BONES], -1)
@@ -351,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="runs/reference_cache", help="per-item results (resumable runs)")
     parser.add_argument("--label", default="", help="appended to the reference's name in the calibration and "
                         "decomposition tables (e.g. ' (replica exchange)'): two references of a model side by side")
+    parser.add_argument("--table", default=None, help="where --calibration / --decomposition write their table "
+                        "(default: figures/29_reference_calibration.csv / figures/29_decomposition_validation.csv)")
     parser.add_argument("--cached-only", action="store_true",
                         help="sample nothing: write the outputs from the items already cached")
     parser.add_argument("--status", default="", help="the status column of the rows written (e.g. "
@@ -376,12 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = ROOT / args.out
     if args.decomposition is not None:
         models = args.decomposition or ["body_mhentropy", "body_nll", "body_min_of_n"]
-        decomposition_table(args.models[0], models, out_dir, ROOT / "figures/29_decomposition_validation.csv",
-                            label=args.label)
+        decomposition_table(args.models[0], models, out_dir,
+                            ROOT / (args.table or "figures/29_decomposition_validation.csv"), label=args.label)
         return 0
     if args.calibration:
-        calibration_table(args.models, out_dir, ROOT / "figures/29_reference_calibration.csv", status=args.status,
-                          label=args.label)
+        calibration_table(args.models, out_dir, ROOT / (args.table or "figures/29_reference_calibration.csv"),
+                          status=args.status, label=args.label)
         return 0
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = ROOT / args.cache / settings_tag(args)
