@@ -185,6 +185,7 @@ def _tell_the_controller_the_groups(config, items) -> None:
     os.replace(partial, path)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown with `-p no:xdist`
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadgroup":
         return None

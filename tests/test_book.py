@@ -82,7 +82,7 @@ def browser(site):
 class Visit:
     """One page opened at 1280 × 900, with what went wrong while it loaded."""
 
-    def __init__(self, browser, path: str, base: str | None = None) -> None:
+    def __init__(self, browser, path: str, base: str | None = None, settle: bool = True) -> None:
         chromium, served = browser
         base = base or served
         self.page = chromium.new_page(viewport={"width": 1280, "height": 900})
@@ -91,8 +91,10 @@ class Visit:
         self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
         self.page.on("requestfailed", lambda req: self.errors.append(f"request failed: {req.url}"))
         self.page.on("response", lambda res: res.status >= 400 and self.errors.append(f"HTTP {res.status}: {res.url}"))
-        self.page.goto(f"{base}/{path}", wait_until="load")
-        self.page.wait_for_timeout(300)  # scripts run on load (plotly draws, MathJax typesets)
+        # settle=False: the page starts loading and the caller waits (see visit_all)
+        self.page.goto(f"{base}/{path}", wait_until="load" if settle else "commit")
+        if settle:
+            self.page.wait_for_timeout(300)  # scripts run on load (plotly draws, MathJax typesets)
 
     def broken_images(self) -> list[str]:
         return self.page.evaluate(
@@ -121,12 +123,17 @@ def test_every_page_loads_without_errors_and_every_image_loads(site, browser):
     pages = _pages(site)
     assert "index.html" in pages and "search.html" in pages and len(pages) > 20, pages
     problems = {}
-    for path in pages:
-        visit = Visit(browser, path)
-        broken = visit.broken_images()
-        if visit.errors or broken:
-            problems[path] = visit.errors[:5] + [f"image not loaded: {src}" for src in broken[:5]]
-        visit.close()
+    for start in range(0, len(pages), 8):  # eight tabs load at once, each checked as a page opened alone
+        batch = pages[start:start + 8]
+        visits = [Visit(browser, path, settle=False) for path in batch]
+        for visit in visits:
+            visit.page.wait_for_load_state("load")
+        visits[-1].page.wait_for_timeout(300)  # scripts run on load (plotly draws, MathJax typesets)
+        for path, visit in zip(batch, visits, strict=True):
+            broken = visit.broken_images()
+            if visit.errors or broken:
+                problems[path] = visit.errors[:5] + [f"image not loaded: {src}" for src in broken[:5]]
+            visit.close()
     assert not problems, f"{len(problems)} pages with problems: {problems}"
 
 
