@@ -40,6 +40,7 @@ def _text(path: Path) -> str:
 def _citing_files() -> list[Path]:
     files = [p for p in (ROOT / "mhe").rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".md")]
     files += sorted((ROOT / "notebooks").glob("*.ipynb"))
+    files += sorted((ROOT / "tests").rglob("*.json"))  # recorded test ids (tests/durations.json) and test data
     files.append(ROOT / "README.md")
     return sorted(p for p in files if "__pycache__" not in p.parts)
 
@@ -98,7 +99,7 @@ def test_links_between_docs_resolve():
             _check_section(target, None, m.group(2), where)
 
 
-@pytest.mark.parametrize("forbidden", FORBIDDEN)
+@pytest.mark.parametrize("forbidden", FORBIDDEN, ids=("paper", "notes", "outside-folder"))
 def test_nothing_cites_files_outside_the_repository(forbidden):
     offenders = [str(p.relative_to(ROOT)) for p in _citing_files() + _doc_files() if forbidden in _text(p)]
     assert not offenders, f"{offenders} mention {forbidden!r}; cite docs/method.md or docs/formats.md instead"
