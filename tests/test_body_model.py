@@ -76,36 +76,24 @@ def test_predict_puts_the_mode_first_and_reports_plausibility(model):
 
 
 
-def test_the_prior_reuses_the_keypoints_rotation_matrices_with_the_same_numbers(model):
-    # decode computes the keypoints, then the prior, of one θ: the prior takes the keypoints' Gram-Schmidt
-    # matrices (held once, for that very tensor) instead of computing them again; values and gradients agree
+def test_keypoints_and_prior_share_the_rotation_matrices_with_the_same_numbers(model):
+    # decode takes the keypoints and the prior of one θ together: the 6D Gram-Schmidt matrices are made once and
+    # passed to both; values equal the two separate calls exactly, gradients up to summation order
     spec = model.spec
     g = torch.Generator().manual_seed(3)
     head = {"global_orient": torch.randn(4, 5, 3, generator=g) * 0.3, "betas": torch.randn(4, 10, generator=g)}
     theta = (torch.randn(4, 5, spec.pose_dim, generator=g) * 0.3).requires_grad_()
+    before = dict(vars(spec))
 
-    def both(reuse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        kp = spec.keypoints(theta, head)
-        assert spec._held is not None and spec._held[0] is theta  # held for the prior
-        if not reuse:
-            spec._held = None  # what the prior finds when nothing was held
-        prior = spec.log_prior(theta, head)
-        (grad,) = torch.autograd.grad(kp.square().sum() + prior.sum(), theta)
-        return kp, prior, grad
+    def grad(kp: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad(kp.square().sum() + prior.sum(), theta)[0]
 
-    kp, prior, grad = both(True)
-    kp0, prior0, grad0 = both(False)
+    kp, prior = spec.keypoints_and_log_prior(theta, head)
+    kp0, prior0 = spec.keypoints(theta, head), spec.log_prior(theta, head)
     assert torch.equal(kp, kp0) and torch.equal(prior, prior0)
-    torch.testing.assert_close(grad, grad0, rtol=1e-4, atol=1e-5)  # summed in another order
-    assert spec._held is None  # taken once, then let go
-    # a θ written in place since is not the θ the matrices were made of
-    with torch.no_grad():
-        spec.keypoints(theta, head)
-        theta.add_(0.5)
-        fresh = spec.log_prior(theta, head)
-        spec._held = None
-        torch.testing.assert_close(fresh, spec.log_prior(theta, head), rtol=0, atol=0)
-        theta.sub_(0.5)
+    torch.testing.assert_close(grad(kp, prior), grad(kp0, prior0), rtol=1e-4, atol=1e-5)
+    assert vars(spec).keys() == before.keys()  # nothing held between calls
+
 
 @pytest.mark.parametrize("name", ["mhentropy", "prohmr", "min_of_n", "deterministic"])
 def test_every_objective_trains_the_body_model(model, name):

@@ -84,6 +84,10 @@ class BodySpec(nn.Module):
         """Log of the unnormalised prior ``(B, S)`` of poses ``θ (B, S, D)`` and the head's outputs."""
         raise NotImplementedError
 
+    def keypoints_and_log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """:meth:`keypoints` and :meth:`log_prior` of the same θ (a body may share work between them)."""
+        return self.keypoints(theta, head), self.log_prior(theta, head)
+
     def params_from_gt(self, params: Tensor) -> Tensor:
         """Ground-truth pose parameters of a batch ``(B, D')`` → the flow's variable ``(B, D)`` (for NLL)."""
         return params
@@ -217,7 +221,8 @@ class MultiHypothesisModel(nn.Module):
         expand = lambda x: x[:, None].expand(B, S, *x.shape[1:])  # noqa: E731
         flow_variable = theta
         theta, head, rot_ortho = self.split_flow_variable(theta, head)
-        joints = self.spec.keypoints(theta, head).to(theta.dtype)
+        joints, log_prior = self.spec.keypoints_and_log_prior(theta, head)
+        joints = joints.to(theta.dtype)
         root = joints[..., self.spec.root : self.spec.root + 1, :]
         rel = joints - root
         parent, child = self.spec.bone
@@ -227,7 +232,7 @@ class MultiHypothesisModel(nn.Module):
             params=flow_variable,
             log_q=log_q,
             pred_obs=uv,
-            log_prior=self.spec.log_prior(theta, head) - ORTHO_WEIGHT * rot_ortho,
+            log_prior=log_prior - ORTHO_WEIGHT * rot_ortho,
             joints_3d=rel / bone.clamp_min(1e-8)[..., None, None],
             joints_metric=rel,
             pose=theta,
