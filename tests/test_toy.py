@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_fits import ARM_GROUP, default_arm_fit
 
 from mhe.objectives import OBJECTIVES
 from mhe.toy import (
@@ -341,21 +342,24 @@ def test_fit_arm_records_history_and_is_seeded():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(ARM_GROUP)  # its MHEntropy fit is test_toy_posterior's too (tests/shared_fits.py)
 def test_fit_arm_separates_entropy_from_no_entropy():
     """Qualitative behaviour with margins that hold on any machine and thread count (the coverage
     *targets* of the trained arm, 4 modes at ~0.25 each, are measured over seeds by
     ``benchmarks/bench_toy.py``): with the entropy term every one of the four solutions keeps a clear
     share of the samples; without it the flow collapses onto at most two; NLL with annotations that
-    always pick one elbow side covers only that side."""
+    always pick one elbow side covers only that side. The two ablations train 150 steps (300 before): over
+    seeds 0-4 no entropy hits at most 1.0 modes and the biased NLL puts at most 0.0014 on the elbow-left
+    solutions and at least 0.39 on each elbow-right one, against the bounds 2, 0.02 and 0.3 checked here."""
     heights, modes = held_out_arm_observations(100)
-    full = arm_coverage(fit_arm("mhentropy"), heights, modes, radius=0.5)
+    full = arm_coverage(default_arm_fit("mhentropy"), heights, modes, radius=0.5)  # fit_arm("mhentropy")
     assert full["modes_hit"] >= 3.0
     for k in range(4):
         assert 0.05 <= full[f"mass_{k}"] <= 0.45
-    collapsed = arm_coverage(fit_arm("no_entropy", steps=300), heights, modes, radius=0.5)
+    collapsed = arm_coverage(fit_arm("no_entropy", steps=150), heights, modes, radius=0.5)
     assert collapsed["modes_hit"] <= 2.0
     assert full["modes_hit"] >= collapsed["modes_hit"] + 1.0
-    biased = arm_coverage(fit_arm("nll", steps=300, bias=1.0), heights, modes, radius=0.5)
+    biased = arm_coverage(fit_arm("nll", steps=150, bias=1.0), heights, modes, radius=0.5)
     assert biased["mass_2"] + biased["mass_3"] < 0.02  # no elbow-left hypotheses
     assert biased["mass_0"] > 0.3 and biased["mass_1"] > 0.3
 
