@@ -17,6 +17,8 @@ import hashlib
 import io
 import os
 import pickle
+import threading
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,12 +69,50 @@ class ModelFileInfo:
         return f"{self.path} [md5 {self.md5}]: {kind}"
 
 
+# One run reads the same model file many times (each dataset split and each model build loads SMPL), and reading
+# it costs far more than using it (SMPL's stand-in: 38 MB to hash and unpickle, ~0.15 CPU-s a load). What a file
+# holds and its MD5 are therefore kept per version of the file: its path, device, inode, size, modification and
+# change times. A file changed within the last second is not kept, because a rewrite inside one tick of the
+# file system's clock could leave all of those as they were (git's "racy" timestamps).
+_KEEP = 8  # file versions kept (MANO's two sides, SMPL's three genders, ...)
+_RACY_NS = 1_000_000_000  # a file changed this recently (ns) is not kept
+_READ: dict[tuple, dict[str, np.ndarray]] = {}
+_MD5: dict[tuple, str] = {}
+_LOCK = threading.Lock()
+
+
+def file_version(path: str | os.PathLike) -> tuple | None:
+    """What identifies this version of the file at ``path`` (None: missing, or changed within the last second)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        return None
+    return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _keep(store: dict, key: tuple | None, value: Any) -> None:
+    if key is None:
+        return
+    with _LOCK:
+        store.pop(key, None)
+        store[key] = value
+        while len(store) > _KEEP:
+            del store[next(iter(store))]
+
+
 def file_md5(path: str | os.PathLike) -> str:
-    """Hex MD5 of a file, read in chunks."""
+    """Hex MD5 of a file, read in chunks (kept per :func:`file_version`)."""
+    key = file_version(path)
+    if key is not None and key in _MD5:
+        return _MD5[key]
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+    if key is not None and file_version(path) == key:  # unchanged while it was read
+        _keep(_MD5, key, digest.hexdigest())
     return digest.hexdigest()
 
 
@@ -188,6 +228,16 @@ def read_model_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no body-model file at {path}")
+    key = file_version(path)
+    if key is not None and key in _READ:  # this very file read before (see file_version): a copy of what it held
+        return {k: v.copy() for k, v in _READ[key].items()}
+    data = _read_model_file(path)
+    if key is not None and file_version(path) == key:  # unchanged while it was read
+        _keep(_READ, key, {k: v.copy() for k, v in data.items()})  # the caller may change its own arrays
+    return data
+
+
+def _read_model_file(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=True) as z:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mhe.body.files import STANDIN_KEY
+from mhe.body.files import STANDIN_KEY, read_model_file
 from mhe.body.keypoints import MANO_PARENTS, SMPL_PARENTS, TIP_VERTEX_IDS
 from mhe.body.standin_mesh import _finalise, _kintree, _Mesh, _polyline_rings, _refine, _unit
 from mhe.utils import atomic_write_bytes, data_dir
@@ -463,9 +463,8 @@ def standin_dir() -> Path:
 def _cached(path: Path, tag: str) -> bool:
     if not path.is_file():
         return False
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1").get(STANDIN_KEY) == tag
+    try:  # read_model_file keeps what a file holds: the load that follows this check reads it no more
+        return str(read_model_file(path).get(STANDIN_KEY)) == tag
     except Exception:  # a foreign or broken cache file is simply regenerated
         return False
 

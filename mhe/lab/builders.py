@@ -72,16 +72,28 @@ def cap_items(dataset: Dataset, size: int | None) -> Dataset:
     return Subset(dataset, range(size))
 
 
+# mean_camera of the generated splits met in this process, by the split's cache key (which changes with anything
+# that changes its items): every model built on the same training split starts from the same camera.
+_MEAN_CAMERAS: dict[tuple, tuple[float, float, float]] = {}
+
+
 def mean_camera(dataset: Dataset, n: int = 16) -> tuple[float, float, float]:
     """The mean ``camera`` (log-scale, tx, ty) of the first ``n`` items (freshly generated when the
     dataset can, so building a model does not trigger generating a whole cached split)."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         return (0.0, 0.0, 0.0)
+    count = min(n, len(dataset))  # type: ignore[arg-type]
+    key = (type(dataset).__qualname__, dataset.cache_key(), count) if hasattr(dataset, "cache_key") else None
+    if key in _MEAN_CAMERAS:
+        return _MEAN_CAMERAS[key]
     if "camera" not in dataset[0]:  # real data: no orthographic crop camera to start from
         return (0.0, 0.0, 0.0)
     get = getattr(dataset, "generate", dataset.__getitem__)
-    cams = torch.stack([get(i)["camera"] for i in range(min(n, len(dataset)))])  # type: ignore[arg-type]
-    return tuple(float(x) for x in cams.mean(0))  # type: ignore[return-value]
+    cams = torch.stack([get(i)["camera"] for i in range(count)])
+    camera: tuple[float, float, float] = tuple(float(x) for x in cams.mean(0))  # type: ignore[assignment]
+    if key is not None:
+        _MEAN_CAMERAS[key] = camera
+    return camera
 
 
 def build_hand_model(cfg: ExperimentConfig, train_set: Dataset | None = None) -> nn.Module:

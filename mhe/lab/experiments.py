@@ -360,6 +360,15 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str 
     return atomic_torch_save(state, dst)
 
 
+#: What ``load_or_train(..., smoke=True)`` sets (the caller's overrides win): a few steps on a few items, and a
+#: narrow network of the model's architecture (every layer kind, fewer and thinner). A smoke run checks that
+#: the code runs end to end, not what it learns; the notebooks' smoke runs train about thirty of them.
+SMOKE_SETTINGS = ("train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
+                  "train.batch_size=16", "train.eval_every=0",
+                  "model.context_dim=32", "model.encoder_hidden=[32,32]", "model.flow_transforms=2",
+                  "model.flow_hidden=[32,32]", "model.head_hidden=32", "model.cnn_channels=[8,8,16,16]")
+
+
 def load_or_train(
     objective: str,
     *,
@@ -376,8 +385,8 @@ def load_or_train(
 
     Loads ``<directory>/<body>_<objective>.pt`` (default :func:`mhe.lab.checkpoint.checkpoint_dir`) when it
     exists; otherwise trains the packaged config ``<body>_<objective>`` with a progress bar and keeps the
-    result there. ``smoke=True`` always trains a tiny run (a few steps on a few items) in a temporary folder,
-    removed afterwards.
+    result there. ``smoke=True`` always trains a tiny run (a few steps on a few items, a narrow network:
+    :data:`SMOKE_SETTINGS`) in a temporary folder, removed afterwards.
 
     ``overrides`` (``["train.steps=200", ...]``) train a variant, never loaded from nor exported to the
     shipped checkpoints. Runs go to ``<directory>/runs/<run>`` when ``directory`` is given, else to
@@ -401,8 +410,7 @@ def load_or_train(
     user_out = "train.out_dir" in user_keys
     temp: str | None = None
     if smoke:  # a tiny run; the caller's own settings win over these
-        extra += [o for o in ("train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
-                              "train.batch_size=16", "train.eval_every=0") if o.split("=")[0] not in user_keys]
+        extra += [o for o in SMOKE_SETTINGS if o.split("=")[0] not in user_keys]
         if not user_out:
             temp = tempfile.mkdtemp(prefix=f"mhe_smoke_{body}_{objective}_")
             extra += [f"train.out_dir={temp}"]
