@@ -252,23 +252,41 @@ PLUGIN = """
 """
 
 
+RUN = ["train.steps=40", "train.log_every=1"]
+TRAIN = ["-m", "mhe.lab.cli", "--plugin", "slow_plugin", "train", "--no-progress", *RUN]
+
+
+def _train_env(folder: Path) -> dict[str, str]:
+    """The environment of an ``mhe train`` run with the slow plugin (written to ``folder``)."""
+    (folder / "slow_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1")
+
+
+def _config(folder: Path, name: str) -> str:
+    path = folder / f"{name}.yaml"
+    dump_config(dummy.small_config(folder / name), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> Path:
+    """The final weights of ``mhe train`` run straight through its 40 steps, the same for every signal: run once,
+    in this process, through the console script's entry point (the plugin's objective without its sleep)."""
+    from mhe.objectives import OBJECTIVES
+
+    folder = tmp_path_factory.mktemp("straight")
+    dummy.register()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(OBJECTIVES, "dummy", dummy.reverse_kl)
+        assert main(["train", "--no-progress", "--config", _config(folder, "straight"), *RUN]) == 0
+    return folder / "straight" / "run" / "last.pt"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_a_running_mhe_train_saves_and_resumes_to_the_same_parameters(sig, tmp_path):
-    (tmp_path / "slow_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "mhe.lab.cli", "--plugin", "slow_plugin", "train", "--no-progress",
-           "train.steps=40", "train.log_every=1"]
-
-    def config(name):
-        path = tmp_path / f"{name}.yaml"
-        dump_config(dummy.small_config(tmp_path / name), path)
-        return str(path)
-
-    straight = subprocess.run([*cmd, "--config", config("straight")], env=env, capture_output=True, text=True,
-                              timeout=300)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-
-    proc = subprocess.Popen([*cmd, "--config", config("cut")], env=dict(env, SLOW_STEP="0.1"),
+def test_signal_to_a_running_mhe_train_saves_and_resumes_to_the_same_parameters(sig, tmp_path, straight_run):
+    env = _train_env(tmp_path)
+    cmd = [sys.executable, *TRAIN]
+    proc = subprocess.Popen([*cmd, "--config", _config(tmp_path, "cut")], env=dict(env, SLOW_STEP="0.1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "cut" / "run" / "train_log.csv"
     deadline = time.monotonic() + 120
@@ -284,7 +302,7 @@ def test_signal_to_a_running_mhe_train_saves_and_resumes_to_the_same_parameters(
     resumed = subprocess.run([*cmd, "--config", str(tmp_path / "cut" / "run" / "config.yaml"), "--resume"],
                              env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = load_checkpoint(tmp_path / "straight" / "run" / "last.pt")["model"]
+    a = load_checkpoint(straight_run)["model"]
     b = load_checkpoint(tmp_path / "cut" / "run" / "last.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "cut" / "run" / "log.jsonl").read_text().splitlines()[-1])["step"] == 40
