@@ -200,9 +200,16 @@ def test_the_figures_follow_the_width_of_the_output_area(lab):
     assert not fills(lab), fills(lab)
     before = widths(lab)[0][1]
     for _ in range(2):  # close the left sidebar, then open it again: the output area widens, then narrows
+        area = widths(lab)[0][1]
         lab.page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
         lab.page.keyboard.press("Control+b")
-        lab.page.wait_for_timeout(800)
+        end = time.monotonic() + 10  # until the output area has changed its width (and then as long as it moves)
+        while abs(widths(lab)[0][1] - area) < 2 and time.monotonic() < end:
+            lab.page.wait_for_timeout(100)
+        assert abs(widths(lab)[0][1] - area) >= 2, f"the output area kept its width ({area:.0f} px)"
+        while (now := widths(lab)[0][1]) != area and time.monotonic() < end:
+            area = now
+            lab.page.wait_for_timeout(150)
         assert not fills(lab), fills(lab)
         assert not overflow(lab), overflow(lab)
     assert abs(widths(lab)[0][1] - before) < 2
