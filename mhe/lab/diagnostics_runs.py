@@ -101,7 +101,8 @@ def flip_temperature_choice(model: str, path: str | Path | None = None) -> float
 def test_split(body: str, items: int | None = None, *, cached: bool = True):
     """The first ``items`` (default: the setting's) of the fresh test split (data seed 1) of ``body`` ("hand":
     :class:`mhe.data.SyntheticHands` with occlusion 0.4; "body": :class:`mhe.data.synthetic_bodies.SyntheticBodies`),
-    as in the metrics tables. ``cached=False`` generates only those items (no disk cache; the same items)."""
+    as in the metrics tables. ``cached=False`` generates only those items (no disk cache; the same items), a hand
+    once: it is kept in memory for the next read."""
     from torch.utils.data import Subset
 
     from mhe.utils import data_dir
@@ -114,7 +115,7 @@ def test_split(body: str, items: int | None = None, *, cached: bool = True):
     if body == "hand":
         from mhe.data import SyntheticHands
 
-        test = SyntheticHands("test", size=size, seed=1, occlusion=0.4, cache_dir=cache, progress=False)
+        test = SyntheticHands("test", size=size, seed=1, occlusion=0.4, cache=True, cache_dir=cache, progress=False)
     else:
         from mhe.data.synthetic_bodies import SyntheticBodies
 

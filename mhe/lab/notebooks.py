@@ -37,6 +37,9 @@ def run_notebook(
     The kernel runs in the notebooks folder (so relative paths behave as in JupyterLab) and with
     this process's environment (so ``MHE_FIGURES_DIR`` etc. carry over), less ``MPLBACKEND``: the kernel
     keeps Jupyter's inline backend, so every figure is stored in the executed notebook as it is shown.
+    A full run writes the executed copy as each cell starts and ends (it can be followed while it runs); a
+    smoke run (``SMOKE`` true) writes it once, at the end or at the cell that failed, since rewriting the
+    whole notebook, figures included, twice a cell costs more than a smoke run's cells do.
     """
     import papermill as pm
 
@@ -46,18 +49,20 @@ def run_notebook(
     out = out_dir / path.name
     backend = os.environ.pop("MPLBACKEND", None)
     try:
-        _execute(pm, path, out, parameters, timeout)
+        _execute(pm, path, out, parameters, timeout, save_every_cell=not (parameters or {}).get("SMOKE"))
     finally:
         if backend is not None:
             os.environ["MPLBACKEND"] = backend
     return out
 
 
-def _execute(pm: Any, path: Path, out: Path, parameters: dict | None, timeout: int) -> None:
+def _execute(pm: Any, path: Path, out: Path, parameters: dict | None, timeout: int, *,
+             save_every_cell: bool = True) -> None:
     pm.execute_notebook(
         str(path),
         str(out),
         parameters=parameters or {},
+        request_save_on_cell_execute=save_every_cell,
         cwd=str(path.parent),
         kernel_name="python3",
         language="python",
