@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mhe.flows import ConditionalFlow
 from mhe.objectives import Hypotheses, box_prior, get_objective, laplace_log_likelihood
-from mhe.training import LossFn, Schedule, fit, recursive_cosine_lr
+from mhe.training import LossFn, Schedule, adam, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
 # -- the two-link arm ---------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
                 idx = torch.randint(opts.n_train, (opts.batch_size * opts.num_samples,), generator=generator)
                 yield arm_batch(train_heights[idx], train_angles[idx])
 
-        fit(lambda batch, beta: nll(model, batch), torch.optim.Adam(model.parameters(), lr=opts.lr), annotated(),
+        fit(lambda batch, beta: nll(model, batch), adam(model.parameters(), opts.lr), annotated(),
             steps=opts.steps, lr=recursive_cosine_lr(opts.lr, opts.steps), grad_clip=opts.clip, callback=after_step)
     else:
         w_rec, w_prior, w_ent = ARM_WEIGHTS[objective]
@@ -455,7 +455,7 @@ def fit_arm(objective: str, steps: int | None = None, seed: int = 0, **options) 
         batches = observations(opts, generator)
         for loss_fn, first, end, lr, clip in arm_phases(opts, pathwise, score, w_ent > 0):
             cosine = recursive_cosine_lr(lr, end - first)  # a fresh Adam and schedule per phase
-            fit(loss_fn, torch.optim.Adam(model.parameters(), lr=lr), batches, steps=end, start_step=first,
+            fit(loss_fn, adam(model.parameters(), lr), batches, steps=end, start_step=first,
                 lr=shifted(cosine, first), grad_clip=clip,
                 tempering=round(opts.anneal * opts.steps), callback=after_step)
     if ema is not None:

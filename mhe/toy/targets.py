@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mhe.flows import ConditionalFlow, fit_nll
-from mhe.training import fit, recursive_cosine_lr
+from mhe.training import adam, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
 # -- 2D targets ---------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def fit_target(
         flow.history.append({k: terms[k] for k in ("target", "entropy", "loss", "beta")})
 
     # the flow samples its own batch: the loop's batches are placeholders
-    fit(loss_fn, torch.optim.Adam(flow.parameters(), lr=lr), itertools.repeat(None), steps=steps,
+    fit(loss_fn, adam(flow.parameters(), lr), itertools.repeat(None), steps=steps,
         lr=recursive_cosine_lr(lr, steps), tempering=lambda step: target_beta(step, steps, anneal), callback=record)
     return flow.eval()
 

@@ -40,7 +40,7 @@ from mhe.toy.arm import (
     shifted,
     tempered_b,
 )
-from mhe.training import fit, recursive_cosine_lr
+from mhe.training import adam, fit, recursive_cosine_lr
 from mhe.utils import seed_everything
 
 #: The arm objectives :func:`fit_arm_group` can batch: the sampling objectives with the entropy term, which share
@@ -134,7 +134,7 @@ def fit_arm_group(objectives: Sequence[str], steps: int | None = None, seed: int
     phases = arm_phases(opts, lambda batch, beta: losses(batch, beta, False),
                         lambda batch, beta: losses(batch, beta, True), polish=True)
     for loss_fn, first_step, end, lr, clip in phases:
-        optimizer = torch.optim.Adam([p for ps in params for p in ps], lr=lr)  # per tensor: one Adam per arm
+        optimizer = adam([p for ps in params for p in ps], lr)  # per tensor: one Adam per arm
         if clip:
             optimizer.register_step_pre_hook(clip_each(clip))
         cosine = recursive_cosine_lr(lr, end - first_step)
