@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,13 +294,43 @@ def stage(paths: Paths, executed: list[Path]) -> Path:
     return src
 
 
-def render(paths: Paths, jobs: int) -> None:
-    """Run Sphinx on the staged tree (incremental: only changed pages are read again)."""
-    env = dict(os.environ, MHE_BOOK_SMOKE="1" if paths.smoke else "0")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK), "-d", str(paths.doctrees), "-q",
-           "-j", str(max(1, jobs)), str(paths.source), str(paths.html)]
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+def render(paths: Paths, jobs: int = 1, in_process: bool = False) -> None:
+    """Run Sphinx on the staged tree (incremental: only changed pages are read again), in ``jobs`` processes.
+
+    One process is the cheapest: Sphinx's parallel reading forks workers that each import the package (and
+    torch) again for the API pages, and its parallel writing pickles every page's doctree to a worker, so on
+    two cores ``-j 2`` costs a third more CPU time (44 against 33 CPU-seconds for the smoke book from scratch)
+    and is no quicker when the other core is busy. ``in_process``: run Sphinx in this Python process rather
+    than a new one (one process only), so that the API pages' autodoc finds the package and torch already
+    imported (6 CPU-seconds less in a test process that imported them)."""
+    args = ["-b", "html", "-c", str(BOOK), "-d", str(paths.doctrees), "-q", "-j", str(max(1, jobs)),
+            str(paths.source), str(paths.html)]
+    smoke = "1" if paths.smoke else "0"
+    if in_process:
+        if jobs > 1:
+            raise ValueError(f"render: in_process=True runs Sphinx as one process, so jobs must be 1, not {jobs} "
+                             "(pass in_process=False for Sphinx's parallel build)")
+        from sphinx.cmd.build import build_main
+
+        before = os.environ.get("MHE_BOOK_SMOKE")
+        os.environ["MHE_BOOK_SMOKE"] = smoke  # read by book/conf.py
+        try:
+            with warnings.catch_warnings():  # as in a process of its own: the extensions' use of APIs that
+                # Sphinx deprecates is no news to this build (a thousand warnings in a test's summary)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+                status = build_main(args)
+        finally:
+            if before is None:
+                os.environ.pop("MHE_BOOK_SMOKE", None)
+            else:
+                os.environ["MHE_BOOK_SMOKE"] = before
+        if status:
+            raise RuntimeError(f"book: Sphinx stopped with status {status} (its messages are above)")
+    else:
+        env = dict(os.environ, MHE_BOOK_SMOKE=smoke)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        subprocess.run([sys.executable, "-m", "sphinx", *args], check=True, env=env, cwd=ROOT)
     remove_orphans(paths.html, paths.source)
 
 
@@ -319,14 +350,27 @@ def remove_orphans(html: Path, source: Path) -> list[Path]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args: Any, cache_seconds: int = 0, **kwargs: Any) -> None:
+        self.cache_seconds = cache_seconds  # before the base class's __init__, which handles the request
+        super().__init__(*args, **kwargs)
+
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self.cache_seconds and code < 400:  # an error is never kept: every page that asks meets it again
+            self.send_header("Cache-Control", f"max-age={self.cache_seconds}")
+
 
 @contextlib.contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    """``folder`` over HTTP on 127.0.0.1 (a free port), as ``python -m http.server`` serves it; yields its URL."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
+def serve(folder: Path, cache_seconds: int = 0) -> Iterator[str]:
+    """``folder`` over HTTP on 127.0.0.1 (a free port), as ``python -m http.server`` serves it; yields its URL.
+
+    ``cache_seconds`` > 0 lets a browser keep what it fetched that long without asking again (for a site that
+    does not change while it is served, such as the browser tests' smoke book: each page's stylesheets and
+    scripts are then fetched once, not revalidated on every page)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder), cache_seconds=max(0, cache_seconds))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -337,13 +381,15 @@ def serve(folder: Path) -> Iterator[str]:
         server.server_close()
 
 
-def build(smoke: bool = False, jobs: int = 2, allow_stale: bool = False) -> Path:
-    """Execute what is stale, stage, render; return the site's folder."""
+def build(smoke: bool = False, jobs: int = 2, allow_stale: bool = False, sphinx_jobs: int = 1,
+          in_process: bool = False) -> Path:
+    """Execute what is stale (``jobs`` notebooks at once), stage, render (``sphinx_jobs`` Sphinx processes, in
+    this process if ``in_process``: see ``render``); return the site's folder."""
     paths = Paths(smoke)
     start = time.perf_counter()
     executed = execute(paths, jobs, allow_stale)
     stage(paths, executed)
-    render(paths, jobs)
+    render(paths, sphinx_jobs, in_process)
     print(f"[book] built in {time.perf_counter() - start:.0f} s: open {paths.html / 'index.html'} "
           f"(or `python -m http.server -d {paths.html.relative_to(ROOT)}` and http://localhost:8000)", flush=True)
     return paths.html
@@ -354,14 +400,17 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", default=os.environ.get("SMOKE", "") not in ("", "0"),
                         help="build from smoke runs (quick; also set by SMOKE=1)")
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at once, and Sphinx's processes")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at once")
+    parser.add_argument("--sphinx-jobs", type=int, default=1,
+                        help="Sphinx's processes (one costs the least CPU time: see render() in this file)")
     parser.add_argument("--allow-stale", action="store_true",
                         help="show an executed copy whose code cells changed since it ran instead of running it again "
                              "(for a quick look at prose edits; the outputs may be those of older code)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, not {args.jobs}")
-    build(args.smoke, args.jobs, args.allow_stale)
+    for name in ("jobs", "sphinx_jobs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
+    build(args.smoke, args.jobs, args.allow_stale, args.sphinx_jobs)
     return 0
 
 

@@ -19,6 +19,7 @@ browser or Playwright is an error, not a skip.
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -64,37 +65,74 @@ def site(request) -> Path:
     # the notebook smoke tests of this run (tests/test_notebooks.py, on either xdist worker) write the executed
     # copies the build reuses: wait for them rather than run the notebooks a second time
     request.getfixturevalue("notebook_runs")
-    return book_build.build(smoke=True, jobs=2)
+    # Sphinx in this process: autodoc finds the package and torch imported already (see book/build.py's render)
+    return book_build.build(smoke=True, jobs=2, in_process=True)
 
 
 @pytest.fixture(scope="module")
 def browser(site):
+    """One browser context for every page of these tests: one HTTP cache (and with it V8's cache of compiled
+    scripts), so the theme's scripts every page loads (fontawesome's 1.5 MB, the search index) and plotly.js are
+    fetched and compiled once, not once per page. The server lets the browser keep what it fetched for the
+    length of the tests (the site does not change meanwhile). A resource that fails is never cached, so every
+    page that asks for it still sees it fail."""
     from playwright.sync_api import sync_playwright
 
-    with book_build.serve(site) as url, sync_playwright() as pw:
+    with book_build.serve(site, cache_seconds=3600) as url, sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=lab_tools.find_browser(), args=["--no-sandbox"])
         try:
-            yield chromium, url
+            context = chromium.new_context(viewport={"width": 1280, "height": 900})
+            yield context, url
+            context.close()
         finally:
             chromium.close()
 
 
-class Visit:
-    """One page opened at 1280 × 900, with what went wrong while it loaded."""
+# After the load event: wait until every plotly figure is drawn and MathJax has typeset (the scripts that run
+# on load), and until 300 ms have passed since the load event (a script's late error still counts); then
+# return what did not work out: the images not loaded, the plotly figures not drawn within 20 s.
+SETTLE = """async () => {
+  const undrawn = () => Array.from(document.querySelectorAll('.plotly-graph-div'))
+    .filter(d => !(d._fullData && d._fullData.length > 0 && d.querySelector('.main-svg'))).length;
+  for (let k = 0; k < 400 && undrawn() > 0; k++) await new Promise(r => setTimeout(r, 50));
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  const since = performance.now() - performance.getEntriesByType('navigation')[0].loadEventEnd;
+  if (since < 300) await new Promise(r => setTimeout(r, 300 - since));
+  return {broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+          undrawn: undrawn()};
+}"""
 
-    def __init__(self, browser, path: str, base: str | None = None, settle: bool = True) -> None:
-        chromium, served = browser
-        base = base or served
-        self.page = chromium.new_page(viewport={"width": 1280, "height": 900})
+
+class Tab:
+    """A browser tab (of the shared context, 1280 × 900) that records what goes wrong on the page it shows: page
+    errors (uncaught exceptions), console errors, failed requests and HTTP errors."""
+
+    def __init__(self, browser) -> None:
+        context, self.served = browser
+        self.page = context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
         self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
         self.page.on("requestfailed", lambda req: self.errors.append(f"request failed: {req.url}"))
         self.page.on("response", lambda res: res.status >= 400 and self.errors.append(f"HTTP {res.status}: {res.url}"))
-        # settle=False: the page starts loading and the caller waits (see visit_all)
-        self.page.goto(f"{base}/{path}", wait_until="load" if settle else "commit")
+
+    def open(self, path: str, base: str | None = None, settle: bool = True) -> None:
+        """Load ``path`` as a page opened alone: first leave the page shown before, recording nothing (what its
+        unloading cancels, such as a favicon still on its way, is no error of the next page), then record from
+        the first request of ``path`` on. ``settle=False``: only start loading (the caller waits, see
+        ``settle``)."""
+        if self.page.url != "about:blank":
+            self.errors = []
+            self.page.goto("about:blank")
+        self.errors = []
+        self.page.goto(f"{base or self.served}/{path}", wait_until="commit")
         if settle:
-            self.page.wait_for_timeout(300)  # scripts run on load (plotly draws, MathJax typesets)
+            self.settle()
+
+    def settle(self) -> dict:
+        """Wait for the load event and the scripts run on load (``SETTLE``); return its findings."""
+        self.page.wait_for_load_state("load")
+        return self.page.evaluate(SETTLE)
 
     def broken_images(self) -> list[str]:
         return self.page.evaluate(
@@ -102,6 +140,14 @@ class Visit:
 
     def close(self) -> None:
         self.page.close()
+
+
+class Visit(Tab):
+    """One page opened in a new tab, loaded and settled."""
+
+    def __init__(self, browser, path: str, base: str | None = None) -> None:
+        super().__init__(browser)
+        self.open(path, base)
 
 
 def _pages(site: Path) -> list[str]:
@@ -119,26 +165,84 @@ def _executed(site: Path, notebook: Path) -> dict:
     return json.loads(work.read_text(encoding="utf-8"))
 
 
-def test_every_page_loads_without_errors_and_every_image_loads(site, browser):
+TABS = 4  # pages loading at once
+
+
+def _notebook_page(notebook: Path) -> str:
+    return f"notebooks/{notebook.stem}.html"
+
+
+class LoadedPages:
+    """Pages loaded once and read by several tests: the page sweep leaves the landing page and the notebook pages
+    as they loaded, each in its own tab, for the notebook page test (which reads and clicks a page) and then the
+    previous / next walk (which follows one link from each), rather than each test loading them again (two of
+    them draw 3D plotly figures, seconds of CPU time a load). A test that finds a page not loaded (it runs
+    without the sweep) loads it itself."""
+
+    def __init__(self, browser) -> None:
+        self.browser = browser
+        self.tabs: dict[str, Tab] = {}
+        self.wanted = {"index.html", *(_notebook_page(nb) for nb in _notebooks())}
+
+    def keep(self, path: str, tab: Tab) -> None:
+        self.tabs[path] = tab
+
+    def get(self, path: str) -> Tab:
+        """The page, loaded and settled, left open for the next test."""
+        if path not in self.tabs:
+            self.tabs[path] = Visit(self.browser, path)
+        return self._front(self.tabs[path])
+
+    def take(self, path: str) -> Tab:
+        """The page, loaded and settled, for the caller to close."""
+        return self._front(self.tabs.pop(path, None) or Visit(self.browser, path))
+
+    @staticmethod
+    def _front(tab: Tab) -> Tab:
+        # the tab a reader looks at: a tab in the background gets its animation frames throttled, and a click
+        # waits for two of them (the element must be stable), 2 s where the front tab takes 0.2 s
+        tab.page.bring_to_front()
+        return tab
+
+
+@pytest.fixture(scope="module")
+def loaded(browser) -> LoadedPages:
+    return LoadedPages(browser)
+
+
+def test_every_page_loads_without_errors_and_every_image_loads(site, browser, loaded):
     pages = _pages(site)
     assert "index.html" in pages and "search.html" in pages and len(pages) > 20, pages
     problems = {}
-    for start in range(0, len(pages), 8):  # eight tabs load at once, each checked as a page opened alone
-        batch = pages[start:start + 8]
-        visits = [Visit(browser, path, settle=False) for path in batch]
-        for visit in visits:
-            visit.page.wait_for_load_state("load")
-        visits[-1].page.wait_for_timeout(300)  # scripts run on load (plotly draws, MathJax typesets)
-        for path, visit in zip(batch, visits, strict=True):
-            broken = visit.broken_images()
-            if visit.errors or broken:
-                problems[path] = visit.errors[:5] + [f"image not loaded: {src}" for src in broken[:5]]
-            visit.close()
+    waiting, loading = list(reversed(pages)), collections.deque()
+
+    def next_page(tab: Tab | None) -> None:  # the next page in this tab (a new tab if None), or close it
+        if waiting:
+            tab = tab or Tab(browser)
+            path = waiting.pop()
+            tab.open(path, settle=False)
+            loading.append((tab, path))
+        elif tab is not None:
+            tab.close()
+
+    for _ in range(TABS):  # each tab loads one page after another
+        next_page(None)
+    while loading:  # the page that started first is checked first, while the others load
+        tab, path = loading.popleft()
+        found = tab.settle()
+        if tab.errors or found["broken"] or found["undrawn"]:
+            problems[path] = tab.errors[:5] + [f"image not loaded: {src}" for src in found["broken"][:5]] + (
+                [f"{found['undrawn']} plotly figures not drawn"] if found["undrawn"] else [])
+        if path in loaded.wanted:  # left as it loaded, for the tests below
+            loaded.keep(path, tab)
+            next_page(None)
+        else:
+            next_page(tab)
     assert not problems, f"{len(problems)} pages with problems: {problems}"
 
 
 @pytest.mark.parametrize("notebook", _notebooks(), ids=[p.stem[:2] for p in _notebooks()])
-def test_notebook_page_shows_every_figure_and_folds_every_solution(site, browser, notebook):
+def test_notebook_page_shows_every_figure_and_folds_every_solution(site, loaded, notebook):
     nb = _executed(site, notebook)
     outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
     pngs = sum("image/png" in o.get("data", {}) for o in outputs)
@@ -146,7 +250,7 @@ def test_notebook_page_shows_every_figure_and_folds_every_solution(site, browser
     solutions = sum("solution" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
     assert pngs + plots > 0 and solutions >= 3, f"{notebook.name}: {pngs} PNGs, {plots} plotly, {solutions} solutions"
 
-    visit = Visit(browser, f"notebooks/{notebook.stem}.html")
+    visit = loaded.get(_notebook_page(notebook))  # as the page sweep loaded it (or loaded now, without the sweep)
     page = visit.page
     assert not visit.errors, visit.errors
     shown = page.evaluate("""Array.from(document.querySelectorAll('.cell_output img'))
@@ -174,22 +278,25 @@ def test_notebook_page_shows_every_figure_and_folds_every_solution(site, browser
     # Navigation: previous / next, and the landing page.
     assert page.locator("a.left-prev").count() == 1 and page.locator("a.right-next").count() == 1
     assert page.locator('a[href$="index.html"]').count() > 0
-    visit.close()
+    assert not visit.errors, visit.errors  # nor while it was read and clicked
 
 
-def test_previous_and_next_walk_the_notebooks_in_order(site, browser):
-    visit = Visit(browser, "index.html")
-    page = visit.page
-    walked = []
-    for _ in _notebooks():
-        page.locator("a.right-next").first.click()
-        page.wait_for_load_state("load")
-        walked.append(page.url.rsplit("/", 1)[-1])
-    assert walked == [f"{p.stem}.html" for p in _notebooks()], walked
-    page.locator("a.left-prev").first.click()
-    page.wait_for_load_state("load")
-    assert page.url.endswith(f"{_notebooks()[-2].stem}.html")
-    visit.close()
+def test_previous_and_next_walk_the_notebooks_in_order(site, loaded):
+    """From the landing page, "next" leads through the notebooks in order, and "previous" goes back: on each
+    page (loaded, as a reader reaches it) a click on its link, until the browser goes to the page it leads to."""
+
+    def follow(path: str, link: str) -> str:
+        tab = loaded.take(path)
+        tab.page.locator(link).first.click()
+        tab.page.wait_for_url(lambda url: not url.endswith(f"/{path}"), wait_until="commit")
+        there = tab.page.url.rsplit("/", 1)[-1]
+        tab.close()
+        return there
+
+    chain = ["index.html", *(_notebook_page(nb) for nb in _notebooks())]
+    walked = [follow(here, "a.right-next") for here in chain[:-1]]
+    assert walked == [p.rsplit("/", 1)[-1] for p in chain[1:]], walked
+    assert follow(chain[-1], "a.left-prev") == chain[-2].rsplit("/", 1)[-1]
 
 
 def test_search_finds_entropy(site, browser):
@@ -205,11 +312,24 @@ def test_search_finds_entropy(site, browser):
 
 
 def test_the_check_can_fail(site, browser, tmp_path):
-    """A page whose image is missing and whose script throws is reported: the checks above can fail."""
-    bad = tmp_path / "bad.html"
-    bad.write_text('<html><body><img src="missing.png"><script>undefined_function()</script></body></html>')
+    """A page whose image is missing and whose script throws is reported: the checks above can fail. A tab that
+    goes on to the next page reports that page alone: the bad page's problems stay with it, in either order."""
+    (tmp_path / "bad.html").write_text(
+        '<html><body><img src="missing.png"><script>undefined_function()</script></body></html>')
+    (tmp_path / "good.html").write_text(
+        '<html><head><link rel="icon" href="good.svg"></head><body><img src="good.svg"><p>fine</p></body></html>')
+    (tmp_path / "good.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>')
     with book_build.serve(tmp_path) as url:
         visit = Visit(browser, "bad.html", url)
         assert visit.broken_images() and any("page error" in e for e in visit.errors), visit.errors
         assert any("HTTP 404" in e for e in visit.errors), visit.errors
         visit.close()
+        tab = Tab(browser)
+        for path in ("good.html", "bad.html", "good.html"):
+            tab.open(path, url, settle=False)
+            found = tab.settle()
+            bad = path == "bad.html"
+            assert bool(found["broken"]) == bad and any("page error" in e for e in tab.errors) == bad, (
+                path, found, tab.errors)
+            assert any("HTTP 404" in e for e in tab.errors) == bad, (path, tab.errors)
+        tab.close()

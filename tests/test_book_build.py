@@ -133,3 +133,27 @@ def test_pages_whose_source_went_away_are_removed(tmp_path):
     removed = build.remove_orphans(html, source)
     assert sorted(str(p.relative_to(html)) for p in removed) == sorted(gone)
     assert all((html / rel).is_file() for rel in kept)
+
+
+def test_the_server_lets_a_browser_cache_only_when_asked(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    (tmp_path / "page.html").write_text("<p>hi</p>")
+    for seconds, expected in ((0, None), (3600, "max-age=3600")):
+        with build.serve(tmp_path, cache_seconds=seconds) as url:
+            with urllib.request.urlopen(f"{url}/page.html") as response:
+                assert response.read() == b"<p>hi</p>"
+                assert response.headers.get("Cache-Control") == expected, (seconds, dict(response.headers))
+            with pytest.raises(urllib.error.HTTPError) as missing:  # an error is never to be cached
+                urllib.request.urlopen(f"{url}/missing.css")
+            assert missing.value.code == 404 and missing.value.headers.get("Cache-Control") is None
+
+
+def test_sphinx_in_this_process_runs_alone_and_bad_job_counts_are_refused(tmp_path, capsys):
+    with pytest.raises(ValueError, match="jobs must be 1, not 2"):
+        build.render(build.Paths(smoke=True), jobs=2, in_process=True)
+    for flag in ("--jobs", "--sphinx-jobs"):
+        with pytest.raises(SystemExit):
+            build.main([flag, "0"])
+        assert f"{flag} must be at least 1, not 0" in capsys.readouterr().err
