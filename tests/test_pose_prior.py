@@ -7,6 +7,7 @@ import math
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
+from mhe.body import pose_prior
 from mhe.body.pose_prior import PoseGMM, fit_pose_gmm
 
 
@@ -55,3 +56,26 @@ def test_em_recovers_a_well_separated_mixture():
     held = truth.sample(5000, generator=torch.Generator().manual_seed(1))
     assert abs(float(fit.log_prob(held).mean() - truth.log_prob(held).mean())) < 0.01
     assert math.isfinite(float(fit.log_prob(torch.zeros(3, dtype=torch.float64))))
+
+
+def test_an_em_step_is_the_textbook_one():
+    """The blocked EM step (L⁻¹x for all components in one product, the second moments as one product, blocks of
+    poses) against the textbook formulas written out with torch.distributions, over more than one block."""
+    truth = _random_gmm(K=3, D=4, seed=2)
+    x = truth.sample(pose_prior._EM_ROWS * 2 + 37, generator=torch.Generator().manual_seed(3))
+    start = _random_gmm(K=3, D=4, seed=4)
+    weights, means = start.log_weights.exp(), start.means
+    cov = start.scale_tril @ start.scale_tril.transpose(1, 2)
+    new_weights, new_means, new_cov, mean_ll = pose_prior._em_step(x, weights, means, cov, variance_floor=0.01)
+
+    log_joint = MultivariateNormal(means, covariance_matrix=cov).log_prob(x[:, None, :]) + weights.log()  # (N, K)
+    r = torch.softmax(log_joint, dim=1)
+    nk = r.sum(0)
+    expected_means = (r.T @ x) / nk[:, None]
+    centred = x[None] - expected_means[:, None, :]  # (K, N, D)
+    floor = 0.01 * torch.eye(4, dtype=torch.float64)
+    expected_cov = torch.einsum("nk,knd,kne->kde", r, centred, centred) / nk[:, None, None] + floor
+    assert torch.allclose(new_weights, nk / len(x), rtol=1e-12, atol=0)
+    assert torch.allclose(new_means, expected_means, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(new_cov, expected_cov, rtol=1e-10, atol=1e-13)
+    assert math.isclose(mean_ll, float(torch.logsumexp(log_joint, 1).mean()), rel_tol=1e-12)

@@ -107,22 +107,56 @@ def fit_pose_gmm(poses: Tensor | np.ndarray, components: int = POSE_GMM_COMPONEN
     cov = torch.cov(x.T).expand(components, D, D).clone() + variance_floor * torch.eye(D, dtype=torch.float64)
     weights = torch.full((components,), 1.0 / components, dtype=torch.float64)
     previous = -math.inf
-    eye = torch.eye(D, dtype=torch.float64)
     for _ in range(iterations):
-        gmm = PoseGMM(weights, means, torch.linalg.cholesky(cov))
-        log_r = gmm.component_log_prob(x) + gmm.log_weights  # (N, K)
-        total = torch.logsumexp(log_r, dim=1)
-        r = (log_r - total[:, None]).exp()
-        nk = r.sum(0).clamp_min(1e-9)
-        weights = nk / N
-        means = (r.T @ x) / nk[:, None]
-        second = (r.T[:, :, None] * x).transpose(1, 2) @ x / nk[:, None, None]  # E[x xᵀ] per component
-        cov = second - means[:, :, None] * means[:, None, :] + variance_floor * eye
-        mean_ll = float(total.mean())
+        weights, means, cov, mean_ll = _em_step(x, weights, means, cov, variance_floor)
         if mean_ll - previous < 1e-6:
             break
         previous = mean_ll
     return PoseGMM(weights, means, torch.linalg.cholesky(cov))
+
+
+_EM_ROWS = 256  # poses per block of an EM step: its (rows, K·D) temporaries stay in the CPU's cache
+
+
+def _em_step(x: Tensor, weights: Tensor, means: Tensor, cov: Tensor,
+             variance_floor: float) -> tuple[Tensor, Tensor, Tensor, float]:
+    """One EM step of a K-component mixture on ``x (N, D)``: the new weights, means and covariances and the
+    mean log-likelihood of ``x`` under the old ones.
+
+    The same values as :meth:`PoseGMM.component_log_prob` followed by the textbook M-step, computed with two
+    matrix products per block of :data:`_EM_ROWS` poses: ``L⁻¹x`` for all K components at once (one
+    ``(D, K·D)`` matrix; ``L⁻¹μ`` is subtracted after) and the K weighted second moments ``Σ r xxᵀ`` as one
+    ``xᵀ (r ⊗ x)``. No ``(N, K, D)`` tensor is ever made.
+    """
+    N, D = x.shape
+    K = means.shape[0]
+    L = torch.linalg.cholesky(cov)
+    eye = torch.eye(D, dtype=x.dtype)
+    inverse = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False)  # (K, D, D)
+    # projection[d, k·D + e] = L⁻¹_k[e, d], so that (x @ projection)[n, k·D + e] = (L⁻¹_k x_n)[e]
+    projection = inverse.permute(2, 0, 1).reshape(D, K * D)
+    offsets = (inverse @ means.unsqueeze(-1)).squeeze(-1)  # L⁻¹μ (K, D)
+    constant = (weights.clamp_min(1e-300).log() - torch.diagonal(L, dim1=-2, dim2=-1).log().sum(-1)
+                - 0.5 * D * math.log(2 * math.pi))
+    nk = torch.zeros(K, dtype=x.dtype)
+    first = torch.zeros(K, D, dtype=x.dtype)  # Σ r x
+    second = torch.zeros(D, K * D, dtype=x.dtype)  # Σ r xxᵀ, as [d, k·D + e]
+    log_likelihood = torch.zeros((), dtype=x.dtype)
+    for start in range(0, N, _EM_ROWS):
+        rows = x[start:start + _EM_ROWS]
+        z = (rows @ projection).view(-1, K, D).sub_(offsets)  # L⁻¹(x - μ) per component
+        log_r = z.mul_(z).sum(-1).mul_(-0.5).add_(constant)  # (rows, K): log w_k N(x | μ_k, Σ_k)
+        total = torch.logsumexp(log_r, dim=1)
+        r = log_r.sub_(total[:, None]).exp_()
+        nk += r.sum(0)
+        first.addmm_(r.T, rows)
+        second.addmm_(rows.T, (r[:, :, None] * rows[:, None, :]).view(-1, K * D))
+        log_likelihood += total.sum()
+    nk = nk.clamp_min(1e-9)
+    means = first / nk[:, None]
+    second = second.view(D, K, D).transpose(0, 1) / nk[:, None, None]  # E[x xᵀ] per component
+    cov = second - means[:, :, None] * means[:, None, :] + variance_floor * eye
+    return nk / N, means, cov, float(log_likelihood) / N
 
 
 def benchmark_pose_gmm(cache: bool = True) -> PoseGMM:
