@@ -203,3 +203,27 @@ def test_bad_states_are_refused_with_the_expected_shape(shipped):
         ModelTarget(model, _batch(model, 2, seed=3), 0, b=0.03)
     with pytest.raises(ValueError, match="not finite at some starting states"):
         hmc(lambda x: x.sum(-1) - math.inf, torch.zeros(1, 2, 3))
+
+
+def test_flip_jump_is_the_palms_depth_flip_and_keeps_volume(shipped):
+    """ModelTarget.flip_jump moves the sampled rotation to the flipped start's (diag(1, 1, -1) · R · S), or
+    back with ``inverse``, by an orthogonal map of the quaternion: |q| and the other variables stay."""
+    import roma
+
+    model, cfg = shipped["hand_mhentropy"]
+    B, C = 2, 3
+    target = ModelTarget(model, _batch(model, B, seed=4), C, b=cfg.objective.b, sample_head=True)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(B * C, target.dim, generator=g, dtype=torch.float64).float()
+    inverse = torch.tensor([False, True, False, True, False, True])
+    y = target.flip_jump(x, inverse)
+    at = target.flow_dim
+    q, q2 = x[:, at: at + 4], y[:, at: at + 4]
+    torch.testing.assert_close(q2.norm(dim=-1), q.norm(dim=-1))
+    torch.testing.assert_close(torch.cat([y[:, :at], y[:, at + 4:]], 1), torch.cat([x[:, :at], x[:, at + 4:]], 1))
+    R, R2 = (roma.unitquat_to_rotmat(v / v.norm(dim=-1, keepdim=True)) for v in (q, q2))
+    torch.testing.assert_close(R2[~inverse], target._flip_matrix(R[~inverse]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(target._flip_matrix(R2[inverse]), R[inverse], atol=1e-5, rtol=0)
+    torch.testing.assert_close(target.flip_jump(y, ~inverse), x, atol=1e-5, rtol=0)  # each is the other's inverse
+    with pytest.raises(ValueError, match="sample_head=True"):
+        ModelTarget(model, _batch(model, B, seed=4), C, b=cfg.objective.b).flip_jump(x[:, :at], inverse)

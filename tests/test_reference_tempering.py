@@ -141,3 +141,33 @@ def test_flip_mass_counts_depth_modes_and_their_total_variation():
     assert depth_signs(ref, [(0, 1), (1, 0)]).sum(1).tolist() == [[500, 500]]
     with pytest.raises(ValueError, match="same B, J, D"):
         flip_mass(hyps, ref[:, :, :1], [(0, 1)])
+
+
+def test_jumps_weigh_four_modes_by_their_exact_mass_and_need_their_inverse():
+    """Four Gaussian modes at the corners of a square, masses 0.1 … 0.4, every chain started in the first.
+    A jump T (a quarter turn, which carries each mode to the next) or T⁻¹, accepted by the density ratio,
+    reaches all four and weighs them as the closed form does; HMC alone stays in the first."""
+    centres = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0]])
+    mass = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    sd = 0.3
+
+    def log_density(x):
+        d2 = (x[:, None] - centres).square().sum(-1) / sd**2
+        return torch.logsumexp(mass.log() - 0.5 * d2, -1)
+
+    turn = torch.tensor([[0.0, -1.0], [1.0, 0.0]])  # x -> turn @ x: (3, 0) -> (0, 3) -> (-3, 0) ...
+
+    def jump(x, inverse):
+        return torch.where(inverse[:, None], x @ turn, x @ turn.T)
+
+    G, C = 1, 8
+    g = torch.Generator().manual_seed(0)
+    x0 = centres[0] + sd * torch.randn(G, C, 2, generator=g)
+    res = hmc(log_density, x0, num_warmup=60, num_samples=400, num_steps=4, generator=g, jump=jump)
+    share = torch.bincount((res.samples.reshape(-1, 2)[:, None] - centres).norm(dim=-1).argmin(-1),
+                           minlength=4).double() / (C * 400)
+    assert (share - mass.double()).abs().max() < 0.05, share
+    assert res.jump_accept is not None and 0.2 < float(res.jump_accept[0]) < 0.9
+    stuck = hmc(log_density, x0, num_warmup=60, num_samples=100, num_steps=4, generator=g)
+    assert stuck.jump_accept is None
+    assert ((stuck.samples.reshape(-1, 2) - centres[0]).norm(dim=-1) < 1.5).float().mean() > 0.99

@@ -53,3 +53,24 @@ def test_reference_tool_samples_caches_resumes_and_writes_its_tables(tmp_path):
     assert set(dec["against"]) == {"truth", "reference 1 (tiny)", "reference 2 (tiny)"}
     model_rows = dec[dec["against"] != "truth"]
     assert (model_rows["spread_ratio_occluded"] > 0).all() and model_rows["flip_tv"].between(0, 1).all()
+
+
+def test_converged_needs_both_rhat_and_ess_and_depth_bones_run_down_the_skeleton():
+    tool = _tool()
+    good = {"rhat_occluded": "1.005", "rhat_log_p": "1.002", "ess_occluded": "450", "ess_log_p": "900"}
+    assert tool.converged(good) == "yes"
+    assert tool.converged({**good, "rhat_log_p": "1.02"}) == "no"
+    assert tool.converged({**good, "ess_occluded": "390"}) == "no"
+    # an item with no occluded joint is judged on all joints
+    none_hidden = {**good, "rhat_occluded": "", "ess_occluded": "", "ess_bulk_min": "500"}
+    assert tool.converged({**none_hidden, "rhat_max": "1.3"}) == "no"
+    assert tool.converged({**none_hidden, "rhat_max": "1.0"}) == "yes"
+    from mhe.body import BODY_PARENTS, HAND_PARENTS
+
+    for parents, bones in ((HAND_PARENTS, tool.HAND_DEPTH_BONES), (BODY_PARENTS, tool.LIMB_BONES)):
+        for top, joint in bones:  # each pair is an ancestor and its descendant
+            chain = [joint]
+            while chain[-1] >= 0 and chain[-1] != top:
+                chain.append(int(parents[chain[-1]]))
+            assert chain[-1] == top, (top, joint)
+    assert set(tool.DEPTH_BONES) == {17, 21}

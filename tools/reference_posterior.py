@@ -35,10 +35,23 @@ from mhe.reference import tempered_hmc as hmc_tempered
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["model", "reference", "split", "item", "rhat_max", "rhat_occluded", "rhat_log_p", "ess_bulk_min",
            "ess_occluded", "ess_log_p", "accept", "step_size", "divergent", "swap_accept", "rhat_within_chain",
-           "limbs_split", "log_p_reference", "log_p_flow", "seconds", "status"]
+           "limbs_split", "jump_accept", "log_p_reference", "log_p_flow", "seconds", "cpu_seconds", "converged",
+           "status"]
+#: an item's chains count as converged (the ``converged`` column) when the worst occluded joint coordinate (all
+#: joints where none is occluded) and log p̃ reach split R-hat <= 1.01 and bulk ESS >= 400 (Vehtari et al., 2021)
+RHAT_CONVERGED, ESS_CONVERGED = 1.01, 400.0
 
 #: the limbs' bones (parent, child) in the 17 body keypoints: hip → knee → ankle, shoulder → elbow → wrist
 LIMB_BONES = ((1, 2), (2, 3), (4, 5), (5, 6), (11, 12), (12, 13), (14, 15), (15, 16))
+#: the hand's depth-flip bones in the 21 hand keypoints: the palm's orientation (wrist → index, middle and pinky
+#: MCP, which the palm's depth flip reverses) and each finger from its base to its tip (a finger bent towards or
+#: away from the camera)
+HAND_DEPTH_BONES = ((0, 1), (0, 4), (0, 7), (13, 16), (1, 17), (4, 18), (10, 19), (7, 20))
+#: the depth-flip bones by the number of keypoints (bodies 17, hands 21)
+DEPTH_BONES = {17: LIMB_BONES, 21: HAND_DEPTH_BONES}
+#: the models compared with each reference model's draws in the decomposition (MHEntropy, NLL, min-of-N)
+DECOMPOSITION_MODELS = {"body_mhentropy": ["body_mhentropy", "body_nll", "body_min_of_n"],
+                        "hand_mhentropy": ["hand_mhentropy", "hand_nll", "hand_min_of_n"]}
 
 
 def load(name: str):
@@ -87,16 +100,17 @@ def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
     x0 = target.initial(theta, flip).view(B, C, -1)
     scale = target.scales(theta).view(B, C, -1)
     gen = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if K > 1:  # replica exchange: every rung starts where β = 1's chains start
         tempered = ModelTarget(model, batch, K * C, **kw)
         res = hmc_tempered(tempered.parts, x0.repeat(1, K, 1), geometric_ladder(K, args.beta_min),
                            num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
                            scale=scale.repeat(1, K, 1), generator=gen)
-    else:
+    else:  # with --flip-jumps, where the rotation is sampled: Metropolis jumps across the palm's depth flip
+        jump = target.flip_jump if getattr(args, "flip_jumps", False) and target.sample_rotation else None
         res = hmc(target, x0, num_warmup=args.warmup, num_samples=args.samples, num_steps=args.steps,
-                  scale=scale, generator=gen)
-    seconds = time.perf_counter() - start
+                  scale=scale, generator=gen, jump=jump)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     n = res.samples.shape[2]
     with torch.no_grad():
         joints = _joints(target, res.samples, batch)  # (B, C, n, J, 3) mm
@@ -134,7 +148,9 @@ def run_chunk(model, cfg, batch: dict, reference: int, args, seed: int) -> dict:
         "ess_log_p": ess_bulk(res.log_density),
         "accept": res.accept, "step_size": res.step_size, "divergent": res.divergent, "swap_accept": swap,
         "rhat_within_chain": within, "limbs_split": stuck,
+        "jump_accept": res.jump_accept if res.jump_accept is not None else torch.full((B,), torch.nan),
         "log_p_reference": res.log_density.mean((1, 2)), "log_p_flow": flow_lp, "seconds": seconds / B,
+        "cpu_seconds": cpu_seconds / B,
     }
 
 
@@ -236,7 +252,8 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     """Issue 29's decomposition on ``split``: (a) each reference of ``reference_model`` against the truth,
     (b) each model's S = ``samples`` hypotheses at T = 1 against each reference (its draws taken as the
     truth), and, beside them, the models against the truth; with the energy distance, the spread ratio
-    and the mass per depth-flip mode of the limbs (:mod:`mhe.reference.compare`)."""
+    and the mass per depth-flip mode (:data:`DEPTH_BONES`: a body's limbs, a hand's palm and fingers;
+    :mod:`mhe.reference.compare`). Rows carry ``model`` = ``reference_model``; other models' rows stay."""
     from mhe.diagnostics import calibration_curve
     from mhe.reference import calibration_against_draws, energy_distance, flip_mass, spread_ratio
 
@@ -249,8 +266,8 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     index = first["index"][pick].tolist()
     truth_saved = torch.from_numpy(first["truth_mm"][pick].astype(np.float32))
     visible = torch.from_numpy(first["visible"][pick]).bool()
-    not_root = torch.ones_like(visible)
-    not_root[:, 0] = False
+    not_root = (truth_saved.abs().amax((0, 2)) > 0)[None].expand_as(visible)  # root-relative: the root is 0
+    bones = DEPTH_BONES[visible.shape[1]]
     masks = {"occluded": ~visible & not_root, "visible": visible & not_root}
     levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
     ref_draws = {r: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32)) for r, v in refs.items()}
@@ -271,16 +288,17 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
             hyps[name] = model.predict(batch, samples, 1.0)["xyz_mm"].float()
     sources = {**{f"reference {r}{label}": d for r, d in ref_draws.items()}, **hyps}
     for source, h in sources.items():  # everything against the truth
-        row: dict = {"split": split, "items": len(index), "item_set": item_set, "source": source, "against": "truth"}
+        row: dict = {"model": reference_model, "split": split, "items": len(index), "item_set": item_set,
+                     "source": source, "against": "truth"}
         for part, mask in masks.items():
             row[f"score_{part}"], row[f"inside_90_{part}"] = scores(calibration_curve(h, truth_saved, mask,
                                                                                       CALIBRATION_LEVELS))
         rows.append(row)
         print(row, flush=True)
     for r, ref in ref_draws.items():
-        halves = flip_mass(ref[:, 0::2], ref[:, 1::2], LIMB_BONES)["tv"]  # the finite-draw floor of the TV
+        halves = flip_mass(ref[:, 0::2], ref[:, 1::2], bones)["tv"]  # the finite-draw floor of the TV
         for name, h in hyps.items():
-            row = {"split": split, "items": len(index), "item_set": item_set, "source": name,
+            row = {"model": reference_model, "split": split, "items": len(index), "item_set": item_set, "source": name,
                    "against": f"reference {r}{label}"}
             energy = energy_distance(h, ref)  # (B, J) mm
             ratio = spread_ratio(h, ref)
@@ -289,7 +307,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
                 row[f"score_{part}"], row[f"inside_90_{part}"] = scores(curve)
                 row[f"energy_mm_{part}"] = float(energy[mask].mean())
                 row[f"spread_ratio_{part}"] = float(ratio[mask].nanmedian())
-            flips = flip_mass(h, ref, LIMB_BONES)
+            flips = flip_mass(h, ref, bones)
             row["flip_tv"] = float(flips["tv"].mean())
             row["flip_tv_floor"] = float(halves.mean())
             row["flip_share_abs_diff"] = float((flips["p_hyp"] - flips["p_ref"]).abs().mean())
@@ -305,9 +323,12 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     kept: list[dict] = []
     if path.exists():  # rows against other references (another --label) stay
         with open(path, newline="") as fh:
-            done = {(r["item_set"], r["source"], r["against"]) for r in rows}
-            kept = [r for r in csv.DictReader(fh) if (r["item_set"], r["source"], r["against"]) not in done]
-    columns = list(dict.fromkeys(k for r in kept + rows for k in r))
+            done = {(r["model"], r["item_set"], r["source"], r["against"]) for r in rows}
+            kept = [r for r in csv.DictReader(fh)
+                    if (r.get("model") or "body_mhentropy", r["item_set"], r["source"], r["against"]) not in done]
+        for r in kept:  # rows written before the model column are the body's
+            r["model"] = r.get("model") or "body_mhentropy"
+    columns = list(dict.fromkeys(["model"] + [k for r in kept + rows for k in r]))
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, columns, lineterminator="\n", restval="")
         writer.writeheader()
@@ -351,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta-min", type=float, default=0.1, help="the hottest rung's likelihood weight")
     parser.add_argument("--prior-starts", type=float, default=0.25,
                         help="share of chains whose pose starts at a pose-prior draw (bodies)")
+    parser.add_argument("--flip-jumps", action="store_true", help="plain HMC (--rungs 1) where the rotation is "
+                        "sampled (hand reference 2): after every transition, a Metropolis jump across the palm's "
+                        "depth flip (ModelTarget.flip_jump)")
     parser.add_argument("--cache", default="runs/reference_cache", help="per-item results (resumable runs)")
     parser.add_argument("--label", default="", help="appended to the reference's name in the calibration and "
                         "decomposition tables (e.g. ' (replica exchange)'): two references of a model side by side")
@@ -380,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = ROOT / args.out
     if args.decomposition is not None:
-        models = args.decomposition or ["body_mhentropy", "body_nll", "body_min_of_n"]
+        models = args.decomposition or DECOMPOSITION_MODELS.get(args.models[0], [args.models[0]])
         decomposition_table(args.models[0], models, out_dir,
                             ROOT / (args.table or "figures/29_decomposition_validation.csv"), label=args.label)
         return 0
@@ -412,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                             np.savez(f, joints=res["joints"][k], visible=batch["visible"][k].numpy(),
                                      truth=batch["joints_3d_mm"][k].numpy().astype(np.float16),
                                      **{c: np.float64(res[c][k] if torch.is_tensor(res[c]) else res[c])
-                                        for c in COLUMNS[4:-1]})
+                                        for c in COLUMNS[4:-2]})
                         print(f"{name} ref{reference} {split} items {idx[0]}-{idx[-1]}: R-hat occluded median "
                               f"{float(res['rhat_occluded'].median()):.3f}, accept {float(res['accept'].mean()):.2f}, "
                               f"{res['seconds'] * len(idx):.0f} s", flush=True)
@@ -424,19 +448,20 @@ def main(argv: list[str] | None = None) -> int:
                         saved["split"].append(split)
                         saved["index"].append(i)
                         rows.append({"model": name, "reference": reference, "split": split, "item": i,
-                                     **{c: float(item[c]) for c in COLUMNS[4:-1]}, "status": args.status})
+                                     **{c: float(item[c]) if c in item.files else float("nan")
+                                        for c in COLUMNS[4:-2]}, "status": args.status})
             np.savez_compressed(out_dir / f"{name}_ref{reference}.npz",
                                 joints_mm=np.concatenate(saved["joints_mm"]),
                                 truth_mm=np.concatenate(saved["truth_mm"]), visible=np.concatenate(saved["visible"]),
                                 split=np.array(saved["split"]), index=np.array(saved["index"]))
-            _merge_csv(ROOT / args.csv, rows, args.models)
+            _merge_csv(ROOT / args.csv, rows, args.models, args.references)
     return 0
 
 
 def settings_tag(args) -> str:
     """The sampler's settings as a folder name, so that cached items of other settings are never mixed in."""
     return (f"c{args.chains}_k{args.rungs}_b{args.beta_min:g}_w{args.warmup}_s{args.samples}_l{args.steps}"
-            f"_p{args.prior_starts:g}_keep{args.keep}_chunk{args.chunk}")
+            f"_p{args.prior_starts:g}_keep{args.keep}_chunk{args.chunk}" + ("_jumps" if args.flip_jumps else ""))
 
 
 def _merge_rows(path: Path, rows: list[dict], models: list[str]) -> None:
@@ -458,16 +483,30 @@ def _merge_rows(path: Path, rows: list[dict], models: list[str]) -> None:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def _merge_csv(path: Path, rows: list[dict], models: list[str]) -> None:
-    """Writes ``rows`` over the CSV's rows of ``models``, keeping the other models' rows (marked provisional
-    where they carry no status)."""
+def converged(row: dict) -> str:
+    """"yes" where the item's worst occluded coordinate (all joints where none is occluded) and log p̃ reach
+    R-hat <= :data:`RHAT_CONVERGED` and bulk ESS >= :data:`ESS_CONVERGED`, else "no"."""
+    def value(key: str, fallback: str) -> float:
+        v = float(row.get(key) or "nan")
+        return v if np.isfinite(v) else float(row.get(fallback) or "nan")
+
+    rhat = max(value("rhat_occluded", "rhat_max"), value("rhat_log_p", "rhat_log_p"))
+    ess = min(value("ess_occluded", "ess_bulk_min"), value("ess_log_p", "ess_log_p"))
+    return "yes" if rhat <= RHAT_CONVERGED and ess >= ESS_CONVERGED else "no"
+
+
+def _merge_csv(path: Path, rows: list[dict], models: list[str], references: list[int]) -> None:
+    """Writes ``rows`` over the CSV's rows of ``models`` and ``references``, keeping the other rows (marked
+    provisional where they carry no status): each reference of a model may come from its own run."""
     kept: list[dict] = []
     if path.exists():
         with open(path, newline="") as fh:
             for r in csv.DictReader(fh):
-                if r["model"] not in models:
+                if r["model"] not in models or int(r["reference"]) not in references:
                     r["status"] = r.get("status") or "provisional"
                     kept.append(r)
+    for r in kept + rows:
+        r["converged"] = converged(r)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n", restval="")

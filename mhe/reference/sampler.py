@@ -27,6 +27,7 @@ __all__ = ["HMCResult", "hmc", "tempered_hmc", "geometric_ladder"]
 
 LogDensity = Callable[[Tensor], Tensor]  # x (N, D) -> log p̃(x) (N,)
 LogParts = Callable[[Tensor], tuple[Tensor, Tensor]]  # x (N, D) -> (log L(x) (N,), log p(x) (N,))
+Jump = Callable[[Tensor, Tensor], Tensor]  # (x (N, D), inverse (N,) bool) -> T(x), or T⁻¹(x) where inverse
 
 
 @dataclass
@@ -41,6 +42,7 @@ class HMCResult:
         divergent: (G,) the fraction of sampling transitions whose energy error exceeded 1000.
         swap_accept: (G, K - 1) for :func:`tempered_hmc`: the acceptance rate of swaps between rungs k and
             k + 1 while sampling; None for :func:`hmc`.
+        jump_accept: (G,) for :func:`hmc` with ``jump``: the acceptance rate of the jumps while sampling.
     """
 
     samples: Tensor
@@ -49,6 +51,7 @@ class HMCResult:
     step_size: Tensor
     divergent: Tensor
     swap_accept: Tensor | None = None
+    jump_accept: Tensor | None = None
 
 
 def _value_and_grad(f: LogDensity, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -216,7 +219,7 @@ def _run(f: LogDensity, x0: Tensor, num_warmup: int, num_samples: int, num_steps
 
 def hmc(log_density: LogDensity, x0: Tensor, num_warmup: int = 200, num_samples: int = 100,
         num_steps: int = 10, target_accept: float = 0.8, scale: Tensor | None = None, thin: int = 1,
-        generator: torch.Generator | None = None) -> HMCResult:
+        generator: torch.Generator | None = None, jump: Jump | None = None) -> HMCResult:
     """Batched HMC: G groups (items) of C chains each, all in one tensor operation.
 
     Args:
@@ -233,12 +236,39 @@ def hmc(log_density: LogDensity, x0: Tensor, num_warmup: int = 200, num_samples:
         target_accept: the mean acceptance the step size is adapted to.
         scale: (G, C, D) or (G·C, D) typical posterior standard deviations to start the mass matrix from.
         generator: for the momenta and the Metropolis draws.
+        jump: a volume-preserving bijection T between discrete modes (e.g. the palm's depth flip,
+            :meth:`~mhe.reference.target.ModelTarget.flip_jump`), called as ``jump(x, inverse)``. After every
+            transition each chain proposes T(x) or T⁻¹(x) (probability 1/2 each), accepted with probability
+            ``min(1, p̃(x') / p̃(x))``: a Metropolis move that leaves p̃ invariant and crosses between modes HMC
+            cannot. Its acceptance rate is ``jump_accept``.
 
     Returns:
         :class:`HMCResult`.
     """
     _check(x0, num_warmup, num_samples, num_steps, thin)
-    return _run(log_density, x0, num_warmup, num_samples, num_steps, target_accept, scale, thin, generator)
+    if jump is None:
+        return _run(log_density, x0, num_warmup, num_samples, num_steps, target_accept, scale, thin, generator)
+    G, C, _ = x0.shape
+    taken = torch.zeros(G, dtype=x0.dtype, device=x0.device)
+    tries = [0]
+
+    def move(ch: _Chains, it: int, sampling: bool) -> None:
+        x = ch.positions()
+        inverse = torch.rand(len(x), generator=generator, device=x.device) < 0.5
+        proposal = jump(x.detach(), inverse)
+        with torch.no_grad():
+            log_ratio = torch.nan_to_num(log_density(proposal) - ch.logp, nan=-math.inf)
+        u = torch.rand(log_ratio.shape, generator=generator, dtype=x.dtype, device=x.device)
+        take = u.log() < log_ratio
+        if bool(take.any()):
+            ch.set_positions(torch.where(take[:, None], proposal, x))
+        if sampling:
+            taken.add_(take.to(x.dtype).view(G, C).mean(1))
+            tries[0] += 1
+
+    res = _run(log_density, x0, num_warmup, num_samples, num_steps, target_accept, scale, thin, generator, move)
+    res.jump_accept = taken / max(tries[0], 1)
+    return res
 
 
 def geometric_ladder(rungs: int, beta_min: float) -> tuple[float, ...]:

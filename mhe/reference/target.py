@@ -164,6 +164,29 @@ class ModelTarget:
             parts.append(self._rows("betas").detach().clone())
         return torch.cat(parts, -1)
 
+    def flip_jump(self, x: Tensor, inverse: Tensor) -> Tensor:
+        """The palm's depth flip as a move between states ``x (N, D)``: the rotation's quaternion q goes to
+        q' with R(q') = diag(1, 1, -1) · R(q) · S (rows where ``inverse (N,)`` is true: the inverse map), the
+        rest of x unchanged. The map is q → q_z ⊗ q ⊗ c (q_z: a half turn about z, c = q_z ⊗ q(diag(1, 1, -1)
+        · S)), orthogonal on R⁴: it keeps |q| and the volume, so proposing it or its inverse with
+        probability 1/2 each and accepting by the ratio of p̃ leaves p̃ invariant (``hmc(..., jump=)``).
+        Only with the rotation sampled (reference 2 of a model whose head gives the rotation)."""
+        if not self.sample_rotation:
+            raise ValueError("flip_jump moves the sampled rotation: build the target with sample_head=True for a "
+                             "model whose head gives the rotation (rotation_in_flow false)")
+        at = self.flow_dim
+        q = x[:, at: at + 4]
+        half_turn = q.new_tensor([0.0, 0.0, 1.0, 0.0])  # xyzw: π about z, whose matrix is -diag(1, 1, -1)
+        mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+        c = roma.quat_product(half_turn.double(), roma.rotmat_to_unitquat(mirror @ self.model.spec.flip_reflection()))
+        c = c.to(q).expand_as(q)
+        hz = half_turn.expand_as(q)
+        forward = roma.quat_product(roma.quat_product(hz, q), c)
+        backward = roma.quat_product(roma.quat_product(roma.quat_conjugation(hz), q), roma.quat_conjugation(c))
+        out = x.clone()
+        out[:, at: at + 4] = torch.where(inverse.to(x.device)[:, None].bool(), backward, forward)
+        return out
+
     def _flip_matrix(self, R: Tensor) -> Tensor:
         """``diag(1, 1, -1) · R · S``: the rotation that puts the palm at its mirror image in depth."""
         S = self.model.spec.flip_reflection().to(R)
