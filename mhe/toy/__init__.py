@@ -22,13 +22,16 @@ phase and an exponential moving average of the weights.
 How close a fit comes to the exact posterior: :func:`posterior_match` compares its samples with
 samples of :class:`ExactArmPosterior` on held-out observations (coverage within a radius of the
 exact solutions, mass per solution, solutions hit), and :func:`write_posterior_match` writes the
-table that notebook 01 commits as ``figures/01_posterior_match.csv``.
+table that notebook 01 commits as ``figures/01_posterior_match.csv``. Whether a fit's spread is *right*:
+:func:`arm_calibration` scores its calibration against truths of the target's own generative process
+(:func:`arm_truths`), on which the exact posterior is calibrated.
 
-The package has four modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
+The package has five modules: :mod:`mhe.toy.targets` (the 2D targets, :func:`fit_target`, mode counting),
 :mod:`mhe.toy.arm` (the arm, its flow model, :func:`fit_arm`), :mod:`mhe.toy.posterior` (the exact posterior
-and how close a fit comes to it) and :mod:`mhe.toy.together` (several fits at once: arms that differ only in
-their term weights as one batched model, :func:`fit_arm_group`; any fits on forked processes,
-:func:`in_processes`; notebook 01's ablation, :func:`fit_arms`). Both fits use
+and how close a fit comes to it), :mod:`mhe.toy.calibration` (calibration against the truth) and
+:mod:`mhe.toy.together` (several fits at once: arms that differ only in their term weights as one batched
+model, :func:`fit_arm_group`; any fits on forked processes, :func:`in_processes`; notebook 01's ablation,
+:func:`fit_arms`). Both fits use
 :class:`mhe.flows.ConditionalFlow`, and every public name is importable from ``mhe.toy``. Both fits train
 through the package's one loop, :func:`mhe.training.fit`.
 """
@@ -46,6 +49,13 @@ from mhe.toy.arm import (
     observe,
     score_function_loss,
     tempered_b,
+)
+from mhe.toy.calibration import (
+    CALIBRATION_LEVELS,
+    arm_calibration,
+    arm_truths,
+    write_arm_calibration,
+    write_arm_hypotheses,
 )
 from mhe.toy.posterior import (
     EXACT_NAME,
@@ -80,11 +90,13 @@ from mhe.toy.targets import (
 from mhe.toy.together import GROUPABLE, fit_arm_group, fit_arms, in_processes
 
 __all__ = [
-    "ARM_OBJECTIVES", "ARM_WEIGHTS", "EXACT_NAME", "GROUPABLE", "MATCH_COLUMNS", "MATCH_RADIUS", "RING_MODES",
-    "RING_RADIUS", "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions", "ExactArmPosterior", "TwoLinkArm",
-    "arm_batch", "arm_coverage", "banana_log_density", "count_modes", "count_ring_modes", "density_grid", "fit_arm",
-    "fit_arm_group", "fit_arms", "fit_target", "in_processes",
+    "ARM_OBJECTIVES", "ARM_WEIGHTS", "CALIBRATION_LEVELS", "EXACT_NAME", "GROUPABLE", "MATCH_COLUMNS",
+    "MATCH_RADIUS", "RING_MODES", "RING_RADIUS", "RING_SIGMA", "TARGETS", "TARGET_BOX", "ArmModel", "ArmOptions",
+    "ExactArmPosterior", "TwoLinkArm",
+    "arm_batch", "arm_calibration", "arm_coverage", "arm_truths", "banana_log_density", "count_modes",
+    "count_ring_modes", "density_grid", "fit_arm", "fit_arm_group", "fit_arms", "fit_target", "in_processes",
     "held_out_arm_observations", "mode_coverage", "moons_log_density", "observe", "posterior_match",
     "posterior_statistics", "ring_centres", "ring_log_density", "sample_target", "score_function_loss",
-    "target_beta", "target_log_density", "tempered_b", "write_posterior_match",
+    "target_beta", "target_log_density", "tempered_b", "write_arm_calibration", "write_arm_hypotheses",
+    "write_posterior_match",
 ]
