@@ -1,5 +1,10 @@
 """Shared fixtures: every test is seeded, writes figures to a temp folder and runs single-threaded
-(two xdist workers share the two cores)."""
+(two xdist workers share the two cores).
+
+Nothing here imports torch or mhe at module level: the xdist controller, which runs no test, loads this file
+too, and would spend seconds of the two cores importing them. The processes that run tests import them in
+``pytest_configure`` and in the fixtures.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +18,18 @@ import time
 import uuid
 from pathlib import Path
 
-import dummy_experiment as dummy
 import pytest
-import torch
 
-from mhe.lab.config_io import dump_config
-from mhe.utils import seed_everything
 
-torch.set_num_threads(1)
+def _is_xdist_controller(config) -> bool:
+    """Whether this process is the controller of an xdist run (it collects and runs no test)."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
 
 
 @pytest.fixture(autouse=True)
 def _seed_and_isolate(tmp_path_factory, monkeypatch):
+    from mhe.utils import seed_everything
+
     seed_everything(0)
     figs = tmp_path_factory.mktemp("figures")
     monkeypatch.setenv("MHE_FIGURES_DIR", str(figs))
@@ -51,6 +56,8 @@ def figures_tmp(tmp_path_factory):
 @pytest.fixture
 def registered(monkeypatch):
     """The dummy Gaussian experiment and its objective "dummy", registered for the test's duration."""
+    import dummy_experiment as dummy
+
     objectives = pytest.importorskip("mhe.objectives")
     dummy.register()
     monkeypatch.setitem(objectives.OBJECTIVES, "dummy", dummy.reverse_kl)
@@ -59,6 +66,10 @@ def registered(monkeypatch):
 @pytest.fixture
 def config_file(tmp_path):
     """A YAML config of the dummy experiment writing its run under ``tmp_path``."""
+    import dummy_experiment as dummy
+
+    from mhe.lab.config_io import dump_config
+
     path = tmp_path / "dummy.yaml"
     dump_config(dummy.small_config(tmp_path), path)
     return path
@@ -134,6 +145,10 @@ def pytest_configure(config):
     # the controller picks the run's id itself (xdist would otherwise draw one it does not tell the controller)
     if not hasattr(config, "workerinput") and hasattr(config.option, "testrunuid") and not config.option.testrunuid:
         config.option.testrunuid = _LOCAL_RUN
+    if not _is_xdist_controller(config):  # a process that runs tests: one thread each
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def _finished(config, nodeid: str) -> Path:
@@ -217,13 +232,14 @@ def pytest_sessionstart(session):
     global _durations
     if os.environ.get("MHE_RECORD_DURATIONS") and not hasattr(session.config, "workerinput"):
         _durations = {}
-    if not hasattr(session.config, "workerinput") and getattr(session.config.option, "numprocesses", None):
+    if getattr(session.config, "workerinput", {}).get("workerid") == "gw0":
         _fit_the_pose_prior()
 
 
-# On a fresh clone the body-pose prior (data/cache/body_pose_gmm_*.pt) is not fitted yet, and both workers would
-# fit it at once in their first body test. A process of its own fits it meanwhile; a worker that needs it before
-# it is written fits it itself (the same function; the file is replaced atomically), as it would without this.
+# On a fresh clone the body-pose prior (data/cache/body_pose_gmm_*.pt) is not fitted yet, and both workers of an
+# xdist run would fit it at once in their first body test. A process of its own, started by the first worker
+# (which imports mhe anyway; the controller does not), fits it meanwhile; a worker that needs it before it is
+# written fits it itself (the same function; the file is replaced atomically), as it would without this.
 _prior_fit: subprocess.Popen | None = None
 
 
