@@ -145,7 +145,7 @@ def arm_row(hypotheses: pd.DataFrame, calibration: pd.DataFrame, title: str = "t
     curves = {s: calibration[calibration["source"] == s].sort_values("alpha")["inside"].to_numpy(float)
               for s in sources}
     return ReferenceRow(title, points, np.stack([np.zeros(2), elbow, tip]), (-1, 0, 1), curves,
-                        "calibration: elbow and tip", "x (never observed)", "height y (observed with noise)",
+                        "calibration: elbow and tip", "x (never observed)", "height y (observed)",
                         levels=levels, hlines=[(float(elbow[1]), "--", "observed elbow height"),
                                                (float(tip[1]), ":", "observed tip height")])
 
