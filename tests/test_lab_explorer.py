@@ -5,7 +5,7 @@ moves every control of the explorer, clicks a point of the accuracy-vs-diversity
 the page at a smaller window and checks, at every step:
 
 - the figure updated to what the controls say (its title: item, objective, temperature, hypotheses drawn)
-  and the metrics line says the same;
+  and the metrics line says the same, and its 3D panel drawn by WebGL (its pixels show the hypotheses);
 - neither the page nor the kernel reported an error (widget callbacks' tracebacks are what JupyterLab's
   log console collects), and the log console's counter stays at zero;
 - every panel of the figure fits the output area (no horizontal scroll) at 1440 × 900 and 1280 × 800,
@@ -24,11 +24,14 @@ and then requires this test to run: ``MHE_BROWSER_TESTS=required``).
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("jupyterlab_session", ROOT / "tools" / "jupyterlab_session.py")
@@ -54,7 +57,7 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     env = {"MHE_FIGURES_DIR": str(work / "figures"), "OMP_NUM_THREADS": "1", "MHE_SMOKE": "1"}
     with lab_tools.LabSession(ROOT / "notebooks" / "06_diversity_explorer.ipynb", work, {"SMOKE": True},
-                              viewport=(1440, 900), env=env) as session:
+                              viewport=(1440, 900), env=env, browser_args=lab_tools.NO_WEBGL_ANTIALIASING) as session:
         session.run_all(timeout=600)
         session.scroll_to(f"{WIDGET} .js-plotly-plot")
         yield session
@@ -150,12 +153,33 @@ def overflow(lab) -> list[str]:
     }""")
 
 
+def scene_drawn(lab) -> list[str]:
+    """What is missing from the 3D panel of the item figure as the page shows it: a live WebGL canvas, and in a
+    screenshot of the panel the colours of the hypotheses (drawn by WebGL; empty when the scene is drawn)."""
+    box = lab.page.evaluate("""() => {
+      const scene = document.querySelector('.widget-vbox .js-plotly-plot [id^=scene]');
+      const canvas = scene && scene.querySelector('canvas');
+      if (!canvas) return null;
+      const gl = canvas.getContext('webgl') || canvas.getContext('webgl2');
+      const r = canvas.getBoundingClientRect();
+      return {live: !!gl && !gl.isContextLost(), x: r.left, y: r.top, width: r.width, height: r.height};
+    }""")
+    if box is None:
+        return ["the 3D panel has no canvas"]
+    if not box.pop("live"):
+        return ["the 3D panel's canvas has no live WebGL context"]
+    rgb = np.asarray(Image.open(io.BytesIO(lab.page.screenshot(clip=box))).convert("RGB")).astype(int)
+    coloured = float(((rgb.max(-1) - rgb.min(-1)) > 60).mean())  # saturated: not white, grey or black
+    return [] if coloured > 0.002 else [f"the 3D panel shows no hypotheses ({100 * coloured:.2f} % coloured)"]
+
+
 # -- the test -----------------------------------------------------------------------------------------
 
 
 def test_every_control_updates_the_figure_without_errors(lab):
     first = state(lab)
     assert not consistent(first), consistent(first)
+    assert not scene_drawn(lab), scene_drawn(lab)
     assert not no_errors(lab), no_errors(lab)
     assert not overflow(lab), overflow(lab)
 
@@ -176,6 +200,7 @@ def test_every_control_updates_the_figure_without_errors(lab):
     s = settle(lab, "item 3 ·")
     assert not consistent(s) and not no_errors(lab), (consistent(s), no_errors(lab))
     assert not overflow(lab), overflow(lab)
+    assert not scene_drawn(lab), scene_drawn(lab)
 
 
 def widths(lab) -> list[tuple[float, float]]:

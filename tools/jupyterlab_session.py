@@ -23,15 +23,30 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# Chromium switches for tests (``LabSession(browser_args=...)``), not for screenshots: WebGL draws in software
+# (SwiftShader) in a headless browser, and plotly draws each 3D figure it renders in a new WebGL context; without
+# multisampled antialiasing (4 samples a pixel, for smooth edges) those draws cost the GPU process about a third
+# less CPU time. The scenes are drawn all the same, with jagged edges (the explorer test checks their pixels).
+NO_WEBGL_ANTIALIASING = ("--webgl-antialiasing-mode=none",)
 
 
 def find_browser() -> str | None:
     """The system Chromium's path, or None."""
     return next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
+
+
+def _error_reports(text: str) -> list[str]:
+    """The error reports in one kernel message (each as its ``ename: evalue``; a traceback on stderr too)."""
+    errors = [f"{m.group(1)}: {m.group(2)[:300]}"
+              for m in re.finditer(r'"ename"\s*:\s*"([^"]*)"\s*,\s*"evalue"\s*:\s*"((?:[^"\\]|\\.)*)"', text)]
+    if '"name": "stderr"' in text and "Traceback" in text:
+        errors.append("a traceback on the kernel's stderr")
+    return errors
 
 
 def _free_port() -> int:
@@ -66,22 +81,27 @@ class LabSession:
         parameters: values for the notebook's ``parameters`` cell, e.g. ``{"SMOKE": True}``.
         viewport: the browser window's (width, height) in px.
         env: extra environment for the server and its kernels.
+        browser_args: extra Chromium switches (e.g. :data:`NO_WEBGL_ANTIALIASING`).
 
     Attributes after entering: ``page`` (Playwright's), ``console_errors`` (the page's), ``kernel_messages``
     (every kernel websocket frame the page received, as text).
     """
 
     def __init__(self, notebook: Path, workdir: Path, parameters: dict[str, Any] | None = None,
-                 viewport: tuple[int, int] = (1440, 900), env: dict[str, str] | None = None) -> None:
+                 viewport: tuple[int, int] = (1440, 900), env: dict[str, str] | None = None,
+                 browser_args: Sequence[str] = ()) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.notebook = parameterised_copy(Path(notebook), self.workdir / Path(notebook).name, parameters or {})
         self.viewport = viewport
         self.env = dict(env or {})
+        self.browser_args = ["--no-sandbox", *browser_args]
         self.token = secrets.token_hex(16)
         self.port = _free_port()
         self.console_errors: list[str] = []
         self.kernel_messages: list[str] = []
+        self._errors: list[str] = []  # the kernel's error reports, read from each message once, as it arrives
+        self._reply_count = 0
         self._server: subprocess.Popen | None = None
 
     # -- lifetime -----------------------------------------------------------------------------------
@@ -113,7 +133,7 @@ class LabSession:
         try:
             self._wait_for_server()
             self._pw = sync_playwright().start()
-            self._browser = self._pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+            self._browser = self._pw.chromium.launch(executable_path=browser, args=self.browser_args)
             self.page = self._browser.new_page(viewport={"width": self.viewport[0], "height": self.viewport[1]})
             self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
             self.page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
@@ -153,7 +173,11 @@ class LabSession:
 
     def _watch(self, ws: Any) -> None:
         def keep(payload: Any) -> None:
-            self.kernel_messages.append(payload if isinstance(payload, str) else payload.decode("utf-8", "replace"))
+            text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+            self.kernel_messages.append(text)
+            # read once here: the waits below poll these counts, and the messages hold megabytes of figures
+            self._reply_count += len(re.findall(r'"msg_type"\s*:\s*"execute_reply"', text))
+            self._errors += _error_reports(text)
         ws.on("framereceived", keep)
 
     # -- the notebook -------------------------------------------------------------------------------
@@ -207,7 +231,7 @@ class LabSession:
 
     def _replies(self) -> int:
         """How many ``execute_reply`` messages the page has received from the kernel so far."""
-        return sum(len(re.findall(r'"msg_type"\s*:\s*"execute_reply"', text)) for text in self.kernel_messages)
+        return self._reply_count
 
     def run_all(self, timeout: float = 600) -> float:
         """Run > Run All Cells, as a user would, once the kernel is idle, and wait until the kernel has
@@ -253,13 +277,7 @@ class LabSession:
     def kernel_errors(self) -> list[str]:
         """The kernel's error reports the page received (each as its ``ename: evalue``): tracebacks of cells
         and of widget callbacks alike, the latter being what JupyterLab's log console collects."""
-        errors = []
-        for text in self.kernel_messages:
-            for match in re.finditer(r'"ename"\s*:\s*"([^"]*)"\s*,\s*"evalue"\s*:\s*"((?:[^"\\]|\\.)*)"', text):
-                errors.append(f"{match.group(1)}: {match.group(2)[:300]}")
-            if '"name": "stderr"' in text and "Traceback" in text:
-                errors.append("a traceback on the kernel's stderr")
-        return errors
+        return list(self._errors)
 
     def log_console_count(self) -> int:
         """The number JupyterLab's status bar shows for the log console (0 when it shows none)."""
