@@ -7,9 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from scipy.spatial.transform import Rotation
 
 from mhe import metrics
 
@@ -105,42 +102,60 @@ def random_case(seed: int, B: int = 3, S: int = 5, J: int = 6):
     return pred_xyz, gt_xyz, pred_uv, gt_uv, visible
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_permuting_hypotheses_changes_nothing(seed):
-    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
-    perm = torch.randperm(pred_xyz.shape[1], generator=torch.Generator().manual_seed(seed + 1))
-    a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
-    b = metrics.evaluate(pred_xyz[:, perm], gt_xyz, pred_uv[:, perm], gt_uv, visible, root=0)
-    for key in a:
-        assert a[key] == pytest.approx(b[key], rel=1e-9)
+def test_permuting_hypotheses_changes_nothing():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 10_000))
+    def check(seed):
+        pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
+        perm = torch.randperm(pred_xyz.shape[1], generator=torch.Generator().manual_seed(seed + 1))
+        a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
+        b = metrics.evaluate(pred_xyz[:, perm], gt_xyz, pred_uv[:, perm], gt_uv, visible, root=0)
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-9)
+
+    check()
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0))
-def test_diversity_ignores_common_shifts_and_scales_linearly(seed, scale):
-    pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
-    g = torch.Generator().manual_seed(seed + 2)
-    shift3 = torch.randn(3, 1, 6, 3, generator=g, dtype=torch.float64) * 50
-    shift2 = torch.randn(3, 1, 6, 2, generator=g, dtype=torch.float64) * 50
-    a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
-    b = metrics.evaluate(pred_xyz + shift3, gt_xyz, pred_uv + shift2, gt_uv, visible, root=0)
-    c = metrics.evaluate(pred_xyz * scale, gt_xyz, pred_uv * scale, gt_uv, visible, root=0)
-    for key in ("pjd_2d_vis", "pjd_3d_occ", "pjd_2d_occ", "pjd_3d_vis", "rd"):
-        assert b[key] == pytest.approx(a[key], rel=1e-9)
-    for key in ("pjd_2d_vis", "pjd_3d_occ"):
-        assert c[key] == pytest.approx(a[key] * scale, rel=1e-9)
-    assert c["rd"] == pytest.approx(a["rd"], rel=1e-9)
+def test_diversity_ignores_common_shifts_and_scales_linearly():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0))
+    def check(seed, scale):
+        pred_xyz, gt_xyz, pred_uv, gt_uv, visible = random_case(seed)
+        g = torch.Generator().manual_seed(seed + 2)
+        shift3 = torch.randn(3, 1, 6, 3, generator=g, dtype=torch.float64) * 50
+        shift2 = torch.randn(3, 1, 6, 2, generator=g, dtype=torch.float64) * 50
+        a = metrics.evaluate(pred_xyz, gt_xyz, pred_uv, gt_uv, visible, root=0)
+        b = metrics.evaluate(pred_xyz + shift3, gt_xyz, pred_uv + shift2, gt_uv, visible, root=0)
+        c = metrics.evaluate(pred_xyz * scale, gt_xyz, pred_uv * scale, gt_uv, visible, root=0)
+        for key in ("pjd_2d_vis", "pjd_3d_occ", "pjd_2d_occ", "pjd_3d_vis", "rd"):
+            assert b[key] == pytest.approx(a[key], rel=1e-9)
+        for key in ("pjd_2d_vis", "pjd_3d_occ"):
+            assert c[key] == pytest.approx(a[key] * scale, rel=1e-9)
+        assert c["rd"] == pytest.approx(a["rd"], rel=1e-9)
+
+    check()
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_orderings_between_metrics(seed):
-    out = metrics.evaluate(*random_case(seed), root=0)
-    assert out["mpjpe_bh"] <= out["mpjpe_mean"] + 1e-9
-    assert out["ah"] >= out["ah_mean"] - 1e-9
-    assert out["pa_mpjpe_bh"] >= 0.0
-    assert all(out[k] >= 0 for k in ("pjd_2d_vis", "pjd_3d_occ"))
+def test_orderings_between_metrics():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 10_000))
+    def check(seed):
+        out = metrics.evaluate(*random_case(seed), root=0)
+        assert out["mpjpe_bh"] <= out["mpjpe_mean"] + 1e-9
+        assert out["ah"] >= out["ah_mean"] - 1e-9
+        assert out["pa_mpjpe_bh"] >= 0.0
+        assert all(out[k] >= 0 for k in ("pjd_2d_vis", "pjd_3d_occ"))
+
+    check()
 
 
 def test_best_of_n_equals_a_brute_force_loop():
@@ -157,6 +172,8 @@ def test_best_of_n_equals_a_brute_force_loop():
 
 
 def test_pa_mpjpe_matches_scipy_kabsch():
+    from scipy.spatial.transform import Rotation
+
     rng = np.random.default_rng(0)
     for _ in range(10):
         gt = rng.normal(size=(21, 3))
@@ -170,6 +187,8 @@ def test_pa_mpjpe_matches_scipy_kabsch():
 
 
 def test_pa_mpjpe_is_zero_for_a_similar_pose_and_handles_reflections():
+    from scipy.spatial.transform import Rotation
+
     g = torch.Generator().manual_seed(0)
     gt = torch.randn(2, 21, 3, generator=g, dtype=torch.float64)
     R = torch.from_numpy(Rotation.random(2, random_state=1).as_matrix())
