@@ -4,13 +4,15 @@ For the first N validation and N test items of each model's benchmark, draws the
 p̃(θ | obs) by batched HMC (:mod:`mhe.reference`) twice: reference 1 with the head's rotation and shape
 held at the model's (what the flow is trained against) and reference 2 with them sampled under the
 benchmark's prior. Chains start apart: half at the flow's samples (T = 1), half at overdispersed ones
-(T = 2) or, where the rotation is sampled, at the palm's depth flip of the rotation. Writes
+(T = 2) or, where the rotation is sampled, at the palm's depth flip of the rotation (``--flip-jumps``: with
+Metropolis jumps across that flip after every transition). Writes
 
 * ``data/reference/<model>_ref<1|2>.npz``: per item ``joints_mm`` (items, keep, J, 3) float16, root-relative
   in mm at the truth's scale (as ``model.predict``), the truth ``truth_mm``, ``visible``, ``split``, ``index``;
 * ``figures/29_reference_diagnostics.csv``: per item R-hat (rank-normalised split, the worst joint
   coordinate), bulk ESS (the worst), acceptance, step size, divergences, mean log p̃ of the reference's
-  draws and of the flow's own samples, seconds per item;
+  draws and of the flow's own samples, seconds and CPU-seconds per item, and whether the item converged
+  (R-hat <= 1.01 and bulk ESS >= 400 on the occluded joints and log p̃);
 * with ``--nuts-check K``, ``figures/29_reference_nuts_check.csv``: for K validation hands (reference 1),
   the occluded joints' mean and spread from this HMC against pyro's NUTS (``pip install -e ".[reference]"``).
 
