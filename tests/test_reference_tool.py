@@ -1,5 +1,6 @@
 """tools/reference_posterior.py on a tiny run: replica exchange on 2 body items, the per-item cache that
-makes a stopped run resumable, --cached-only, and the calibration and decomposition tables."""
+makes a stopped run resumable, --cached-only, and the calibration and decomposition tables; the convergence
+verdict, the depth bones, and tools/reference_diagnosis.py --compare on constructed runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 warnings.filterwarnings("ignore", category=UserWarning)
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +76,38 @@ def test_converged_needs_both_rhat_and_ess_and_depth_bones_run_down_the_skeleton
                 chain.append(int(parents[chain[-1]]))
             assert chain[-1] == top, (top, joint)
     assert set(tool.DEPTH_BONES) == {17, 21}
+
+
+def test_compare_runs_scores_each_run_on_the_items_they_share(tmp_path):
+    """tools/reference_diagnosis.py --compare: a run whose draws share the truth's distribution scores near 0,
+    one with half that spread far from it, on the items both hold, with each run's diagnostics' medians."""
+    spec = importlib.util.spec_from_file_location("reference_diagnosis", ROOT / "tools" / "reference_diagnosis.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    rng = np.random.default_rng(0)
+    B, R, J = 60, 200, 5
+    centre = rng.normal(0, 30, (B, 1, J, 3))
+    truth = (centre[:, 0] + rng.normal(0, 10, (B, J, 3))).astype(np.float16)
+    truth[:, 0] = 0  # root-relative: joint 0 is the root
+    visible = rng.random((B, J)) < 0.5
+    for name, sd, items in (("wide", 10.0, range(B)), ("narrow", 5.0, range(10, B + 10))):
+        draws = centre + rng.normal(0, sd, (B, R, J, 3))
+        draws[:, :, 0] = 0
+        keep = [i for i in range(B) if i in items]
+        folder = tmp_path / name
+        folder.mkdir()
+        np.savez(folder / "hand_mhentropy_ref2.npz", joints_mm=draws.astype(np.float16), truth_mm=truth,
+                 visible=visible, split=np.array(["val"] * B), index=np.array([i if i in items else B + i
+                                                                               for i in range(B)]))
+        pd.DataFrame({"model": "hand_mhentropy", "reference": 2, "split": "val", "item": keep,
+                      "rhat_occluded": 1.0 + sd / 100, "ess_occluded": 40 * sd}).to_csv(folder / "diag.csv",
+                                                                                           index=False)
+    out = tmp_path / "compared.csv"
+    runs = [f"{n}={tmp_path / n / 'hand_mhentropy_ref2.npz'}:{tmp_path / n / 'diag.csv'}" for n in ("wide", "narrow")]
+    assert tool.main(["--compare", *runs, "--csv", str(out)]) == 0
+    rows = pd.read_csv(out).set_index("run")
+    assert (rows["items"] == B - 10).all()  # items 10-59 are in both
+    assert rows.loc["wide", "score_occluded"] < 0.05 < 0.2 < rows.loc["narrow", "score_occluded"]
+    assert rows.loc["narrow", "spread_mm_occluded"] / rows.loc["wide", "spread_mm_occluded"] == pytest.approx(0.5, 0.05)
+    assert rows.loc["narrow", "rhat_occluded_median"] == pytest.approx(1.05)
+    assert rows.loc["wide", "ess_occluded_median"] == pytest.approx(400)

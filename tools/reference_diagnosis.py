@@ -14,6 +14,12 @@ at T = 2) on reference 1 of the first N validation bodies, once per trajectory l
 * ``log_p_chain_min`` / ``log_p_chain_max``: the lowest and highest mean log p̃ of a chain.
 
     OMP_NUM_THREADS=1 python tools/reference_diagnosis.py [--items 8] [--steps 10 30]
+
+With ``--compare LABEL=DRAWS.npz:DIAGNOSTICS.csv ...`` it instead compares runs of one reference (e.g. the same
+items sampled with more transitions): on the items all of them hold, each run's calibration against the
+truth (occluded and visible non-root joints, the cGNF score and the 90 % region's coverage, the mean spread)
+beside the medians of its per-item diagnostics, in ``--csv``. How far the scores move between runs is how far
+the chains' lack of convergence moves them.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_posterior import LIMB_BONES, _joints, flow_starts, load  # noqa: E402
+from reference_posterior import CALIBRATION_LEVELS, LIMB_BONES, _joints, flow_starts, load  # noqa: E402
 
 from mhe.body import BODY_PARENTS  # noqa: E402
 from mhe.reference import ModelTarget, hmc, split_rhat  # noqa: E402
@@ -63,6 +69,57 @@ def diagnose(joints: torch.Tensor, log_p: torch.Tensor) -> dict[str, float]:
             "log_p_chain_min": float(chain_lp.min()), "log_p_chain_max": float(chain_lp.max())}
 
 
+def compare_runs(runs: list[str], path: Path) -> None:
+    """``--compare``: each ``label=draws.npz:diagnostics.csv`` on the (split, item) pairs every run holds."""
+    from mhe.diagnostics import calibration_curve
+
+    parsed = []
+    for run in runs:
+        label, _, files = run.partition("=")
+        draws, _, diag = files.partition(":")
+        if not (label and draws and diag):
+            raise SystemExit(f"--compare takes LABEL=DRAWS.npz:DIAGNOSTICS.csv, got {run!r}")
+        parsed.append((label, np.load(ROOT / draws), ROOT / diag, Path(draws).stem))
+    keys = [set(zip(d["split"].tolist(), d["index"].tolist(), strict=True)) for _, d, _, _ in parsed]
+    common = sorted(set.intersection(*keys))
+    if not common:
+        raise SystemExit("the runs hold no item in common")
+    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
+    rows = []
+    for label, d, diag, stem in parsed:
+        where = {k: i for i, k in enumerate(zip(d["split"].tolist(), d["index"].tolist(), strict=True))}
+        pick = [where[k] for k in common]
+        h = torch.from_numpy(d["joints_mm"][pick].astype(np.float32))
+        truth = torch.from_numpy(d["truth_mm"][pick].astype(np.float32))
+        visible = torch.from_numpy(d["visible"][pick]).bool()
+        not_root = (truth.abs().amax((0, 2)) > 0)[None].expand_as(visible)
+        model, _, ref = stem.rpartition("_ref")
+        with open(diag, newline="") as fh:
+            per_item = {(r["split"], int(r["item"])): r for r in csv.DictReader(fh)
+                        if r["model"] == model and r["reference"] == ref}
+        items = [per_item[k] for k in common]
+        row: dict = {"run": label, "model": model, "reference": int(ref), "items": len(common),
+                     "draws": h.shape[1]}
+        for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
+            curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
+            row[f"score_{part}"] = float((curve - levels).abs().mean())
+            row[f"inside_90_{part}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
+            spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)
+            row[f"spread_mm_{part}"] = float(spread[mask].mean())
+        for col in ("rhat_occluded", "rhat_log_p", "ess_occluded", "ess_log_p", "rhat_within_chain", "cpu_seconds"):
+            values = np.array([float(r.get(col) or "nan") for r in items])
+            row[f"{col}_median"] = float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() \
+                else float("nan")
+        row["items_with_jumps"] = sum(float(r.get("jump_accept") or 0) > 0 for r in items)
+        rows.append(row)
+        print(row, flush=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="body_mhentropy")
@@ -71,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 30], help="leapfrog steps per transition")
     parser.add_argument("--warmup", type=int, nargs="+", default=[500, 200], help="per --steps value")
     parser.add_argument("--samples", type=int, nargs="+", default=[200, 80], help="per --steps value")
-    parser.add_argument("--csv", default="figures/29_reference_mode_diagnosis.csv")
+    parser.add_argument("--csv", default=None, help="default: figures/29_reference_mode_diagnosis.csv, with "
+                        "--compare figures/29_reference_runs_compared.csv")
+    parser.add_argument("--compare", nargs="+", metavar="LABEL=DRAWS.npz:DIAGNOSTICS.csv", default=None,
+                        help="only compare runs of one reference on the items they share (paths from the repo root)")
     args = parser.parse_args(argv)
+    if args.compare:
+        compare_runs(args.compare, ROOT / (args.csv or "figures/29_reference_runs_compared.csv"))
+        return 0
+    args.csv = args.csv or "figures/29_reference_mode_diagnosis.csv"
     if not len(args.steps) == len(args.warmup) == len(args.samples):
         parser.error("--steps, --warmup and --samples need one value each per run")
     torch.set_num_threads(1)
