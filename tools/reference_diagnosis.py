@@ -111,6 +111,7 @@ def compare_runs(runs: list[str], path: Path) -> None:
             row[f"{col}_median"] = float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() \
                 else float("nan")
         row["items_with_jumps"] = sum(float(r.get("jump_accept") or 0) > 0 for r in items)
+        row["items_converged"] = sum(r.get("converged") == "yes" for r in items)
         rows.append(row)
         print(row, flush=True)
     with open(path, "w", newline="") as fh:
