@@ -105,26 +105,40 @@ SETTLE = """async () => {
 
 class Tab:
     """A browser tab (of the shared context, 1280 × 900) that records what goes wrong on the page it shows: page
-    errors (uncaught exceptions), console errors, failed requests and HTTP errors."""
+    errors (uncaught exceptions), console errors, failed requests and HTTP errors. What the page shown before
+    causes (a request its unloading cancels, such as a favicon still on its way) is no error of the next page:
+    console messages and page errors count from the moment the new page's document is committed, requests when
+    the new page asked for them (its own navigation included)."""
 
     def __init__(self, browser) -> None:
         context, self.served = browser
         self.page = context.new_page()
         self.errors: list[str] = []
-        self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
-        self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
-        self.page.on("requestfailed", lambda req: self.errors.append(f"request failed: {req.url}"))
-        self.page.on("response", lambda res: res.status >= 400 and self.errors.append(f"HTTP {res.status}: {res.url}"))
+        self._committed = False  # the page asked for by ``open`` has replaced the one shown before
+        self._requests: set = set()  # the requests of that page
+        self.page.on("framenavigated", lambda frame: self._commit(frame))
+        self.page.on("request", lambda req: self._request(req))
+        self.page.on("pageerror", lambda err: self._committed and self.errors.append(f"page error: {err}"))
+        self.page.on("console", lambda msg: self._committed and msg.type == "error"
+                     and self.errors.append(f"console: {msg.text}"))
+        self.page.on("requestfailed", lambda req: req in self._requests
+                     and self.errors.append(f"request failed: {req.url}"))
+        self.page.on("response", lambda res: res.request in self._requests and res.status >= 400
+                     and self.errors.append(f"HTTP {res.status}: {res.url}"))
+
+    def _commit(self, frame) -> None:
+        if frame == self.page.main_frame:
+            self._committed = True
+
+    def _request(self, req) -> None:
+        if self._committed or (req.is_navigation_request() and req.frame == self.page.main_frame):
+            self._requests.add(req)
 
     def open(self, path: str, base: str | None = None, settle: bool = True) -> None:
-        """Load ``path`` as a page opened alone: first leave the page shown before, recording nothing (what its
-        unloading cancels, such as a favicon still on its way, is no error of the next page), then record from
-        the first request of ``path`` on. ``settle=False``: only start loading (the caller waits, see
-        ``settle``)."""
-        if self.page.url != "about:blank":
-            self.errors = []
-            self.page.goto("about:blank")
-        self.errors = []
+        """Load ``path`` as a page opened alone: what the page shown before does from now on is not recorded,
+        and recording starts with the first request of ``path`` (see the class). ``settle=False``: only start
+        loading (the caller waits, see ``settle``)."""
+        self.errors, self._committed, self._requests = [], False, set()
         self.page.goto(f"{base or self.served}/{path}", wait_until="commit")
         if settle:
             self.settle()
