@@ -108,9 +108,10 @@ def save_figure(fig: Any, name: str, dpi: int = 150, show: bool | None = None) -
     if hasattr(fig, "write_html"):
         path = out / f"{name}.html"
         # Self-contained (plotly.js inline, ~5 MB: the file works offline and when copied alone) and
-        # responsive (the figure takes the page's width and follows it when the window is resized).
+        # responsive (the figure takes the page's width and follows it when the window is resized). The
+        # figure's element is named after the file, not a random id, so that a rerun writes the same bytes.
         fig.write_html(path, include_plotlyjs=True, full_html=True, config={"responsive": True},
-                       default_width="100%")
+                       default_width="100%", div_id=name)
         if show:
             show_figure(fig)
         return path
