@@ -149,6 +149,10 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+        # ... and so do the processes its tests start (notebook kernels, the command line): two workers already
+        # fill two cores, and a second thread in each such process only oversubscribes them (threads spinning at
+        # barriers while another process holds the core). A value set by whoever runs the tests is kept.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _finished(config, nodeid: str) -> Path:
