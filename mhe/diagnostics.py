@@ -45,6 +45,7 @@ from torch import Tensor
 
 __all__ = [
     "BOTH_TILTS",
+    "CALIBRATION_LEVELS",
     "DEFAULT_ALPHAS",
     "SELECTION_MEASURES",
     "best_of_s",
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: cGNF's calibration levels q = 0.05 … 0.95, at which issue 29's reference posteriors and the toy arm are scored.
+CALIBRATION_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
 def importance_ess(log_p_tilde: Tensor, log_q: Tensor) -> Tensor:

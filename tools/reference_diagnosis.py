@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_posterior import CALIBRATION_LEVELS, LIMB_BONES, _joints, flow_starts, load  # noqa: E402
+from reference_posterior import CALIBRATION_LEVELS, LIMB_BONES, _joints, calibration_scores, flow_starts, load  # noqa: E402
 
 from mhe.body import BODY_PARENTS  # noqa: E402
 from mhe.reference import ModelTarget, hmc, split_rhat  # noqa: E402
@@ -84,7 +84,6 @@ def compare_runs(runs: list[str], path: Path) -> None:
     common = sorted(set.intersection(*keys))
     if not common:
         raise SystemExit("the runs hold no item in common")
-    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
     rows = []
     for label, d, diag, stem in parsed:
         where = {k: i for i, k in enumerate(zip(d["split"].tolist(), d["index"].tolist(), strict=True))}
@@ -101,9 +100,8 @@ def compare_runs(runs: list[str], path: Path) -> None:
         row: dict = {"run": label, "model": model, "reference": int(ref), "items": len(common),
                      "draws": h.shape[1]}
         for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
-            curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
-            row[f"score_{part}"] = float((curve - levels).abs().mean())
-            row[f"inside_90_{part}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
+            row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(
+                calibration_curve(h, truth, mask, CALIBRATION_LEVELS))
             spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)
             row[f"spread_mm_{part}"] = float(spread[mask].mean())
         for col in ("rhat_occluded", "rhat_log_p", "ess_occluded", "ess_log_p", "rhat_within_chain", "cpu_seconds"):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from mhe.diagnostics import CALIBRATION_LEVELS
 from mhe.reference import ModelTarget, ess_bulk, geometric_ladder, hmc, split_rhat
 from mhe.reference import tempered_hmc as hmc_tempered
 
@@ -201,7 +202,12 @@ def nuts_check(name: str, items: int, args, path: Path) -> None:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))  # q = 0.05 ... 0.95 (cGNF's levels)
+def calibration_scores(curve: torch.Tensor) -> tuple[float, float]:
+    """A calibration curve at :data:`~mhe.diagnostics.CALIBRATION_LEVELS` → its score (the mean |curve − q|)
+    and the share of true joints inside the central 90 % region."""
+    from mhe.diagnostics import calibration_gap
+
+    return calibration_gap(curve, CALIBRATION_LEVELS), float(curve[CALIBRATION_LEVELS.index(0.9)])
 
 
 def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0, status: str = "",
@@ -238,10 +244,8 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
             for source, h in hyps.items():
                 row = {"model": name, "split": split, "source": source, "items": len(index), "status": status}
                 for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
-                    curve = calibration_curve(h, truth, mask, CALIBRATION_LEVELS)
-                    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
-                    row[f"score_{part}"] = float((curve - levels).abs().mean())
-                    row[f"inside_90_{part}"] = float(curve[CALIBRATION_LEVELS.index(0.9)])
+                    row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(
+                        calibration_curve(h, truth, mask, CALIBRATION_LEVELS))
                     spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # (B, J) mean distance to mean
                     row[f"spread_mm_{part}"] = float(spread[mask].mean())
                 rows.append(row)
@@ -271,11 +275,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     not_root = (truth_saved.abs().amax((0, 2)) > 0)[None].expand_as(visible)  # root-relative: the root is 0
     bones = DEPTH_BONES[visible.shape[1]]
     masks = {"occluded": ~visible & not_root, "visible": visible & not_root}
-    levels = torch.tensor(CALIBRATION_LEVELS, dtype=torch.float64)
     ref_draws = {r: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32)) for r, v in refs.items()}
-
-    def scores(curve: torch.Tensor) -> tuple[float, float]:
-        return float((curve - levels).abs().mean()), float(curve[CALIBRATION_LEVELS.index(0.9)])
 
     rows = []
     item_set = f"the items of the references{label}"  # the models against the truth: per set of items
@@ -293,8 +293,8 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
         row: dict = {"model": reference_model, "split": split, "items": len(index), "item_set": item_set,
                      "source": source, "against": "truth"}
         for part, mask in masks.items():
-            row[f"score_{part}"], row[f"inside_90_{part}"] = scores(calibration_curve(h, truth_saved, mask,
-                                                                                      CALIBRATION_LEVELS))
+            row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(
+                calibration_curve(h, truth_saved, mask, CALIBRATION_LEVELS))
         rows.append(row)
         print(row, flush=True)
     for r, ref in ref_draws.items():
@@ -306,7 +306,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
             ratio = spread_ratio(h, ref)
             for part, mask in masks.items():
                 curve = calibration_against_draws(h, ref, mask, CALIBRATION_LEVELS, max_draws)
-                row[f"score_{part}"], row[f"inside_90_{part}"] = scores(curve)
+                row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(curve)
                 row[f"energy_mm_{part}"] = float(energy[mask].mean())
                 row[f"spread_ratio_{part}"] = float(ratio[mask].nanmedian())
             flips = flip_mass(h, ref, bones)

@@ -27,16 +27,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mhe.diagnostics import calibration_curve
+from mhe.diagnostics import CALIBRATION_LEVELS, calibration_curve
 from mhe.toy.arm import ArmOptions, TwoLinkArm
 from mhe.toy.posterior import ArmSampler, ExactArmPosterior
 from mhe.utils import atomic_write_bytes, figures_dir
 
 __all__ = ["CALIBRATION_LEVELS", "arm_calibration", "arm_truths", "write_arm_calibration", "write_arm_hypotheses"]
-
-#: cGNF's calibration levels, q = 0.05 … 0.95 (as ``tools/reference_posterior.py`` scores the references).
-CALIBRATION_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
-
 
 def arm_truths(n: int, exact: ExactArmPosterior | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``n`` truths of the arm's generative process: angles ``(n, 2)`` drawn from the prior of ``exact`` (its

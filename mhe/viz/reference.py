@@ -31,8 +31,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mhe.diagnostics import calibration_curve
-from mhe.toy.calibration import CALIBRATION_LEVELS
+from mhe.diagnostics import CALIBRATION_LEVELS, calibration_curve, calibration_gap
 from mhe.viz import GROUND_TRUTH_COLOR, OBJECTIVE_COLORS
 from mhe.viz.body import draw_joints, visibility_handles
 
@@ -95,8 +94,9 @@ def calibration_curves(draws: Mapping[str, Any], truth: Any, mask: Any,
 
 
 def calibration_score(curve: Any, levels: Sequence[float] = CALIBRATION_LEVELS) -> float:
-    """The mean |fraction inside − q| over the levels (0: calibrated; cGNF's score)."""
-    return float(np.mean(np.abs(np.asarray(curve, dtype=float) - np.asarray(levels, dtype=float))))
+    """The mean |fraction inside − q| over the levels (0: calibrated; cGNF's score):
+    :func:`mhe.diagnostics.calibration_gap` of any array-like curve."""
+    return calibration_gap(torch.as_tensor(np.asarray(curve, dtype=float)), levels)
 
 
 @dataclass
