@@ -10,12 +10,13 @@ Three questions, three functions on plain tensors (so they serve any model, the 
   model and a batch.
 * **How likely is the truth under q?** :func:`ground_truth_log_likelihood`: log q(θ_gt | input) in
   nats per dimension, for models with ``log_prob`` (MHEntropy and NLL models alike).
-* **Is the spread calibrated?** :func:`calibration_curve`: for each α, the fraction of ground-truth
-  joints that fall inside the model's central α-region of its hypotheses for that joint; ideal is the
-  diagonal. The central α-region of a joint is the ball around the hypotheses' mean holding a fraction
-  α of them, so if the truth is distributed like one more hypothesis, it falls inside with
-  probability α (a rank argument, whatever the distribution's shape). :func:`calibration_gap` is the
-  mean absolute distance of a curve from the diagonal.
+* **Is the spread calibrated?** :func:`calibration_curve`: for each level q, the fraction of ground-truth
+  joints that fall inside the model's central q-region of its hypotheses for that joint; ideal is the
+  diagonal. The protocol is cGNF's (Pierzchlewicz et al.): the central q-region of a joint is the ball
+  around the hypotheses' coordinate-wise median that holds a fraction q of them, at q = 0.05 … 0.95
+  (:data:`CALIBRATION_LEVELS`). If the truth is distributed like one more hypothesis, it falls inside
+  with probability q (a rank argument, whatever the distribution's shape). :func:`calibration_gap` is the
+  mean absolute distance of a curve from the diagonal: the *calibration score*, 0 when calibrated.
 
 :func:`diagnose_model` puts the three together with selection by extra evidence (:mod:`mhe.selection`)
 for one model over a data loader, on all items and on the ambiguous subset (bodies: the data's
@@ -23,6 +24,8 @@ for one model over a data loader, on all items and on the ambiguous subset (bodi
 for selection is a setting like any other: :func:`selection_sweep` measures selection at several
 temperatures on a (validation) loader. The same holds for the weight of the depth-flip mixture
 (``model.flip_temperature``): :func:`flip_calibration_sweep` scores each temperature on a (validation) loader.
+And for calibration itself: :func:`calibration_sweep` scores the spread at each sampling temperature, so that a
+temperature can be chosen on validation (post-hoc calibration) and reported beside T = 1.
 
 Every function here takes a model and data. Which models, which items and which settings make the committed
 tables in ``figures/``, and reading the choices back from them, is the lab's business:
@@ -38,7 +41,7 @@ curve for several models on a few items.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -52,6 +55,7 @@ __all__ = [
     "best_of_s_table",
     "calibration_curve",
     "calibration_gap",
+    "calibration_sweep",
     "diagnose_model",
     "flip_calibration_sweep",
     "ground_truth_log_likelihood",
@@ -60,9 +64,10 @@ __all__ = [
     "selection_sweep",
 ]
 
-DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: cGNF's calibration levels q = 0.05 … 0.95, at which issue 29's reference posteriors and the toy arm are scored.
+#: cGNF's calibration levels q = 0.05 … 0.95: the package's calibration protocol (every table and figure).
 CALIBRATION_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+#: the levels :func:`calibration_curve` and :func:`calibration_gap` use unless told otherwise.
+DEFAULT_ALPHAS = CALIBRATION_LEVELS
 
 
 def importance_ess(log_p_tilde: Tensor, log_q: Tensor) -> Tensor:
@@ -109,19 +114,22 @@ def ground_truth_log_likelihood(model, batch: dict, params: Tensor | None = None
 
 
 def calibration_curve(
-    hypotheses: Tensor, truth: Tensor, mask: Tensor | None = None, alphas: Sequence[float] = DEFAULT_ALPHAS
+    hypotheses: Tensor, truth: Tensor, mask: Tensor | None = None, alphas: Sequence[float] = DEFAULT_ALPHAS,
+    centre: Literal["median", "mean"] = "median",
 ) -> Tensor:
-    """Fraction of ground-truth points inside the central α-region of the hypotheses, for each α.
+    """Fraction of ground-truth points inside the central q-region of the hypotheses, for each level q.
 
     Args:
         hypotheses: (B, S, J, D) S hypotheses of J points (joints) in D dimensions.
         truth: (B, J, D) the ground truth.
         mask: (B, J) bool, which (item, joint) pairs count (e.g. the occluded joints); all when None.
-        alphas: levels in (0, 1).
+        alphas: levels in (0, 1) (default: cGNF's q = 0.05 … 0.95).
+        centre: the centre of the balls: the hypotheses' coordinate-wise ``"median"`` (cGNF's protocol,
+            the default) or their ``"mean"``.
 
     Returns:
-        (len(alphas),) float64: for each α, the fraction of counted pairs whose truth lies within the
-        radius around the hypotheses' mean that holds ⌈α·S⌉ of the S hypotheses.
+        (len(alphas),) float64: for each q, the fraction of counted pairs whose truth lies within the
+        radius around the centre that holds ⌈q·S⌉ of the S hypotheses.
     """
     if hypotheses.dim() != 4 or truth.shape != (hypotheses.shape[0], *hypotheses.shape[2:]):
         raise ValueError(f"expected hypotheses (B, S, J, D) and truth (B, J, D), got {tuple(hypotheses.shape)} "
@@ -129,22 +137,30 @@ def calibration_curve(
     B, S, J, _ = hypotheses.shape
     if S < 2:
         raise ValueError("a calibration curve needs at least 2 hypotheses per item")
+    if centre not in ("median", "mean"):
+        raise ValueError(f"centre must be 'median' or 'mean', got {centre!r}")
     alphas_t = torch.as_tensor(list(alphas), dtype=torch.float64)
     if ((alphas_t <= 0) | (alphas_t >= 1)).any():
         raise ValueError(f"alphas must lie in (0, 1), got {list(alphas)}")
     mask = torch.ones(B, J, dtype=torch.bool) if mask is None else mask.bool().cpu()
     if mask.shape != (B, J):
         raise ValueError(f"mask must be (B, J) = ({B}, {J}), got {tuple(mask.shape)}")
-    h, t = hypotheses.double().cpu(), truth.double().cpu()
-    centre = h.mean(1)  # (B, J, D)
-    d_hyp = torch.linalg.vector_norm(h - centre[:, None], dim=-1).sort(dim=1).values  # (B, S, J)
-    d_gt = torch.linalg.vector_norm(t - centre, dim=-1)  # (B, J)
     if not mask.any():
         return torch.full((len(alphas_t),), float("nan"), dtype=torch.float64)
-    k = torch.ceil(alphas_t * S).long().clamp(1, S) - 1  # index of the radius holding ⌈αS⌉ hypotheses
+    h, t = hypotheses.double().cpu(), truth.double().cpu()
+    mid = h.mean(1) if centre == "mean" else _median(h)  # (B, J, D)
+    d_hyp = torch.linalg.vector_norm(h - mid[:, None], dim=-1).sort(dim=1).values  # (B, S, J)
+    d_gt = torch.linalg.vector_norm(t - mid, dim=-1)  # (B, J)
+    k = torch.ceil(alphas_t * S - 1e-9).long().clamp(1, S) - 1  # index of the radius holding ⌈qS⌉ hypotheses
     radius = d_hyp[:, k]  # (B, A, J)
     inside = d_gt[:, None] <= radius  # (B, A, J)
     return (inside & mask[:, None]).sum((0, 2)).double() / mask.sum()
+
+
+def _median(h: Tensor) -> Tensor:
+    """The coordinate-wise median over dim 1 of (B, S, ...) → (B, ...); for an even S the mean of the middle two."""
+    S = h.shape[1]
+    return h.sort(dim=1).values[:, [(S - 1) // 2, S // 2]].mean(1)
 
 
 def calibration_gap(curve: Tensor, alphas: Sequence[float] = DEFAULT_ALPHAS) -> float:
@@ -203,6 +219,50 @@ def best_of_s_table(models: Mapping[str, Any], dataset: Any, sizes: Sequence[int
         rows += [{"model": name, "S": int(s), "mpjpe_bh": float(v), "mpjpe_mode": mode}
                  for s, v in zip(sizes, curve, strict=True)]
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def calibration_sweep(
+    model: Any,
+    loader: Iterable[dict],
+    temperatures: Sequence[float],
+    *,
+    num_samples: int = 200,
+    levels: Sequence[float] = CALIBRATION_LEVELS,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """The calibration of a model's hypotheses at each sampling temperature (post-hoc calibration).
+
+    For each T of ``temperatures``, ``num_samples`` hypotheses per item at T (seeded by ``seed``) give one
+    row: ``temperature``, ``n_items``; the :func:`calibration_gap` (the score) and the fraction inside the
+    central 90 % region of the occluded (``score_occ``, ``inside_90_occ``) and the visible (``score_vis``,
+    ``inside_90_vis``) non-root joints; ``spread_mm_occ``, the occluded joints' mean distance of a hypothesis to
+    their coordinate-wise median; and the 3D MPJPE (mm) of the best hypothesis (``mpjpe_bh``) and of an average
+    one (``mpjpe_mean``). A row's scores are NaN where no joint of that kind is counted."""
+    from mhe.evaluation import collect_predictions
+    from mhe.metrics import mpjpe
+
+    if any(not t > 0 for t in temperatures):
+        raise ValueError(f"temperatures must be positive, got {list(temperatures)}")
+    root = model.spec.root
+    rows = []
+    for t in temperatures:
+        p = collect_predictions(model, loader, num_samples=num_samples, temperature=float(t), seed=seed)
+        h, truth = p["pred_xyz"], p["gt_xyz"]
+        occluded, visible = ~p["visible"], p["visible"].clone()
+        occluded[:, root] = visible[:, root] = False
+        row = {"temperature": float(t), "n_items": int(h.shape[0])}
+        for name, mask in (("occ", occluded), ("vis", visible)):
+            curve = calibration_curve(h, truth, mask, levels)
+            row[f"score_{name}"] = calibration_gap(curve, levels)
+            row[f"inside_90_{name}"] = float(calibration_curve(h, truth, mask, (0.9,))[0])
+        spread = torch.linalg.vector_norm(h.double() - _median(h.double())[:, None], dim=-1).mean(1)  # (N, J)
+        row["spread_mm_occ"] = float(spread[occluded].mean()) if occluded.any() else float("nan")
+        errors = mpjpe(h, truth)
+        row["mpjpe_bh"] = float(errors.min(1).values.mean())
+        row["mpjpe_mean"] = float(errors.mean())
+        rows.append(row)
+    return rows
 
 
 def _calib_columns(curve: Tensor, alphas: Sequence[float], prefix: str) -> dict[str, float]:

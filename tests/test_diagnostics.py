@@ -49,7 +49,7 @@ def test_calibration_of_samples_from_the_truths_distribution_is_the_diagonal():
     assert dg.calibration_gap(curve) < 0.03
     # a q half as wide as the truth's spread puts too few truths inside every region
     narrow = dg.calibration_curve(0.5 * hyp, truth)
-    assert (narrow < alphas - 0.05).all() and dg.calibration_gap(narrow) > 0.2
+    assert (narrow < alphas).all() and (narrow[1:] < alphas[1:] - 0.05).all() and dg.calibration_gap(narrow) > 0.2
     # and a mask keeps only the pairs asked for
     mask = torch.zeros(500, 3, dtype=torch.bool)
     mask[:, 1] = True
@@ -64,6 +64,25 @@ def test_calibration_by_hand():
     assert curve.tolist() == [0.0, 0.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="alphas"):
         dg.calibration_curve(hyp, torch.tensor([[[1.5]]]), alphas=[0.0, 0.5])
+    with pytest.raises(ValueError, match="centre"):
+        dg.calibration_curve(hyp, torch.tensor([[[1.5]]]), centre="mode")  # type: ignore[arg-type]
+
+
+def test_calibration_centres_on_the_median_by_hand():
+    # hypotheses 0, 0, 1, 10: median 0.5 (the mean of the middle two), mean 2.75
+    hyp = torch.tensor([0.0, 0.0, 1.0, 10.0]).reshape(1, 4, 1, 1)
+    truth = torch.tensor([[[0.9]]])
+    # median: distances 0.5, 0.5, 0.5, 9.5; the truth's 0.4 is inside the smallest ball already
+    assert dg.calibration_curve(hyp, truth, alphas=[0.25, 0.5, 0.75]).tolist() == [1.0, 1.0, 1.0]
+    # mean: distances 1.75, 2.75, 2.75, 7.25; the truth's 1.85 is outside the ball holding one hypothesis
+    assert dg.calibration_curve(hyp, truth, alphas=[0.25, 0.5, 0.75], centre="mean").tolist() == [0.0, 1.0, 1.0]
+    # an odd number: the middle one (3), whatever the outlier; in 2D the median is taken per coordinate
+    odd = torch.tensor([[0.0, 5.0], [3.0, -1.0], [100.0, 0.0]]).reshape(1, 3, 1, 2)
+    # centre (3, 0): distances 5.83, 1, 97 → radii 1, 5.83, 97; the truth (3.5, 0) is 0.5 away
+    curve = dg.calibration_curve(odd, torch.tensor([[[3.5, 0.0]]]), alphas=[0.3, 0.5, 0.9])
+    assert curve.tolist() == [1.0, 1.0, 1.0]
+    curve = dg.calibration_curve(odd, torch.tensor([[[9.0, 0.0]]]), alphas=[0.3, 0.5, 0.9])
+    assert curve.tolist() == [0.0, 0.0, 1.0]  # 6 away: outside the radii 1 and 5.83, inside 97
 
 
 def test_model_diagnostics_run_on_a_hand_model(tmp_path):
@@ -158,8 +177,9 @@ def test_diagnose_model_on_hypotheses_with_known_errors():
         assert row["ess"] == pytest.approx(1.0)  # equal weights
         assert row["gt_loglik_per_dim"] == pytest.approx(-2.0)  # -6 nats over 3 dimensions
         # the truth is the hypotheses' mean: inside every central region
-        assert row["calibration_gap_occ"] == pytest.approx(1 - sum(dg.DEFAULT_ALPHAS) / 9)
-        assert row["calib_occ_0.1"] == pytest.approx(1.0)
+        levels = dg.CALIBRATION_LEVELS
+        assert row["calibration_gap_occ"] == pytest.approx(1 - sum(levels) / len(levels))
+        assert row["calib_occ_0.05"] == pytest.approx(1.0)
         assert row["oracle"] == pytest.approx(0.0, abs=1e-4)
         assert row["selected_side_view"] == pytest.approx(0.0, abs=1e-4)  # the exact hypothesis matches the view
         assert row["selected_side_view_noisy"] == pytest.approx(0.0, abs=1e-4)  # noise 0
@@ -412,3 +432,49 @@ def test_best_of_s_table_and_its_figure_on_a_hand_model(tmp_path):
     pd.testing.assert_frame_equal(frame, dg.best_of_s_table(models, ds, [1, 2, 8], batch_size=2))  # seeded
     fig = plot_best_of_s(frame)
     assert len(fig.axes[0].lines) == 4  # a curve and a mode line per model
+
+
+class _GaussianHypotheses(torch.nn.Module):
+    """Hypotheses of every joint drawn from N(0, (T·σ)² I), as the truths are at T = 1 (root: joint 0)."""
+
+    deterministic = False
+    sigma = 10.0
+
+    def __init__(self):
+        super().__init__()
+        self.spec = type("Spec", (), {"root": 0})()
+
+    def predict(self, batch, S, T):
+        gt = batch["joints_3d_mm"]
+        xyz = torch.randn(len(gt), S, *gt.shape[1:]) * (T * self.sigma)
+        return {"xyz_mm": xyz, "uv_px": xyz[..., :2]}
+
+
+def test_calibration_sweep_scores_each_temperature_against_gaussians_of_known_spread():
+    from torch.utils.data import DataLoader
+
+    g = torch.Generator().manual_seed(11)
+    n, J = 400, 5
+    truth = torch.randn(n, J, 3, generator=g) * _GaussianHypotheses.sigma
+    visible = torch.rand(n, J, generator=g) < 0.5
+    items = [{"joints_3d_mm": truth[i], "keypoints_2d_px": truth[i, :, :2], "visible": visible[i]} for i in range(n)]
+    model = _GaussianHypotheses()
+    rows = dg.calibration_sweep(model, DataLoader(items, batch_size=100), (0.5, 1.0, 2.0), num_samples=200, seed=3)
+    assert [r["temperature"] for r in rows] == [0.5, 1.0, 2.0] and all(r["n_items"] == n for r in rows)
+    narrow, right, wide = rows
+    # at T = 1 the truth is one more hypothesis: on the diagonal up to the noise of ~1000 joints
+    assert right["score_occ"] < 0.04 and right["score_vis"] < 0.04
+    assert abs(right["inside_90_occ"] - 0.9) < 0.04
+    # half the spread: far below the diagonal; twice: above it at 0.9
+    assert narrow["score_occ"] > 0.2 and narrow["inside_90_occ"] < 0.5 and wide["inside_90_occ"] > 0.97
+    # the mean distance to the median of a 3D Gaussian is T·σ·2·sqrt(2/π) (the chi distribution's mean)
+    for r in rows:
+        expected = r["temperature"] * model.sigma * 2 * math.sqrt(2 / math.pi)
+        assert r["spread_mm_occ"] == pytest.approx(expected, rel=0.03)
+    # an average hypothesis: h - truth ~ N(0, (1 + T²) σ² I) per joint; the best of 200 is far closer
+    for r in rows:
+        expected = math.sqrt(1 + r["temperature"] ** 2) * model.sigma * 2 * math.sqrt(2 / math.pi)
+        assert r["mpjpe_mean"] == pytest.approx(expected, rel=0.03)
+        assert r["mpjpe_bh"] < 0.7 * r["mpjpe_mean"]
+    with pytest.raises(ValueError, match="temperatures"):
+        dg.calibration_sweep(model, DataLoader(items, batch_size=100), (0.0,))

@@ -54,7 +54,7 @@ def calibration_points(frame: pd.DataFrame, model: str, subset: str = "all") -> 
 def plot_calibration(tables: Mapping[str, pd.DataFrame], subset: str = "all",
                      models: Sequence[str] | None = None) -> Figure:
     """One panel per diagnostics table (``{title: frame}``): the fraction of ground-truth occluded joints
-    inside the central α-region of the hypotheses against α, one line per model, the diagonal ideal.
+    inside the central q-region of the hypotheses against q, one line per model, the diagonal ideal.
     A curve below the diagonal: the hypotheses are too narrow (over-confident); above: too wide."""
     fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 4.4), squeeze=False)
     for ax, (title, frame) in zip(axes[0], tables.items(), strict=True):
@@ -67,7 +67,7 @@ def plot_calibration(tables: Mapping[str, pd.DataFrame], subset: str = "all",
             if len(a):
                 ax.plot(a, v, marker="o", ms=3.5, lw=1.6, color=OBJECTIVE_COLORS.get(name),
                         label=LABELS.get(name, name))
-        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="α (central region's share of hypotheses)",
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title, xlabel="q (central region's share of hypotheses)",
                ylabel="ground-truth occluded joints inside")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5, loc="upper left")
