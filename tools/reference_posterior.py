@@ -498,13 +498,15 @@ def converged(row: dict) -> str:
 
 
 def _merge_csv(path: Path, rows: list[dict], models: list[str], references: list[int]) -> None:
-    """Writes ``rows`` over the CSV's rows of ``models`` and ``references``, keeping the other rows (marked
-    provisional where they carry no status): each reference of a model may come from its own run."""
+    """Writes ``rows`` over the CSV's rows of ``models`` and ``references`` from the same sampler (``status``),
+    keeping the other rows (marked provisional where they carry no status): each reference of a model may come
+    from its own run, and runs of another sampler stay beside it."""
     kept: list[dict] = []
+    statuses = {r.get("status", "") for r in rows}
     if path.exists():
         with open(path, newline="") as fh:
             for r in csv.DictReader(fh):
-                if r["model"] not in models or int(r["reference"]) not in references:
+                if r["model"] not in models or int(r["reference"]) not in references or r["status"] not in statuses:
                     r["status"] = r.get("status") or "provisional"
                     kept.append(r)
     for r in kept + rows:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mhe.lab.calibration_report import calibration_block, fixes_block
 from mhe.lab.gallery import gallery
 
 __all__ = ["BLOCKS", "body_results", "body_takeaways", "diagnostics_summary", "diagnostics_takeaways",
@@ -449,6 +450,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "body-results": lambda figures: body_results(_read(figures / "05_body_metrics.csv")),
     "body-validation": lambda figures: body_validation_results(pd.read_csv(figures / "05_body_validation_choices.csv")),
     "gallery": lambda figures: gallery(figures, figures.resolve().parent / "notebooks"),
+    "calibration": calibration_block, "calibration-fixes": fixes_block,
 }
 
 
