@@ -45,8 +45,9 @@ def test_the_tool_scores_validation_then_the_test_split_at_one_and_at_the_choice
     assert t["sampling"].tolist() == ["T = 1", "chosen on validation"]
     assert t["temperature"].tolist() == [1.0, choice] and (t["n_items"] == 6).all()
     # --validation-only --append: a fix attempt's rows join the table and the test split is not read
-    assert tool.main(["hand_nll", "--items", "6", "--samples", "20", "--temperatures", "1.0", "--validation-only",
-                      "--append", "--note", "a note", "--val-out", str(val), "--test-out", str(tmp_path / "no.csv")]) == 0
+    attempt = ["hand_nll", "--items", "6", "--samples", "20", "--temperatures", "1.0", "--validation-only", "--append",
+               "--note", "a note", "--val-out", str(val), "--test-out", str(tmp_path / "no.csv")]
+    assert tool.main(attempt) == 0
     v2 = pd.read_csv(val)
     assert v2["model"].tolist() == ["hand_mhentropy", "hand_mhentropy", "hand_nll"]
     assert v2["note"].fillna("").tolist() == ["", "", "a note"] and not (tmp_path / "no.csv").exists()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_no_entropy", "hand_nll",
                   "hand_min_of_n", "body_mhentropy", "body_mhentropy_3d", "body_prohmr_2d", "body_nll", "body_nll_3d",
                   "body_min_of_n")
-DEFAULT_TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+DEFAULT_TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 VALIDATION_CSV = ROOT / "figures" / "29_temperature_validation.csv"
 TEST_CSV = ROOT / "figures" / "29_calibration_test.csv"
 
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=256, help="the first validation items (default: 256)")
     parser.add_argument("--test-items", type=int, default=None, help="the first test items (default: 500)")
     parser.add_argument("--samples", type=int, default=200, help="hypotheses per item (default: 200)")
-    parser.add_argument("--validation-only", action="store_true", help="choose on validation, do not read the test split")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="score on validation only, never reading the test split")
     parser.add_argument("--append", action="store_true",
                         help="add the rows to the CSVs, replacing their rows of the same model (and temperature)")
     parser.add_argument("--note", default="", help="what the model changes (the validation table's note column)")
