@@ -53,6 +53,7 @@ def test_the_fixes_table_keeps_the_attempts_and_the_mhentropy_rows_at_t1():
     assert "| `runs/29ft/x` | w_ent = 6 | 1500 | 0.040 |" in text
     assert "| `hand_mhentropy_rot` | shipped | 1500 | 0.300 |" in text and "| `body_mhentropy` | shipped |" in text
     assert "hand_nll" not in text  # only MHEntropy models are the attempts' baselines
+    assert text.count("| 14.0 (14.0) |") == 3  # best-of-200 at T = 1, and at the official T = 0.8 in brackets
 
 
 def test_the_takeaways_name_the_best_the_calibrated_the_stuck_and_the_flat():

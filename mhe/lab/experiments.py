@@ -366,7 +366,8 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, name: str 
 SMOKE_SETTINGS = ("train.steps=4", "data.train_size=32", "data.val_size=16", "data.test_size=16",
                   "train.batch_size=16", "train.eval_every=0",
                   "model.context_dim=32", "model.encoder_hidden=[32,32]", "model.flow_transforms=2",
-                  "model.flow_hidden=[32,32]", "model.head_hidden=32", "model.cnn_channels=[8,8,16,16]")
+                  "model.flow_hidden=[32,32]", "model.head_hidden=32", "model.cnn_channels=[8,8,16,16]",
+                  "train.init_from=null")  # a tiny smoke model starts fresh: no shipped weights fit it
 
 
 def load_or_train(

@@ -1,11 +1,8 @@
 """Results text generated from the committed CSVs: the README's result blocks and notebook takeaways.
 
 Every number the README or a notebook states about a trained model is written here, from the CSVs in
-``figures/``, never typed by hand. The README holds generated blocks between markers::
-
-    <!-- generated: hand-results -->
-    ...
-    <!-- end: hand-results -->
+``figures/``, never typed by hand. The README holds generated blocks between the markers
+``<!-- generated: NAME -->`` and ``<!-- end: NAME -->`` (:data:`BLOCKS` names them).
 
 ``python -m mhe.lab.report`` rewrites them from the CSVs (README and the book's ``docs/results.md``); ``--check``
 (and a test) fails when they disagree with the CSVs. Notebook 04 shows :func:`hand_takeaways` of its own table.
@@ -39,6 +36,7 @@ HAND_LABELS = {
     "mhentropy": "MHEntropy (PCA flow)",
     "mhentropy_rot": "MHEntropy, rotation in the flow",
     "mhentropy_aa": "MHEntropy (axis-angle flow)",
+    "mhentropy_tempered": "MHEntropy, rotation in the flow, tempered target",
     "no_entropy": "no entropy",
     "nll": "NLL (ProHMR-style, 3D labels)",
     "min_of_n": "min-of-N",
@@ -144,7 +142,8 @@ def hand_takeaways(metrics: pd.DataFrame, seeds: pd.DataFrame | None = None) -> 
         out.append(f"**Diverse where occluded, consistent where visible** (`rd_mm`, lower is better, unitless): "
                    f"NLL {_num(nll_rd, 3)}, min-of-N {_num(mon_rd, 3)}; {parts}. The spread is in the right "
                    f"place but too narrow: on occluded joints the hypotheses are over-confident, their 90 % "
-                   f"region holding the truth far less often than 90 % (notebook 07, calibration).")
+                   f"region holding the truth far less often than 90 % (notebook 07, calibration), unless the "
+                   f"flow is trained against a tempered target (the calibration table below).")
     if has("mhentropy") and has("deterministic"):
         det = m.loc["deterministic", "mpjpe_bh"]
         r = m.loc["mhentropy"]
@@ -195,6 +194,7 @@ BODY_LABELS = {
     "deterministic": ("deterministic (HMR-style)", "2D visible"),
     "mhentropy_3d": ("MHEntropy + 3D term", "2D visible + 3D keypoints"),
     "nll_3d": ("NLL + 3D term (ProHMR's objective)", "2D + SMPL pose labels + 3D keypoints"),
+    "mhentropy_tempered": ("MHEntropy, tempered target", "2D visible"),
 }
 
 
