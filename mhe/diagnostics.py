@@ -61,6 +61,7 @@ __all__ = [
     "ground_truth_log_likelihood",
     "hypotheses_ess",
     "importance_ess",
+    "joint_masks",
     "selection_sweep",
 ]
 
@@ -157,6 +158,15 @@ def calibration_curve(
     return (inside & mask[:, None]).sum((0, 2)).double() / mask.sum()
 
 
+def joint_masks(visible: Tensor, root: int) -> tuple[Tensor, Tensor]:
+    """The (item, joint) pairs calibration is scored on, from ``visible (N, J)``: the occluded and the visible
+    joints, both without the root (the origin of root-relative joints, which never moves) → two (N, J) bools."""
+    visible = torch.as_tensor(visible).bool()
+    not_root = torch.ones_like(visible)
+    not_root[..., root] = False
+    return ~visible & not_root, visible & not_root
+
+
 def _median(h: Tensor) -> Tensor:
     """The coordinate-wise median over dim 1 of (B, S, ...) → (B, ...); for an even S the mean of the middle two."""
     S = h.shape[1]
@@ -249,8 +259,7 @@ def calibration_sweep(
     for t in temperatures:
         p = collect_predictions(model, loader, num_samples=num_samples, temperature=float(t), seed=seed)
         h, truth = p["pred_xyz"], p["gt_xyz"]
-        occluded, visible = ~p["visible"], p["visible"].clone()
-        occluded[:, root] = visible[:, root] = False
+        occluded, visible = joint_masks(p["visible"], root)
         row = {"temperature": float(t), "n_items": int(h.shape[0])}
         for name, mask in (("occ", occluded), ("vis", visible)):
             curve = calibration_curve(h, truth, mask, levels)
@@ -328,10 +337,7 @@ def diagnose_model(
         p1 = collect_predictions(model, loader, num_samples=calibration_samples, temperature=1.0, seed=seed)
     p = collect_predictions(model, loader, num_samples=num_samples, temperature=temperature, seed=seed)
     pick = p["ambiguous"].bool() if subset is None else subset(p["visible"]).bool()
-    occluded = ~p["visible"]
-    occluded[:, root] = False
-    visible = p["visible"].clone()
-    visible[:, root] = False
+    occluded, visible = joint_masks(p["visible"], root)
     side, noisy, depth = _evidence_scores(p, view_angle, noise_mm, depth_joints, seed)
     rows = []
     for name, keep in (("all", torch.ones_like(pick)), (subset_name, pick)):

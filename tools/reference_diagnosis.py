@@ -35,7 +35,15 @@ import torch
 from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_posterior import CALIBRATION_LEVELS, LIMB_BONES, _joints, calibration_scores, flow_starts, load  # noqa: E402
+from reference_posterior import (  # noqa: E402
+    CALIBRATION_LEVELS,
+    LIMB_BONES,
+    _joints,
+    calibration_scores,
+    flow_starts,
+    load,
+    saved_masks,
+)
 
 from mhe.body import BODY_PARENTS  # noqa: E402
 from mhe.reference import ModelTarget, hmc, split_rhat  # noqa: E402
@@ -91,7 +99,6 @@ def compare_runs(runs: list[str], path: Path) -> None:
         h = torch.from_numpy(d["joints_mm"][pick].astype(np.float32))
         truth = torch.from_numpy(d["truth_mm"][pick].astype(np.float32))
         visible = torch.from_numpy(d["visible"][pick]).bool()
-        not_root = (truth.abs().amax((0, 2)) > 0)[None].expand_as(visible)
         model, _, ref = stem.rpartition("_ref")
         with open(diag, newline="") as fh:
             per_item = {(r["split"], int(r["item"])): r for r in csv.DictReader(fh)
@@ -99,7 +106,7 @@ def compare_runs(runs: list[str], path: Path) -> None:
         items = [per_item[k] for k in common]
         row: dict = {"run": label, "model": model, "reference": int(ref), "items": len(common),
                      "draws": h.shape[1]}
-        for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
+        for part, mask in saved_masks(truth, visible).items():
             row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(
                 calibration_curve(h, truth, mask, CALIBRATION_LEVELS))
             spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from mhe.diagnostics import CALIBRATION_LEVELS
+from mhe.diagnostics import CALIBRATION_LEVELS, joint_masks
 from mhe.reference import ModelTarget, ess_bulk, geometric_ladder, hmc, split_rhat
 from mhe.reference import tempered_hmc as hmc_tempered
 
@@ -202,6 +202,13 @@ def nuts_check(name: str, items: int, args, path: Path) -> None:
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+def saved_masks(truth: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The occluded and the visible non-root joints (:func:`mhe.diagnostics.joint_masks`) of saved root-relative
+    truths ``(N, J, 3)``, whose root is the joint at 0 in every item."""
+    root = int((truth.abs().amax((0, 2)) == 0).nonzero()[0])
+    return dict(zip(("occluded", "visible"), joint_masks(visible.bool(), root), strict=True))
+
+
 def calibration_scores(curve: torch.Tensor) -> tuple[float, float]:
     """A calibration curve at :data:`~mhe.diagnostics.CALIBRATION_LEVELS` → its score (the mean |curve − q|)
     and the share of true joints inside the central 90 % region."""
@@ -238,12 +245,10 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
                      for k, v in sources.items()}
             hyps = {f"flow, T = 1{label}": flow, **drawn}
             truth = batch["joints_3d_mm"].float()
-            visible = batch["visible"].bool()
-            not_root = torch.ones_like(visible)
-            not_root[:, root] = False
+            parts = dict(zip(("occluded", "visible"), joint_masks(batch["visible"], root), strict=True))
             for source, h in hyps.items():
                 row = {"model": name, "split": split, "source": source, "items": len(index), "status": status}
-                for part, mask in (("occluded", ~visible & not_root), ("visible", visible & not_root)):
+                for part, mask in parts.items():
                     row[f"score_{part}"], row[f"inside_90_{part}"] = calibration_scores(
                         calibration_curve(h, truth, mask, CALIBRATION_LEVELS))
                     spread = (h - h.mean(1, keepdim=True)).norm(dim=-1).mean(1)  # (B, J) mean distance to mean
@@ -272,9 +277,8 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     index = first["index"][pick].tolist()
     truth_saved = torch.from_numpy(first["truth_mm"][pick].astype(np.float32))
     visible = torch.from_numpy(first["visible"][pick]).bool()
-    not_root = (truth_saved.abs().amax((0, 2)) > 0)[None].expand_as(visible)  # root-relative: the root is 0
     bones = DEPTH_BONES[visible.shape[1]]
-    masks = {"occluded": ~visible & not_root, "visible": visible & not_root}
+    masks = saved_masks(truth_saved, visible)
     ref_draws = {r: torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32)) for r, v in refs.items()}
 
     rows = []

@@ -31,7 +31,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mhe.diagnostics import CALIBRATION_LEVELS, calibration_curve, calibration_gap
+from mhe.diagnostics import CALIBRATION_LEVELS, calibration_curve, calibration_gap, joint_masks
 from mhe.viz import GROUND_TRUTH_COLOR, OBJECTIVE_COLORS
 from mhe.viz.body import draw_joints, visibility_handles
 
@@ -78,9 +78,7 @@ def load_reference(path: str | Path) -> dict[str, np.ndarray]:
 def occluded_mask(visible: Any, root: int = 0) -> torch.Tensor:
     """The (item, joint) pairs a reference is scored on ``(N, J)``: the occluded joints, the root left out (it is
     the origin of root-relative joints and never moves)."""
-    mask = ~torch.as_tensor(np.asarray(visible)).bool()
-    mask[..., root] = False
-    return mask
+    return joint_masks(torch.as_tensor(np.asarray(visible)), root)[0]
 
 
 def calibration_curves(draws: Mapping[str, Any], truth: Any, mask: Any,
