@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_mhentropy_tempered",
                   "hand_no_entropy", "hand_nll", "hand_min_of_n", "body_mhentropy", "body_mhentropy_3d",
-                  "body_mhentropy_tempered", "body_prohmr_2d", "body_nll", "body_nll_3d", "body_min_of_n")
+                  "body_mhentropy_tempered", "body_prohmr_2d", "body_nll", "body_nll_3d", "body_min_of_n",
+                  "hand_mhentropy_image", "hand_nll_image")
 DEFAULT_TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 VALIDATION_CSV = ROOT / "figures" / "29_temperature_validation.csv"
 TEST_CSV = ROOT / "figures" / "29_calibration_test.csv"
@@ -38,6 +39,24 @@ def chosen_temperature(rows) -> float:
     best = rows["score_occ"].min()
     tied = rows[rows["score_occ"] <= best + 1e-12]
     return float(tied.loc[(tied["temperature"] - 1.0).abs().idxmin(), "temperature"])
+
+
+def _test_items(name: str, cfg, items: int | None):
+    """The fresh test split of the metrics tables (data seed 1): the keypoint split of
+    :func:`mhe.lab.diagnostics_runs.test_split`, or for a model that reads image crops its own experiment's test
+    split rebuilt at data seed 1 (as ``mhe evaluate --split test --data-seed 1`` does), rendered crops included."""
+    from mhe.lab.diagnostics_runs import test_split
+
+    if not cfg.data.images:
+        return test_split(cfg.model.body, items)
+    from torch.utils.data import Subset
+
+    from mhe.lab.builders import split_of
+    from mhe.lab.experiments import _checkpoint_experiment
+
+    exp, _, cfg1, _ = _checkpoint_experiment(name, None, None, 1, ())
+    data = split_of(exp, cfg1, "test")
+    return Subset(data, range(min(items or 500, len(data))))
 
 
 def _merge(path: Path, frame, key: list[str]):
@@ -74,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     from mhe.diagnostics import calibration_sweep
     from mhe.evaluation import EVAL_BATCH_SIZE, EVAL_SEED
     from mhe.lab.builders import build_experiment
-    from mhe.lab.diagnostics_runs import test_split
     from mhe.lab.experiments import load_model
 
     torch.set_num_threads(1)
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.validation_only:
             continue
         t_star = chosen_temperature(rows)
-        loader = DataLoader(test_split(body, args.test_items), batch_size=EVAL_BATCH_SIZE)
+        loader = DataLoader(_test_items(name, cfg, args.test_items), batch_size=EVAL_BATCH_SIZE)
         for sampling, t in (("T = 1", 1.0), ("chosen on validation", t_star)):
             r = calibration_sweep(model, loader, (t,), num_samples=args.samples, seed=EVAL_SEED)[0]
             test_rows.append({"model": name, "body": body, "sampling": sampling, **r})
