@@ -38,15 +38,15 @@ def calibration_results(test: pd.DataFrame) -> str:
                      f"{chosen['temperature']:g} | {chosen['score_occ']:.2f} | {chosen['inside_90_occ']:.0%} | "
                      f"{one['mpjpe_bh']:.1f} → {chosen['mpjpe_bh']:.1f} |")
     at_one = test[test["sampling"] == "T = 1"]
-    best = at_one.loc[at_one["score_occ"].idxmin()]
     n = int(at_one["n_items"].iloc[0])
-    lines += ["", f"{n} fresh test items per body kind, S = 200 hypotheses, occluded non-root joints. At T = 1 "
-              f"the best calibrated model is a {best['body']} model, {_label(best['model'])}, "
-              f"at {best['score_occ']:.2f}; "
-              f"{'no' if (at_one['score_occ'] > TARGET_SCORE).all() else 'a'} shipped model reaches the goal "
-              f"of {TARGET_SCORE:.2f}. A temperature chosen on validation brings "
-              f"{int((test[test['sampling'] != 'T = 1']['score_occ'] <= TARGET_SCORE).sum())} of "
-              f"{len(at_one)} models to {TARGET_SCORE:.2f} or below."]
+    good = at_one[at_one["score_occ"] <= TARGET_SCORE]
+    plural = {"hand": "hands", "body": "bodies"}
+    names = ", ".join(f"{_label(m)} ({plural[b]}, {s:.2f})"
+                      for m, b, s in zip(good["model"], good["body"], good["score_occ"], strict=True))
+    chosen = int((test[test["sampling"] != "T = 1"]["score_occ"] <= TARGET_SCORE).sum())
+    lines += ["", f"{n} fresh test items per body kind, S = 200 hypotheses, occluded non-root joints. At T = 1, "
+              f"{len(good)} of {len(at_one)} models reach the goal of {TARGET_SCORE:.2f}"
+              + (f": {names}" if names else "") + f". At the temperature chosen on validation, {chosen} do."]
     return "\n".join(lines)
 
 
@@ -59,7 +59,8 @@ def fix_results(val: pd.DataFrame) -> str:
     lines = ["| model | what it changes | steps | score at T = 1 (occluded) | 90 % region holds | "
              "score (visible) | spread of occluded joints (mm) | best-of-200 MPJPE, T = 1 (T = 0.8) (mm) |",
              "|---|---|---|---|---|---|---|---|"]
-    for _, r in at_one.sort_values(["body", "note"], kind="stable").iterrows():
+    at_one["attempt"] = at_one["note"] != ""
+    for _, r in at_one.sort_values(["body", "attempt"], kind="stable").iterrows():  # shipped first, then as run
         if not r["note"] and not str(r["model"]).endswith(("_mhentropy", "_rot", "_tempered")):
             continue
         steps = "" if pd.isna(r["steps"]) else f"{int(r['steps'])}"
