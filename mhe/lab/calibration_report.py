@@ -19,10 +19,10 @@ TARGET_SCORE = 0.10
 
 
 def _label(model: str) -> str:
-    from mhe.lab.report import BODY_LABELS, model_label
+    """The display name of a shipped model (``hand_mhentropy_rot`` → "MHEntropy (rotation in the flow)")."""
+    from mhe.viz.calibration import model_label
 
-    body, _, short = model.partition("_")
-    return BODY_LABELS[short][0] if body == "body" and short in BODY_LABELS else model_label(short)
+    return model_label(model)
 
 
 def calibration_results(test: pd.DataFrame) -> str:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from mhe.viz import OBJECTIVE_COLORS
 
-__all__ = ["calibration_takeaways", "plot_temperature_calibration"]
+__all__ = ["calibration_takeaways", "model_label", "plot_temperature_calibration"]
 
 _BODIES = {"hand": "hands", "body": "bodies"}
 
@@ -26,10 +26,15 @@ def _short(model: str) -> str:
     return str(model).split("_", 1)[1] if "_" in str(model) else str(model)
 
 
-def _label(model: str) -> str:
-    from mhe.lab.calibration_report import _label as label
+def model_label(model: str) -> str:
+    """The display name of a model named ``<body>_<name>`` (``hand_mhentropy_rot``) or ``<name>``, as the figures
+    label it (:data:`mhe.viz.hands.LABELS`); other names (a run folder) are returned as they are."""
+    from mhe.viz.hands import LABELS
 
-    return label(str(model))
+    return LABELS.get(_short(model), str(model))
+
+
+_label = model_label
 
 
 def plot_temperature_calibration(val: pd.DataFrame, models: Sequence[str] | None = None, goal: float = 0.10) -> Figure:
