@@ -52,11 +52,16 @@ def test_the_calibration_table_has_one_row_per_model_with_both_temperatures():
 
 
 def test_the_fixes_table_keeps_the_attempts_and_the_mhentropy_rows_at_t1():
-    text = fix_results(_val_frame())
-    assert "| `runs/29ft/x` | w_ent = 6 | 1500 | 0.040 |" in text
-    assert "| `hand_mhentropy_rot` | shipped | 1500 | 0.300 |" in text and "| `body_mhentropy` | shipped |" in text
+    protocol = pd.DataFrame({"model": ["runs/29ft/x", "body_mhentropy"], "body": ["hand", "body"],
+                             "measure": ["BH of 200", "PA of 25"], "value_mm": [13.25, 80.5]})
+    text = fix_results(_val_frame(), protocol)
+    assert "| `runs/29ft/x` | w_ent = 6 | 1500 | 0.040 | 50% | 0.040 | 9.0 | 14.0 | 13.2 |" in text
+    assert "| `hand_mhentropy_rot` | shipped | 1500 | 0.300 | 50% | 0.300 | 9.0 | 14.0 | — |" in text
+    assert "| `body_mhentropy` | shipped | 1500 | 0.420 | 50% | 0.420 | 9.0 | 14.0 | 80.5 |" in text
     assert "hand_nll" not in text  # only MHEntropy models are the attempts' baselines
-    assert text.count("| 14.0 (14.0) |") == 3  # best-of-200 at T = 1, and at the official T = 0.8 in brackets
+    assert "Accuracy of record: hands, BH of 200; bodies, PA of 25." in text
+    bare = fix_results(_val_frame())  # without the protocol table every row's accuracy of record is a dash
+    assert bare.count("| — |") == 3 and "Accuracy of record" not in bare
 
 
 def test_the_takeaways_name_the_best_the_calibrated_the_stuck_and_the_flat():

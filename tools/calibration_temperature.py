@@ -30,6 +30,10 @@ DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "
                   "hand_mhentropy_image", "hand_nll_image")
 DEFAULT_TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 VALIDATION_CSV = ROOT / "figures" / "29_temperature_validation.csv"
+PROTOCOL_CSV = ROOT / "figures" / "29_protocol_accuracy_validation.csv"
+#: each body kind's accuracy of record (its evaluation protocol, T = 0.8): the key of the experiment's metrics
+PROTOCOL_MEASURE = {"hand": ("mpjpe_bh", "BH-MPJPE of 200, T = 0.8, all hands"),
+                    "body": ("pa_mpjpe_bh_ambiguous", "PA-MPJPE of the best of 25, T = 0.8, ambiguous bodies")}
 TEST_CSV = ROOT / "figures" / "29_calibration_test.csv"
 
 
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", action="store_true",
                         help="add the rows to the CSVs, replacing their rows of the same model (and temperature)")
     parser.add_argument("--note", default="", help="what the model changes (the validation table's note column)")
+    parser.add_argument("--protocol", action="store_true",
+                        help="also each model's accuracy of record on the same validation items (its body's "
+                             "evaluation protocol: PROTOCOL_MEASURE), to --protocol-out")
+    parser.add_argument("--protocol-out", default=str(PROTOCOL_CSV))
     parser.add_argument("--val-out", default=str(VALIDATION_CSV))
     parser.add_argument("--test-out", default=str(TEST_CSV))
     args = parser.parse_args(argv)
@@ -96,14 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     from mhe.lab.experiments import load_model
 
     torch.set_num_threads(1)
-    val_rows, test_rows = [], []
+    val_rows, test_rows, protocol_rows = [], [], []
     for name in args.models:
         model, cfg = load_model(name, device="cpu")
         if getattr(model, "deterministic", False):
             print(f"{name}: deterministic (one answer per item, nothing to calibrate): skipped", flush=True)
             continue
         body = cfg.model.body
-        val = build_experiment(cfg).val_set
+        exp = build_experiment(cfg)
+        val = exp.val_set
         val = Subset(val, range(min(args.items, len(val))))
         sweep = calibration_sweep(model, DataLoader(val, batch_size=EVAL_BATCH_SIZE), args.temperatures,
                                   num_samples=args.samples, seed=EVAL_SEED)
@@ -114,6 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"(inside 90 %: {r['inside_90_occ']:.2f}), visible {r['score_vis']:.3f}, "
                   f"best-of-{args.samples} {r['mpjpe_bh']:.1f} mm", flush=True)
         val_rows.append(rows)
+        if args.protocol:
+            from mhe.evaluation import EVAL_TEMPERATURE
+
+            key, measure = PROTOCOL_MEASURE[body]
+            metrics = exp.evaluate_fn(model, DataLoader(val, batch_size=EVAL_BATCH_SIZE),
+                                      num_samples=int(model.spec.eval_samples), temperature=EVAL_TEMPERATURE)
+            protocol_rows.append({"model": name, "body": body, "note": args.note, "n_items": len(val),
+                                  "measure": measure, "value_mm": float(metrics[key])})
+            print(f"{name} val {measure}: {metrics[key]:.1f} mm", flush=True)
         if args.validation_only:
             continue
         t_star = chosen_temperature(rows)
@@ -128,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         frame = _merge(Path(args.val_out), frame, ["model", "temperature"])
     frame.to_csv(args.val_out, index=False, float_format="%.4f")
     print(f"written {args.val_out}")
+    if protocol_rows:
+        protocol = pd.DataFrame(protocol_rows)
+        if args.append:
+            protocol = _merge(Path(args.protocol_out), protocol, ["model"])
+        protocol.to_csv(args.protocol_out, index=False, float_format="%.4f")
+        print(f"written {args.protocol_out}")
     if test_rows:
         test = pd.DataFrame(test_rows)
         if args.append:

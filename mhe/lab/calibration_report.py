@@ -50,24 +50,32 @@ def calibration_results(test: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def fix_results(val: pd.DataFrame) -> str:
-    """Markdown: the validation rows at T = 1 of every attempt (a row with a ``note``) and of the shipped models
-    they start from (the rows of the same body kind without a note)."""
+def fix_results(val: pd.DataFrame, protocol: pd.DataFrame | None = None) -> str:
+    """Markdown: the validation rows at T = 1 of every attempt (a row with a ``note``) and of the shipped MHEntropy
+    models they start from, with each model's accuracy of record on the same items where ``protocol`` (the
+    ``--protocol`` table of ``tools/calibration_temperature.py``) has it."""
     at_one = val[val["temperature"] == 1.0].copy()
     at_one["note"] = ["" if pd.isna(n) else str(n) for n in at_one["note"]]
-    official = val[val["temperature"] == 0.8].set_index("model")["mpjpe_bh"]  # the official sampling, T = 0.8
+    record = {} if protocol is None else dict(zip(protocol["model"], protocol["value_mm"], strict=True))
     lines = ["| model | what it changes | steps | score at T = 1 (occluded) | 90 % region holds | "
-             "score (visible) | spread of occluded joints (mm) | best-of-200 MPJPE, T = 1 (T = 0.8) (mm) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "score (visible) | spread of occluded joints (mm) | best-of-200 MPJPE, T = 1 (mm) | "
+             "accuracy of record (mm) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     at_one["attempt"] = at_one["note"] != ""
-    for _, r in at_one.sort_values(["body", "attempt"], kind="stable").iterrows():  # shipped first, then as run
+    at_one["order"] = [m if not a else f"~{i:05d}" for i, (m, a) in enumerate(zip(at_one["model"], at_one["attempt"],
+                                                                                   strict=True))]
+    for _, r in at_one.sort_values(["body", "attempt", "order"]).iterrows():  # shipped by name, then as run
         if not r["note"] and not str(r["model"]).endswith(("_mhentropy", "_rot", "_tempered")):
             continue
         steps = "" if pd.isna(r["steps"]) else f"{int(r['steps'])}"
-        at_08 = f" ({official[r['model']]:.1f})" if r["model"] in official.index else ""
+        kept = f"{record[r['model']]:.1f}" if r["model"] in record else "—"
         lines.append(f"| `{r['model']}` | {r['note'] or 'shipped'} | {steps} | {r['score_occ']:.3f} | "
                      f"{r['inside_90_occ']:.0%} | {r['score_vis']:.3f} | {r['spread_mm_occ']:.1f} | "
-                     f"{r['mpjpe_bh']:.1f}{at_08} |")
+                     f"{r['mpjpe_bh']:.1f} | {kept} |")
+    if protocol is not None:
+        measures = dict(zip(protocol["body"], protocol["measure"], strict=False))
+        lines += ["", "Accuracy of record: " + "; ".join(f"{'hands' if b == 'hand' else 'bodies'}, {m}"
+                                                         for b, m in sorted(measures.items(), reverse=True)) + "."]
     return "\n".join(lines)
 
 
@@ -76,4 +84,6 @@ def calibration_block(figures: Path) -> str:
 
 
 def fixes_block(figures: Path) -> str:
-    return fix_results(pd.read_csv(figures / "29_temperature_validation.csv"))
+    protocol = figures / "29_protocol_accuracy_validation.csv"
+    return fix_results(pd.read_csv(figures / "29_temperature_validation.csv"),
+                       pd.read_csv(protocol) if protocol.exists() else None)
