@@ -46,8 +46,12 @@ def test_the_tool_scores_validation_then_the_test_split_at_one_and_at_the_choice
     assert t["temperature"].tolist() == [1.0, choice] and (t["n_items"] == 6).all()
     # --validation-only --append: a fix attempt's rows join the table and the test split is not read
     attempt = ["hand_nll", "--items", "6", "--samples", "20", "--temperatures", "1.0", "--validation-only", "--append",
-               "--note", "a note", "--val-out", str(val), "--test-out", str(tmp_path / "no.csv")]
+               "--note", "a note", "--val-out", str(val), "--test-out", str(tmp_path / "no.csv"), "--protocol",
+               "--protocol-out", str(tmp_path / "protocol.csv")]
     assert tool.main(attempt) == 0
+    protocol = pd.read_csv(tmp_path / "protocol.csv")  # the hand protocol's BH-MPJPE of 200 on the same items
+    assert protocol["model"].tolist() == ["hand_nll"] and protocol["n_items"].tolist() == [6]
+    assert protocol["measure"].iloc[0].startswith("BH-MPJPE of 200") and 0 < protocol["value_mm"].iloc[0] < 200
     v2 = pd.read_csv(val)
     assert v2["model"].tolist() == ["hand_mhentropy", "hand_mhentropy", "hand_nll"]
     assert v2["note"].fillna("").tolist() == ["", "", "a note"] and not (tmp_path / "no.csv").exists()
