@@ -44,7 +44,7 @@ def plot_temperature_calibration(val: pd.DataFrame, models: Sequence[str] | None
     note = val["note"].fillna("") if "note" in val else pd.Series("", index=val.index)
     names = list(models) if models is not None else list(dict.fromkeys(val.loc[note == "", "model"]))
     bodies = [b for b in _BODIES if b in set(val.loc[val["model"].isin(names), "body"])]
-    fig, axes = plt.subplots(1, len(bodies), figsize=(5.4 * len(bodies), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(bodies), figsize=(5.6 * len(bodies), 5.2), squeeze=False)
     for ax, body in zip(axes[0], bodies, strict=True):
         ax.axhline(goal, color="#999999", ls="--", lw=1, label=f"goal: {goal:.2f}")
         ax.axvline(1.0, color="#bbbbbb", ls=":", lw=1)
@@ -65,7 +65,7 @@ def plot_temperature_calibration(val: pd.DataFrame, models: Sequence[str] | None
                ylabel="calibration score, occluded joints (0 = calibrated)",
                title=f"{_BODIES[body]}, validation split: ring = T chosen")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
