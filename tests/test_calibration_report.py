@@ -69,7 +69,7 @@ def test_the_takeaways_name_the_best_the_calibrated_the_stuck_and_the_flat():
     assert "**Hands.** At T = 1 the best calibrated is MHEntropy (rotation in the flow): 0.31" in text
     assert "brings MHEntropy (rotation in the flow) to 0.02 (T = 2.5)" in text
     assert "It cannot calibrate NLL (ProHMR-style) (0.20 at T = 4)" in text
-    assert "no entropy has no spread on occluded joints to widen" in text
+    assert "No entropy has no spread on occluded joints to widen" in text
     assert "**Bodies.** At T = 1 the best calibrated is MHEntropy: 0.42" in text
 
 

@@ -81,7 +81,7 @@ def calibration_takeaways(test: pd.DataFrame, goal: float = 0.10) -> str:
         if not names:
             continue
         best = min(names, key=lambda m: one.loc[m, "score_occ"])
-        fixed = [m for m in names if chosen.loc[m, "score_occ"] <= goal]
+        fixed = [m for m in names if chosen.loc[m, "score_occ"] <= goal < one.loc[m, "score_occ"]]
         flat = [m for m in names if chosen.loc[m, "score_occ"] >= 0.49]  # a curve at 0: no spread to widen
         stuck = [m for m in names if goal < chosen.loc[m, "score_occ"] < 0.49]
         text = (f"* **{plural.capitalize()}.** At T = 1 the best calibrated is {_label(best)}: "
@@ -96,7 +96,8 @@ def calibration_takeaways(test: pd.DataFrame, goal: float = 0.10) -> str:
                 f"{_label(m)} ({chosen.loc[m, 'score_occ']:.2f} at T = {chosen.loc[m, 'temperature']:g})"
                 for m in stuck) + ": widened, their spread still misses the truth."
         if flat:
-            text += " " + ", ".join(_label(m) for m in flat) + (" has" if len(flat) == 1 else " have") + \
+            who = ", ".join(_label(m) for m in flat)
+            text += " " + who[:1].upper() + who[1:] + (" has" if len(flat) == 1 else " have") + \
                 " no spread on occluded joints to widen (score 0.50 at every T)."
         lines.append(text)
     return "\n".join(lines)
