@@ -56,6 +56,7 @@ __all__ = [
     "calibration_curve",
     "calibration_gap",
     "calibration_sweep",
+    "choose_temperature",
     "diagnose_model",
     "flip_calibration_sweep",
     "ground_truth_log_likelihood",
@@ -262,9 +263,9 @@ def calibration_sweep(
         occluded, visible = joint_masks(p["visible"], root)
         row = {"temperature": float(t), "n_items": int(h.shape[0])}
         for name, mask in (("occ", occluded), ("vis", visible)):
-            curve = calibration_curve(h, truth, mask, levels)
-            row[f"score_{name}"] = calibration_gap(curve, levels)
-            row[f"inside_90_{name}"] = float(calibration_curve(h, truth, mask, (0.9,))[0])
+            curve = calibration_curve(h, truth, mask, (*levels, 0.9))  # 0.9 last: the 90 % region's share
+            row[f"score_{name}"] = calibration_gap(curve[:-1], levels)
+            row[f"inside_90_{name}"] = float(curve[-1])
         spread = torch.linalg.vector_norm(h.double() - _median(h.double())[:, None], dim=-1).mean(1)  # (N, J)
         row["spread_mm_occ"] = float(spread[occluded].mean()) if occluded.any() else float("nan")
         errors = mpjpe(h, truth)
@@ -272,6 +273,16 @@ def calibration_sweep(
         row["mpjpe_mean"] = float(errors.mean())
         rows.append(row)
     return rows
+
+
+def choose_temperature(temperatures: Sequence[float], scores: Sequence[float]) -> float:
+    """The temperature of the lowest calibration score (post-hoc calibration, chosen on validation); scores
+    within 1e-12 of it tie, and the tie goes to the temperature nearest 1 (the flow's own spread)."""
+    t, s = torch.as_tensor(list(temperatures), dtype=torch.float64), torch.as_tensor(list(scores), dtype=torch.float64)
+    if t.shape != s.shape or not len(t):
+        raise ValueError(f"need one score per temperature, got {len(t)} temperatures and {len(s)} scores")
+    tied = s <= s.nan_to_num(float("inf")).min() + 1e-12
+    return float(t[tied][(t[tied] - 1.0).abs().argmin()])
 
 
 def _calib_columns(curve: Tensor, alphas: Sequence[float], prefix: str) -> dict[str, float]:

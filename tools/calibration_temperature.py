@@ -38,11 +38,11 @@ TEST_CSV = ROOT / "figures" / "29_calibration_test.csv"
 
 
 def chosen_temperature(rows) -> float:
-    """The temperature of the lowest occluded score among a model's validation ``rows`` (a DataFrame);
-    ties go to the temperature nearest 1."""
-    best = rows["score_occ"].min()
-    tied = rows[rows["score_occ"] <= best + 1e-12]
-    return float(tied.loc[(tied["temperature"] - 1.0).abs().idxmin(), "temperature"])
+    """:func:`mhe.diagnostics.choose_temperature` of a model's validation ``rows`` (a DataFrame): the lowest
+    occluded score, ties to the temperature nearest 1."""
+    from mhe.diagnostics import choose_temperature
+
+    return choose_temperature(rows["temperature"].tolist(), rows["score_occ"].tolist())
 
 
 def _test_items(name: str, cfg, items: int | None):

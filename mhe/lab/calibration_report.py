@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["TARGET_SCORE", "calibration_results", "fix_results"]
+from mhe.viz.calibration import BODY_KINDS, TARGET_SCORE, model_label
 
-#: issue 29's goal for the occluded joints' calibration score at T = 1 (cGNF reports 0.03–0.07 on Human3.6M).
-TARGET_SCORE = 0.10
-
-
-def _label(model: str) -> str:
-    """The display name of a shipped model (``hand_mhentropy_rot`` → "MHEntropy (rotation in the flow)")."""
-    from mhe.viz.calibration import model_label
-
-    return model_label(model)
+__all__ = ["calibration_results", "fix_results"]
 
 
 def calibration_results(test: pd.DataFrame) -> str:
@@ -33,15 +25,14 @@ def calibration_results(test: pd.DataFrame) -> str:
     pivot = test.set_index(["model", "sampling"])
     for model in dict.fromkeys(test["model"]):
         one, chosen = pivot.loc[(model, "T = 1")], pivot.loc[(model, "chosen on validation")]
-        kind = "bodies" if one["body"] == "body" else "hands"
-        lines.append(f"| {kind} | {_label(model)} | {one['score_occ']:.2f} | {one['inside_90_occ']:.0%} | "
+        lines.append(f"| {BODY_KINDS[one['body']]} | {model_label(model)} | {one['score_occ']:.2f} | "
+                     f"{one['inside_90_occ']:.0%} | "
                      f"{chosen['temperature']:g} | {chosen['score_occ']:.2f} | {chosen['inside_90_occ']:.0%} | "
                      f"{one['mpjpe_bh']:.1f} → {chosen['mpjpe_bh']:.1f} |")
     at_one = test[test["sampling"] == "T = 1"]
     n = int(at_one["n_items"].iloc[0])
     good = at_one[at_one["score_occ"] <= TARGET_SCORE]
-    plural = {"hand": "hands", "body": "bodies"}
-    names = ", ".join(f"{_label(m)} ({plural[b]}, {s:.2f})"
+    names = ", ".join(f"{model_label(m)} ({BODY_KINDS[b]}, {s:.2f})"
                       for m, b, s in zip(good["model"], good["body"], good["score_occ"], strict=True))
     chosen = int((test[test["sampling"] != "T = 1"]["score_occ"] <= TARGET_SCORE).sum())
     lines += ["", f"{n} fresh test items per body kind, S = 200 hypotheses, occluded non-root joints. At T = 1, "
@@ -61,20 +52,18 @@ def fix_results(val: pd.DataFrame, protocol: pd.DataFrame | None = None) -> str:
              "score (visible) | spread of occluded joints (mm) | best-of-200 MPJPE, T = 1 (mm) | "
              "accuracy of record (mm) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    at_one["attempt"] = at_one["note"] != ""
-    at_one["order"] = [m if not a else f"~{i:05d}" for i, (m, a) in enumerate(zip(at_one["model"], at_one["attempt"],
-                                                                                   strict=True))]
-    for _, r in at_one.sort_values(["body", "attempt", "order"]).iterrows():  # shipped by name, then as run
-        if not r["note"] and not str(r["model"]).endswith(("_mhentropy", "_rot", "_tempered")):
-            continue
-        steps = "" if pd.isna(r["steps"]) else f"{int(r['steps'])}"
-        kept = f"{record[r['model']]:.1f}" if r["model"] in record else "—"
-        lines.append(f"| `{r['model']}` | {r['note'] or 'shipped'} | {steps} | {r['score_occ']:.3f} | "
-                     f"{r['inside_90_occ']:.0%} | {r['score_vis']:.3f} | {r['spread_mm_occ']:.1f} | "
-                     f"{r['mpjpe_bh']:.1f} | {kept} |")
+    for body in sorted(set(at_one["body"])):  # per body kind: the shipped models by name, then the attempts as run
+        rows = at_one[at_one["body"] == body]
+        shipped = rows[(rows["note"] == "") & rows["model"].str.endswith(("_mhentropy", "_rot", "_tempered"))]
+        for _, r in pd.concat([shipped.sort_values("model"), rows[rows["note"] != ""]]).iterrows():
+            steps = "" if pd.isna(r["steps"]) else f"{int(r['steps'])}"
+            kept = f"{record[r['model']]:.1f}" if r["model"] in record else "—"
+            lines.append(f"| `{r['model']}` | {r['note'] or 'shipped'} | {steps} | {r['score_occ']:.3f} | "
+                         f"{r['inside_90_occ']:.0%} | {r['score_vis']:.3f} | {r['spread_mm_occ']:.1f} | "
+                         f"{r['mpjpe_bh']:.1f} | {kept} |")
     if protocol is not None:
         measures = dict(zip(protocol["body"], protocol["measure"], strict=False))
-        lines += ["", "Accuracy of record: " + "; ".join(f"{'hands' if b == 'hand' else 'bodies'}, {m}"
+        lines += ["", "Accuracy of record: " + "; ".join(f"{BODY_KINDS[b]}, {m}"
                                                          for b, m in sorted(measures.items(), reverse=True)) + "."]
     return "\n".join(lines)
 
