@@ -342,6 +342,90 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+#: each body's accuracy of record, as the metrics tables measure it: hypotheses per item, their temperature, whether
+#: Procrustes-aligned, whether only the ambiguous items count
+ACCURACY_PROTOCOL = {17: {"samples": 25, "temperature": 0.8, "aligned": True, "ambiguous_only": True,
+                          "measure": "PA-MPJPE of the best of 25, ambiguous bodies"},
+                     21: {"samples": 200, "temperature": 0.8, "aligned": False, "ambiguous_only": False,
+                          "measure": "MPJPE of the best of 200, all hands"}}
+
+
+def best_of_groups(errors: torch.Tensor, group: int) -> torch.Tensor:
+    """Per-hypothesis errors ``(B, S)`` → the best of each consecutive group of ``group`` hypotheses ``(B, S //
+    group)``: the best-of-``group`` error of S // group independent sets of hypotheses (S a multiple of group)."""
+    B, S = errors.shape
+    if group < 1 or S % group:
+        raise ValueError(f"S = {S} hypotheses do not split into groups of {group}")
+    return errors.view(B, S // group, group).amin(-1)
+
+
+def accuracy_table(reference_model: str, models: list[str], out_dir: Path, path: Path, seed: int = 0) -> None:
+    """Best-of-S accuracy beside calibration, for the references and the models on the references' items: is a
+    calibrated spread bought with accuracy? Each source's hypotheses are split into consecutive sets of the body's
+    protocol size (:data:`ACCURACY_PROTOCOL`: bodies 25, PA-aligned, the ambiguous items; hands 200, all items); the
+    value is the mean over sets of the best-of-set error, with its standard error over sets. The references' draws
+    are T = 1 draws of the target; the models are drawn as their metrics tables draw them (T = 0.8; a body's mode
+    first) and at T = 1. Each row also gives the occluded calibration score of the same hypotheses."""
+    from mhe.diagnostics import calibration_curve
+    from mhe.metrics import mpjpe, pa_mpjpe
+
+    refs = {r: np.load(out_dir / f"{reference_model}_ref{r}.npz") for r in (1, 2)
+            if (out_dir / f"{reference_model}_ref{r}.npz").exists()}
+    if not refs:
+        raise SystemExit(f"no references of {reference_model} in {out_dir}: run this tool without --accuracy")
+    first = next(iter(refs.values()))
+    draws = first["joints_mm"].shape[1]
+    visible_all = torch.from_numpy(first["visible"]).bool()
+    protocol = ACCURACY_PROTOCOL[visible_all.shape[1]]
+    group = protocol["samples"]
+    if draws % group:
+        raise SystemExit(f"the references keep {draws} draws per item, not a multiple of the protocol's {group}")
+    loaded = {name: load(name) for name in models}
+    rows = []
+    for split in sorted(set(first["split"].tolist())):
+        pick = first["split"] == split
+        index = first["index"][pick].tolist()
+        truth_saved = torch.from_numpy(first["truth_mm"][pick].astype(np.float32))
+        occluded = saved_masks(truth_saved, visible_all[pick])["occluded"]
+        sources: dict[str, tuple[float, torch.Tensor]] = {
+            f"reference {r}": (1.0, torch.from_numpy(v["joints_mm"][v["split"] == split].astype(np.float32)))
+            for r, v in refs.items()}
+        subset = None
+        for name, (model, _, exp) in loaded.items():
+            batch = default_collate([exp.split(split)[i] for i in index])
+            if not torch.allclose(batch["joints_3d_mm"].float(), truth_saved, atol=0.5, rtol=1e-3):
+                raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be {reference_model}'s")
+            if protocol["ambiguous_only"]:
+                subset = batch["ambiguous"].bool()
+            for temperature in sorted({protocol["temperature"], 1.0}):
+                torch.manual_seed(seed)
+                with torch.no_grad():  # sets of the protocol's size, each drawn as predict draws them
+                    h = torch.cat([model.predict(batch, group, temperature)["xyz_mm"].float()
+                                   for _ in range(draws // group)], 1)
+                sources[f"{name}, T = {temperature:g}"] = (temperature, h)
+        keep = torch.ones(len(index), dtype=torch.bool) if subset is None else subset
+        for source, (temperature, h) in sources.items():
+            errors = pa_mpjpe(h.double(), truth_saved.double()) if protocol["aligned"] else mpjpe(h.double(),
+                                                                                                  truth_saved.double())
+            per_set = best_of_groups(errors, group)[keep].mean(0)  # (sets,)
+            score, inside = calibration_scores(calibration_curve(h, truth_saved, occluded, CALIBRATION_LEVELS))
+            rows.append({"model": reference_model, "split": split, "items": int(keep.sum()), "source": source,
+                         "temperature": temperature, "measure": protocol["measure"], "sets": len(per_set),
+                         "value_mm": float(per_set.mean()),
+                         "sem_mm": float(per_set.std() / len(per_set) ** 0.5) if len(per_set) > 1 else float("nan"),
+                         "score_occluded": score, "inside_90_occluded": inside})
+            print(rows[-1], flush=True)
+    kept: list[dict] = []
+    if path.exists():  # other reference models' rows stay
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["model"] != reference_model]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in kept + rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
 def _nanmax(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(x), -torch.inf, x).amax(-1)
 
@@ -402,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decomposition", nargs="*", metavar="MODEL", default=None,
                         help="only the decomposition table: these models (default: body MHEntropy, NLL, min-of-N) "
                         "against the references of the first of --models (figures/29_decomposition_validation.csv)")
+    parser.add_argument("--accuracy", nargs="*", metavar="MODEL", default=None,
+                        help="only the accuracy table: the references of the first of --models and these models "
+                        "(default: the decomposition's), best-of-S by each body's protocol beside the calibration score "
+                        "(figures/29_reference_accuracy.csv)")
     args = parser.parse_args(argv)
     if args.chains < 2 or args.keep < 2:
         parser.error("--chains and --keep must be at least 2 (R-hat compares chains)")
@@ -413,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         models = args.decomposition or DECOMPOSITION_MODELS.get(args.models[0], [args.models[0]])
         decomposition_table(args.models[0], models, out_dir,
                             ROOT / (args.table or "figures/29_decomposition_validation.csv"), label=args.label)
+        return 0
+    if args.accuracy is not None:
+        models = args.accuracy or DECOMPOSITION_MODELS.get(args.models[0], [args.models[0]])
+        accuracy_table(args.models[0], models, out_dir, ROOT / (args.table or "figures/29_reference_accuracy.csv"))
         return 0
     if args.calibration:
         calibration_table(args.models, out_dir, ROOT / (args.table or "figures/29_reference_calibration.csv"),
