@@ -142,6 +142,8 @@ class ObjectiveConfig:
     w_ent: float | None = None
     # weight of a 3D keypoint term (the 3D-supervised variant; 0 = 2D-visible supervision only).
     w_3d: float | None = None
+    # renyi: the order α of the Rényi bound (1 = MHEntropy's reverse KL, 0 = importance weighted).
+    alpha: float | None = None
     # Laplace scale b in [-1, 1] crop units (official: 0.03, about 3.8 px of a 256 px crop).
     b: float | None = 0.03
     # nll / prohmr: weight of -log q of the ground-truth pose (needs pose labels).

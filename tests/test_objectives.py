@@ -21,6 +21,7 @@ from mhe.objectives import (
     min_of_n,
     nll,
     prohmr,
+    renyi,
 )
 
 
@@ -174,6 +175,43 @@ def test_mhentropy_is_the_kl_to_the_posterior(s):
     loss, _ = mhentropy(LaplaceModel(s), batch, num_samples=2000, b=b)
     kl = math.log(b / s) + s / b - 1
     assert loss.item() == pytest.approx(kl, abs=0.03)
+
+
+
+def test_renyi_hand_case_and_its_reverse_kl_limit():
+    model, batch = _fixed()
+    # log w = loglik + log prior - log q per hypothesis (b = 0.5): hyp 0: 0 + 0 + 1 = 1, hyp 1: -4 - 2 + 3 = -3
+    loss, terms = renyi(model, batch, num_samples=2, b=0.5, alpha=0.5)
+    bound = 2.0 * math.log((math.exp(0.5) + math.exp(-1.5)) / 2)  # 1/(1-α) · log mean w^(1-α)
+    assert loss.item() == pytest.approx(-bound)
+    norm = torch.softmax(torch.tensor([0.5, -1.5]), 0)
+    assert terms["ess"] == pytest.approx(float(1 / norm.square().sum()))
+    assert terms["bound"] == pytest.approx(bound)
+    # α = 1 is MHEntropy (reverse KL), term for term; α → 1 approaches it
+    kl_loss, kl_terms = mhentropy(model, batch, num_samples=2, b=0.5, w_ent=0.7, w_prior=2.0)
+    r_loss, r_terms = renyi(model, batch, num_samples=2, b=0.5, w_ent=0.7, w_prior=2.0, alpha=1.0)
+    assert r_loss.item() == pytest.approx(kl_loss.item())
+    assert r_terms["ess"] == 2.0
+    near = renyi(model, batch, num_samples=2, b=0.5, w_ent=0.7, w_prior=2.0, alpha=1.0 - 1e-4)[0]
+    assert near.item() == pytest.approx(kl_loss.item(), abs=1e-3)
+    # α = 0: the importance-weighted bound log mean w
+    iw = renyi(model, batch, num_samples=2, b=0.5, alpha=0.0)[0]
+    assert iw.item() == pytest.approx(-math.log((math.exp(1.0) + math.exp(-3.0)) / 2))
+    assert OBJECTIVES["renyi"] is renyi
+    with pytest.raises(ValueError, match="alpha must be"):
+        renyi(model, batch, num_samples=2, alpha=-0.5)
+
+
+@pytest.mark.parametrize("s, alpha", [(0.03, 0.5), (0.3, 0.5), (0.05, 0.8), (0.3, 0.2)])
+def test_renyi_is_the_renyi_divergence_to_the_posterior(s, alpha):
+    """With a flat prior the posterior is Laplace(y, b), normalised, so the loss estimates D_α(Laplace(y, s) ||
+    Laplace(y, b)) = log ∫ q^α p^(1-α) / (α - 1), in closed form (2s)^-α (2b)^(α-1) · 2 / (α/s + (1-α)/b)."""
+    b = 0.1
+    torch.manual_seed(0)
+    batch = _batch(torch.randn(64, 1))
+    loss, _ = renyi(LaplaceModel(s), batch, num_samples=4000, b=b, alpha=alpha)
+    integral = (2 * s) ** -alpha * (2 * b) ** (alpha - 1) * 2 / (alpha / s + (1 - alpha) / b)
+    assert loss.item() == pytest.approx(math.log(integral) / (alpha - 1), abs=0.02)
 
 
 def test_three_d_term_hand_case_and_errors():
