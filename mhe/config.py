@@ -66,6 +66,11 @@ class ModelConfig:
     # bodies) instead of regressing it with the deterministic head: a palm whose tilt sign the 2D
     # keypoints cannot decide can then be two hypotheses.
     rotation_in_flow: bool = False
+    # sample the shape β with the flow (appended to its variable, under the body's shape prior: bodies
+    # β ~ N(0, 0.5²), the synthetic benchmark's) instead of regressing it with the deterministic head, so
+    # that each hypothesis has its own bone lengths (issue 29: the target with the shape sampled is the
+    # better calibrated one). Bodies only.
+    shape_in_flow: bool = False
     # with the rotation in the flow: q is a mixture of the flow and its depth flip (the rigid part's
     # mirror image in depth, e.g. the palm tilted the other way), weighted by a learned probability, each
     # branch with a flow context of its own (mhe.models.flip); training enumerates both branches exactly.

@@ -95,6 +95,56 @@ def test_keypoints_and_prior_share_the_rotation_matrices_with_the_same_numbers(m
     assert vars(spec).keys() == before.keys()  # nothing held between calls
 
 
+def test_a_shape_sampled_by_the_flow_decodes_like_the_heads_and_carries_its_prior():
+    """model.shape_in_flow: β is the flow variable's last 10 numbers, each hypothesis has its own; decoding the ground
+    truth's (pose, rotation, β) reproduces the batch, and the prior adds the Gaussian -|β|²/(2 · 0.5²) (closed form)
+    to the head-β model's prior of the same pose."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = load_config("body_mhentropy").model
+    shaped = MultiHypothesisBody(replace(cfg, shape_in_flow=True))
+    plain = MultiHypothesisBody(cfg)
+    assert shaped.flow_dim == plain.flow_dim + 10 == 6 + 138 + 10
+    batch = _batch(shaped)
+    theta = shaped.flow_target(batch, batch["params"])[:, None]
+    assert torch.equal(theta[:, 0, -10:], batch["betas"])
+    camera = {"log_scale": batch["camera"][:, 0], "trans": batch["camera"][:, 1:]}
+    hyp = shaped.decode(theta, torch.zeros(theta.shape[:2]), {"betas": torch.zeros(6, 10), **camera})  # head's β unused
+    assert torch.allclose(hyp.pred_obs[:, 0], batch["obs"], atol=1e-5)
+    assert torch.allclose(hyp.joints_3d[:, 0], batch["joints_3d"], atol=1e-5)
+    ref = plain.decode(theta[..., :-10], torch.zeros(theta.shape[:2]), {"betas": batch["betas"], **camera})
+    gaussian = -0.5 * (batch["betas"] / 0.5).square().sum(-1)
+    assert torch.allclose(hyp.log_prior[:, 0], ref.log_prior[:, 0] + gaussian, atol=1e-4)
+    # sampled: every hypothesis its own β, hence its own bone lengths; the objectives train it
+    shaped.train()
+    hyp = shaped.hypotheses(batch, 4)
+    assert hyp.head["betas"].shape == (6, 4, 10) and hyp.head["betas"].std(1).amin() > 0
+    loss, _ = OBJECTIVES["mhentropy"](shaped, batch, num_samples=4)
+    loss.backward()
+    shaped.eval()
+    assert shaped.predict_meshes(batch, 3, 1.0).shape[:2] == (6, 3)
+    with pytest.raises(KeyError, match="'betas'"):
+        shaped.flow_target({k: v for k, v in batch.items() if k != "betas"}, batch["params"])
+    # its reference 2 adds no second β: the flow variable holds the shape already, under the same prior
+    from mhe.reference import ModelTarget
+
+    target = ModelTarget(shaped, batch, 2, b=0.01, sample_head=True)
+    assert target.dim == shaped.flow_dim and not target.sample_shape
+    assert ModelTarget(plain, batch, 2, b=0.01, sample_head=True).dim == plain.flow_dim + 10
+
+
+def test_only_bodies_sample_the_shape_in_the_flow():
+    from dataclasses import replace
+
+    from mhe.lab.builders import build_model
+
+    cfg = load_config("hand_mhentropy")
+    cfg.model = replace(cfg.model, shape_in_flow=True)
+    with pytest.raises(ValueError, match="only bodies sample β in the flow"):
+        build_model(cfg)
+
+
 @pytest.mark.parametrize("name", ["mhentropy", "prohmr", "min_of_n", "deterministic"])
 def test_every_objective_trains_the_body_model(model, name):
     model.train()

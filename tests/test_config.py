@@ -164,7 +164,7 @@ def test_objective_kwargs_leave_out_unset_weights():
     assert obj.kwargs() == {"w_ent": 0.0, "b": 0.03, "w_ortho": 0.5}
     assert ObjectiveConfig(b=None).kwargs() == {}
     # every weight is a documented field; no untyped bag of keyword arguments is left
-    assert all(f.name in ("name", "b") or f.name.startswith("w_") for f in dataclasses.fields(ObjectiveConfig))
+    assert all(f.name in ("name", "b", "alpha") or f.name.startswith("w_") for f in dataclasses.fields(ObjectiveConfig))
 
 
 def test_to_dict_is_plain_data():

@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ("hand_mhentropy", "hand_mhentropy_rot", "hand_mhentropy_aa", "hand_mhentropy_tempered",
                   "hand_no_entropy", "hand_nll", "hand_min_of_n", "body_mhentropy", "body_mhentropy_3d",
-                  "body_mhentropy_tempered", "body_prohmr_2d", "body_nll", "body_nll_3d", "body_min_of_n",
-                  "hand_mhentropy_image", "hand_nll_image")
+                  "body_mhentropy_long", "body_mhentropy_tempered", "body_prohmr_2d", "body_nll", "body_nll_3d",
+                  "body_min_of_n", "hand_mhentropy_image", "hand_nll_image")
 DEFAULT_TEMPERATURES = (0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 VALIDATION_CSV = ROOT / "figures" / "29_temperature_validation.csv"
 PROTOCOL_CSV = ROOT / "figures" / "29_protocol_accuracy_validation.csv"

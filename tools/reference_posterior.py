@@ -394,7 +394,8 @@ def accuracy_table(reference_model: str, models: list[str], out_dir: Path, path:
         for name, (model, _, exp) in loaded.items():
             batch = default_collate([exp.split(split)[i] for i in index])
             if not torch.allclose(batch["joints_3d_mm"].float(), truth_saved, atol=0.5, rtol=1e-3):
-                raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be {reference_model}'s")
+                raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be "
+                                 f"{reference_model}'s")
             if protocol["ambiguous_only"]:
                 subset = batch["ambiguous"].bool()
             for temperature in sorted({protocol["temperature"], 1.0}):
@@ -488,8 +489,8 @@ def main(argv: list[str] | None = None) -> int:
                         "against the references of the first of --models (figures/29_decomposition_validation.csv)")
     parser.add_argument("--accuracy", nargs="*", metavar="MODEL", default=None,
                         help="only the accuracy table: the references of the first of --models and these models "
-                        "(default: the decomposition's), best-of-S by each body's protocol beside the calibration score "
-                        "(figures/29_reference_accuracy.csv)")
+                        "(default: the decomposition's), best-of-S by each body's protocol beside the calibration "
+                        "score (figures/29_reference_accuracy.csv)")
     args = parser.parse_args(argv)
     if args.chains < 2 or args.keep < 2:
         parser.error("--chains and --keep must be at least 2 (R-hat compares chains)")

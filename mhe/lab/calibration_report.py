@@ -54,7 +54,7 @@ def fix_results(val: pd.DataFrame, protocol: pd.DataFrame | None = None) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for body in sorted(set(at_one["body"])):  # per body kind: the shipped models by name, then the attempts as run
         rows = at_one[at_one["body"] == body]
-        shipped = rows[(rows["note"] == "") & rows["model"].str.endswith(("_mhentropy", "_rot", "_tempered"))]
+        shipped = rows[(rows["note"] == "") & rows["model"].str.endswith(("_mhentropy", "_rot", "_long", "_tempered"))]
         for _, r in pd.concat([shipped.sort_values("model"), rows[rows["note"] != ""]]).iterrows():
             steps = "" if pd.isna(r["steps"]) else f"{int(r['steps'])}"
             kept = f"{record[r['model']]:.1f}" if r["model"] in record else "—"

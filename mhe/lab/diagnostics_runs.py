@@ -42,8 +42,8 @@ DIAGNOSTICS_SETTINGS: dict[str, dict[str, Any]] = {
                          "min_of_n", "deterministic"),
                  items=500, samples=200, noise_mm=5.0, depth_joints=(16, 17, 18, 19, 20), subset="occluded",
                  csv="04_hand_diagnostics.csv"),
-    "body": dict(models=("mhentropy", "mhentropy_3d", "mhentropy_tempered", "prohmr_2d", "nll", "nll_3d", "min_of_n",
-                         "deterministic"),
+    "body": dict(models=("mhentropy", "mhentropy_3d", "mhentropy_long", "mhentropy_tempered", "prohmr_2d", "nll",
+                         "nll_3d", "min_of_n", "deterministic"),
                  items=500, samples=25, noise_mm=25.0, depth_joints=(3, 6, 10, 13, 16), subset="ambiguous",
                  csv="05_body_diagnostics.csv"),
 }

@@ -194,7 +194,8 @@ BODY_LABELS = {
     "deterministic": ("deterministic (HMR-style)", "2D visible"),
     "mhentropy_3d": ("MHEntropy + 3D term", "2D visible + 3D keypoints"),
     "nll_3d": ("NLL + 3D term (ProHMR's objective)", "2D + SMPL pose labels + 3D keypoints"),
-    "mhentropy_tempered": ("MHEntropy, tempered target", "2D visible"),
+    "mhentropy_long": ("MHEntropy, 3 × the steps", "2D visible"),
+    "mhentropy_tempered": ("MHEntropy, 3 × the steps, tempered target, Rényi bound", "2D visible"),
 }
 
 

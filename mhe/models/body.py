@@ -32,6 +32,9 @@ CROP_PIXELS = 256
 NUM_BODY_JOINTS = 23  # SMPL's joints below the root
 # A soft box on the shape: SMPL's β are unit-variance PCA coefficients, so |β| <= 3 holds real bodies.
 BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT = 3.0, 50.0
+# The prior of a shape the flow samples (model.shape_in_flow): how the synthetic bodies draw β (N(0, 0.5²), clipped
+# to ±1; mhe/data/synthetic_bodies.py), as the pose prior is learned from the benchmark's unpaired poses.
+BODY_SHAPE_PRIOR_SD = 0.5
 # The body protocol (ProHMR, MHEntropy's body table): the best of 25 hypotheses.
 BODY_EVAL_SAMPLES = 25
 BODY_POSE_DIMS = {"axis_angle": 3 * NUM_BODY_JOINTS, "6d": 6 * NUM_BODY_JOINTS}
@@ -41,6 +44,11 @@ BODY_POSE_DIMS = {"axis_angle": 3 * NUM_BODY_JOINTS, "6d": 6 * NUM_BODY_JOINTS}
 # changes log q by a constant only (no effect on any objective's gradients).
 BODY_FLOW_SCALE = 0.5
 _REST = {"6d": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), "axis_angle": (0.0, 0.0, 0.0)}
+
+
+def _per_hypothesis(betas: Tensor, B: int, S: int) -> Tensor:
+    """The shape of every hypothesis ``(B, S, n)``: the head's ``(B, n)`` repeated, or the flow's ``(B, S, n)``."""
+    return betas if betas.dim() == 3 else betas[:, None].expand(B, S, betas.shape[-1])
 
 
 class SMPLSpec(BodySpec):
@@ -61,6 +69,7 @@ class SMPLSpec(BodySpec):
     crop_pixels = CROP_PIXELS
     eval_samples = BODY_EVAL_SAMPLES
     mode_first = True  # ProHMR: hypothesis 0 is the mode (zero noise)
+    shape_prior_sd = BODY_SHAPE_PRIOR_SD  # with model.shape_in_flow: the benchmark's β ~ N(0, 0.5²)
 
     # smplx's SMPL layer or the stand-in: Any, since mypy reads its buffers as Tensor | Module
     smpl: Any
@@ -124,7 +133,7 @@ class SMPLSpec(BodySpec):
         return {
             "global_orient": orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3),
             "body_pose": self.body_pose(theta),
-            "betas": head["betas"][:, None].expand(B, S, head["betas"].shape[-1]),
+            "betas": _per_hypothesis(head["betas"], B, S),
         }
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor], rotations: Tensor | None = None) -> Tensor:
@@ -137,7 +146,7 @@ class SMPLSpec(BodySpec):
         orient = head["global_orient"]
         rotations = self.matrices(theta) if rotations is None else rotations
         return self.smpl.keypoints(orient if orient.dim() == 3 else orient[:, None].expand(B, S, 3), None,
-                                   head["betas"][:, None].expand(B, S, head["betas"].shape[-1]), joints=SMPL_TO_BODY,
+                                   _per_hypothesis(head["betas"], B, S), joints=SMPL_TO_BODY,
                                    body_rotations=rotations)
 
     def vertices(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -156,8 +165,8 @@ class SMPLSpec(BodySpec):
         pose = self.limits.log_prior(aa, self.joint_limit_weight) - ORTHO_WEIGHT * self.rotation_penalty(theta)
         if self.pose_gmm is not None:
             pose = pose + self.pose_gmm.log_prob(aa.flatten(-2))
-        beta = box_prior(head["betas"], BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT)
-        return pose + beta[:, None]
+        beta = box_prior(head["betas"], BODY_BETA_HALF_WIDTH, BODY_BETA_WEIGHT)  # (B,) or per hypothesis (B, S)
+        return pose + (beta if beta.dim() == pose.dim() else beta[:, None])
 
     def keypoints_and_log_prior(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """:meth:`keypoints` and :meth:`log_prior` of one θ, its 6D rotation matrices made once for both (the same

@@ -56,6 +56,8 @@ class BodySpec(nn.Module):
         shape_dim: number of shape coefficients β the head predicts.
         crop_pixels: side of the crop in pixels that 2D metrics are reported in.
         eval_samples: hypotheses per item in the evaluation protocol (hands 200, bodies 25).
+        shape_prior_sd: the standard deviation of the Gaussian prior on β when the flow samples the shape
+            (``model.shape_in_flow``); None: the body supports no sampled shape.
         mode_first: whether :meth:`MultiHypothesisModel.predict` returns the mode as hypothesis 0 and
             S - 1 samples after it (ProHMR's body protocol) instead of S samples (the hand protocol).
     """
@@ -71,6 +73,7 @@ class BodySpec(nn.Module):
     crop_pixels: int = 256
     eval_samples: int = 200  # hypotheses per item of the body's evaluation protocol (hands: 200)
     mode_first: bool = False  # predictions put the mode first (ProHMR's body protocol), then S - 1 samples
+    shape_prior_sd: float | None = None  # β ~ N(0, sd²) per coefficient when the flow samples the shape
 
     def keypoints(self, theta: Tensor, head: dict[str, Tensor]) -> Tensor:
         """3D keypoints in metres ``(B, S, J, 3)`` of poses ``θ (B, S, D)`` with the head's per-item outputs."""
@@ -91,6 +94,13 @@ class BodySpec(nn.Module):
     def params_from_gt(self, params: Tensor) -> Tensor:
         """Ground-truth pose parameters of a batch ``(B, D')`` → the flow's variable ``(B, D)`` (for NLL)."""
         return params
+
+    def shape_log_prior(self, betas: Tensor) -> Tensor:
+        """The Gaussian log-prior ``(...)`` of shapes ``β (..., shape_dim)`` the flow samples (``model.shape_in_flow``),
+        up to a constant; the box on β of :meth:`log_prior` comes on top."""
+        if self.shape_prior_sd is None:
+            raise ValueError(f"the {self.name} spec has no prior on a sampled shape (shape_prior_sd)")
+        return -0.5 * (betas / self.shape_prior_sd).square().sum(-1)
 
     def flip_reflection(self) -> Tensor:
         """The reflection ``S (3, 3)`` across the plane of the body's rigid part (the palm) in the body
@@ -134,7 +144,13 @@ class MultiHypothesisModel(nn.Module):
         # With the rotation in the flow, its variable is (6D global rotation, pose θ) and the head
         # gives no rotation.
         self.rotation_in_flow = bool(cfg.rotation_in_flow)
-        self.flow_dim = self.pose_dim + (6 if self.rotation_in_flow else 0)
+        # with the shape in the flow, β (shape_dim) follows: (6D rotation, pose θ, β)
+        self.shape_in_flow = bool(getattr(cfg, "shape_in_flow", False))
+        if self.shape_in_flow and spec.shape_prior_sd is None:
+            raise ValueError(f"model.shape_in_flow: the {spec.name} model has no prior for a sampled shape; "
+                             "only bodies sample β in the flow (set model.shape_in_flow: false)")
+        extra_dims = (6 if self.rotation_in_flow else 0) + (spec.shape_dim if self.shape_in_flow else 0)
+        self.flow_dim = self.pose_dim + extra_dims
         self.encoder = build_encoder(cfg, num_keypoints=spec.num_keypoints, obs_dim=2)
         flow = ConditionalFlow(
             self.flow_dim, cfg.context_dim, transforms=cfg.flow_transforms, hidden=tuple(cfg.flow_hidden),
@@ -200,8 +216,11 @@ class MultiHypothesisModel(nn.Module):
 
     def split_flow_variable(self, theta: Tensor, head: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """The flow's samples ``(B, S, flow_dim)`` → (pose θ (B, S, D), the head's outputs with the
-        per-hypothesis ``global_orient`` (B, S, 3) when the flow samples it, the global rotation's 6D
-        orthonormality deviation (B, S), 0 otherwise)."""
+        per-hypothesis ``global_orient`` (B, S, 3) when the flow samples it and ``betas`` (B, S, shape_dim)
+        when it samples the shape, the global rotation's 6D orthonormality deviation (B, S), 0 otherwise)."""
+        if self.shape_in_flow:
+            n = self.spec.shape_dim
+            theta, head = theta[..., :-n], {**head, "betas": theta[..., -n:]}
         if not self.rotation_in_flow:
             return theta, head, theta.new_zeros(theta.shape[:-1])
         rot6d, pose = theta[..., :6], theta[..., 6:]
@@ -222,6 +241,8 @@ class MultiHypothesisModel(nn.Module):
         flow_variable = theta
         theta, head, rot_ortho = self.split_flow_variable(theta, head)
         joints, log_prior = self.spec.keypoints_and_log_prior(theta, head)
+        if self.shape_in_flow:
+            log_prior = log_prior + self.spec.shape_log_prior(head["betas"])
         joints = joints.to(theta.dtype)
         root = joints[..., self.spec.root : self.spec.root + 1, :]
         rel = joints - root
@@ -331,6 +352,10 @@ class MultiHypothesisModel(nn.Module):
                 raise KeyError("model.rotation_in_flow needs the batch's ground-truth 'global_orient' (B, 3) for NLL")
             rot = matrix_to_rot6d(axis_angle_to_matrix(batch["global_orient"].to(theta)))
             theta = torch.cat([rot, theta], dim=-1)
+        if self.shape_in_flow:
+            if "betas" not in batch:
+                raise KeyError("model.shape_in_flow needs the batch's ground-truth 'betas' (B, shape_dim) for NLL")
+            theta = torch.cat([theta, batch["betas"].to(theta)], dim=-1)
         return theta
 
     def log_prob(self, batch: dict, params: Tensor) -> Tensor:

@@ -88,6 +88,8 @@ class ModelTarget:
         self.flow_dim = int(model.flow_dim)
         self.shape_dim = int(model.spec.shape_dim)
         self.sample_rotation = self.sample_head and not model.rotation_in_flow
+        # a model whose flow samples the shape (model.shape_in_flow) has β in its flow variable already
+        self.sample_shape = self.sample_head and not getattr(model, "shape_in_flow", False)
         if self.sample_head:
             name = model.spec.name
             if head_prior is None and name not in HEAD_PRIORS:
@@ -96,7 +98,7 @@ class ModelTarget:
             if self.sample_rotation and self.head_prior.rotation != "uniform":
                 raise ValueError(f"reference 2 samples the head's rotation under a uniform prior; got "
                                  f"rotation={self.head_prior.rotation!r} in {self.head_prior}")
-        self.dim = self.flow_dim + (4 if self.sample_rotation else 0) + (self.shape_dim if self.sample_head else 0)
+        self.dim = self.flow_dim + (4 if self.sample_rotation else 0) + (self.shape_dim if self.sample_shape else 0)
 
     def _rows(self, key: str) -> Tensor:
         return self.head[key].repeat_interleave(self.chains, 0)
@@ -113,7 +115,7 @@ class ModelTarget:
             at += 4
             head["global_orient"] = roma.unitquat_to_rotvec(q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             extra = extra - 0.5 * q.square().sum(-1)
-        if self.sample_head:
+        if self.sample_shape:
             beta = x[:, at: at + self.shape_dim]
             head["betas"] = beta
             prior = self.head_prior
@@ -160,7 +162,7 @@ class ModelTarget:
             if flip_rows is not None:
                 R = torch.where(flip_rows[:, None, None], self._flip_matrix(R), R)
             parts.append(roma.rotmat_to_unitquat(R) * QUAT_RADIUS)
-        if self.sample_head:
+        if self.sample_shape:
             parts.append(self._rows("betas").detach().clone())
         return torch.cat(parts, -1)
 
@@ -201,6 +203,6 @@ class ModelTarget:
         parts = [sd]
         if self.sample_rotation:
             parts.append(sd.new_full((B * C, 4), 0.1))
-        if self.sample_head:
+        if self.sample_shape:
             parts.append(sd.new_full((B * C, self.shape_dim), self.head_prior.beta_sd))
         return torch.cat(parts, -1)

@@ -19,6 +19,7 @@ OBJECTIVE_COLORS = {
     "mhentropy_aa": "#1f78b4",
     "mhentropy_rot": "#6a3d9a",
     "mhentropy_tempered": "#c51b7d",
+    "mhentropy_long": "#66c2a5",
     "mhentropy_3d": "#0b5d45",
     "nll_3d": "#3b6310",
     "prohmr_2d": "#b2df8a",

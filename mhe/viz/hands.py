@@ -27,6 +27,7 @@ LABELS = {
     "mhentropy_aa": "MHEntropy (axis-angle flow)",
     "mhentropy_rot": "MHEntropy (rotation in the flow)",
     "mhentropy_tempered": "MHEntropy, tempered target",
+    "mhentropy_long": "MHEntropy, 3 × the steps",
     "mhentropy_3d": "MHEntropy + 3D",
     "nll_3d": "NLL + 3D (ProHMR-style)",
     "prohmr_2d": "ProHMR, 2D only",
