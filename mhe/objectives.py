@@ -197,21 +197,14 @@ def renyi(
     w_3d: float = 0.0,
     temperature: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The Rényi (α) variational bound (Li & Turner, 2016), a mass-covering relative of MHEntropy.
+    """The Rényi (α) bound (Li & Turner, 2016), a mass-covering relative of MHEntropy: minus the mean over B of
+    L_α = 1/(1 - α) · log(1/S · Σ_s w_s^(1 - α)), log w = w_rec·log p(obs|θ) + w_prior·log p(θ) - w_ent·log q(θ)
+    of S reparameterised samples; at unit weights an estimate (biased for finite S) of log Z - D_α(q || p(θ|obs)).
+    ``alpha = 1`` is the MHEntropy loss; α < 1 weighs each sample's gradient by its normalised w^(1 - α), so
+    samples where q undershoots the target pull q wider (α = 0: the importance-weighted bound).
 
-    With the log-weights ``log w = w_rec·log p(obs|θ) + w_prior·log p(θ) - w_ent·log q(θ)`` of S
-    reparameterised samples per item, the loss is minus the mean over B of
-
-        L_α = 1/(1 - α) · log( 1/S · Σ_s w_s^(1 - α) ),
-
-    which at unit weights estimates log Z - D_α(q || p(θ | obs)), the Rényi divergence of order α. At
-    ``alpha = 1`` it is the MHEntropy loss (reverse KL); α < 1 weighs each sample's gradient by its
-    self-normalised w^(1 - α), so samples where q undershoots the target pull q wider (α = 0: the
-    importance-weighted bound). The estimate is biased for finite S (it is a log of a mean).
-
-    Terms: ``reconstruction``, ``prior``, ``entropy`` (unweighted means, as MHEntropy's), ``bound`` (the mean
-    L_α), ``ess`` (the mean effective sample size of the normalised weights w^(1 - α), out of S), ``loss``.
-    """
+    Terms: ``reconstruction``, ``prior``, ``entropy`` (as MHEntropy's), ``bound`` (the mean L_α), ``ess`` (the
+    mean effective sample size of the normalised weights w^(1 - α), out of S), ``loss``."""
     if not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0 (1 = reverse KL, 0 = importance weighted), got {alpha!r}")
     _check_batch(batch)

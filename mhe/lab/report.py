@@ -7,9 +7,8 @@ Every number the README or a notebook states about a trained model is written he
 ``python -m mhe.lab.report`` rewrites them from the CSVs (README and the book's ``docs/results.md``); ``--check``
 (and a test) fails when they disagree with the CSVs. Notebook 04 shows :func:`hand_takeaways` of its own table.
 
-The ``gallery`` block lists every PNG in ``figures/`` with the caption its notebook gives it
-(:func:`mhe.lab.gallery.gallery`). Notebook 07 shows :func:`diagnostics_summary` and
-:func:`selection_summary` of the committed CSVs (and :func:`mhe.lab.paper.beside_the_paper`).
+The ``gallery`` block lists every PNG in ``figures/`` with its notebook's caption (:func:`mhe.lab.gallery.gallery`).
+Notebook 07 shows :func:`diagnostics_summary`, :func:`selection_summary` and :func:`mhe.lab.paper.beside_the_paper`.
 """
 
 from __future__ import annotations
