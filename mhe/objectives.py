@@ -184,7 +184,6 @@ def mhentropy(
     return _with_3d(loss, terms, hyp, batch, w_3d)
 
 
-
 def renyi(
     model: HypothesisModel,
     batch: dict,
