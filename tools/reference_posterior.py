@@ -258,6 +258,25 @@ def calibration_table(names: list[str], out_dir: Path, path: Path, seed: int = 0
     _merge_rows(path, rows, names)
 
 
+def load_references(reference_model: str, out_dir: Path, option: str) -> dict[int, dict]:
+    """The saved draws of ``reference_model``'s references (1 and 2, those present in ``out_dir``); a SystemExit
+    naming ``option`` (the table that needs them) when there are none."""
+    refs = {r: np.load(out_dir / f"{reference_model}_ref{r}.npz") for r in (1, 2)
+            if (out_dir / f"{reference_model}_ref{r}.npz").exists()}
+    if not refs:
+        raise SystemExit(f"no references of {reference_model} in {out_dir}: run this tool without {option}")
+    return refs
+
+
+def reference_batch(name: str, exp, split: str, index: list[int], truth: torch.Tensor, reference_model: str) -> dict:
+    """Model ``name``'s items ``index`` of ``split`` as one batch, checked against the references' saved ``truth``
+    (a SystemExit when they are other items: its data must be the reference model's)."""
+    batch = default_collate([exp.split(split)[i] for i in index])
+    if not torch.allclose(batch["joints_3d_mm"].float(), truth, atol=0.5, rtol=1e-3):
+        raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be {reference_model}'s")
+    return batch
+
+
 def decomposition_table(reference_model: str, models: list[str], out_dir: Path, path: Path, split: str = "val",
                         samples: int = 200, seed: int = 0, max_draws: int = 100, label: str = "") -> None:
     """Issue 29's decomposition on ``split``: (a) each reference of ``reference_model`` against the truth,
@@ -268,10 +287,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     from mhe.diagnostics import calibration_curve
     from mhe.reference import calibration_against_draws, energy_distance, flip_mass, spread_ratio
 
-    refs = {r: np.load(out_dir / f"{reference_model}_ref{r}.npz") for r in (1, 2)
-            if (out_dir / f"{reference_model}_ref{r}.npz").exists()}
-    if not refs:
-        raise SystemExit(f"no references of {reference_model} in {out_dir}: run this tool without --decomposition")
+    refs = load_references(reference_model, out_dir, "--decomposition")
     first = next(iter(refs.values()))
     pick = first["split"] == split
     index = first["index"][pick].tolist()
@@ -286,9 +302,7 @@ def decomposition_table(reference_model: str, models: list[str], out_dir: Path, 
     hyps: dict[str, torch.Tensor] = {}
     for name in models:
         model, _, exp = load(name)
-        batch = default_collate([exp.split(split)[i] for i in index])
-        if not torch.allclose(batch["joints_3d_mm"].float(), truth_saved, atol=0.5, rtol=1e-3):
-            raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be {reference_model}'s")
+        batch = reference_batch(name, exp, split, index, truth_saved, reference_model)
         torch.manual_seed(seed)
         with torch.no_grad():
             hyps[name] = model.predict(batch, samples, 1.0)["xyz_mm"].float()
@@ -369,10 +383,7 @@ def accuracy_table(reference_model: str, models: list[str], out_dir: Path, path:
     from mhe.diagnostics import calibration_curve
     from mhe.metrics import mpjpe, pa_mpjpe
 
-    refs = {r: np.load(out_dir / f"{reference_model}_ref{r}.npz") for r in (1, 2)
-            if (out_dir / f"{reference_model}_ref{r}.npz").exists()}
-    if not refs:
-        raise SystemExit(f"no references of {reference_model} in {out_dir}: run this tool without --accuracy")
+    refs = load_references(reference_model, out_dir, "--accuracy")
     first = next(iter(refs.values()))
     draws = first["joints_mm"].shape[1]
     visible_all = torch.from_numpy(first["visible"]).bool()
@@ -392,10 +403,7 @@ def accuracy_table(reference_model: str, models: list[str], out_dir: Path, path:
             for r, v in refs.items()}
         subset = None
         for name, (model, _, exp) in loaded.items():
-            batch = default_collate([exp.split(split)[i] for i in index])
-            if not torch.allclose(batch["joints_3d_mm"].float(), truth_saved, atol=0.5, rtol=1e-3):
-                raise SystemExit(f"{name}'s {split} items are not the reference's: its data must be "
-                                 f"{reference_model}'s")
+            batch = reference_batch(name, exp, split, index, truth_saved, reference_model)
             if protocol["ambiguous_only"]:
                 subset = batch["ambiguous"].bool()
             for temperature in sorted({protocol["temperature"], 1.0}):

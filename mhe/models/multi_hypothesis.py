@@ -145,7 +145,7 @@ class MultiHypothesisModel(nn.Module):
         # gives no rotation.
         self.rotation_in_flow = bool(cfg.rotation_in_flow)
         # with the shape in the flow, β (shape_dim) follows: (6D rotation, pose θ, β)
-        self.shape_in_flow = bool(getattr(cfg, "shape_in_flow", False))
+        self.shape_in_flow = bool(cfg.shape_in_flow)
         if self.shape_in_flow and spec.shape_prior_sd is None:
             raise ValueError(f"model.shape_in_flow: the {spec.name} model has no prior for a sampled shape; "
                              "only bodies sample β in the flow (set model.shape_in_flow: false)")

@@ -89,7 +89,7 @@ class ModelTarget:
         self.shape_dim = int(model.spec.shape_dim)
         self.sample_rotation = self.sample_head and not model.rotation_in_flow
         # a model whose flow samples the shape (model.shape_in_flow) has β in its flow variable already
-        self.sample_shape = self.sample_head and not getattr(model, "shape_in_flow", False)
+        self.sample_shape = self.sample_head and not model.shape_in_flow
         if self.sample_head:
             name = model.spec.name
             if head_prior is None and name not in HEAD_PRIORS:
