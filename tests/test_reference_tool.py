@@ -57,6 +57,49 @@ def test_reference_tool_samples_caches_resumes_and_writes_its_tables(tmp_path):
     assert (model_rows["spread_ratio_occluded"] > 0).all() and model_rows["flip_tv"].between(0, 1).all()
 
 
+def test_best_of_groups_takes_the_best_of_each_consecutive_set():
+    import torch
+
+    tool = _tool()
+    errors = torch.tensor([[5.0, 2.0, 7.0, 1.0, 9.0, 3.0]])
+    assert tool.best_of_groups(errors, 3).tolist() == [[2.0, 1.0]]
+    assert tool.best_of_groups(errors, 2).tolist() == [[2.0, 1.0, 3.0]]
+    with pytest.raises(ValueError, match="do not split into groups of 4"):
+        tool.best_of_groups(errors, 4)
+
+
+def test_accuracy_table_scores_references_and_models_on_the_references_items(tmp_path):
+    """References whose 25 draws are all the truth itself: their best-of-25 PA-MPJPE is 0 and every true joint lies in
+    every central region (score |1 - q| averaged over q = 0.05 ... 0.95, i.e. 0.5); the model's error is positive."""
+    import torch
+    from torch.utils.data import default_collate
+
+    tool = _tool()
+    _, _, exp = tool.load("body_mhentropy")
+    val = exp.split("val")
+    index = [i for i in range(40) if bool(val[i]["ambiguous"])][:3]
+    batch = default_collate([val[i] for i in index])
+    truth = batch["joints_3d_mm"].numpy().astype(np.float16)
+    out = tmp_path / "refs"
+    out.mkdir()
+    np.savez(out / "body_mhentropy_ref1.npz", joints_mm=np.repeat(truth[:, None], 25, 1), truth_mm=truth,
+             visible=batch["visible"].numpy(), split=np.array(["val"] * len(index)), index=np.array(index))
+    table = tmp_path / "acc.csv"
+    assert tool.main(["--models", "body_mhentropy", "--out", str(out), "--accuracy", "body_mhentropy",
+                      "--table", str(table)]) == 0
+    acc = pd.read_csv(table).set_index("source")
+    assert list(acc.index) == ["reference 1", "body_mhentropy, T = 0.8", "body_mhentropy, T = 1"]
+    assert (acc["items"] == len(index)).all() and (acc["sets"] == 1).all()
+    assert acc.loc["reference 1", "value_mm"] < 0.5 and acc.loc["reference 1", "score_occluded"] == pytest.approx(0.5)
+    assert (acc.loc[["body_mhentropy, T = 0.8", "body_mhentropy, T = 1"], "value_mm"] > 5).all()
+    assert torch.isfinite(torch.tensor(acc["value_mm"].to_numpy())).all()
+    np.savez(out / "body_mhentropy_ref1.npz", joints_mm=np.repeat(truth[:, None], 8, 1), truth_mm=truth,
+             visible=batch["visible"].numpy(), split=np.array(["val"] * len(index)), index=np.array(index))
+    with pytest.raises(SystemExit, match="not a multiple of the protocol's 25"):
+        tool.main(["--models", "body_mhentropy", "--out", str(out), "--accuracy", "body_mhentropy",
+                   "--table", str(table)])
+
+
 def test_converged_needs_both_rhat_and_ess_and_depth_bones_run_down_the_skeleton():
     tool = _tool()
     good = {"rhat_occluded": "1.005", "rhat_log_p": "1.002", "ess_occluded": "450", "ess_log_p": "900"}
